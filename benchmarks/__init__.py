@@ -1,0 +1,7 @@
+"""Benchmark scripts (speed, throughput): run as python -m benchmarks.NAME; print JSON."""
+
+import os
+
+# TensorFlow's C++ start-up notices (CPU features, oneDNN) would bury a binary's own
+# output; errors still show. Set before any binary imports TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,7 @@
+"""absl-flag binaries: the only code that reads flags (python -m experiments.NAME)."""
+
+import os
+
+# TensorFlow's C++ start-up notices (CPU features, oneDNN) would bury a binary's own
+# output; errors still show. Set before any binary imports TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,78 @@
+"""Flags that choose the data, shared by every binary that reads episodes."""
+
+from absl import flags
+
+from mann import errors
+from mann.data import datasets
+
+DATASET = flags.DEFINE_string(
+    "dataset", "omniglot",
+    "omniglot | sinusoid | tfds:NAME (any labelled TFDS image dataset, e.g. tfds:mnist).")
+DATA_DIR = flags.DEFINE_string(
+    "data_dir", None,
+    "TFDS data_dir: where prepared datasets and their decoded 28x28 arrays are kept "
+    "(default: TFDS's, ~/tensorflow_datasets). Decoding happens once per data_dir.")
+OMNIGLOT_DIR = flags.DEFINE_string(
+    "omniglot_dir", None,
+    "Folder holding images_background.zip and images_evaluation.zip (or a rebuilt/ "
+    "folder with them), read offline by a local TFDS builder; unset: the stock "
+    "tfds.load('omniglot') download.")
+SPLIT_SEED = flags.DEFINE_integer(
+    "split_seed", 0, "Seed of the class shuffle that splits classes into train / "
+    "validation / test (Omniglot: 1100 / 100 / 423 characters).")
+IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", 28, "Images are resized to image_size x image_size.", lower_bound=1)
+TRAIN_ROTATIONS = flags.DEFINE_boolean(
+    "train_rotations", True,
+    "Add 90/180/270-degree rotations of every training class as classes of their own.")
+GRAYSCALE = flags.DEFINE_boolean(
+    "grayscale", False, "tfds:NAME only: keep one channel (Omniglot is always grey).")
+CLASS_SPLIT_FRACTIONS = flags.DEFINE_list(
+    "class_split_fractions", ["0.6", "0.2", "0.2"],
+    "tfds:NAME only: share of classes in train, validation, test.")
+NUM_WAYS = flags.DEFINE_integer("num_ways", 5, "N: classes per task.", lower_bound=1)
+NUM_SHOTS = flags.DEFINE_integer(
+    "num_shots", 1, "K: support examples per class (sinusoid: points per task).",
+    lower_bound=1)
+NUM_QUERIES = flags.DEFINE_integer(
+    "num_queries", 15, "Q: query examples per class (sinusoid: points per task).",
+    lower_bound=0)
+
+
+
+def _is_valid_dataset(name: str) -> bool:
+  try:
+    datasets.check_dataset_name(name)
+  except errors.UserInputError:
+    return False
+  return True
+
+
+flags.register_validator("dataset", _is_valid_dataset,
+                         message="must be omniglot, sinusoid or tfds:NAME (e.g. tfds:mnist)")
+
+
+def class_splits():
+  """The flags' train / validation / test class sources (None for sinusoid)."""
+  if datasets.is_regression(DATASET.value):
+    return None
+  try:
+    fractions = [float(f) for f in CLASS_SPLIT_FRACTIONS.value]
+  except ValueError:
+    raise errors.UserInputError(
+        f"--class_split_fractions={','.join(CLASS_SPLIT_FRACTIONS.value)} must be three "
+        f"numbers, e.g. 0.6,0.2,0.2") from None
+  if len(fractions) != 3:
+    raise errors.UserInputError("--class_split_fractions needs three numbers, e.g. 0.6,0.2,0.2")
+  return datasets.class_splits(
+      DATASET.value, data_dir=DATA_DIR.value, omniglot_dir=OMNIGLOT_DIR.value,
+      split_seed=SPLIT_SEED.value, image_size=IMAGE_SIZE.value,
+      train_rotations=TRAIN_ROTATIONS.value, grayscale=GRAYSCALE.value,
+      class_split_fractions=fractions)
+
+
+def make_sampler(splits, *, split: str, seed: int):
+  """The sampler of `split` for the flags' dataset and episode shape."""
+  return datasets.make_sampler(
+      DATASET.value, split=split, num_ways=NUM_WAYS.value, num_shots=NUM_SHOTS.value,
+      num_queries=NUM_QUERIES.value, seed=seed, splits=splits)

@@ -1,0 +1,11 @@
+"""Episodes for few-shot learning: types, samplers, sources and tf.data pipelines."""
+
+from mann.data.episode import Episode
+from mann.data.episode import EpisodeSampler
+from mann.data.pipeline import episodes
+from mann.data.pipeline import meta_batches
+from mann.data.sampler import FewShotSampler
+from mann.data.sinusoid import SinusoidSampler
+from mann.data.source import ClassIndexedImages
+from mann.data.source import split_classes
+from mann.data.source import with_rotations

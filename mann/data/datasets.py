@@ -1,0 +1,103 @@
+"""Datasets by name: what the binaries' --dataset flag selects.
+
+  omniglot   Omniglot characters (TFDS), MAML-code split, 28x28 grey.
+  sinusoid   MAML-paper sinusoid regression.
+  tfds:NAME  any labelled TFDS image dataset, its classes split by a seeded shuffle.
+"""
+
+from typing import Optional, Sequence, Union
+
+from mann import errors
+from mann.data import omniglot
+from mann.data import sampler as sampler_lib
+from mann.data import sinusoid
+from mann.data import source as source_lib
+from mann.data import tfds_source
+
+SPLITS = ("train", "validation", "test")
+TFDS_PREFIX = "tfds:"
+Sampler = Union[sampler_lib.FewShotSampler, sinusoid.SinusoidSampler]
+
+
+def check_dataset_name(dataset: str) -> None:
+  """Raises UserInputError unless `dataset` is omniglot, sinusoid or tfds:NAME."""
+  if dataset in ("omniglot", "sinusoid"):
+    return
+  if dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX):
+    return
+  raise errors.UserInputError(
+      f"unknown dataset '{dataset}': use omniglot, sinusoid or tfds:NAME (e.g. tfds:mnist)")
+
+
+def is_regression(dataset: str) -> bool:
+  return dataset == "sinusoid"
+
+
+def class_splits(dataset: str, *, data_dir: Optional[str], omniglot_dir: Optional[str],
+                 split_seed: int, image_size: int, train_rotations: bool,
+                 grayscale: bool = False,
+                 class_split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
+                 ) -> dict[str, source_lib.ClassIndexedImages]:
+  """The train / validation / test classes of a classification dataset.
+
+  Args:
+    dataset: "omniglot" or "tfds:NAME".
+    data_dir: TFDS data_dir (None: TFDS's default).
+    omniglot_dir: folder of the Omniglot zips for the offline builder; None uses the
+      stock TFDS download.
+    split_seed: seed of the class shuffle behind the split.
+    image_size: images are resized to image_size x image_size.
+    train_rotations: add 90/180/270-degree rotations of training classes as classes.
+    grayscale: tfds:NAME only, keep one channel (Omniglot is always grey).
+    class_split_fractions: tfds:NAME only, the share of classes in each split
+      (Omniglot uses its fixed 1100 / 100 / 423).
+
+  Returns:
+    {"train": ..., "validation": ..., "test": ...}.
+  """
+  check_dataset_name(dataset)
+  if dataset == "omniglot":
+    characters = omniglot.load_omniglot(data_dir=data_dir, omniglot_dir=omniglot_dir,
+                                        image_size=image_size)
+    return omniglot.omniglot_splits(characters, split_seed=split_seed,
+                                    train_rotations=train_rotations)
+  if dataset == "sinusoid":
+    raise errors.UserInputError("sinusoid is a regression task family; it has no classes")
+  source = tfds_source.load_tfds_images(dataset[len(TFDS_PREFIX):], data_dir=data_dir,
+                                        image_size=image_size, grayscale=grayscale)
+  sizes = source_lib.split_sizes_from_fractions(source.num_classes, class_split_fractions)
+  ids = source_lib.split_classes(source.num_classes, split_sizes=sizes, seed=split_seed)
+  splits = {name: source.subset(class_ids) for name, class_ids in zip(SPLITS, ids)}
+  if train_rotations:
+    splits["train"] = source_lib.with_rotations(splits["train"])
+  return splits
+
+
+def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
+                 num_queries: int, seed: int,
+                 splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None
+                 ) -> Sampler:
+  """The episode sampler of one split.
+
+  Each split draws from its own seed stream (3 * seed + split number), so
+  validation and test tasks never repeat the training tasks' draws, and one seed
+  fixes all three.
+
+  Args:
+    dataset: "omniglot", "sinusoid" or "tfds:NAME".
+    split: "train", "validation" or "test".
+    num_ways, num_shots, num_queries: N, K, Q (num_ways is ignored for sinusoid).
+    seed: the run's seed.
+    splits: class_splits(...) of a classification dataset; unused for sinusoid.
+  """
+  check_dataset_name(dataset)
+  if split not in SPLITS:
+    raise errors.UserInputError(f"unknown split '{split}': use one of {', '.join(SPLITS)}")
+  split_seed = 3 * seed + SPLITS.index(split)
+  if dataset == "sinusoid":
+    return sinusoid.SinusoidSampler(num_shots=num_shots, num_queries=num_queries,
+                                    seed=split_seed)
+  if splits is None:
+    raise ValueError(f"make_sampler: {dataset} needs the class splits")
+  return sampler_lib.FewShotSampler(splits[split], num_ways=num_ways, num_shots=num_shots,
+                                    num_queries=num_queries, seed=split_seed)

@@ -1,0 +1,205 @@
+"""Omniglot (Lake et al. 2015) through TFDS, split and prepared as the MAML paper does.
+
+Two ways in, one result:
+  * online: the stock TFDS builder, `tfds.load("omniglot")`, which downloads;
+  * offline: `OmniglotLocal`, a TFDS builder with the stock builder's features that
+    reads images_background.zip and images_evaluation.zip from a folder given as
+    TFDS's manual_dir (the zips of github.com/brendenlake/omniglot, or the rebuilt
+    ones of the same layout in ../shared/data/omniglot/rebuilt).
+
+Either way, TFDS train+test are merged into the 1623 characters, which a seeded
+shuffle splits into 1100 train / 100 validation / 423 test characters (the split
+sizes of the MAML code); images are 28x28 grey in [0, 1] with bright strokes on a
+zero background; training may add rotations by 90/180/270 degrees as new classes.
+"""
+
+import os
+import zipfile
+from typing import Optional
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mann import errors
+from mann.data import source as source_lib
+from mann.data import tfds_source
+
+NUM_CHARACTERS = 1623
+SPLIT_SIZES = {"train": 1100, "validation": 100, "test": 423}
+IMAGE_SIZE = 28
+IMAGES_PER_CHARACTER = 20
+# The two archives of the full set, and what each must hold (characters, PNGs).
+ZIP_CONTENTS = {
+    "images_background.zip": (964, 964 * IMAGES_PER_CHARACTER),
+    "images_evaluation.zip": (659, 659 * IMAGES_PER_CHARACTER),
+}
+_NUM_ALPHABETS = 50
+
+
+def find_omniglot_zips(directory: str) -> dict[str, str]:
+  """Paths of images_background.zip and images_evaluation.zip under `directory`.
+
+  Looks in `directory` itself, then in its `rebuilt/` folder (the layout of
+  ../shared/data/omniglot). Each archive is opened and its PNGs counted, so a
+  missing, truncated or wrong file fails here, before anything is written.
+
+  Returns:
+    {"images_background.zip": path, "images_evaluation.zip": path}.
+  Raises:
+    UserInputError: naming the directory and the files expected.
+  """
+  expected = " and ".join(ZIP_CONTENTS)
+  if not os.path.isdir(directory):
+    raise errors.UserInputError(
+        f"Omniglot directory {directory} does not exist; it must hold {expected} "
+        f"(or a rebuilt/ folder with them), e.g. ../shared/data/omniglot")
+  found = {}
+  for filename, (num_characters, num_pngs) in ZIP_CONTENTS.items():
+    candidates = [os.path.join(directory, filename),
+                  os.path.join(directory, "rebuilt", filename)]
+    path = next((p for p in candidates if os.path.isfile(p)), None)
+    if path is None:
+      raise errors.UserInputError(
+          f"Omniglot directory {directory} lacks {filename}: it must hold {expected} "
+          f"(or a rebuilt/ folder with them), e.g. ../shared/data/omniglot")
+    stem = filename[:-len(".zip")]
+    try:
+      with zipfile.ZipFile(path) as archive:
+        pngs = [n for n in archive.namelist() if n.startswith(stem + "/") and n.endswith(".png")]
+    except (zipfile.BadZipFile, OSError) as e:
+      raise errors.UserInputError(
+          f"{path} is not a readable zip ({e}); replace it with the original "
+          f"{filename} of the Omniglot repository") from None
+    characters = {os.path.dirname(n) for n in pngs}
+    if (len(characters), len(pngs)) != (num_characters, num_pngs):
+      raise errors.UserInputError(
+          f"{path} holds {len(characters)} characters / {len(pngs)} PNGs under {stem}/, "
+          f"expected {num_characters} / {num_pngs}; replace it with the full {filename}")
+    found[filename] = path
+  return found
+
+
+def _character_records(zip_path: str):
+  """Yields (alphabet, alphabet_char_id, label, member name) of every PNG, in the stock
+  builder's order and numbering: label = the global character number in the file name
+  (0709_01.png is label 708), alphabet_char_id = characterNN - 1."""
+  with zipfile.ZipFile(zip_path) as archive:
+    names = sorted(n for n in archive.namelist() if n.endswith(".png"))
+  for name in names:
+    _, alphabet, character, image = name.split("/")
+    yield (alphabet, int(character[len("character"):]) - 1,
+           int(image.split("_")[0]) - 1, name)
+
+
+class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
+  """Omniglot from local zips (TFDS manual_dir): the stock 'omniglot' features and splits
+  train (images_background) and test (images_evaluation), without a download."""
+
+  VERSION = tfds.core.Version("3.0.0")
+  RELEASE_NOTES = {"3.0.0": "Stock omniglot 3.0.0 features, read from manual_dir."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      "Put images_background.zip and images_evaluation.zip of "
+      "github.com/brendenlake/omniglot (python/ folder) in the manual_dir, or in its "
+      "rebuilt/ folder.")
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Omniglot (Lake et al. 2015), 1623 characters of 50 alphabets.",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(105, 105, 3), encoding_format="png"),
+            "alphabet": tfds.features.ClassLabel(num_classes=_NUM_ALPHABETS),
+            "alphabet_char_id": np.int64,
+            "label": tfds.features.ClassLabel(num_classes=NUM_CHARACTERS),
+        }),
+        supervised_keys=("image", "label"),
+        homepage="https://github.com/brendenlake/omniglot/",
+    )
+
+  def _split_generators(self, dl_manager):
+    zips = find_omniglot_zips(os.fspath(dl_manager.manual_dir))
+    alphabets, label_names = set(), {}
+    for path in zips.values():
+      for alphabet, char_id, label, _ in _character_records(path):
+        alphabets.add(alphabet)
+        label_names[label] = f"{alphabet}_{char_id}"
+    if sorted(label_names) != list(range(NUM_CHARACTERS)):
+      raise errors.UserInputError(
+          f"the Omniglot zips in {dl_manager.manual_dir} do not number their characters "
+          f"1..{NUM_CHARACTERS}; use the original or rebuilt zips")
+    self.info.features["alphabet"].names = sorted(alphabets)
+    self.info.features["label"].names = [label_names[k] for k in sorted(label_names)]
+    return {
+        "train": self._generate_examples(zips["images_background.zip"]),
+        "test": self._generate_examples(zips["images_evaluation.zip"]),
+    }
+
+  def _generate_examples(self, zip_path):
+    with zipfile.ZipFile(zip_path) as archive:
+      for alphabet, char_id, label, name in _character_records(zip_path):
+        key = f"{alphabet}_{char_id}_{os.path.basename(name)}"  # the stock builder's key
+        yield key, {"image": archive.read(name), "alphabet": alphabet,
+                    "alphabet_char_id": char_id, "label": label}
+
+
+def load_omniglot(*, data_dir: Optional[str], omniglot_dir: Optional[str],
+                  image_size: int = IMAGE_SIZE) -> source_lib.ClassIndexedImages:
+  """All 1623 Omniglot characters, one class each, in TFDS label order.
+
+  Args:
+    data_dir: TFDS data_dir where the prepared dataset and the decoded cache live
+      (None: TFDS's default). Decoding happens once per data_dir.
+    omniglot_dir: a folder with the Omniglot zips, for the offline builder; None
+      uses the stock TFDS builder, which downloads them.
+    image_size: side of the square images after resizing.
+
+  Returns:
+    A source of 1623 classes (class c = TFDS label c), images uint8
+    [32460, image_size, image_size, 1] with strokes bright (255) on black (0).
+  """
+  if omniglot_dir is not None:
+    find_omniglot_zips(omniglot_dir)  # fail early, with the directory named
+    builder = OmniglotLocal(data_dir=data_dir)
+    download_config = tfds.download.DownloadConfig(manual_dir=omniglot_dir)
+  else:
+    builder = tfds.builder("omniglot", data_dir=data_dir)
+    download_config = None
+  cache_path = tfds_source.cache_path(
+      data_dir, f"{builder.name}-{builder.version}-{image_size}px-grey.npz")
+
+  def build() -> source_lib.ClassIndexedImages:
+    builder.download_and_prepare(download_config=download_config)
+    dataset = builder.as_dataset(split="train+test", shuffle_files=False)
+    images, labels = tfds_source.decode_images(
+        dataset, image_size=image_size, grayscale=True, invert=True)
+    source = tfds_source.source_from_arrays(
+        images, labels, class_names=builder.info.features["label"].names)
+    if source.num_classes != NUM_CHARACTERS:
+      raise errors.UserInputError(
+          f"TFDS {builder.name} gave {source.num_classes} characters, expected "
+          f"{NUM_CHARACTERS}; delete its folder under {builder.data_dir_root} and rerun")
+    return source
+
+  return tfds_source.cached_source(cache_path, build)
+
+
+def omniglot_splits(source: source_lib.ClassIndexedImages, *, split_seed: int,
+                    train_rotations: bool) -> dict[str, source_lib.ClassIndexedImages]:
+  """The MAML-code character split of the 1623 characters.
+
+  Args:
+    source: load_omniglot's 1623 characters.
+    split_seed: seed of the character shuffle; the same seed gives the same split.
+    train_rotations: make the 90/180/270-degree rotations of each training character
+      classes of their own (4400 training classes). Rotation comes after the split,
+      so every rotation of a character is on the side of that character.
+
+  Returns:
+    {"train": ..., "validation": ..., "test": ...}, each its own 0-based classes.
+  """
+  ids = source_lib.split_classes(source.num_classes, split_sizes=list(SPLIT_SIZES.values()),
+                                 seed=split_seed)
+  splits = {name: source.subset(class_ids) for name, class_ids in zip(SPLIT_SIZES, ids)}
+  if train_rotations:
+    splits["train"] = source_lib.with_rotations(splits["train"])
+  return splits

@@ -1,0 +1,65 @@
+"""tf.data pipelines that turn an episode sampler into a stream of meta-batches."""
+
+from typing import Optional
+
+import tensorflow as tf
+
+from mann import errors
+from mann.data import episode as episode_lib
+
+# Episodes are numbered from 0 upwards without end; 2**62 is "forever" for int64.
+_ENDLESS = 2**62
+
+
+def meta_batches(sampler: episode_lib.EpisodeSampler, *, meta_batch_size: int,
+                 start_step: int = 0, num_steps: Optional[int] = None,
+                 num_parallel_calls: int = tf.data.AUTOTUNE,
+                 drop_remainder: bool = True) -> tf.data.Dataset:
+  """Meta-batches of T episodes, made in parallel, in a fixed order, prefetched.
+
+  Meta-batch s holds episodes s*T .. s*T + T - 1 of the sampler, so a run resumed
+  at step s sees exactly the batches an uninterrupted run would (pass
+  start_step=s), and two runs with one sampler seed see the same tasks.
+
+  Args:
+    sampler: maps an episode index to an Episode (FewShotSampler, SinusoidSampler).
+    meta_batch_size: T, episodes per meta-batch.
+    start_step: the first meta-batch to yield.
+    num_steps: how many meta-batches to yield; None for an endless stream.
+    num_parallel_calls: parallel episode makers (AUTOTUNE: as many as help).
+    drop_remainder: with num_steps set, whether a final short batch is dropped.
+
+  Returns:
+    A tf.data.Dataset of Episode, each field [T, ...] with a static T.
+  """
+  if meta_batch_size < 1:
+    raise errors.UserInputError(f"meta_batch_size must be >= 1, got {meta_batch_size}")
+  if start_step < 0 or (num_steps is not None and num_steps < 0):
+    raise errors.UserInputError(
+        f"start_step ({start_step}) and num_steps ({num_steps}) must be >= 0")
+  first = start_step * meta_batch_size
+  last = _ENDLESS if num_steps is None else first + num_steps * meta_batch_size
+  return _batched_episodes(sampler, first, last, meta_batch_size, drop_remainder,
+                           num_parallel_calls)
+
+
+def episodes(sampler: episode_lib.EpisodeSampler, *, num_episodes: int,
+             first_episode: int = 0, batch_size: int = 1) -> tf.data.Dataset:
+  """A finite, ordered run of episodes first_episode .. first_episode+num_episodes-1,
+  batched by batch_size (the last batch may be short): what an evaluation loops over.
+  """
+  if num_episodes < 1 or batch_size < 1:
+    raise errors.UserInputError(
+        f"num_episodes ({num_episodes}) and batch_size ({batch_size}) must be >= 1")
+  return _batched_episodes(sampler, first_episode, first_episode + num_episodes,
+                           batch_size, False, tf.data.AUTOTUNE)
+
+
+def _batched_episodes(sampler, first, last, batch_size, drop_remainder,
+                      num_parallel_calls) -> tf.data.Dataset:
+  """Episodes first..last-1 in order, made in parallel, batched, prefetched."""
+  dataset = tf.data.Dataset.range(first, last)
+  dataset = dataset.map(sampler.episode, num_parallel_calls=num_parallel_calls,
+                        deterministic=True)
+  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+  return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,117 @@
+"""N-way K-shot episodes over a class-indexed image source, as pure TF ops.
+
+Episode `i` of a sampler with seed `s` is a function of (s, i) alone, drawn with
+TF's stateless random ops: the same seed gives the same tasks on every run,
+different seeds different ones, and tf.data can make episodes in parallel (and a
+resumed run can skip to episode i) without changing what is drawn.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from mann import errors
+from mann.data import episode as episode_lib
+from mann.data import source as source_lib
+
+# Random keys are int32 in [0, 2**30); padding slots get a larger key so that they sort
+# last. Integer keys make ties (and so any bias of argsort) vanishingly rare.
+_KEY_RANGE = 2**30
+_PAD_KEY = 2**31 - 1
+
+
+class FewShotSampler:
+  """Draws N-way K-shot tasks with Q queries per class from one class-indexed source.
+
+  Per task: N classes without replacement, in random order (the i-th drawn class
+  gets label i, so labels are a random remapping onto 0..N-1); per class K+Q
+  distinct images, the first K the support set, the other Q the query set, so
+  support and query never share an image.
+  """
+
+  def __init__(self, source: source_lib.ClassIndexedImages, *, num_ways: int,
+               num_shots: int, num_queries: int, seed: int):
+    """Args:
+      source: the classes to draw from (one split of a dataset).
+      num_ways: N, classes per task.
+      num_shots: K, support images per class.
+      num_queries: Q, query images per class.
+      seed: int, the seed of every draw; pair it with the episode index.
+    """
+    if num_ways < 1 or num_shots < 1 or num_queries < 0:
+      raise errors.UserInputError(
+          f"need num_ways >= 1, num_shots >= 1, num_queries >= 0; got {num_ways}, "
+          f"{num_shots}, {num_queries}")
+    if num_ways > source.num_classes:
+      raise errors.UserInputError(
+          f"num_ways={num_ways} exceeds the {source.num_classes} classes of this split; "
+          f"use at most {source.num_classes} ways")
+    counts = source.class_counts()
+    per_class = num_shots + num_queries
+    if counts.min() < per_class:
+      raise errors.UserInputError(
+          f"num_shots + num_queries = {per_class} exceeds the {counts.min()} images of "
+          f"the smallest class; lower num_shots or num_queries")
+    self.num_ways = num_ways
+    self.num_shots = num_shots
+    self.num_queries = num_queries
+    self.seed = seed
+    self.source = source
+    self._num_classes = source.num_classes
+    self._images = tf.constant(source.images)
+    self._class_table = tf.constant(source.class_table())
+    self._class_counts = tf.constant(counts.astype(np.int32))
+    self._uniform_counts = bool((counts == counts[0]).all())
+
+  @property
+  def element_spec(self) -> episode_lib.Episode:
+    shape = self.source.image_shape
+    n, k, q = self.num_ways, self.num_shots, self.num_queries
+    return episode_lib.Episode(
+        support_x=tf.TensorSpec([n * k, *shape], tf.float32),
+        support_y=tf.TensorSpec([n * k], tf.int32),
+        query_x=tf.TensorSpec([n * q, *shape], tf.float32),
+        query_y=tf.TensorSpec([n * q], tf.int32))
+
+  def episode_image_indices(self, index) -> tuple[tf.Tensor, tf.Tensor]:
+    """The source rows of the images of episode `index`.
+
+    Args:
+      index: int scalar, the episode number.
+
+    Returns:
+      classes: int32 [N], the source class of labels 0..N-1.
+      image_indices: int32 [N, K+Q], row i holds the images of label i, support first.
+    """
+    seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
+    class_seed, image_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=2))
+    class_keys = tf.random.stateless_uniform(
+        [self._num_classes], class_seed, minval=0, maxval=_KEY_RANGE, dtype=tf.int32)
+    classes = tf.argsort(class_keys, stable=True)[:self.num_ways]
+    table = tf.gather(self._class_table, classes)  # [N, max_count]
+    image_keys = tf.random.stateless_uniform(
+        tf.shape(table), image_seed, minval=0, maxval=_KEY_RANGE, dtype=tf.int32)
+    if not self._uniform_counts:
+      valid = tf.range(tf.shape(table)[1])[None, :] < tf.gather(
+          self._class_counts, classes)[:, None]
+      image_keys = tf.where(valid, image_keys, _PAD_KEY)
+    picked = tf.argsort(image_keys, axis=1, stable=True)[:, :self.num_shots + self.num_queries]
+    return classes, tf.gather(table, picked, batch_dims=1)
+
+  def episode(self, index) -> episode_lib.Episode:
+    """Episode number `index`, images as float32 in [0, 1] (see Episode for shapes)."""
+    _, image_indices = self.episode_image_indices(index)
+    support_idx = tf.reshape(image_indices[:, :self.num_shots], [-1])
+    query_idx = tf.reshape(image_indices[:, self.num_shots:], [-1])
+    labels = tf.range(self.num_ways, dtype=tf.int32)
+
+    def images(idx):
+      # A multiply, not a divide: graph mode rewrites x / 255 as x * (1 / 255), and the
+      # two differ in the last bit; one form keeps eager and compiled episodes equal.
+      return tf.cast(tf.gather(self._images, idx), tf.float32) * (1.0 / 255.0)
+
+    return episode_lib.Episode(
+        support_x=images(support_idx),
+        support_y=tf.repeat(labels, self.num_shots),
+        query_x=images(query_idx),
+        query_y=tf.repeat(labels, self.num_queries))

@@ -1,0 +1,4 @@
+"""Keras models: backbones without memory (conv4, mlp); all run through stateless_call."""
+
+from mann.models.conv4 import conv4
+from mann.models.mlp import mlp

@@ -1,0 +1,47 @@
+"""The conv4 backbone of the few-shot literature (Vinyals et al. 2016; MAML, Finn 2017)."""
+
+import keras
+
+DOWNSAMPLING = ("stride", "max_pool")
+
+
+def conv4(*, num_classes: int, image_shape: tuple[int, int, int] = (28, 28, 1),
+          num_filters: int = 64, downsample: str = "stride",
+          batch_norm_momentum: float = 0.99, name: str = "conv4") -> keras.Model:
+  """Four blocks of [3x3 conv, batch norm, ReLU], then a linear N-way head.
+
+  `downsample="stride"` gives each conv stride 2 ('same' padding), as the MAML code
+  does for Omniglot: 28 -> 14 -> 7 -> 4 -> 2, so 2*2*num_filters features.
+  `downsample="max_pool"` keeps stride 1 and adds a 2x2 max pool to each block
+  (4x the FLOPs): 28 -> 14 -> 7 -> 3 -> 1.
+
+  Args:
+    num_classes: N, the width of the output layer.
+    image_shape: (H, W, C) of one input image.
+    num_filters: channels of every conv.
+    downsample: "stride" or "max_pool".
+    batch_norm_momentum: of the running statistics (used only when a caller asks for
+      running statistics: MAML uses the batch's own, see mann/meta).
+    name: the Keras model's name.
+
+  Returns:
+    A built keras.Model mapping float32 [B, H, W, C] to logits [B, num_classes]; it
+    runs functionally through `stateless_call(trainable, non_trainable, x)`.
+  """
+  if downsample not in DOWNSAMPLING:
+    raise ValueError(f"downsample must be one of {DOWNSAMPLING}, got {downsample!r}")
+  layers = [keras.Input(shape=image_shape)]
+  for block in range(4):
+    layers += [
+        keras.layers.Conv2D(num_filters, 3, padding="same",
+                            strides=2 if downsample == "stride" else 1,
+                            name=f"block{block}_conv"),
+        keras.layers.BatchNormalization(momentum=batch_norm_momentum,
+                                        name=f"block{block}_norm"),
+        keras.layers.ReLU(name=f"block{block}_relu"),
+    ]
+    if downsample == "max_pool":
+      layers.append(keras.layers.MaxPooling2D(2, name=f"block{block}_pool"))
+  layers += [keras.layers.Flatten(name="flatten"),
+             keras.layers.Dense(num_classes, name="logits")]
+  return keras.Sequential(layers, name=name)

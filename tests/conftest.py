@@ -1,0 +1,39 @@
+"""Shared fixtures: the real Omniglot zips, prepared once per machine through TFDS."""
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+  sys.path.insert(0, str(REPO_ROOT))
+
+
+@pytest.fixture(scope="session")
+def omniglot_dir() -> str:
+  """The Omniglot zips: $MANN_OMNIGLOT_DIR, else ../shared/data/omniglot beside the repo."""
+  path = os.environ.get("MANN_OMNIGLOT_DIR", str(REPO_ROOT.parent / "shared/data/omniglot"))
+  assert os.path.isdir(path), (
+      f"Omniglot zips not found at {path}: set MANN_OMNIGLOT_DIR to the folder that holds "
+      f"images_background.zip and images_evaluation.zip")
+  return path
+
+
+@pytest.fixture(scope="session")
+def tfds_data_dir() -> str:
+  """A TFDS data_dir kept between test runs ($MANN_TEST_DATA_DIR or ~/.cache/mann/tfds),
+  so that Omniglot is prepared and decoded once per machine."""
+  path = os.environ.get("MANN_TEST_DATA_DIR",
+                        os.path.expanduser("~/.cache/mann/tfds"))
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+@pytest.fixture(scope="session")
+def omniglot_characters(omniglot_dir, tfds_data_dir):
+  """All 1623 characters, loaded offline from the zips through the local TFDS builder."""
+  from mann.data import omniglot  # pylint: disable=g-import-not-at-top
+  return omniglot.load_omniglot(data_dir=tfds_data_dir, omniglot_dir=omniglot_dir)

@@ -1,0 +1,46 @@
+"""Tests of mann/data/sinusoid.py: the MAML paper's task family."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mann import errors
+from mann.data import sinusoid
+
+
+def test_targets_are_amplitude_sine_of_shifted_inputs():
+  sampler = sinusoid.SinusoidSampler(num_shots=10, num_queries=7, seed=4)
+  for index in range(20):
+    episode = sampler.episode(index)
+    amplitude, phase = (float(v) for v in sampler.task_parameters(index))
+    for x, y in ((episode.support_x, episode.support_y), (episode.query_x, episode.query_y)):
+      x64 = np.asarray(x, np.float64)
+      np.testing.assert_allclose(np.asarray(y), amplitude * np.sin(x64 - phase), atol=2e-6)
+    assert episode.support_x.shape == (10, 1) and episode.query_x.shape == (7, 1)
+
+
+def test_draws_cover_the_paper_ranges():
+  sampler = sinusoid.SinusoidSampler(num_shots=5, num_queries=5, seed=0)
+  params = np.array([[float(v) for v in sampler.task_parameters(i)] for i in range(500)])
+  inputs = np.concatenate([np.asarray(sampler.episode(i).support_x) for i in range(100)])
+  assert 0.1 <= params[:, 0].min() < 0.3 and 4.8 < params[:, 0].max() <= 5.0
+  assert 0.0 <= params[:, 1].min() < 0.1 and 3.0 < params[:, 1].max() <= np.pi
+  assert -5.0 <= inputs.min() < -4.8 and 4.8 < inputs.max() <= 5.0
+
+
+def test_seeded_and_compiled_episodes_agree():
+  first = sinusoid.SinusoidSampler(num_shots=5, num_queries=5, seed=1)
+  again = sinusoid.SinusoidSampler(num_shots=5, num_queries=5, seed=1)
+  other = sinusoid.SinusoidSampler(num_shots=5, num_queries=5, seed=2)
+  compiled = tf.function(first.episode)
+  for index in range(3):
+    for a, b, c in zip(first.episode(index), again.episode(index),
+                       compiled(tf.constant(index, tf.int64))):
+      np.testing.assert_array_equal(a, b)
+      np.testing.assert_array_equal(a, c)
+    assert not np.array_equal(first.episode(index).support_y, other.episode(index).support_y)
+
+
+def test_bad_sizes_raise():
+  with pytest.raises(errors.UserInputError, match="num_shots >= 1"):
+    sinusoid.SinusoidSampler(num_shots=0, num_queries=5, seed=0)

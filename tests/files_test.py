@@ -1,0 +1,39 @@
+"""Tests of mann/files.py: atomic writes."""
+
+import os
+import stat
+
+import pytest
+
+from mann import errors
+from mann import files
+
+
+def test_success_moves_the_file_into_place_with_normal_permissions(tmp_path):
+  target = tmp_path / "out.json"
+  old_umask = os.umask(0o022)
+  try:
+    with files.atomic_write(str(target)) as tmp:
+      with open(tmp, "w") as f:
+        f.write("{}")
+      assert not target.exists()  # nothing at the final path until the write is done
+  finally:
+    os.umask(old_umask)
+  assert target.read_text() == "{}"
+  assert stat.S_IMODE(target.stat().st_mode) == 0o644
+  assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_failure_leaves_nothing_behind(tmp_path):
+  with pytest.raises(RuntimeError):
+    with files.atomic_write(str(tmp_path / "out.png")) as tmp:
+      with open(tmp, "w") as f:
+        f.write("half")
+      raise RuntimeError("interrupted")
+  assert not os.listdir(tmp_path)
+
+
+def test_missing_folder_is_a_user_error(tmp_path):
+  with pytest.raises(errors.UserInputError, match="does not exist; create it first"):
+    with files.atomic_write(str(tmp_path / "no" / "out.png")):
+      pass
