@@ -2,6 +2,8 @@
 
 import keras
 
+from mann.models import batch_norm
+
 DOWNSAMPLING = ("stride", "max_pool")
 
 
@@ -36,7 +38,7 @@ def conv4(*, num_classes: int, image_shape: tuple[int, int, int] = (28, 28, 1),
         keras.layers.Conv2D(num_filters, 3, padding="same",
                             strides=2 if downsample == "stride" else 1,
                             name=f"block{block}_conv"),
-        keras.layers.BatchNormalization(momentum=batch_norm_momentum,
+        batch_norm.BatchNormalization(momentum=batch_norm_momentum,
                                         name=f"block{block}_norm"),
         keras.layers.ReLU(name=f"block{block}_relu"),
     ]

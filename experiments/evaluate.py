@@ -1,0 +1,84 @@
+r"""Meta-tests a trained run on held-out tasks; writes WORKDIR/eval.json.
+
+  python -m experiments.evaluate --workdir=workdirs/maml_omniglot_5w1s
+
+Reads the run's flags from WORKDIR/flags.json (any flag given here overrides its
+saved value, e.g. --num_eval_inner_steps or --num_queries) and its latest checkpoint,
+adapts to --num_tasks tasks of --split with --num_eval_inner_steps SGD steps each, and
+reports the mean query score after each step with its 95% confidence interval
+(1.96 std / sqrt(num_tasks)). Tasks are a function of --seed: every evaluation of a
+seed sees the same tasks.
+
+eval.json: split, num_tasks, num_eval_inner_steps, checkpoint_step, and
+  classification: accuracy, ci95, accuracy_by_steps {steps: mean}, ci95_by_steps;
+  regression: mse, ci95, mse_by_steps {steps: mean}, ci95_by_steps.
+"""
+
+import json
+import os
+import time
+
+from absl import flags
+
+from experiments import common
+from experiments import data_flags
+from experiments import run_flags
+from mann import errors
+from mann import evaluation
+from mann import files
+from mann import training
+
+WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
+NUM_TASKS = flags.DEFINE_integer("num_tasks", 600, "Tasks to evaluate.", lower_bound=1)
+SPLIT = flags.DEFINE_enum("split", "test", ["train", "validation", "test"],
+                          "Which classes (or task stream) to evaluate on.")
+TASKS_PER_BATCH = flags.DEFINE_integer(
+    "tasks_per_batch", 25, "Tasks adapted together (memory vs speed; same scores).",
+    lower_bound=1)
+OUTPUT_NAME = flags.DEFINE_string("output_name", "eval.json",
+                                  "File name of the report inside --workdir.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  del argv
+  run_flags.restore_run_flags(WORKDIR.value)
+  run_flags.check_combination()
+  splits = data_flags.class_splits()
+  sampler = data_flags.make_sampler(splits, split=SPLIT.value, seed=run_flags.SEED.value)
+  learner = run_flags.make_learner(run_flags.make_model(sampler))
+  try:
+    checkpoint_step = training.restore_latest(WORKDIR.value, learner)
+  except FileNotFoundError as e:
+    raise errors.UserInputError(f"{e}: train the run first (experiments.train)") from None
+  num_steps = run_flags.NUM_EVAL_INNER_STEPS.value
+  start = time.time()
+  scores = evaluation.score_tasks(learner, sampler, num_tasks=NUM_TASKS.value,
+                                  num_inner_steps=num_steps,
+                                  batch_size=TASKS_PER_BATCH.value)
+  metric = learner.objective.metric_name
+  summary = evaluation.summarise(scores, metric)
+  report = {
+      "split": SPLIT.value,
+      "num_tasks": summary["num_tasks"],
+      "num_eval_inner_steps": num_steps,
+      "checkpoint_step": checkpoint_step,
+      metric: summary[metric],
+      "ci95": summary["ci95"],
+      f"{metric}_by_steps": {k: v["mean"] for k, v in summary[f"{metric}_by_steps"].items()},
+      "ci95_by_steps": {k: v["ci95"] for k, v in summary[f"{metric}_by_steps"].items()},
+      "num_shots": data_flags.NUM_SHOTS.value,
+      "num_queries": data_flags.NUM_QUERIES.value,
+      "eval_seconds": round(time.time() - start, 1),
+  }
+  path = os.path.join(WORKDIR.value, OUTPUT_NAME.value)
+  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
+    json.dump(report, f, indent=1)
+  scale = 100.0 if metric == "accuracy" else 1.0
+  print(f"{SPLIT.value}: {metric} {scale * report[metric]:.2f} +- {scale * report['ci95']:.2f} "
+        f"over {report['num_tasks']} tasks after {num_steps} steps "
+        f"(checkpoint step {checkpoint_step}); wrote {path}")
+
+
+if __name__ == "__main__":
+  common.run(main)

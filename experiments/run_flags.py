@@ -1,0 +1,139 @@
+"""Flags of a training run (model, algorithm, optimisation) and the builders they feed.
+
+train.py writes every flag of this module and of data_flags to WORKDIR/flags.json;
+evaluate.py reads them back, so that a run is evaluated as it was trained.
+"""
+
+import json
+import os
+
+from absl import flags
+import keras
+
+from experiments import data_flags
+from mann import errors
+from mann import files
+from mann import meta
+from mann import models
+from mann.data import datasets
+
+ALGORITHMS = ("maml", "fomaml", "reptile", "transfer")
+
+MODEL = flags.DEFINE_enum("model", "conv4", ["conv4", "mlp"],
+                          "conv4: 4 conv blocks (images); mlp: 40-40 ReLU (sinusoid).")
+DOWNSAMPLE = flags.DEFINE_enum("downsample", "stride", ["stride", "max_pool"],
+                               "conv4 downsampling: stride-2 convs (MAML's Omniglot) or 2x2 max pool.")
+NUM_FILTERS = flags.DEFINE_integer("num_filters", 64, "conv4 channels.", lower_bound=1)
+ALGORITHM = flags.DEFINE_enum(
+    "algorithm", "maml", list(ALGORITHMS),
+    "maml: second-order MAML; fomaml: first-order MAML; reptile: Reptile (SGD inner loop); "
+    "transfer: pretrain on all tasks pooled, fine-tune by SGD at test (sinusoid only).")
+META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32, "T: tasks per meta-step.",
+                                       lower_bound=1)
+NUM_INNER_STEPS = flags.DEFINE_integer("num_inner_steps", 1,
+                                       "Inner SGD steps per task in meta-training.",
+                                       lower_bound=0)
+NUM_EVAL_INNER_STEPS = flags.DEFINE_integer(
+    "num_eval_inner_steps", 3, "Inner SGD steps per task at validation and meta-test.",
+    lower_bound=0)
+INNER_LR = flags.DEFINE_float("inner_lr", 0.4, "Inner-loop SGD learning rate.")
+OUTER_LR = flags.DEFINE_float("outer_lr", 1e-3, "Outer (meta) learning rate.")
+OUTER_OPTIMIZER = flags.DEFINE_enum(
+    "outer_optimizer", "adam", ["adam", "sgd"],
+    "Outer optimiser: adam (MAML) or sgd (Reptile's interpolation, step = outer_lr).")
+LEARN_INNER_LRS = flags.DEFINE_boolean(
+    "learn_inner_lrs", False, "MAML++ LSLR: learn one inner rate per step and weight tensor.")
+MULTI_STEP_LOSS = flags.DEFINE_boolean(
+    "multi_step_loss", False, "MAML++ multi-step loss, annealed to the last step.")
+NUM_STEPS = flags.DEFINE_integer("num_steps", 60000, "Meta-steps of the run.", lower_bound=1)
+VECTORIZE = flags.DEFINE_boolean(
+    "vectorize", False, "Map tasks with tf.vectorized_map (fast for mlp) instead of "
+    "tf.map_fn (the faster for conv4).")
+SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights and of every task drawn.")
+
+# Flags that define a run; train.py saves them, evaluate.py restores them.
+RUN_FLAG_MODULES = ("experiments.data_flags", "experiments.run_flags")
+FLAGS_FILE = "flags.json"
+
+
+def run_flag_values() -> dict:
+  """{flag name: value} of every flag that defines the run."""
+  values = {}
+  for module in RUN_FLAG_MODULES:
+    for flag in flags.FLAGS.get_flags_for_module(module):
+      values[flag.name] = flag.value
+  return values
+
+
+def save_run_flags(workdir: str) -> None:
+  """Writes the run's flags to workdir; refuses a workdir of a different run."""
+  path = os.path.join(workdir, FLAGS_FILE)
+  values = run_flag_values()
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    changed = sorted(k for k in values if k in saved and saved[k] != values[k]
+                     and k != "num_steps")
+    if changed:
+      raise errors.UserInputError(
+          f"workdir {workdir} holds a run with other settings ({', '.join(changed)}); "
+          f"use a new --workdir, or the same flags to resume it")
+  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
+    json.dump(values, f, indent=1, sort_keys=True)
+
+
+def restore_run_flags(workdir: str) -> None:
+  """Sets every run flag not given on the command line to the value saved in workdir."""
+  path = os.path.join(workdir, FLAGS_FILE)
+  if not os.path.exists(path):
+    raise errors.UserInputError(
+        f"{path} not found: --workdir must be the folder of a run made by experiments.train")
+  with open(path) as f:
+    saved = json.load(f)
+  for name, value in saved.items():
+    if name in flags.FLAGS and not flags.FLAGS[name].present:
+      flags.FLAGS[name].value = value
+
+
+def check_combination() -> None:
+  """One line for flag combinations that cannot work together."""
+  regression = datasets.is_regression(data_flags.DATASET.value)
+  if regression and MODEL.value != "mlp":
+    raise errors.UserInputError("--dataset=sinusoid needs --model=mlp")
+  if not regression and ALGORITHM.value == "transfer":
+    raise errors.UserInputError(
+        "--algorithm=transfer is implemented for --dataset=sinusoid only; its image "
+        "version (pretraining over all training classes) is not built yet")
+  if not regression and MODEL.value == "mlp":
+    raise errors.UserInputError(
+        f"--model=mlp takes vectors; use --model=conv4 for {data_flags.DATASET.value}")
+
+
+def make_model(sampler) -> keras.Model:
+  """The flags' model, sized for the sampler's episodes, weights seeded by --seed."""
+  keras.utils.set_random_seed(SEED.value)
+  if MODEL.value == "mlp":
+    return models.mlp(input_size=1, hidden_sizes=(40, 40), output_size=1)
+  return models.conv4(num_classes=sampler.num_ways, image_shape=sampler.source.image_shape,
+                      num_filters=NUM_FILTERS.value, downsample=DOWNSAMPLE.value)
+
+
+def make_learner(model: keras.Model):
+  """The flags' meta-learner over `model`."""
+  objective = (meta.REGRESSION if datasets.is_regression(data_flags.DATASET.value)
+               else meta.CLASSIFICATION)
+  common = dict(objective=objective, num_inner_steps=NUM_INNER_STEPS.value,
+                inner_lr=INNER_LR.value, vectorize=VECTORIZE.value)
+  if ALGORITHM.value == "reptile":
+    return meta.Reptile(model, **common)
+  if ALGORITHM.value == "transfer":
+    return meta.Transfer(model, **common)
+  return meta.MAML(model, **common, first_order=ALGORITHM.value == "fomaml",
+                   learn_inner_lrs=LEARN_INNER_LRS.value,
+                   multi_step_loss=MULTI_STEP_LOSS.value)
+
+
+def make_optimizer() -> keras.optimizers.Optimizer:
+  if OUTER_OPTIMIZER.value == "sgd":
+    return keras.optimizers.SGD(OUTER_LR.value)
+  return keras.optimizers.Adam(OUTER_LR.value)

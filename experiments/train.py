@@ -1,0 +1,80 @@
+r"""Meta-trains a model on few-shot tasks; rerun the same command to resume.
+
+  python -m experiments.train --flagfile=experiments/configs/maml_omniglot_5w1s.flags \
+      --omniglot_dir=../shared/data/omniglot --workdir=workdirs/maml_omniglot_5w1s
+
+Writes to --workdir: flags.json (every setting of the run), checkpoints/, log.jsonl
+(a JSON line per logging step and per validation), tensorboard/, results.json (at
+the end: num_steps, train_seconds, final_loss, final metrics, last validation).
+"""
+
+import os
+
+from absl import flags
+import tensorflow as tf
+
+from experiments import common
+from experiments import data_flags
+from experiments import run_flags
+from mann import data
+from mann import evaluation
+from mann import training
+
+WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run (created if missing).")
+LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Meta-steps between log lines.",
+                                 lower_bound=1)
+CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 1000,
+                                        "Meta-steps between checkpoints.", lower_bound=1)
+VALIDATE_EVERY = flags.DEFINE_integer("validate_every", 1000,
+                                      "Meta-steps between validations.", lower_bound=1)
+NUM_VALIDATION_TASKS = flags.DEFINE_integer(
+    "num_validation_tasks", 200, "Validation tasks per validation (0: none).", lower_bound=0)
+STEPS_PER_CALL = flags.DEFINE_integer(
+    "steps_per_call", 1, "Meta-steps per compiled call (e.g. 100 for sinusoid, whose steps "
+    "are too small to pay a Python round trip each); results do not depend on it.",
+    lower_bound=1)
+NUM_THREADS = flags.DEFINE_integer(
+    "num_threads", 0, "CPU threads for TensorFlow's ops (0: TensorFlow's choice, all cores).",
+    lower_bound=0)
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  del argv
+  run_flags.check_combination()
+  tf.config.experimental.enable_op_determinism()
+  if NUM_THREADS.value:
+    tf.config.threading.set_intra_op_parallelism_threads(NUM_THREADS.value)
+    tf.config.threading.set_inter_op_parallelism_threads(NUM_THREADS.value)
+  os.makedirs(WORKDIR.value, exist_ok=True)
+  run_flags.save_run_flags(WORKDIR.value)
+  splits = data_flags.class_splits()
+  seed = run_flags.SEED.value
+  train_sampler = data_flags.make_sampler(splits, split="train", seed=seed)
+  model = run_flags.make_model(train_sampler)
+  learner = run_flags.make_learner(model)
+  validate = None
+  if NUM_VALIDATION_TASKS.value:
+    validation_sampler = data_flags.make_sampler(splits, split="validation", seed=seed)
+
+    def validate():
+      scores = evaluation.score_tasks(
+          learner, validation_sampler, num_tasks=NUM_VALIDATION_TASKS.value,
+          num_inner_steps=run_flags.NUM_EVAL_INNER_STEPS.value)
+      summary = evaluation.summarise(scores, learner.objective.metric_name)
+      metric = learner.objective.metric_name
+      return {metric: summary[metric], f"{metric}_ci95": summary["ci95"]}
+
+  results = training.train(
+      learner=learner, optimizer=run_flags.make_optimizer(),
+      make_batches=lambda start: data.meta_batches(
+          train_sampler, meta_batch_size=run_flags.META_BATCH_SIZE.value, start_step=start),
+      num_steps=run_flags.NUM_STEPS.value, workdir=WORKDIR.value,
+      log_every=LOG_EVERY.value, checkpoint_every=CHECKPOINT_EVERY.value,
+      validate=validate, validate_every=VALIDATE_EVERY.value,
+      steps_per_call=STEPS_PER_CALL.value)
+  print(f"results: {os.path.join(WORKDIR.value, 'results.json')}: {results}")
+
+
+if __name__ == "__main__":
+  common.run(main)

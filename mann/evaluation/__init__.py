@@ -1,0 +1,5 @@
+"""Meta-test loops and metrics."""
+
+from mann.evaluation.evaluate import score_tasks
+from mann.evaluation.evaluate import summarise
+from mann.evaluation.metrics import mean_and_ci95

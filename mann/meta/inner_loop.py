@@ -1,0 +1,61 @@
+"""The functional inner loop: gradient steps on a list of weight tensors, never on variables.
+
+Weights are run through `model.stateless_call(trainable, non_trainable, x)`, so the
+model's variables stay as they are while a task adapts, and second-order
+meta-gradients flow through nested tf.GradientTapes back to the initial weights.
+"""
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from mann.meta import losses
+
+Weights = list[tf.Tensor]
+
+
+def forward(model: keras.Model, weights: Weights, non_trainable: Weights, x: tf.Tensor,
+            *, training: bool) -> tf.Tensor:
+  """The model's outputs [B, ...] for inputs x [B, ...] under the given weights.
+
+  training=True normalises batch norm with the batch's own statistics (MAML's
+  transductive choice); the running statistics it would update are discarded.
+  """
+  outputs, _ = model.stateless_call(weights, non_trainable, x, training=training)
+  return outputs
+
+
+def sgd_adapt(model: keras.Model, weights: Weights, non_trainable: Weights,
+              x: tf.Tensor, y: tf.Tensor, *, objective: losses.TaskObjective,
+              learning_rates: Sequence[Sequence[tf.Tensor]], first_order: bool,
+              training: bool = True) -> list[Weights]:
+  """Plain gradient descent on one task's support set, one step per entry of learning_rates.
+
+  Args:
+    model: any built Keras model.
+    weights: its trainable weights as tensors, in model.trainable_weights order.
+    non_trainable: its non-trainable weights (batch-norm statistics) as tensors.
+    x, y: the support set, [B, ...] inputs and [B] labels (or [B, D] targets).
+    objective: the loss to descend.
+    learning_rates: learning_rates[s][i] is the rate of weight i at step s: a scalar
+      (MAML) or a tensor broadcastable to the weight (learned per-layer rates).
+    first_order: stop the gradient through the inner gradients (first-order MAML):
+      the meta-gradient is then the query gradient at the adapted weights.
+    training: batch-norm mode of the forward passes.
+
+  Returns:
+    The weights before and after each step: len(learning_rates) + 1 lists.
+  """
+  trajectory = [list(weights)]
+  for step_rates in learning_rates:
+    with tf.GradientTape() as tape:
+      tape.watch(weights)
+      loss = objective.loss(y, forward(model, weights, non_trainable, x, training=training))
+    gradients = tape.gradient(loss, weights,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    if first_order:
+      gradients = [tf.stop_gradient(g) for g in gradients]
+    weights = [w - rate * g for w, rate, g in zip(weights, step_rates, gradients)]
+    trajectory.append(weights)
+  return trajectory

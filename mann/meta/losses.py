@@ -1,0 +1,35 @@
+"""Per-task losses and metrics: what the inner and outer loops minimise and report."""
+
+import typing
+
+import tensorflow as tf
+
+
+class TaskObjective(typing.NamedTuple):
+  """A loss to minimise and a metric to report, both means over a task's examples.
+
+  loss(y_true, outputs) and metric(y_true, outputs) map labels [B] (or targets
+  [B, D]) and model outputs [B, N] (or [B, D]) to float32 scalars.
+  """
+  name: str
+  loss: typing.Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+  metric: typing.Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+  metric_name: str
+
+
+def _cross_entropy(labels, logits):
+  return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=tf.cast(labels, tf.int32), logits=logits))
+
+
+def _accuracy(labels, logits):
+  predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+  return tf.reduce_mean(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), logits.dtype))
+
+
+def _mean_squared_error(targets, predictions):
+  return tf.reduce_mean(tf.square(predictions - tf.cast(targets, predictions.dtype)))
+
+
+CLASSIFICATION = TaskObjective("classification", _cross_entropy, _accuracy, "accuracy")
+REGRESSION = TaskObjective("regression", _mean_squared_error, _mean_squared_error, "mse")

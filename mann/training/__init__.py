@@ -1,0 +1,4 @@
+"""The meta-trainer."""
+
+from mann.training.trainer import train
+from mann.training.trainer import restore_latest

@@ -1,0 +1,225 @@
+"""The meta-trainer: compiled meta-steps, checkpoints that resume the exact run, logs.
+
+A run lives in its workdir:
+  checkpoints/     tf.train.CheckpointManager: weights, optimiser state, step, seconds
+  log.jsonl        one JSON line per logging step (and per validation)
+  tensorboard/     the same scalars for TensorBoard
+  results.json     written at the end: num_steps, train_seconds, final_loss, ...
+Resuming restores the step, the weights and the optimiser, and restarts the data
+stream at the restored step (meta-batch s is always episodes sT..sT+T-1), so an
+interrupted run ends where an uninterrupted one of the same length would.
+"""
+
+import json
+import os
+import sys
+import time
+from typing import Callable, Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mann import files
+
+CHECKPOINT_FOLDER = "checkpoints"
+LOG_FILE = "log.jsonl"
+RESULTS_FILE = "results.json"
+
+
+class _Progress:
+  """One line per report: step, percent, rate, ETA, and the latest metrics."""
+
+  def __init__(self, first_step: int, num_steps: int, stream=sys.stderr):
+    self._first_step = first_step
+    self._num_steps = num_steps
+    self._start = time.perf_counter()
+    self._stream = stream
+
+  def report(self, step: int, values: dict) -> None:
+    done = step - self._first_step
+    elapsed = time.perf_counter() - self._start
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (self._num_steps - step) / rate if rate > 0 else float("nan")
+    shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
+    self._stream.write(f"step {step}/{self._num_steps} ({100.0 * step / self._num_steps:.1f}%)"
+                       f" {rate:.2f} steps/s ETA {_duration(eta)} | {shown}\n")
+    self._stream.flush()
+
+
+def _duration(seconds: float) -> str:
+  if not np.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def _truncate_log(path: str, last_step: int) -> None:
+  """Drops log lines past `last_step`: they belong to steps the resumed run redoes."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= last_step]
+  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
+    f.writelines(lines)
+
+
+def restore_latest(workdir: str, learner) -> int:
+  """Loads the learner's weights from the run's latest checkpoint; returns its step.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+  """
+  folder = os.path.join(workdir, CHECKPOINT_FOLDER)
+  latest = tf.train.latest_checkpoint(folder)
+  if latest is None:
+    raise FileNotFoundError(f"no checkpoint in {folder}")
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  tf.train.Checkpoint(step=step, **learner.checkpoint_items()).restore(
+      latest).expect_partial().assert_existing_objects_matched()
+  return int(step.numpy())
+
+
+def train(*, learner, optimizer: keras.optimizers.Optimizer,
+          make_batches: Callable[[int], tf.data.Dataset], num_steps: int, workdir: str,
+          log_every: int = 100, checkpoint_every: int = 1000,
+          validate: Optional[Callable[[], dict]] = None, validate_every: int = 1000,
+          steps_per_call: int = 1, progress_stream=sys.stderr) -> dict:
+  """Meta-trains `learner` for num_steps meta-steps, resuming from workdir if it can.
+
+  Args:
+    learner: has trainable_variables, checkpoint_items() and
+      compute_gradients(meta_batch, step) -> (gradients, {name: scalar}).
+    optimizer: the outer optimiser (Adam in the MAML paper).
+    make_batches: start_step -> dataset of meta-batches from that step on.
+    num_steps: total meta-steps of the run (not of this call).
+    workdir: where checkpoints, logs and results go (created if needed).
+    log_every: meta-steps between log lines.
+    checkpoint_every: meta-steps between checkpoints (one is always written at the end).
+    validate: optional () -> {name: float}, run every validate_every steps and at the end.
+    validate_every: meta-steps between validations.
+    steps_per_call: meta-steps run inside one compiled call (a tf.while_loop), which
+      saves the per-step Python round trip where steps are tiny (sinusoid); the
+      steps are the same ones, so results do not depend on it.
+    progress_stream: where the progress lines go.
+
+  Returns:
+    The results dict also written to workdir/results.json.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  variables = learner.trainable_variables
+  optimizer.build(variables)
+  step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
+  checkpoint = tf.train.Checkpoint(step=step_counter, train_seconds=seconds,
+                                   optimizer=optimizer, **learner.checkpoint_items())
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_FOLDER),
+                                       max_to_keep=3)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info("resumed from %s at step %d", manager.latest_checkpoint,
+                 int(step_counter.numpy()))
+  first_step = int(step_counter.numpy())
+  log_path = os.path.join(workdir, LOG_FILE)
+  _truncate_log(log_path, first_step)
+  writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+
+  def meta_step(meta_batch, step):
+    gradients, metrics = learner.compute_gradients(meta_batch, step)
+    optimizer.apply(gradients, variables)
+    return metrics
+
+  @tf.function
+  def run_steps(iterator, start, count):
+    """`count` meta-steps from `start`; the mean of each metric over them."""
+    totals = meta_step(next(iterator), start)
+    if steps_per_call > 1:  # one step outside the loop fixes the metrics' structure
+      for offset in tf.range(tf.constant(1, tf.int64), count):
+        totals = tf.nest.map_structure(tf.add, totals, meta_step(next(iterator),
+                                                                 start + offset))
+    return {k: v / tf.cast(count, v.dtype) for k, v in totals.items()}
+
+  def steps_to_boundary(step):
+    """Steps until the next log, validation, checkpoint or end, at most steps_per_call."""
+    boundaries = [log_every, checkpoint_every] + ([validate_every] if validate else [])
+    until = min([every - step % every for every in boundaries] + [num_steps - step])
+    return min(until, steps_per_call)
+
+  def write_log(record: dict) -> None:
+    with open(log_path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    with writer.as_default(step=record["step"]):
+      for name, value in record.items():
+        if name != "step" and isinstance(value, float):
+          tf.summary.scalar(name, value)
+    writer.flush()
+
+  progress = _Progress(first_step, num_steps, progress_stream)
+  window: dict[str, list[float]] = {}
+  last_train_record: dict = {}
+  last_validation: dict = {}
+  clock = time.perf_counter()
+  step = first_step
+  batches = iter(make_batches(first_step)) if first_step < num_steps else None
+  trace_seconds = None
+  try:
+    while step < num_steps:
+      started = time.perf_counter()
+      count = steps_to_boundary(step)
+      metrics = run_steps(batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
+      for name, value in metrics.items():
+        # float() waits for the steps; a mean over `count` steps counts `count` times.
+        window.setdefault(name, []).extend([float(value)] * count)
+      if trace_seconds is None:
+        trace_seconds = time.perf_counter() - started
+        logging.info("first call of %d meta-step(s) (trace + run): %.1f s", count,
+                     trace_seconds)
+      step += count
+      step_counter.assign(step)
+      if step % log_every == 0 or step == num_steps:
+        now = time.perf_counter()
+        seconds.assign_add(now - clock)
+        clock = now
+        last_train_record = {"step": step, "train_seconds": float(seconds.numpy()),
+                             **{f"train_{k}": float(np.mean(v)) for k, v in window.items()}}
+        window = {}
+        write_log(last_train_record)
+        progress.report(step, {k: v for k, v in last_train_record.items()
+                               if k.startswith("train_") and k != "train_seconds"})
+      if validate is not None and (step % validate_every == 0 or step == num_steps):
+        last_validation = {f"validation_{k}": float(v) for k, v in validate().items()}
+        write_log({"step": step, **last_validation})
+        progress.report(step, last_validation)
+        clock = time.perf_counter()  # validation time is not training time
+      if step % checkpoint_every == 0 or step == num_steps:
+        seconds.assign_add(time.perf_counter() - clock)
+        clock = time.perf_counter()
+        manager.save(checkpoint_number=step)
+  except KeyboardInterrupt:
+    seconds.assign_add(time.perf_counter() - clock)
+    manager.save(checkpoint_number=step)
+    progress_stream.write(f"interrupted: checkpoint saved at step {step}; rerun the same "
+                          f"command to resume\n")
+    raise
+
+  if not last_train_record and os.path.exists(log_path):  # resumed at the end already
+    with open(log_path) as f:
+      records = [json.loads(l) for l in f if l.strip()]
+    last_train_record = next((r for r in reversed(records) if "train_loss" in r), {})
+    last_validation = next((r for r in reversed(records)
+                            if any(k.startswith("validation_") for k in r)), {})
+    last_validation = {k: v for k, v in last_validation.items() if k != "step"}
+  results = {
+      "num_steps": num_steps,
+      "train_seconds": float(seconds.numpy()),
+      "final_loss": last_train_record.get("train_loss"),
+      **{f"final_{k}": v for k, v in last_train_record.items()
+         if k.startswith("train_") and k not in ("train_loss", "train_seconds")},
+      **last_validation,
+      "first_step_seconds_this_call": trace_seconds,
+  }
+  with files.atomic_write(os.path.join(workdir, RESULTS_FILE)) as tmp_path, \
+      open(tmp_path, "w") as f:
+    json.dump(results, f, indent=1)
+  return results

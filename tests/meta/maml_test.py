@@ -1,0 +1,197 @@
+"""Tests of mann/meta: MAML's meta-gradients against finite differences, and its contracts."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mann import meta
+from mann import models
+from mann.data import episode as episode_lib
+
+
+def _tiny_model(seed, batch_norm=True):
+  """float64 Dense(2->4) [BatchNorm] tanh Dense(4->3): smooth, so finite differences hold."""
+  keras.utils.set_random_seed(seed)
+  layers = [keras.Input((2,), dtype="float64"), keras.layers.Dense(4, dtype="float64")]
+  if batch_norm:
+    layers.append(models.BatchNormalization(dtype="float64"))
+  layers += [keras.layers.Activation("tanh", dtype="float64"),
+             keras.layers.Dense(3, dtype="float64")]
+  return keras.Sequential(layers)
+
+
+def _tasks(num_tasks=3, num_support=6, num_query=5, seed=0, dtype=np.float64):
+  rng = np.random.default_rng(seed)
+  return episode_lib.Episode(
+      support_x=tf.constant(rng.normal(size=(num_tasks, num_support, 2)), dtype),
+      support_y=tf.constant(rng.integers(0, 3, (num_tasks, num_support)), tf.int32),
+      query_x=tf.constant(rng.normal(size=(num_tasks, num_query, 2)), dtype),
+      query_y=tf.constant(rng.integers(0, 3, (num_tasks, num_query)), tf.int32))
+
+
+def _finite_difference_gradients(loss_fn, variables, h=1e-5):
+  """Central differences of loss_fn() in every element of every variable."""
+  gradients = []
+  for variable in variables:
+    original = np.array(variable.numpy())
+    gradient = np.zeros_like(original)
+    for index in np.ndindex(original.shape):  # shape () yields the one index ()
+      for sign in (1.0, -1.0):
+        shifted = original.copy()
+        shifted[index] += sign * h
+        variable.assign(shifted)
+        gradient[index] += sign * float(loss_fn()) / (2 * h)
+      variable.assign(original)
+    gradients.append(gradient)
+  return gradients
+
+
+def _assert_gradients_close(analytic, numeric, rtol):
+  flat_a = np.concatenate([np.ravel(a) for a in analytic])
+  flat_n = np.concatenate([np.ravel(n) for n in numeric])
+  error = np.linalg.norm(flat_a - flat_n) / np.linalg.norm(flat_n)
+  assert error < rtol, error
+  np.testing.assert_allclose(flat_a, flat_n, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("options", [
+    dict(num_inner_steps=1),
+    dict(num_inner_steps=2, learn_inner_lrs=True, multi_step_loss=True,
+         multi_step_anneal_steps=4),
+])
+def test_second_order_meta_gradients_equal_finite_differences(jit_compile, options):
+  learner = meta.MAML(_tiny_model(0), objective=meta.CLASSIFICATION, inner_lr=0.3, **options)
+  tasks = _tasks()
+  step = tf.constant(1, tf.int64)  # mid-annealing: every step's loss counts
+  gradients = tf.function(learner.compute_gradients, jit_compile=jit_compile)
+  analytic, _ = gradients(tasks, step)
+  loss = tf.function(lambda: learner.meta_loss(tasks, step)[0])
+  numeric = _finite_difference_gradients(loss, learner.trainable_variables)
+  _assert_gradients_close([a.numpy() for a in analytic], numeric, rtol=1e-6)
+
+
+def test_first_order_gradient_is_the_query_gradient_at_adapted_weights():
+  model = _tiny_model(1)
+  learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.3,
+                      first_order=True)
+  tasks = _tasks(seed=1)
+  fomaml, _ = learner.compute_gradients(tasks)
+  # By hand: one SGD step per task, then the plain query gradient there, task-averaged.
+  non_trainable = [v.value for v in model.non_trainable_variables]
+  expected = [np.zeros(v.shape) for v in model.trainable_variables]
+  for t in range(3):
+    weights = [tf.identity(v.value) for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+      tape.watch(weights)
+      logits, _ = model.stateless_call(weights, non_trainable, tasks.support_x[t], training=True)
+      loss = meta.CLASSIFICATION.loss(tasks.support_y[t], logits)
+    adapted = [tf.identity(w - 0.3 * g) for w, g in zip(weights, tape.gradient(loss, weights))]
+    with tf.GradientTape() as tape:
+      tape.watch(adapted)
+      logits, _ = model.stateless_call(adapted, non_trainable, tasks.query_x[t], training=True)
+      loss = meta.CLASSIFICATION.loss(tasks.query_y[t], logits)
+    for e, g in zip(expected, tape.gradient(loss, adapted)):
+      e += g.numpy() / 3
+  for got, want in zip(fomaml, expected):
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_second_and_first_order_differ_on_a_nonlinear_model():
+  tasks = _tasks(seed=2)
+  second, _ = meta.MAML(_tiny_model(2), objective=meta.CLASSIFICATION, num_inner_steps=1,
+                        inner_lr=0.3).compute_gradients(tasks)
+  first, _ = meta.MAML(_tiny_model(2), objective=meta.CLASSIFICATION, num_inner_steps=1,
+                       inner_lr=0.3, first_order=True).compute_gradients(tasks)
+  difference = max(np.abs(a - b).max() for a, b in zip(second, first))
+  assert difference > 1e-3
+
+
+def test_zero_inner_steps_is_the_plain_query_loss():
+  model = _tiny_model(3)
+  tasks = _tasks(seed=3)
+  loss, _ = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=0,
+                      inner_lr=0.3).meta_loss(tasks)
+  per_task = [meta.CLASSIFICATION.loss(tasks.query_y[t], model(tasks.query_x[t], training=True))
+              for t in range(3)]
+  np.testing.assert_allclose(loss, np.mean(per_task), rtol=1e-12)
+
+
+def test_support_loss_falls_after_adaptation():
+  model = _tiny_model(4)
+  tasks = _tasks(seed=4)
+  weights = [v.value for v in model.trainable_variables]
+  non_trainable = [v.value for v in model.non_trainable_variables]
+  for t in range(3):
+    trajectory = meta.sgd_adapt(model, weights, non_trainable, tasks.support_x[t],
+                                tasks.support_y[t], objective=meta.CLASSIFICATION,
+                                learning_rates=[[0.1] * len(weights)] * 3, first_order=False)
+    losses = [float(meta.CLASSIFICATION.loss(
+        tasks.support_y[t], meta.forward(model, w, non_trainable, tasks.support_x[t],
+                                         training=True))) for w in trajectory]
+    assert losses[0] > losses[1] > losses[2] > losses[3]
+
+
+def test_every_conv4_variable_gets_a_meta_gradient_and_adaptation_leaves_variables_alone():
+  model = models.conv4(num_classes=3, image_shape=(8, 8, 1), num_filters=4)
+  learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4)
+  rng = np.random.default_rng(0)
+  tasks = episode_lib.Episode(
+      support_x=tf.constant(rng.uniform(size=(2, 3, 8, 8, 1)), tf.float32),
+      support_y=tf.constant([[0, 1, 2]] * 2, tf.int32),
+      query_x=tf.constant(rng.uniform(size=(2, 6, 8, 8, 1)), tf.float32),
+      query_y=tf.constant([[0, 1, 2, 0, 1, 2]] * 2, tf.int32))
+  before = [v.numpy().copy() for v in model.variables]
+  gradients, _ = learner.compute_gradients(tasks)
+  assert len(gradients) == len(model.trainable_variables) == 4 * 4 + 2
+  for variable, gradient in zip(model.trainable_variables, gradients):
+    assert np.abs(gradient.numpy()).max() > 0, variable.path
+  learner.evaluate_tasks(tasks, num_steps=3)
+  for variable, value in zip(model.variables, before):
+    np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_evaluation_scores_every_step_and_starts_at_the_initialisation():
+  model = _tiny_model(5)
+  tasks = _tasks(seed=5)
+  learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.3)
+  scores = learner.evaluate_tasks(tasks, num_steps=2)
+  assert scores["loss"].shape == (3, 3) and scores["accuracy"].shape == (3, 3)
+  for t in range(3):
+    logits = model(tasks.query_x[t], training=True)
+    np.testing.assert_allclose(scores["loss"][t, 0],
+                               meta.CLASSIFICATION.loss(tasks.query_y[t], logits), rtol=1e-12)
+    np.testing.assert_allclose(scores["accuracy"][t, 0],
+                               meta.CLASSIFICATION.metric(tasks.query_y[t], logits), rtol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "reptile"])
+def test_vectorized_tasks_give_the_same_gradients_as_mapped_ones(algorithm):
+  tasks = _tasks(seed=6)
+  results = []
+  for vectorize in (False, True):
+    model = _tiny_model(6)
+    if algorithm == "maml":
+      learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=2,
+                          inner_lr=0.3, vectorize=vectorize)
+    else:
+      learner = meta.Reptile(model, objective=meta.CLASSIFICATION, num_inner_steps=2,
+                             inner_lr=0.3, vectorize=vectorize)
+    gradients, _ = tf.function(learner.compute_gradients)(tasks)
+    results.append([g.numpy() for g in gradients])
+  for mapped, vectorized in zip(*results):
+    np.testing.assert_allclose(vectorized, mapped, rtol=1e-10, atol=1e-12)
+
+
+def test_transfer_gradient_is_the_pooled_plain_gradient():
+  model = _tiny_model(7, batch_norm=False)
+  tasks = _tasks(seed=7)
+  gradients, _ = meta.Transfer(model, objective=meta.CLASSIFICATION, num_inner_steps=1,
+                               inner_lr=0.1).compute_gradients(tasks)
+  x = np.concatenate([tasks.support_x.numpy(), tasks.query_x.numpy()], axis=1).reshape(-1, 2)
+  y = np.concatenate([tasks.support_y.numpy(), tasks.query_y.numpy()], axis=1).reshape(-1)
+  with tf.GradientTape() as tape:
+    loss = meta.CLASSIFICATION.loss(y, model(x))
+  for got, want in zip(gradients, tape.gradient(loss, model.trainable_variables)):
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)

@@ -1,0 +1,67 @@
+"""Tests of mann/training/trainer.py: resumption is exact, files are written."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from mann import data
+from mann import meta
+from mann import models
+from mann import training
+
+
+def _run(workdir, num_steps, checkpoint_every=2, steps_per_call=1):
+  keras.utils.set_random_seed(0)
+  model = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
+  learner = meta.MAML(model, objective=meta.REGRESSION, num_inner_steps=1, inner_lr=0.01)
+  sampler = data.SinusoidSampler(num_shots=5, num_queries=5, seed=0)
+  results = training.train(
+      learner=learner, optimizer=keras.optimizers.Adam(1e-2),
+      make_batches=lambda start: data.meta_batches(sampler, meta_batch_size=4,
+                                                   start_step=start),
+      num_steps=num_steps, workdir=str(workdir), log_every=2,
+      checkpoint_every=checkpoint_every, steps_per_call=steps_per_call)
+  return model, results
+
+
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
+  whole, whole_results = _run(tmp_path / "whole", 8)
+  _run(tmp_path / "split", 4)  # "interrupted" after step 4 (a checkpoint is saved there)
+  resumed, resumed_results = _run(tmp_path / "split", 8)
+  for a, b in zip(whole.get_weights(), resumed.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  assert resumed_results["final_loss"] == whole_results["final_loss"]
+  with open(tmp_path / "split" / "log.jsonl") as f:
+    steps = [json.loads(l)["step"] for l in f]
+  assert steps == [2, 4, 6, 8]
+
+
+def test_steps_run_inside_one_call_are_the_same_steps(tmp_path):
+  one, one_results = _run(tmp_path / "one", 8, checkpoint_every=8)
+  many, many_results = _run(tmp_path / "many", 8, checkpoint_every=8, steps_per_call=3)
+  for a, b in zip(one.get_weights(), many.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  assert many_results["final_loss"] == pytest.approx(one_results["final_loss"], rel=1e-6)
+
+
+def test_resume_redoes_steps_after_the_last_checkpoint(tmp_path):
+  # Checkpoints every 4 steps: a run stopped at step 6 (log up to 6) resumes at 4 and
+  # drops the log lines past 4 before logging them again.
+  _run(tmp_path, 6, checkpoint_every=4)
+  with open(tmp_path / "log.jsonl") as f:
+    assert [json.loads(l)["step"] for l in f] == [2, 4, 6]
+  _run(tmp_path, 8, checkpoint_every=4)
+  with open(tmp_path / "log.jsonl") as f:
+    assert [json.loads(l)["step"] for l in f] == [2, 4, 6, 8]
+
+
+def test_results_and_logs_are_written(tmp_path):
+  _, results = _run(tmp_path, 4)
+  with open(tmp_path / "results.json") as f:
+    saved = json.load(f)
+  assert saved["num_steps"] == 4 and saved["train_seconds"] > 0
+  assert np.isfinite(saved["final_loss"]) and saved == results
+  assert os.listdir(tmp_path / "tensorboard")
