@@ -48,6 +48,13 @@ class _Progress:
     self._stream.flush()
 
 
+def _json_safe(value):
+  """None for a non-finite float (JSON has no inf or nan), the value otherwise."""
+  if isinstance(value, float) and not np.isfinite(value):
+    return None
+  return value
+
+
 def _duration(seconds: float) -> str:
   if not np.isfinite(seconds):
     return "?"
@@ -148,7 +155,7 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
 
   def write_log(record: dict) -> None:
     with open(log_path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+      f.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
     with writer.as_default(step=record["step"]):
       for name, value in record.items():
         if name != "step" and isinstance(value, float):
@@ -221,5 +228,5 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
   }
   with files.atomic_write(os.path.join(workdir, RESULTS_FILE)) as tmp_path, \
       open(tmp_path, "w") as f:
-    json.dump(results, f, indent=1)
+    json.dump({k: _json_safe(v) for k, v in results.items()}, f, indent=1)
   return results

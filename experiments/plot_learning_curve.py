@@ -1,0 +1,62 @@
+r"""Plots a run's learning curve from WORKDIR/log.jsonl: training loss and metric, and the
+validation metric, against meta-steps.
+
+  python -m experiments.plot_learning_curve --workdir=workdirs/maml_omniglot_5w1s \
+      --out=results/maml_omniglot_5w1s_learning_curve.png
+"""
+
+import json
+import os
+
+from absl import flags
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from experiments import common
+from mann import errors
+from mann import files
+
+WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
+OUT = flags.DEFINE_string("out", None, "PNG to write (default: WORKDIR/learning_curve.png).")
+TITLE = flags.DEFINE_string("title", None, "Figure title (default: the workdir's name).")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  del argv
+  path = os.path.join(WORKDIR.value, "log.jsonl")
+  if not os.path.exists(path):
+    raise errors.UserInputError(f"{path} not found: --workdir must be a run of experiments.train")
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  train = [r for r in records if "train_loss" in r]
+  validation = [r for r in records if any(k.startswith("validation_") for k in r)]
+  metric = next((k[len("train_"):] for k in (train[0] if train else {})
+                 if k.startswith("train_") and k not in ("train_loss", "train_seconds")), None)
+  figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4))
+  loss_axis.plot([r["step"] for r in train], [r["train_loss"] for r in train])
+  loss_axis.set_xlabel("meta-step")
+  loss_axis.set_ylabel("meta-train query loss (after inner steps)")
+  loss_axis.set_yscale("log")
+  if metric:
+    metric_axis.plot([r["step"] for r in train], [r[f"train_{metric}"] for r in train],
+                     label=f"meta-train {metric}")
+    points = [r for r in validation if f"validation_{metric}" in r]
+    metric_axis.errorbar([r["step"] for r in points], [r[f"validation_{metric}"] for r in points],
+                         yerr=[r.get(f"validation_{metric}_ci95", 0.0) for r in points],
+                         marker="o", capsize=3, label=f"validation {metric} (95% CI)")
+    metric_axis.set_xlabel("meta-step")
+    metric_axis.set_ylabel(metric)
+    metric_axis.legend()
+  figure.suptitle(TITLE.value or os.path.basename(os.path.normpath(WORKDIR.value)))
+  figure.tight_layout()
+  out = OUT.value or os.path.join(WORKDIR.value, "learning_curve.png")
+  with files.atomic_write(out) as tmp_path:
+    figure.savefig(tmp_path, dpi=100, format="png")
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  common.run(main)

@@ -1,0 +1,87 @@
+"""The train and evaluate binaries, run as a user runs them (subprocesses, tiny settings)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import conftest
+
+
+def _run(binary, *flags):
+  return subprocess.run([sys.executable, "-m", f"experiments.{binary}", *flags],
+                        cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=600,
+                        env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
+
+
+def _one_error_line(result):
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1, result.stderr[-2000:]
+  return lines[0]
+
+
+def test_sinusoid_train_then_evaluate(tmp_path):
+  workdir = tmp_path / "run"
+  result = _run("train", "--flagfile=experiments/configs/maml_sinusoid.flags",
+                f"--workdir={workdir}", "--num_steps=20", "--meta_batch_size=4",
+                "--steps_per_call=5", "--log_every=10", "--validate_every=10",
+                "--num_validation_tasks=8", "--checkpoint_every=10")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "ETA" in result.stderr  # progress with rate and ETA
+  with open(workdir / "results.json") as f:
+    results = json.load(f)
+  assert results["num_steps"] == 20 and results["train_seconds"] > 0
+  assert results["final_loss"] > 0 and "validation_mse" in results
+  result = _run("evaluate", f"--workdir={workdir}", "--num_tasks=10", "--num_queries=20")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(workdir / "eval.json") as f:
+    report = json.load(f)
+  assert report["split"] == "test" and report["num_tasks"] == 10
+  assert report["checkpoint_step"] == 20 and report["num_queries"] == 20
+  assert sorted(report["mse_by_steps"], key=int) == [str(s) for s in range(11)]
+  assert report["mse"] == report["mse_by_steps"]["10"] and report["ci95"] > 0
+
+
+def test_omniglot_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
+                                      omniglot_characters):
+  del omniglot_characters  # prepared by the fixture; the binaries read the cache
+  workdir = tmp_path / "run"
+  common = [f"--omniglot_dir={omniglot_dir}", f"--data_dir={tfds_data_dir}"]
+  result = _run("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags", *common,
+                f"--workdir={workdir}", "--num_steps=3", "--meta_batch_size=2",
+                "--num_filters=8", "--log_every=1", "--num_validation_tasks=0")
+  assert result.returncode == 0, result.stderr[-3000:]
+  result = _run("evaluate", f"--workdir={workdir}", "--num_tasks=5", "--tasks_per_batch=5")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(workdir / "eval.json") as f:
+    report = json.load(f)
+  assert report["num_eval_inner_steps"] == 3 and report["num_tasks"] == 5
+  assert 0.0 <= report["accuracy"] <= 1.0 and set(report["accuracy_by_steps"]) == {
+      "0", "1", "2", "3"}
+
+
+def test_evaluate_needs_a_trained_workdir(tmp_path):
+  line = _one_error_line(_run("evaluate", f"--workdir={tmp_path}"))
+  assert "flags.json" in line and str(tmp_path) in line
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["--dataset=sinusoid", "--model=conv4"], "needs --model=mlp"),
+    (["--dataset=omniglot", "--algorithm=transfer"], "sinusoid only"),
+])
+def test_train_rejects_impossible_combinations(tmp_path, flags, expected):
+  line = _one_error_line(_run("train", f"--workdir={tmp_path / 'run'}", *flags))
+  assert expected in line
+
+
+def test_train_refuses_a_workdir_of_another_run(tmp_path):
+  workdir = tmp_path / "run"
+  common = ["--flagfile=experiments/configs/maml_sinusoid.flags", f"--workdir={workdir}",
+            "--num_steps=2", "--meta_batch_size=2", "--num_validation_tasks=0"]
+  assert _run("train", *common).returncode == 0
+  line = _one_error_line(_run("train", *common, "--inner_lr=0.5"))
+  assert "inner_lr" in line and "use a new --workdir" in line
