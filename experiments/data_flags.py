@@ -71,8 +71,8 @@ def class_splits():
       class_split_fractions=fractions)
 
 
-def make_sampler(splits, *, split: str, seed: int):
+def make_sampler(splits, *, split: str, seed: int, class_labels: bool = False):
   """The sampler of `split` for the flags' dataset and episode shape."""
   return datasets.make_sampler(
       DATASET.value, split=split, num_ways=NUM_WAYS.value, num_shots=NUM_SHOTS.value,
-      num_queries=NUM_QUERIES.value, seed=seed, splits=splits)
+      num_queries=NUM_QUERIES.value, seed=seed, splits=splits, class_labels=class_labels)

@@ -27,7 +27,8 @@ NUM_FILTERS = flags.DEFINE_integer("num_filters", 64, "conv4 channels.", lower_b
 ALGORITHM = flags.DEFINE_enum(
     "algorithm", "maml", list(ALGORITHMS),
     "maml: second-order MAML; fomaml: first-order MAML; reptile: Reptile (SGD inner loop); "
-    "transfer: pretrain on all tasks pooled, fine-tune by SGD at test (sinusoid only).")
+    "transfer: pretrain on all tasks pooled (images: over all training classes), "
+    "fine-tune by SGD on the support set at test.")
 META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32, "T: tasks per meta-step.",
                                        lower_bound=1)
 NUM_INNER_STEPS = flags.DEFINE_integer("num_inner_steps", 1,
@@ -46,6 +47,10 @@ LEARN_INNER_LRS = flags.DEFINE_boolean(
 MULTI_STEP_LOSS = flags.DEFINE_boolean(
     "multi_step_loss", False, "MAML++ multi-step loss, annealed to the last step.")
 NUM_STEPS = flags.DEFINE_integer("num_steps", 60000, "Meta-steps of the run.", lower_bound=1)
+BATCH_NORM = flags.DEFINE_enum(
+    "batch_norm", "transductive", ["transductive", "per_step"],
+    "transductive: batch statistics everywhere, at meta-test too (the MAML code); "
+    "per_step: MAML++ running statistics per inner step, used at meta-test (maml, fomaml).")
 VECTORIZE = flags.DEFINE_boolean(
     "vectorize", False, "Map tasks with tf.vectorized_map (fast for mlp) instead of "
     "tf.map_fn (the faster for conv4).")
@@ -100,10 +105,8 @@ def check_combination() -> None:
   regression = datasets.is_regression(data_flags.DATASET.value)
   if regression and MODEL.value != "mlp":
     raise errors.UserInputError("--dataset=sinusoid needs --model=mlp")
-  if not regression and ALGORITHM.value == "transfer":
-    raise errors.UserInputError(
-        "--algorithm=transfer is implemented for --dataset=sinusoid only; its image "
-        "version (pretraining over all training classes) is not built yet")
+  if BATCH_NORM.value == "per_step" and ALGORITHM.value not in ("maml", "fomaml"):
+    raise errors.UserInputError("--batch_norm=per_step needs --algorithm=maml or fomaml")
   if not regression and MODEL.value == "mlp":
     raise errors.UserInputError(
         f"--model=mlp takes vectors; use --model=conv4 for {data_flags.DATASET.value}")
@@ -118,8 +121,8 @@ def make_model(sampler) -> keras.Model:
                       num_filters=NUM_FILTERS.value, downsample=DOWNSAMPLE.value)
 
 
-def make_learner(model: keras.Model):
-  """The flags' meta-learner over `model`."""
+def make_learner(model: keras.Model, num_train_classes: int = 0):
+  """The flags' meta-learner over `model` (num_train_classes: for image transfer)."""
   objective = (meta.REGRESSION if datasets.is_regression(data_flags.DATASET.value)
                else meta.CLASSIFICATION)
   common = dict(objective=objective, num_inner_steps=NUM_INNER_STEPS.value,
@@ -127,8 +130,10 @@ def make_learner(model: keras.Model):
   if ALGORITHM.value == "reptile":
     return meta.Reptile(model, **common)
   if ALGORITHM.value == "transfer":
-    return meta.Transfer(model, **common)
+    return meta.Transfer(model, **common, num_pretrain_classes=None if datasets.is_regression(
+        data_flags.DATASET.value) else num_train_classes)
   return meta.MAML(model, **common, first_order=ALGORITHM.value == "fomaml",
+                   batch_norm=BATCH_NORM.value,
                    learn_inner_lrs=LEARN_INNER_LRS.value,
                    multi_step_loss=MULTI_STEP_LOSS.value)
 

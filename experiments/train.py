@@ -50,9 +50,13 @@ def main(argv):
   run_flags.save_run_flags(WORKDIR.value)
   splits = data_flags.class_splits()
   seed = run_flags.SEED.value
-  train_sampler = data_flags.make_sampler(splits, split="train", seed=seed)
+  # The image transfer baseline pretrains on the training classes' own labels.
+  pretrain = run_flags.ALGORITHM.value == "transfer" and splits is not None
+  train_sampler = data_flags.make_sampler(splits, split="train", seed=seed,
+                                          class_labels=pretrain)
   model = run_flags.make_model(train_sampler)
-  learner = run_flags.make_learner(model)
+  learner = run_flags.make_learner(
+      model, num_train_classes=splits["train"].num_classes if splits else 0)
   validate = None
   if NUM_VALIDATION_TASKS.value:
     validation_sampler = data_flags.make_sampler(splits, split="validation", seed=seed)

@@ -75,8 +75,8 @@ def class_splits(dataset: str, *, data_dir: Optional[str], omniglot_dir: Optiona
 
 def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
                  num_queries: int, seed: int,
-                 splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None
-                 ) -> Sampler:
+                 splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None,
+                 class_labels: bool = False) -> Sampler:
   """The episode sampler of one split.
 
   Each split draws from its own seed stream (3 * seed + split number), so
@@ -89,6 +89,7 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
     num_ways, num_shots, num_queries: N, K, Q (num_ways is ignored for sinusoid).
     seed: the run's seed.
     splits: class_splits(...) of a classification dataset; unused for sinusoid.
+    class_labels: label images by their class in the split, not 0..N-1 (transfer).
   """
   check_dataset_name(dataset)
   if split not in SPLITS:
@@ -100,4 +101,5 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
   if splits is None:
     raise ValueError(f"make_sampler: {dataset} needs the class splits")
   return sampler_lib.FewShotSampler(splits[split], num_ways=num_ways, num_shots=num_shots,
-                                    num_queries=num_queries, seed=split_seed)
+                                    num_queries=num_queries, seed=split_seed,
+                                    class_labels=class_labels)

@@ -29,13 +29,15 @@ class FewShotSampler:
   """
 
   def __init__(self, source: source_lib.ClassIndexedImages, *, num_ways: int,
-               num_shots: int, num_queries: int, seed: int):
+               num_shots: int, num_queries: int, seed: int, class_labels: bool = False):
     """Args:
       source: the classes to draw from (one split of a dataset).
       num_ways: N, classes per task.
       num_shots: K, support images per class.
       num_queries: Q, query images per class.
       seed: int, the seed of every draw; pair it with the episode index.
+      class_labels: label images with their source class (0..num_classes-1) instead
+        of 0..N-1: the supervised labels a transfer baseline pretrains on.
     """
     if num_ways < 1 or num_shots < 1 or num_queries < 0:
       raise errors.UserInputError(
@@ -55,6 +57,7 @@ class FewShotSampler:
     self.num_shots = num_shots
     self.num_queries = num_queries
     self.seed = seed
+    self.class_labels = class_labels
     self.source = source
     self._num_classes = source.num_classes
     self._images = tf.constant(source.images)
@@ -100,10 +103,10 @@ class FewShotSampler:
 
   def episode(self, index) -> episode_lib.Episode:
     """Episode number `index`, images as float32 in [0, 1] (see Episode for shapes)."""
-    _, image_indices = self.episode_image_indices(index)
+    classes, image_indices = self.episode_image_indices(index)
     support_idx = tf.reshape(image_indices[:, :self.num_shots], [-1])
     query_idx = tf.reshape(image_indices[:, self.num_shots:], [-1])
-    labels = tf.range(self.num_ways, dtype=tf.int32)
+    labels = classes if self.class_labels else tf.range(self.num_ways, dtype=tf.int32)
 
     def images(idx):
       # A multiply, not a divide: graph mode rewrites x / 255 as x * (1 / 255), and the

@@ -47,15 +47,38 @@ def sgd_adapt(model: keras.Model, weights: Weights, non_trainable: Weights,
   Returns:
     The weights before and after each step: len(learning_rates) + 1 lists.
   """
-  trajectory = [list(weights)]
-  for step_rates in learning_rates:
+  trajectory, _ = sgd_adapt_with_statistics(
+      model, weights, [non_trainable] * len(learning_rates), x, y, objective=objective,
+      learning_rates=learning_rates, first_order=first_order, training=training)
+  return trajectory
+
+
+def sgd_adapt_with_statistics(model: keras.Model, weights: Weights,
+                              statistics: Sequence[Weights], x: tf.Tensor, y: tf.Tensor, *,
+                              objective: losses.TaskObjective,
+                              learning_rates: Sequence[Sequence[tf.Tensor]],
+                              first_order: bool, training: bool = True
+                              ) -> tuple[list[Weights], list[Weights]]:
+  """sgd_adapt where step s runs with its own non-trainable weights statistics[s]
+  (MAML++ per-step batch-norm statistics), and returns them as the forward pass
+  updated them (with training=True: moved toward the support batch's moments).
+
+  Returns:
+    (trajectory, updated): the weights before and after each step, and per step the
+    non-trainable weights after that step's forward pass.
+  """
+  trajectory, updated = [list(weights)], []
+  for step_rates, step_statistics in zip(learning_rates, statistics):
     with tf.GradientTape() as tape:
       tape.watch(weights)
-      loss = objective.loss(y, forward(model, weights, non_trainable, x, training=training))
+      outputs, new_statistics = model.stateless_call(weights, step_statistics, x,
+                                                     training=training)
+      loss = objective.loss(y, outputs)
     gradients = tape.gradient(loss, weights,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
     if first_order:
       gradients = [tf.stop_gradient(g) for g in gradients]
     weights = [w - rate * g for w, rate, g in zip(weights, step_rates, gradients)]
     trajectory.append(weights)
-  return trajectory
+    updated.append([tf.stop_gradient(v) for v in new_statistics])
+  return trajectory, updated

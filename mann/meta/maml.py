@@ -12,10 +12,15 @@ Options of Antoniou, Edwards & Storkey 2019 ("How to train your MAML"):
   multi_step_loss: the meta-loss weights the query loss after every inner step,
     annealed over `multi_step_anneal_steps` meta-steps toward the last step alone.
 
-Batch norm: every forward pass, inner and outer, at meta-training and meta-test,
-normalises with the statistics of the batch it is given (support or query set), as
-the MAML code does; running statistics are never used. At meta-test this is
-transductive: the query images of a task are normalised together.
+Batch norm, batch_norm="transductive" (the default, as the MAML code does): every
+forward pass, inner and outer, at meta-training and meta-test, normalises with the
+statistics of the batch it is given (support or query set); running statistics are
+never used, and meta-test is transductive: a task's query images are normalised
+together. batch_norm="per_step" (MAML++ BNRS, MAML only): training still normalises
+with batch statistics, but keeps one set of running statistics per inner step
+(s = 0..S-1 for the support passes, S for the query pass), each moved toward the
+task-averaged moments of its pass; meta-test normalises with them (training=False),
+so each query image is predicted on its own.
 """
 
 from typing import Optional
@@ -31,12 +36,24 @@ from mann.meta import losses
 class GradientMetaLearner:
   """What MAML and Reptile share: an initialisation adapted by SGD on the support set."""
 
+  BATCH_NORM_MODES = ("transductive", "per_step")
+
   def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
-               num_inner_steps: int, inner_lr: float, vectorize: bool = False):
+               num_inner_steps: int, inner_lr: float, vectorize: bool = False,
+               batch_norm: str = "transductive"):
     if num_inner_steps < 0:
       raise ValueError(f"num_inner_steps must be >= 0, got {num_inner_steps}")
+    if batch_norm not in self.BATCH_NORM_MODES:
+      raise ValueError(f"batch_norm must be one of {self.BATCH_NORM_MODES}, got {batch_norm!r}")
     self.model = model
     self.vectorize = vectorize
+    self.batch_norm = batch_norm
+    # Per-step running statistics: step_statistics[s] mirrors model.non_trainable_variables.
+    self.step_statistics: Optional[list[list[tf.Variable]]] = None
+    if batch_norm == "per_step":
+      self.step_statistics = [
+          [tf.Variable(v.value, trainable=False, name=f"step{s}_{v.name}")
+           for v in model.non_trainable_variables] for s in range(num_inner_steps + 1)]
     self.objective = objective
     self.num_inner_steps = num_inner_steps
     self.inner_lr = inner_lr
@@ -47,7 +64,17 @@ class GradientMetaLearner:
 
   def checkpoint_items(self) -> dict:
     """What a checkpoint must hold to resume this learner."""
-    return {"model": self.model}
+    items = {"model": self.model}
+    if self.step_statistics is not None:
+      items["step_statistics"] = [v for step in self.step_statistics for v in step]
+    return items
+
+  def _statistics(self, step: int) -> list[tf.Tensor]:
+    """The non-trainable weights that forward passes after `step` inner steps use."""
+    if self.step_statistics is None:
+      return [v.value for v in self.model.non_trainable_variables]
+    return [tf.convert_to_tensor(v)
+            for v in self.step_statistics[min(step, len(self.step_statistics) - 1)]]
 
   @property
   def dtype(self) -> tf.DType:
@@ -81,15 +108,19 @@ class GradientMetaLearner:
       {"loss": [T, num_steps + 1], METRIC: [T, num_steps + 1]}: column s is the
       query loss / metric after s steps (column 0: the initialisation itself).
     """
-    weights, non_trainable = self._weights()
+    weights, _ = self._weights()
     rates = self._learning_rates(num_steps)
+    statistics = [self._statistics(s) for s in range(num_steps + 1)]
+    transductive = self.batch_norm == "transductive"
 
     def one_task(task):
-      trajectory = inner_loop.sgd_adapt(
-          self.model, weights, non_trainable, task.support_x, task.support_y,
-          objective=self.objective, learning_rates=rates, first_order=True)
-      outputs = [inner_loop.forward(self.model, w, non_trainable, task.query_x, training=True)
-                 for w in trajectory]
+      trajectory, _ = inner_loop.sgd_adapt_with_statistics(
+          self.model, weights, statistics[:-1], task.support_x, task.support_y,
+          objective=self.objective, learning_rates=rates, first_order=True,
+          training=transductive)
+      outputs = [inner_loop.forward(self.model, w, statistics[s], task.query_x,
+                                    training=transductive)
+                 for s, w in enumerate(trajectory)]
       return (tf.stack([self.objective.loss(task.query_y, o) for o in outputs]),
               tf.stack([self.objective.metric(task.query_y, o) for o in outputs]))
 
@@ -104,7 +135,8 @@ class MAML(GradientMetaLearner):
   def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
                num_inner_steps: int, inner_lr: float, first_order: bool = False,
                learn_inner_lrs: bool = False, multi_step_loss: bool = False,
-               multi_step_anneal_steps: int = 10000, vectorize: bool = False):
+               multi_step_anneal_steps: int = 10000, vectorize: bool = False,
+               batch_norm: str = "transductive"):
     """Args:
       model: any built Keras model; its variables hold the initialisation.
       objective: losses.CLASSIFICATION or losses.REGRESSION.
@@ -115,9 +147,10 @@ class MAML(GradientMetaLearner):
       multi_step_loss: MAML++ multi-step loss (see the module docstring).
       multi_step_anneal_steps: meta-steps over which it anneals to the last step.
       vectorize: map tasks with tf.vectorized_map instead of tf.map_fn.
+      batch_norm: "transductive" or "per_step" (see the module docstring).
     """
     super().__init__(model, objective=objective, num_inner_steps=num_inner_steps,
-                     inner_lr=inner_lr, vectorize=vectorize)
+                     inner_lr=inner_lr, vectorize=vectorize, batch_norm=batch_norm)
     self.first_order = first_order
     self.multi_step_loss = multi_step_loss
     self.multi_step_anneal_steps = multi_step_anneal_steps
@@ -170,31 +203,55 @@ class MAML(GradientMetaLearner):
       The scalar meta-loss, and {"loss", METRIC}: task means of the query loss and
       metric after the last inner step.
     """
-    weights, non_trainable = self._weights()
-    rates = self._learning_rates(self.num_inner_steps)
+    loss, metrics, _ = self._meta_loss_and_statistics(meta_batch, step)
+    return loss, metrics
+
+  def _meta_loss_and_statistics(self, meta_batch, step):
+    """meta_loss, and the task-averaged batch-norm statistics of each pass (for the
+    per-step running statistics): a flat list, step by step."""
+    weights, _ = self._weights()
+    num_steps = self.num_inner_steps
+    rates = self._learning_rates(num_steps)
+    statistics = [self._statistics(s) for s in range(num_steps + 1)]
     step_weights = self._step_loss_weights(step)
+    keep_statistics = self.step_statistics is not None
 
     def one_task(task):
-      trajectory = inner_loop.sgd_adapt(
-          self.model, weights, non_trainable, task.support_x, task.support_y,
+      trajectory, support_statistics = inner_loop.sgd_adapt_with_statistics(
+          self.model, weights, statistics[:-1], task.support_x, task.support_y,
           objective=self.objective, learning_rates=rates, first_order=self.first_order)
-      scored = trajectory[1:] if self.num_inner_steps > 0 else trajectory
-      outputs = [inner_loop.forward(self.model, w, non_trainable, task.query_x, training=True)
-                 for w in scored]
+      outputs = []
+      for s in (range(1, num_steps + 1) if num_steps > 0 else [0]):
+        query_outputs, query_statistics = self.model.stateless_call(
+            trajectory[s], statistics[s], task.query_x, training=True)
+        outputs.append(query_outputs)
       step_losses = tf.stack([self.objective.loss(task.query_y, o) for o in outputs])
+      new_statistics = []
+      if keep_statistics:  # the last query pass updates the statistics of step S
+        new_statistics = [tf.stop_gradient(v) for v in
+                          [v for per_step in support_statistics for v in per_step]
+                          + list(query_statistics)]
       return (tf.reduce_sum(step_weights * step_losses), step_losses[-1],
-              self.objective.metric(task.query_y, outputs[-1]))
+              self.objective.metric(task.query_y, outputs[-1]), new_statistics)
 
-    objective, final_loss, final_metric = self._map_tasks(one_task, meta_batch,
-                                                          (self.dtype,) * 3)
+    signature = (self.dtype, self.dtype, self.dtype,
+                 [tf.TensorSpec(v.shape, v.dtype) for per_step in statistics
+                  for v in per_step] if keep_statistics else [])
+    objective, final_loss, final_metric, new_statistics = self._map_tasks(
+        one_task, meta_batch, signature)
     return tf.reduce_mean(objective), {
         "loss": tf.reduce_mean(final_loss),
-        self.objective.metric_name: tf.reduce_mean(final_metric)}
+        self.objective.metric_name: tf.reduce_mean(final_metric)}, [
+            tf.reduce_mean(v, axis=0) for v in new_statistics]
 
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """Meta-gradients of meta_loss for trainable_variables, and the step's metrics."""
     with tf.GradientTape() as tape:
-      loss, metrics = self.meta_loss(meta_batch, step)
+      loss, metrics, statistics = self._meta_loss_and_statistics(meta_batch, step)
     gradients = tape.gradient(loss, self.trainable_variables,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    if self.step_statistics is not None:
+      for variable, value in zip([v for per_step in self.step_statistics for v in per_step],
+                                 statistics):
+        variable.assign(value)
     return gradients, metrics

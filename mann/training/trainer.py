@@ -92,7 +92,9 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
           make_batches: Callable[[int], tf.data.Dataset], num_steps: int, workdir: str,
           log_every: int = 100, checkpoint_every: int = 1000,
           validate: Optional[Callable[[], dict]] = None, validate_every: int = 1000,
-          steps_per_call: int = 1, progress_stream=sys.stderr) -> dict:
+          steps_per_call: int = 1,
+          strategy: Optional[tf.distribute.Strategy] = None,
+          progress_stream=sys.stderr) -> dict:
   """Meta-trains `learner` for num_steps meta-steps, resuming from workdir if it can.
 
   Args:
@@ -109,16 +111,21 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
     steps_per_call: meta-steps run inside one compiled call (a tf.while_loop), which
       saves the per-step Python round trip where steps are tiny (sinusoid); the
       steps are the same ones, so results do not depend on it.
+    strategy: the tf.distribute strategy the steps run under (default: the current
+      one, tf.distribute.get_strategy()). The learner's variables must have been made
+      under its scope.
     progress_stream: where the progress lines go.
 
   Returns:
     The results dict also written to workdir/results.json.
   """
   os.makedirs(workdir, exist_ok=True)
+  strategy = strategy or tf.distribute.get_strategy()
   variables = learner.trainable_variables
-  optimizer.build(variables)
-  step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-  seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
+  with strategy.scope():
+    optimizer.build(variables)
+    step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
   checkpoint = tf.train.Checkpoint(step=step_counter, train_seconds=seconds,
                                    optimizer=optimizer, **learner.checkpoint_items())
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_FOLDER),
@@ -137,14 +144,19 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
     optimizer.apply(gradients, variables)
     return metrics
 
+  def replicated_step(meta_batch, step):
+    metrics = strategy.run(meta_step, args=(meta_batch, step))
+    return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in metrics.items()}
+
   @tf.function
   def run_steps(iterator, start, count):
     """`count` meta-steps from `start`; the mean of each metric over them."""
-    totals = meta_step(next(iterator), start)
+    totals = replicated_step(next(iterator), start)
     if steps_per_call > 1:  # one step outside the loop fixes the metrics' structure
       for offset in tf.range(tf.constant(1, tf.int64), count):
-        totals = tf.nest.map_structure(tf.add, totals, meta_step(next(iterator),
-                                                                 start + offset))
+        totals = tf.nest.map_structure(tf.add, totals, replicated_step(next(iterator),
+                                                                       start + offset))
     return {k: v / tf.cast(count, v.dtype) for k, v in totals.items()}
 
   def steps_to_boundary(step):
@@ -168,7 +180,8 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
   last_validation: dict = {}
   clock = time.perf_counter()
   step = first_step
-  batches = iter(make_batches(first_step)) if first_step < num_steps else None
+  batches = (iter(strategy.experimental_distribute_dataset(make_batches(first_step)))
+             if first_step < num_steps else None)
   trace_seconds = None
   try:
     while step < num_steps:

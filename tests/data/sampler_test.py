@@ -119,3 +119,15 @@ def test_bad_sizes_raise_clear_errors():
     sampler_lib.FewShotSampler(source, num_ways=5, num_shots=1, num_queries=1, seed=0)
   with pytest.raises(errors.UserInputError, match="exceeds the 20 images"):
     sampler_lib.FewShotSampler(source, num_ways=2, num_shots=5, num_queries=16, seed=0)
+
+
+def test_class_labels_are_the_source_classes():
+  source = _labelled_source([20] * 30)
+  sampler = sampler_lib.FewShotSampler(source, num_ways=5, num_shots=2, num_queries=3, seed=4,
+                                       class_labels=True)
+  for index in range(5):
+    episode = sampler.episode(index)
+    for images, labels in ((episode.support_x, episode.support_y),
+                           (episode.query_x, episode.query_y)):
+      classes, _ = _decode(images)
+      np.testing.assert_array_equal(np.asarray(labels), classes)

@@ -46,14 +46,16 @@ def test_sinusoid_train_then_evaluate(tmp_path):
   assert report["mse"] == report["mse_by_steps"]["10"] and report["ci95"] > 0
 
 
+@pytest.mark.parametrize("algorithm", ["maml", "transfer"])
 def test_omniglot_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
-                                      omniglot_characters):
+                                      omniglot_characters, algorithm):
   del omniglot_characters  # prepared by the fixture; the binaries read the cache
   workdir = tmp_path / "run"
   common = [f"--omniglot_dir={omniglot_dir}", f"--data_dir={tfds_data_dir}"]
   result = _run("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags", *common,
                 f"--workdir={workdir}", "--num_steps=3", "--meta_batch_size=2",
-                "--num_filters=8", "--log_every=1", "--num_validation_tasks=0")
+                "--num_filters=8", "--log_every=1", "--num_validation_tasks=0",
+                f"--algorithm={algorithm}")
   assert result.returncode == 0, result.stderr[-3000:]
   result = _run("evaluate", f"--workdir={workdir}", "--num_tasks=5", "--tasks_per_batch=5")
   assert result.returncode == 0, result.stderr[-3000:]
@@ -71,7 +73,8 @@ def test_evaluate_needs_a_trained_workdir(tmp_path):
 
 @pytest.mark.parametrize("flags,expected", [
     (["--dataset=sinusoid", "--model=conv4"], "needs --model=mlp"),
-    (["--dataset=omniglot", "--algorithm=transfer"], "sinusoid only"),
+    (["--dataset=sinusoid", "--model=mlp", "--algorithm=reptile", "--batch_norm=per_step"],
+     "needs --algorithm=maml or fomaml"),
 ])
 def test_train_rejects_impossible_combinations(tmp_path, flags, expected):
   line = _one_error_line(_run("train", f"--workdir={tmp_path / 'run'}", *flags))

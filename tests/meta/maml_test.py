@@ -195,3 +195,85 @@ def test_transfer_gradient_is_the_pooled_plain_gradient():
     loss = meta.CLASSIFICATION.loss(y, model(x))
   for got, want in zip(gradients, tape.gradient(loss, model.trainable_variables)):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_per_step_statistics_follow_each_pass_and_make_meta_test_per_example():
+  # One task, one inner step, momentum 0.5: statistics of step 0 move halfway to the
+  # moments of the support batch's pre-norm activations under the initial weights,
+  # those of step 1 to the query batch's under the adapted weights (computed by hand).
+  keras.utils.set_random_seed(8)
+  model = keras.Sequential([keras.Input((2,), dtype="float64"),
+                            keras.layers.Dense(4, dtype="float64", name="dense"),
+                            models.BatchNormalization(momentum=0.5, dtype="float64"),
+                            keras.layers.Activation("tanh", dtype="float64"),
+                            keras.layers.Dense(3, dtype="float64")])
+  learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.3,
+                      batch_norm="per_step")
+  tasks = _tasks(num_tasks=1, seed=8)
+  weights = [tf.identity(v.value) for v in model.trainable_variables]
+  with tf.GradientTape() as tape:
+    tape.watch(weights)
+    logits, _ = model.stateless_call(weights, [v.value for v in model.non_trainable_variables],
+                                     tasks.support_x[0], training=True)
+    loss = meta.CLASSIFICATION.loss(tasks.support_y[0], logits)
+  adapted = [w - 0.3 * g for w, g in zip(weights, tape.gradient(loss, weights))]
+  learner.compute_gradients(tasks)
+  for step, (kernel, bias, x) in enumerate([(weights[0], weights[1], tasks.support_x[0]),
+                                            (adapted[0], adapted[1], tasks.query_x[0])]):
+    hidden = x.numpy() @ kernel.numpy() + bias.numpy()
+    mean, variance = (v.numpy() for v in learner.step_statistics[step])
+    np.testing.assert_allclose(mean, 0.5 * 0.0 + 0.5 * hidden.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(variance, 0.5 * 1.0 + 0.5 * hidden.var(0), rtol=1e-10)
+  # Meta-test with running statistics: a query's score does not depend on the others.
+  whole = learner.evaluate_tasks(tasks, num_steps=1)
+  half = learner.evaluate_tasks(tasks._replace(query_x=tasks.query_x[:, :1],
+                                               query_y=tasks.query_y[:, :1]), num_steps=1)
+  first_alone = meta.CLASSIFICATION.loss(tasks.query_y[0, :1], model.stateless_call(
+      [v.value for v in model.trainable_variables],
+      [tf.convert_to_tensor(v) for v in learner.step_statistics[0]],
+      tasks.query_x[0, :1], training=False)[0])
+  np.testing.assert_allclose(half["loss"][0, 0], first_alone, rtol=1e-12)
+  assert whole["loss"].shape == (1, 2)
+
+
+def test_transductive_meta_test_normalises_queries_together():
+  model = _tiny_model(9)
+  tasks = _tasks(num_tasks=1, seed=9)
+  learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.3)
+  whole = learner.evaluate_tasks(tasks, num_steps=0)
+  logits = model(tasks.query_x[0], training=True)  # batch statistics of all queries
+  np.testing.assert_allclose(whole["loss"][0, 0],
+                             meta.CLASSIFICATION.loss(tasks.query_y[0], logits), rtol=1e-12)
+  alone = model(tasks.query_x[0, :2], training=True)
+  assert not np.allclose(logits[:2], alone)  # so one query's logits depend on the rest
+
+
+def test_image_transfer_pretrains_its_own_head_and_fine_tunes_from_a_zero_head():
+  model = models.conv4(num_classes=3, image_shape=(8, 8, 1), num_filters=4)
+  learner = meta.Transfer(model, objective=meta.CLASSIFICATION, num_inner_steps=0,
+                          inner_lr=0.1, num_pretrain_classes=7)
+  head = model.get_layer("logits")
+  trained = {id(v) for v in learner.trainable_variables}
+  assert id(head.kernel) not in trained and id(head.bias) not in trained
+  assert learner.pretrain_head[0].shape == (4, 7)  # 8 -> 4 -> 2 -> 1 -> 1: 1x1x4 features
+  rng = np.random.default_rng(0)
+  tasks = episode_lib.Episode(
+      support_x=tf.constant(rng.uniform(size=(2, 3, 8, 8, 1)), tf.float32),
+      support_y=tf.constant([[6, 0, 4], [1, 2, 5]], tf.int32),  # training-class labels
+      query_x=tf.constant(rng.uniform(size=(2, 3, 8, 8, 1)), tf.float32),
+      query_y=tf.constant([[6, 0, 4], [1, 2, 5]], tf.int32))
+  gradients, metrics = learner.compute_gradients(tasks)
+  x = tf.reshape(tf.concat([tasks.support_x, tasks.query_x], 1), [-1, 8, 8, 1])
+  y = tf.reshape(tf.concat([tasks.support_y, tasks.query_y], 1), [-1])
+  with tf.GradientTape() as tape:
+    features = learner.features(x, training=True)
+    logits = features @ learner.pretrain_head[0] + learner.pretrain_head[1]
+    loss = meta.CLASSIFICATION.loss(y, logits)
+  np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
+  for got, want in zip(gradients, tape.gradient(loss, learner.trainable_variables)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  # Meta-test starts from a zero N-way head: uniform predictions, loss log(3).
+  episode = tasks._replace(support_y=tasks.support_y % 3, query_y=tasks.query_y % 3)
+  scores = learner.evaluate_tasks(episode, num_steps=2)
+  np.testing.assert_allclose(scores["loss"][:, 0], np.log(3.0), rtol=1e-6)
+  assert np.all(scores["loss"][:, 2] < scores["loss"][:, 0] + 1e-6)
