@@ -1,0 +1,154 @@
+r"""Seconds per MAML meta-step, ours and (optionally) learn2learn's, in one run.
+
+  python -m benchmarks.step_time --out=results/step_time.json \
+      [--peer_python=$HOME/.cache/mann-peers/l2l/bin/python]
+
+The MAML paper's Omniglot setting: conv4 (64 filters of 3x3, stride 2, batch norm,
+ReLU) on 28x28x1, one inner step at lr 0.4, Adam 1e-3; random inputs (a step's cost
+does not depend on pixel values). Each setting (ways, shots, queries per class,
+meta-batch, order) runs in a fresh subprocess, so trace time and peak memory are its
+own; the peer (../shared/peers/l2l_maml_step.py) runs right after ours on the same
+setting. Prints one JSON object: per setting, median seconds per step over --steps
+timed steps after one warm-up, the first call (trace + compile + run), peak RSS, tasks
+per second, and our time over the peer's.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+SETTINGS = flags.DEFINE_list(
+    "settings", ["5:1:15:32", "5:1:1:32", "20:1:1:16"],
+    "ways:shots:queries_per_class:meta_batch_size for each setting.")
+ORDERS = flags.DEFINE_list("orders", ["second", "first"], "second and/or first.")
+STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per setting (after one warm-up).",
+                             lower_bound=1)
+JIT_COMPILE = flags.DEFINE_boolean("jit_compile", False, "Compile our step with XLA.")
+PEER_PYTHON = flags.DEFINE_string(
+    "peer_python", None, "Python of a learn2learn venv (../shared/peers/README.md); "
+    "unset: ours only.")
+PEER_SCRIPT = flags.DEFINE_string(
+    "peer_script", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers",
+                                "l2l_maml_step.py"), "The peer's timing script.")
+OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
+SINGLE = flags.DEFINE_string("single", None, "Internal: time one setting in this process.")
+
+_PEAK_RSS_SNIPPET = (
+    "import resource, runpy, sys; script = sys.argv[1]; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(script, run_name='__main__'); "
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+
+
+def _time_ours(ways, shots, queries, tasks, order, steps, jit_compile) -> dict:
+  """Times our compiled meta-step in this process; returns the figures."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mann import meta  # pylint: disable=g-import-not-at-top
+  from mann import models  # pylint: disable=g-import-not-at-top
+  from mann.data import episode as episode_lib  # pylint: disable=g-import-not-at-top
+
+  keras.utils.set_random_seed(0)
+  model = models.conv4(num_classes=ways)
+  learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4,
+                      first_order=order == "first")
+  optimizer = keras.optimizers.Adam(1e-3)
+  optimizer.build(learner.trainable_variables)
+  batch = episode_lib.Episode(
+      support_x=tf.random.uniform([tasks, ways * shots, 28, 28, 1]),
+      support_y=tf.tile(tf.repeat(tf.range(ways), shots)[None], [tasks, 1]),
+      query_x=tf.random.uniform([tasks, ways * queries, 28, 28, 1]),
+      query_y=tf.tile(tf.repeat(tf.range(ways), queries)[None], [tasks, 1]))
+
+  @tf.function(jit_compile=jit_compile)
+  def step(meta_batch):
+    gradients, metrics = learner.compute_gradients(meta_batch)
+    optimizer.apply(gradients, learner.trainable_variables)
+    return metrics["loss"]
+
+  start = time.perf_counter()
+  float(step(batch))
+  first_call = time.perf_counter() - start
+  float(step(batch))  # warm-up
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    float(step(batch))
+    times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  return {"seconds_per_step": median, "min": min(times), "max": max(times),
+          "first_call_seconds": first_call, "tasks_per_second": tasks / median,
+          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _run_ours(setting, order) -> dict:
+  command = [sys.executable, "-m", "benchmarks.step_time", f"--single={setting}:{order}",
+             f"--steps={STEPS.value}", f"--jit_compile={JIT_COMPILE.value}"]
+  result = subprocess.run(command, capture_output=True, text=True,
+                          cwd=os.path.join(os.path.dirname(__file__), ".."))
+  lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
+  if result.returncode != 0 or not lines:
+    raise RuntimeError(f"our step failed on {setting} {order}:\n{result.stderr[-3000:]}")
+  return json.loads(lines[-1])
+
+
+def _run_peer(ways, shots, queries, tasks, order) -> dict:
+  command = [PEER_PYTHON.value, "-c", _PEAK_RSS_SNIPPET, PEER_SCRIPT.value,
+             f"--tasks={tasks}", f"--ways={ways}", f"--shots={shots}", f"--query={queries}",
+             f"--steps={STEPS.value}"] + (["--first_order"] if order == "first" else [])
+  result = subprocess.run(command, capture_output=True, text=True)
+  if result.returncode != 0:
+    raise RuntimeError(f"peer failed:\n{result.stderr[-3000:]}")
+  fields = {}
+  for line in result.stdout.splitlines():
+    if line.startswith("RESULT"):
+      fields.update(dict(item.split("=", 1) for item in line.split()[1:]))
+    if line.startswith("PEAK_RSS_KB"):
+      fields["peak_rss_kb"] = line.split()[1]
+  median = float(fields["median"].rstrip("s"))
+  return {"seconds_per_step": median, "first_call_seconds": float(fields["first_call"].rstrip("s")),
+          "tasks_per_second": tasks / median,
+          "peak_rss_mb": float(fields["peak_rss_kb"]) / 1024}
+
+
+def main(argv):
+  del argv
+  if SINGLE.value:
+    ways, shots, queries, tasks, order = SINGLE.value.split(":")
+    print(json.dumps(_time_ours(int(ways), int(shots), int(queries), int(tasks), order,
+                                STEPS.value, JIT_COMPILE.value)))
+    return
+  if PEER_PYTHON.value and not os.path.exists(PEER_SCRIPT.value):
+    print(f"error: --peer_script={PEER_SCRIPT.value} not found", file=sys.stderr)
+    sys.exit(2)
+  report = {"benchmark": "step_time", "jit_compile": JIT_COMPILE.value, "steps": STEPS.value,
+            "cpu_count": os.cpu_count(), "results": []}
+  for setting in SETTINGS.value:
+    ways, shots, queries, tasks = (int(v) for v in setting.split(":"))
+    for order in ORDERS.value:
+      entry = {"ways": ways, "shots": shots, "queries_per_class": queries,
+               "meta_batch_size": tasks, "order": order, "ours": _run_ours(setting, order)}
+      if PEER_PYTHON.value:
+        entry["peer"] = _run_peer(ways, shots, queries, tasks, order)
+        entry["ratio_ours_to_peer"] = (entry["ours"]["seconds_per_step"] /
+                                       entry["peer"]["seconds_per_step"])
+      report["results"].append(entry)
+      print(json.dumps(entry), file=sys.stderr, flush=True)
+  text = json.dumps(report, indent=1)
+  print(text)
+  if OUT.value:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from mann import files  # pylint: disable=g-import-not-at-top
+    with files.atomic_write(OUT.value) as tmp_path, open(tmp_path, "w") as f:
+      f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
