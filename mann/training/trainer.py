@@ -10,9 +10,12 @@ stream at the restored step (meta-batch s is always episodes sT..sT+T-1), so an
 interrupted run ends where an uninterrupted one of the same length would.
 """
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
@@ -46,6 +49,40 @@ class _Progress:
     self._stream.write(f"step {step}/{self._num_steps} ({100.0 * step / self._num_steps:.1f}%)"
                        f" {rate:.2f} steps/s ETA {_duration(eta)} | {shown}\n")
     self._stream.flush()
+
+
+class _StopRequest:
+  """Set by SIGTERM or Ctrl-C; the loop checks it between steps, so that the checkpoint
+  it then saves holds a step count that matches its weights. A second Ctrl-C stops at
+  once (without a checkpoint)."""
+
+  def __init__(self):
+    self.requested = False
+
+  def handle(self, signum, frame):
+    del frame
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.requested = True
+
+
+@contextlib.contextmanager
+def _stop_requests():
+  """Routes SIGTERM and Ctrl-C to a _StopRequest while training. (A background run
+  started from a script ignores Ctrl-C; `kill PID` sends SIGTERM.)"""
+  request = _StopRequest()
+  if threading.current_thread() is not threading.main_thread():
+    yield request
+    return
+  previous = {}
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    if signal.getsignal(signum) is not signal.SIG_IGN:
+      previous[signum] = signal.signal(signum, request.handle)
+  try:
+    yield request
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
 
 
 def _json_safe(value):
@@ -183,8 +220,14 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
   batches = (iter(strategy.experimental_distribute_dataset(make_batches(first_step)))
              if first_step < num_steps else None)
   trace_seconds = None
-  try:
+  with _stop_requests() as stop:
     while step < num_steps:
+      if stop.requested:
+        seconds.assign_add(time.perf_counter() - clock)
+        manager.save(checkpoint_number=step)
+        progress_stream.write(f"stopped: checkpoint saved at step {step}; rerun the same "
+                              f"command to resume\n")
+        raise KeyboardInterrupt
       started = time.perf_counter()
       count = steps_to_boundary(step)
       metrics = run_steps(batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
@@ -216,12 +259,6 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
         seconds.assign_add(time.perf_counter() - clock)
         clock = time.perf_counter()
         manager.save(checkpoint_number=step)
-  except KeyboardInterrupt:
-    seconds.assign_add(time.perf_counter() - clock)
-    manager.save(checkpoint_number=step)
-    progress_stream.write(f"interrupted: checkpoint saved at step {step}; rerun the same "
-                          f"command to resume\n")
-    raise
 
   if not last_train_record and os.path.exists(log_path):  # resumed at the end already
     with open(log_path) as f:

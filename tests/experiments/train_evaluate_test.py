@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -88,3 +90,30 @@ def test_train_refuses_a_workdir_of_another_run(tmp_path):
   assert _run("train", *common).returncode == 0
   line = _one_error_line(_run("train", *common, "--inner_lr=0.5"))
   assert "inner_lr" in line and "use a new --workdir" in line
+
+
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
+  workdir = tmp_path / "run"
+  command = [sys.executable, "-m", "experiments.train",
+             "--flagfile=experiments/configs/maml_sinusoid.flags", f"--workdir={workdir}",
+             "--num_steps=1000000", "--meta_batch_size=2", "--steps_per_call=1",
+             "--log_every=20", "--checkpoint_every=100000", "--num_validation_tasks=0"]
+  process = subprocess.Popen(command, cwd=conftest.REPO_ROOT, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ,
+                                             "PYTHONPATH": str(conftest.REPO_ROOT)})
+  log = workdir / "log.jsonl"
+  deadline = time.time() + 300
+  while not (log.exists() and log.read_text().strip()) and time.time() < deadline:
+    time.sleep(0.5)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 130, stderr[-2000:]
+  (stopped,) = [l for l in stderr.splitlines() if l.startswith("stopped: checkpoint saved")]
+  step = int(stopped.split("at step ")[1].split(";")[0])
+  assert step >= 20 and (workdir / "checkpoints" / f"ckpt-{step}.index").exists()
+  resume = [f if not f.startswith("--num_steps=") else f"--num_steps={step + 20}"
+            for f in command[3:]]
+  result = _run("train", *resume)
+  assert result.returncode == 0, result.stderr[-2000:]
+  with open(workdir / "results.json") as f:
+    assert json.load(f)["num_steps"] == step + 20
