@@ -1,0 +1,39 @@
+"""Every flagfile in experiments/configs names real flags of the train binary with values
+they accept, and opens with the command, the expected runtime and the paper's number."""
+
+import copy
+import glob
+import os
+
+from absl import flags
+import pytest
+
+from tests import conftest
+
+CONFIGS = sorted(glob.glob(os.path.join(conftest.REPO_ROOT, "experiments/configs/*.flags")))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_parses_against_the_train_binary(path):
+  import experiments.train  # pylint: disable=g-import-not-at-top,unused-import  (defines flags)
+  with open(path) as f:
+    lines = [l.strip() for l in f]
+  header = "\n".join(l for l in lines if l.startswith("#"))
+  assert "python3 -m experiments.train --flagfile=" in header
+  assert "Paper" in header and "runtime" in header
+  settings = [l for l in lines if l and not l.startswith("#")]
+  assert settings
+  for setting in settings:
+    assert setting.startswith("--")
+    name, _, value = setting[2:].partition("=")
+    flag = copy.deepcopy(flags.FLAGS[name])  # KeyError: no such flag
+    if value:
+      flag.parse(value)  # raises on a value the flag rejects
+    else:
+      assert isinstance(flag, flags.BooleanFlag) or flag.flag_type() == "bool"
+
+
+def test_there_are_the_papers_settings():
+  names = {os.path.basename(p) for p in CONFIGS}
+  assert {"maml_sinusoid.flags", "maml_omniglot_5w1s.flags", "maml_omniglot_5w5s.flags",
+          "maml_omniglot_20w1s.flags", "maml_omniglot_20w5s.flags"} <= names
