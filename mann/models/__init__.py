@@ -3,3 +3,4 @@
 from mann.models.conv4 import conv4
 from mann.models.mlp import mlp
 from mann.models.batch_norm import BatchNormalization
+from mann.models.mann import mann

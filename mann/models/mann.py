@@ -1,0 +1,96 @@
+"""The memory-augmented neural network (MANN) of Santoro et al. 2016: an LSTM controller
+reading and writing an external memory with least-recently-used access (LRUA).
+
+Per time step t, with memory M, usage w_u, previous read weights w_r and reads r:
+  h_t, c_t = LSTM([x_t, r_{t-1}], h_{t-1}, c_{t-1})
+  k_t      = tanh(W_k h_t)            one key per read head       [num_reads, word_size]
+  alpha_t  = W_a h_t                  write-gate logits           [num_reads]
+  w_lu     = least_used_weights(w_u_{t-1}, num_reads)                        (eq. 7)
+  w_w_t    = sigma(alpha_t) w_r_{t-1} + (1 - sigma(alpha_t)) w_lu            (eq. 6)
+  M_t      = write(M_{t-1}, w_w_t, k_t, w_lu): wipe the least-used rows, add  (eq. 8)
+  w_r_t    = content_weights(M_t, k_t)                                       (eq. 3)
+  r_t      = read(M_t, w_r_t)                                                (eq. 4)
+  w_u_t    = gamma w_u_{t-1} + w_r_t + w_w_t                                 (eq. 5)
+  output_t = W_o [h_t, r_t]
+Each write head writes the key of the read head of the same index (Santoro et al.
+write the key k_t). The memory starts each sequence at zero: one sequence is one
+episode, so memory is wiped between episodes by construction.
+"""
+
+import keras
+from keras import ops
+
+from mann.memory import addressing
+from mann.memory import lrua
+
+
+class MANNCell(keras.layers.Layer):
+  """One step of the MANN, for keras.layers.RNN. Inputs [B, D]; outputs [B, num_outputs].
+
+  State: h [B, units], c [B, units], memory [B, memory_size * word_size],
+  usage [B, memory_size], read weights [B, num_reads * memory_size],
+  reads [B, num_reads * word_size] (flattened so that Keras's RNN can carry them).
+  """
+
+  def __init__(self, *, num_outputs: int, controller_units: int = 200,
+               memory_size: int = 128, word_size: int = 40, num_reads: int = 4,
+               usage_decay: float = 0.95, **kwargs):
+    super().__init__(**kwargs)
+    self.num_outputs = num_outputs
+    self.controller_units = controller_units
+    self.memory_size = memory_size
+    self.word_size = word_size
+    self.num_reads = num_reads
+    self.usage_decay = usage_decay
+    self.controller = keras.layers.LSTMCell(controller_units, name="controller")
+    self.key_layer = keras.layers.Dense(num_reads * word_size, activation="tanh", name="keys")
+    self.gate_layer = keras.layers.Dense(num_reads, name="write_gates")
+    self.output_layer = keras.layers.Dense(num_outputs, name="output")
+    self.state_size = [controller_units, controller_units, memory_size * word_size,
+                       memory_size, num_reads * memory_size, num_reads * word_size]
+    self.output_size = num_outputs
+
+  def build(self, input_shape):
+    self.controller.build((input_shape[0], input_shape[-1] + self.num_reads * self.word_size))
+    self.key_layer.build((input_shape[0], self.controller_units))
+    self.gate_layer.build((input_shape[0], self.controller_units))
+    self.output_layer.build((input_shape[0],
+                             self.controller_units + self.num_reads * self.word_size))
+    self.built = True
+
+  def call(self, inputs, states, training=False):
+    h, c, memory, usage, read_weights, reads = states
+    batch = ops.shape(inputs)[0]
+    memory = ops.reshape(memory, (batch, self.memory_size, self.word_size))
+    read_weights = ops.reshape(read_weights, (batch, self.num_reads, self.memory_size))
+    _, (h, c) = self.controller(ops.concatenate([inputs, reads], axis=-1), [h, c],
+                                training=training)
+    keys = ops.reshape(self.key_layer(h), (batch, self.num_reads, self.word_size))
+    least_used = lrua.least_used_weights(usage, self.num_reads)
+    write_weights = lrua.write_weights(self.gate_layer(h), read_weights, least_used)
+    memory = lrua.write(memory, write_weights, keys, least_used)
+    read_weights = addressing.content_weights(memory, keys)
+    read_vectors = ops.reshape(addressing.read(memory, read_weights),
+                               (batch, self.num_reads * self.word_size))
+    usage = lrua.update_usage(usage, read_weights, write_weights, self.usage_decay)
+    outputs = self.output_layer(ops.concatenate([h, read_vectors], axis=-1))
+    new_states = [h, c, ops.reshape(memory, (batch, -1)), usage,
+                  ops.reshape(read_weights, (batch, -1)), read_vectors]
+    return outputs, new_states
+
+
+def mann(*, num_classes: int, input_size: int, controller_units: int = 200,
+         memory_size: int = 128, word_size: int = 40, num_reads: int = 4,
+         usage_decay: float = 0.95, name: str = "mann") -> keras.Model:
+  """A MANN over sequences: [B, T, input_size] -> logits [B, T, num_classes].
+
+  input_size counts everything fed per step (e.g. flattened image + label vector).
+  Memory, usage and reads start at zero for every sequence (episode). Runs through
+  stateless_call like every other model.
+  """
+  cell = MANNCell(num_outputs=num_classes, controller_units=controller_units,
+                  memory_size=memory_size, word_size=word_size, num_reads=num_reads,
+                  usage_decay=usage_decay, name="mann_cell")
+  return keras.Sequential([keras.Input((None, input_size)),
+                           keras.layers.RNN(cell, return_sequences=True, name="rnn")],
+                          name=name)
