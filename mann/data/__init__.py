@@ -9,3 +9,4 @@ from mann.data.sinusoid import SinusoidSampler
 from mann.data.source import ClassIndexedImages
 from mann.data.source import split_classes
 from mann.data.source import with_rotations
+from mann.data.santoro import SequenceSampler

@@ -1,0 +1,79 @@
+"""Episodes as sequences, the protocol of Santoro et al. 2016 (MANN).
+
+An episode is N classes x L instances (10 in the paper) shown one at a time in random
+order; the label of step t is given as input at step t+1, so the network must
+predict each image's label before it sees it, and can only be right from the 2nd
+instance of a class on by remembering the 1st.
+"""
+
+import tensorflow as tf
+
+from mann.data import episode as episode_lib
+from mann.data import sampler as sampler_lib
+from mann.data import source as source_lib
+
+
+class SequenceSampler:
+  """Santoro sequences: support_x [N*L, H, W, C] and support_y [N*L] in random order;
+  the query set is empty (every step is both a question and, one step later, a lesson).
+  """
+
+  def __init__(self, source: source_lib.ClassIndexedImages, *, num_ways: int,
+               num_instances: int, seed: int):
+    """Args:
+      source: the classes to draw from.
+      num_ways: N, classes per episode (labels 0..N-1, a random remapping).
+      num_instances: L, images per class (10 in the paper).
+      seed: the seed of every draw; episode i is a function of (seed, i).
+    """
+    self._tasks = sampler_lib.FewShotSampler(source, num_ways=num_ways,
+                                             num_shots=num_instances, num_queries=0,
+                                             seed=seed)
+    self.num_ways = num_ways
+    self.num_instances = num_instances
+    self.seed = seed
+    self.source = source
+
+  @property
+  def element_spec(self) -> episode_lib.Episode:
+    return self._tasks.element_spec
+
+  def episode(self, index) -> episode_lib.Episode:
+    """The sequence of episode `index`: the N x L images of a task, shuffled."""
+    task = self._tasks.episode(index)
+    seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
+    order_seed = tf.random.experimental.stateless_split(seed, num=3)[2]
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(self.num_ways * self.num_instances), order_seed)
+    return task._replace(support_x=tf.gather(task.support_x, order),
+                         support_y=tf.gather(task.support_y, order))
+
+
+def previous_label_inputs(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+  """One-hot of the label of step t-1 at step t, zeros at step 0 (the paper's offset).
+
+  Args:
+    labels: int [..., T].
+    num_classes: N.
+
+  Returns:
+    float32 [..., T, N].
+  """
+  one_hot = tf.one_hot(labels, num_classes)
+  shifted = tf.concat([tf.zeros_like(one_hot[..., :1, :]), one_hot[..., :-1, :]], axis=-2)
+  return shifted
+
+
+def instance_numbers(labels: tf.Tensor) -> tf.Tensor:
+  """For each step, how many times its class has been shown so far, itself included
+  (1 = first presentation): the x axis of the paper's accuracy-by-instance table.
+
+  Args:
+    labels: int [T] or [B, T].
+
+  Returns:
+    int32 of the same shape.
+  """
+  same = tf.cast(tf.equal(labels[..., :, None], labels[..., None, :]), tf.int32)
+  upto = tf.linalg.band_part(tf.ones_like(same), -1, 0)  # [t, s] = 1 where s <= t
+  return tf.reduce_sum(same * upto, axis=-1)
