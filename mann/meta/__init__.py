@@ -9,3 +9,4 @@ from mann.meta.maml import GradientMetaLearner
 from mann.meta.maml import MAML
 from mann.meta.reptile import Reptile
 from mann.meta.transfer import Transfer
+from mann.meta.episodic import Episodic
