@@ -4,6 +4,7 @@ from absl import flags
 
 from mann import errors
 from mann.data import datasets
+from mann.data import santoro
 
 DATASET = flags.DEFINE_string(
     "dataset", "omniglot",
@@ -40,6 +41,14 @@ NUM_QUERIES = flags.DEFINE_integer(
 
 
 
+PROTOCOL = flags.DEFINE_enum(
+    "protocol", "few_shot", ["few_shot", "online"],
+    "few_shot: N-way K-shot support/query episodes; online: Santoro et al.'s sequences of "
+    "N classes x --num_instances images, each step given the previous step's label.")
+NUM_INSTANCES = flags.DEFINE_integer(
+    "num_instances", 10, "online protocol: images per class in a sequence (L).", lower_bound=1)
+
+
 def _is_valid_dataset(name: str) -> bool:
   try:
     datasets.check_dataset_name(name)
@@ -72,7 +81,13 @@ def class_splits():
 
 
 def make_sampler(splits, *, split: str, seed: int, class_labels: bool = False):
-  """The sampler of `split` for the flags' dataset and episode shape."""
+  """The sampler of `split` for the flags' dataset, protocol and episode shape."""
+  if PROTOCOL.value == "online":
+    if splits is None:
+      raise errors.UserInputError("--protocol=online needs an image dataset, not sinusoid")
+    return santoro.SequenceSampler(splits[split], num_ways=NUM_WAYS.value,
+                                   num_instances=NUM_INSTANCES.value,
+                                   seed=3 * seed + datasets.SPLITS.index(split))
   return datasets.make_sampler(
       DATASET.value, split=split, num_ways=NUM_WAYS.value, num_shots=NUM_SHOTS.value,
       num_queries=NUM_QUERIES.value, seed=seed, splits=splits, class_labels=class_labels)

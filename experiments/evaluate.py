@@ -11,7 +11,8 @@ seed sees the same tasks.
 
 eval.json: split, num_tasks, num_eval_inner_steps, checkpoint_step, and
   classification: accuracy, ci95, accuracy_by_steps {steps: mean}, ci95_by_steps;
-  regression: mse, ci95, mse_by_steps {steps: mean}, ci95_by_steps.
+  regression: mse, ci95, mse_by_steps {steps: mean}, ci95_by_steps;
+  online protocol: accuracy, accuracy_by_instance [1st, 2nd, ...], ci95_by_instance.
 """
 
 import json
@@ -19,6 +20,7 @@ import os
 import time
 
 from absl import flags
+import numpy as np
 
 from experiments import common
 from experiments import data_flags
@@ -40,6 +42,13 @@ OUTPUT_NAME = flags.DEFINE_string("output_name", "eval.json",
 flags.mark_flag_as_required("workdir")
 
 
+def _write(report: dict) -> str:
+  path = os.path.join(WORKDIR.value, OUTPUT_NAME.value)
+  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
+    json.dump(report, f, indent=1)
+  return path
+
+
 def main(argv):
   del argv
   run_flags.restore_run_flags(WORKDIR.value)
@@ -57,6 +66,20 @@ def main(argv):
   scores = evaluation.score_tasks(learner, sampler, num_tasks=NUM_TASKS.value,
                                   num_inner_steps=num_steps,
                                   batch_size=TASKS_PER_BATCH.value)
+  if "accuracy_by_instance" in scores:  # online protocol (Santoro et al.)
+    summary = evaluation.summarise_by_instance(scores)
+    report = {"split": SPLIT.value, "protocol": "online", "num_tasks": summary["num_tasks"],
+              "checkpoint_step": checkpoint_step,
+              "accuracy": float(np.mean(scores["accuracy_by_instance"])),
+              "accuracy_by_instance": summary["accuracy_by_instance"],
+              "ci95_by_instance": summary["ci95_by_instance"],
+              "num_instances": data_flags.NUM_INSTANCES.value,
+              "eval_seconds": round(time.time() - start, 1)}
+    _write(report)
+    shown = " / ".join(f"{100 * a:.1f}" for a in summary["accuracy_by_instance"])
+    print(f"{SPLIT.value}: accuracy by instance {shown} % over {summary['num_tasks']} "
+          f"episodes (checkpoint step {checkpoint_step})")
+    return
   metric = learner.objective.metric_name
   summary = evaluation.summarise(scores, metric)
   report = {
@@ -72,9 +95,7 @@ def main(argv):
       "num_queries": data_flags.NUM_QUERIES.value,
       "eval_seconds": round(time.time() - start, 1),
   }
-  path = os.path.join(WORKDIR.value, OUTPUT_NAME.value)
-  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
-    json.dump(report, f, indent=1)
+  path = _write(report)
   scale = 100.0 if metric == "accuracy" else 1.0
   print(f"{SPLIT.value}: {metric} {scale * report[metric]:.2f} +- {scale * report['ci95']:.2f} "
         f"over {report['num_tasks']} tasks after {num_steps} steps "

@@ -9,6 +9,7 @@ import os
 
 from absl import flags
 import keras
+import numpy as np
 
 from experiments import data_flags
 from mann import errors
@@ -17,10 +18,20 @@ from mann import meta
 from mann import models
 from mann.data import datasets
 
-ALGORITHMS = ("maml", "fomaml", "reptile", "transfer")
+ALGORITHMS = ("maml", "fomaml", "reptile", "transfer", "episodic")
+SEQUENCE_MODELS = ("mann", "lstm")
 
-MODEL = flags.DEFINE_enum("model", "conv4", ["conv4", "mlp"],
-                          "conv4: 4 conv blocks (images); mlp: 40-40 ReLU (sinusoid).")
+MODEL = flags.DEFINE_enum(
+    "model", "conv4", ["conv4", "mlp", "mann", "lstm"],
+    "conv4: 4 conv blocks (images); mlp: 40-40 ReLU (sinusoid); mann: LSTM controller with "
+    "LRUA memory (Santoro et al. 2016); lstm: the same LSTM without memory (baseline).")
+CONTROLLER_UNITS = flags.DEFINE_integer("controller_units", 200,
+                                        "mann/lstm: LSTM units.", lower_bound=1)
+MEMORY_SIZE = flags.DEFINE_integer("memory_size", 128, "mann: memory rows.", lower_bound=1)
+WORD_SIZE = flags.DEFINE_integer("word_size", 40, "mann: memory row width.", lower_bound=1)
+NUM_READS = flags.DEFINE_integer("num_reads", 4, "mann: read (and write) heads.",
+                                 lower_bound=1)
+USAGE_DECAY = flags.DEFINE_float("usage_decay", 0.95, "mann: gamma, usage decay per step.")
 DOWNSAMPLE = flags.DEFINE_enum("downsample", "stride", ["stride", "max_pool"],
                                "conv4 downsampling: stride-2 convs (MAML's Omniglot) or 2x2 max pool.")
 NUM_FILTERS = flags.DEFINE_integer("num_filters", 64, "conv4 channels.", lower_bound=1)
@@ -28,7 +39,8 @@ ALGORITHM = flags.DEFINE_enum(
     "algorithm", "maml", list(ALGORITHMS),
     "maml: second-order MAML; fomaml: first-order MAML; reptile: Reptile (SGD inner loop); "
     "transfer: pretrain on all tasks pooled (images: over all training classes), "
-    "fine-tune by SGD on the support set at test.")
+    "fine-tune by SGD on the support set at test; episodic: train a sequence model (mann, "
+    "lstm) end to end over episodes, no inner steps.")
 META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32, "T: tasks per meta-step.",
                                        lower_bound=1)
 NUM_INNER_STEPS = flags.DEFINE_integer("num_inner_steps", 1,
@@ -103,6 +115,14 @@ def restore_run_flags(workdir: str) -> None:
 def check_combination() -> None:
   """One line for flag combinations that cannot work together."""
   regression = datasets.is_regression(data_flags.DATASET.value)
+  sequence_model = MODEL.value in SEQUENCE_MODELS
+  if sequence_model != (ALGORITHM.value == "episodic"):
+    raise errors.UserInputError(
+        "--model=mann or lstm goes with --algorithm=episodic, and only with it")
+  if sequence_model != (data_flags.PROTOCOL.value == "online"):
+    raise errors.UserInputError(
+        "--model=mann or lstm needs --protocol=online (the few-shot protocol for them is "
+        "not built yet), and --protocol=online needs --model=mann or lstm")
   if regression and MODEL.value != "mlp":
     raise errors.UserInputError("--dataset=sinusoid needs --model=mlp")
   if BATCH_NORM.value == "per_step" and ALGORITHM.value not in ("maml", "fomaml"):
@@ -115,6 +135,16 @@ def check_combination() -> None:
 def make_model(sampler) -> keras.Model:
   """The flags' model, sized for the sampler's episodes, weights seeded by --seed."""
   keras.utils.set_random_seed(SEED.value)
+  if MODEL.value in SEQUENCE_MODELS:
+    input_size = int(np.prod(sampler.source.image_shape)) + sampler.num_ways
+    if MODEL.value == "lstm":
+      return keras.Sequential([keras.Input((None, input_size)),
+                               keras.layers.LSTM(CONTROLLER_UNITS.value, return_sequences=True),
+                               keras.layers.Dense(sampler.num_ways)], name="lstm")
+    return models.mann(num_classes=sampler.num_ways, input_size=input_size,
+                       controller_units=CONTROLLER_UNITS.value, memory_size=MEMORY_SIZE.value,
+                       word_size=WORD_SIZE.value, num_reads=NUM_READS.value,
+                       usage_decay=USAGE_DECAY.value)
   if MODEL.value == "mlp":
     return models.mlp(input_size=1, hidden_sizes=(40, 40), output_size=1)
   return models.conv4(num_classes=sampler.num_ways, image_shape=sampler.source.image_shape,
@@ -127,6 +157,9 @@ def make_learner(model: keras.Model, num_train_classes: int = 0):
                else meta.CLASSIFICATION)
   common = dict(objective=objective, num_inner_steps=NUM_INNER_STEPS.value,
                 inner_lr=INNER_LR.value, vectorize=VECTORIZE.value)
+  if ALGORITHM.value == "episodic":
+    return meta.Episodic(model, num_classes=data_flags.NUM_WAYS.value,
+                         num_instances=data_flags.NUM_INSTANCES.value)
   if ALGORITHM.value == "reptile":
     return meta.Reptile(model, **common)
   if ALGORITHM.value == "transfer":

@@ -41,3 +41,19 @@ def summarise(scores: dict[str, np.ndarray], metric_name: str) -> dict:
   final = by_steps[str(per_step.shape[1] - 1)]
   return {metric_name: final["mean"], "ci95": final["ci95"], "num_tasks": per_step.shape[0],
           f"{metric_name}_by_steps": by_steps}
+
+
+def summarise_by_instance(scores: dict[str, np.ndarray]) -> dict:
+  """Mean and 95% CI of the accuracy at each presentation of a class (online protocol).
+
+  Args:
+    scores: {"accuracy_by_instance": [num_tasks, L]} from Episodic.evaluate_tasks.
+
+  Returns:
+    {"accuracy_by_instance": [L means], "ci95_by_instance": [L], "num_tasks": n}; index
+    0 is the 1st presentation.
+  """
+  per_instance = scores["accuracy_by_instance"]
+  summaries = [metrics.mean_and_ci95(per_instance[:, i]) for i in range(per_instance.shape[1])]
+  return {"accuracy_by_instance": [m for m, _ in summaries],
+          "ci95_by_instance": [c for _, c in summaries], "num_tasks": per_instance.shape[0]}

@@ -25,13 +25,15 @@ def sequence_inputs(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> t
 class Episodic:
   """Meta-trains a sequence model over Santoro episodes (no inner gradient steps)."""
 
-  def __init__(self, model: keras.Model, *, num_classes: int):
+  def __init__(self, model: keras.Model, *, num_classes: int, num_instances: int):
     """Args:
       model: maps [T, L, D] to logits [T, L, num_classes] (models.mann, an LSTM).
       num_classes: N.
+      num_instances: L, presentations of each class in an episode.
     """
     self.model = model
     self.num_classes = num_classes
+    self.num_instances = num_instances
     self.objective = losses.CLASSIFICATION
 
   @property
@@ -57,13 +59,13 @@ class Episodic:
                        "accuracy": self.objective.metric(meta_batch.support_y, logits)}
 
   def evaluate_tasks(self, meta_batch: episode_lib.Episode,
-                     num_instances: int) -> dict[str, tf.Tensor]:
+                     num_steps: int = 0) -> dict[str, tf.Tensor]:
     """Accuracy by instance: column i is the mean correctness, per episode, over the
     steps that show a class for the (i+1)-th time.
 
     Args:
       meta_batch: T sequences.
-      num_instances: L, presentations of each class.
+      num_steps: unused (no inner steps); kept for the shared evaluation loop.
 
     Returns:
       {"accuracy_by_instance": [T, L]}.
@@ -72,6 +74,7 @@ class Episodic:
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                meta_batch.support_y), tf.float32)
     instance = santoro.instance_numbers(meta_batch.support_y)  # [T, L*N], 1-based
-    columns = tf.one_hot(instance - 1, num_instances)  # [T, steps, L]
+    del num_steps
+    columns = tf.one_hot(instance - 1, self.num_instances)  # [T, steps, L]
     return {"accuracy_by_instance": tf.einsum("ts,tsl->tl", correct, columns)
                                     / tf.reduce_sum(columns, axis=1)}

@@ -117,3 +117,31 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   with open(workdir / "results.json") as f:
     assert json.load(f)["num_steps"] == step + 20
+
+
+def test_online_protocol_mann_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
+                                                  omniglot_characters):
+  del omniglot_characters  # prepared by the fixture
+  workdir = tmp_path / "run"
+  result = _run("train", "--dataset=omniglot", f"--omniglot_dir={omniglot_dir}",
+                f"--data_dir={tfds_data_dir}", "--protocol=online", "--model=mann",
+                "--algorithm=episodic", "--num_ways=3", "--num_instances=4",
+                "--controller_units=8", "--memory_size=8", "--word_size=4", "--num_reads=1",
+                "--meta_batch_size=2", "--num_steps=2", "--log_every=1",
+                "--validate_every=2", "--num_validation_tasks=2", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(workdir / "log.jsonl") as f:
+    records = [json.loads(l) for l in f]
+  assert "validation_accuracy_instance_2" in records[-1]
+  result = _run("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(workdir / "eval.json") as f:
+    report = json.load(f)
+  assert report["protocol"] == "online" and len(report["accuracy_by_instance"]) == 4
+  assert all(0.0 <= a <= 1.0 for a in report["accuracy_by_instance"])
+
+
+def test_online_protocol_needs_a_sequence_model(tmp_path):
+  line = _one_error_line(_run("train", "--protocol=online", "--model=conv4",
+                              f"--workdir={tmp_path / 'run'}"))
+  assert "--protocol=online" in line

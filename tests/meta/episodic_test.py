@@ -30,11 +30,11 @@ def test_accuracy_by_instance_by_hand():
   labels = tf.constant([[0, 0, 1, 1, 0, 1]])  # instance numbers 1 2 1 2 3 3
   batch = episode_lib.Episode(tf.zeros([1, 6, 1, 1, 1]), labels,
                               tf.zeros([1, 0, 1, 1, 1]), tf.zeros([1, 0], tf.int32))
-  learner = meta.Episodic(_Oracle(), num_classes=3)
+  learner = meta.Episodic(_Oracle(), num_classes=3, num_instances=3)
   # The oracle predicts the previous step's label: right at steps 1 and 3 (instance 2 of
   # each class) and at step 0 (all-zero input, argmax 0 = class 0: instance 1), wrong at
   # steps 2 (instance 1), 4 and 5 (instance 3).
-  scores = learner.evaluate_tasks(batch, num_instances=3)["accuracy_by_instance"].numpy()
+  scores = learner.evaluate_tasks(batch)["accuracy_by_instance"].numpy()
   np.testing.assert_allclose(scores, [[0.5, 1.0, 0.0]])
 
 
@@ -43,7 +43,7 @@ def test_gradients_reach_every_weight_of_a_sequence_model():
   model = keras.Sequential([keras.Input((None, 4 + 3)),
                             keras.layers.LSTM(5, return_sequences=True),
                             keras.layers.Dense(3)])
-  learner = meta.Episodic(model, num_classes=3)
+  learner = meta.Episodic(model, num_classes=3, num_instances=2)
   batch = episode_lib.Episode(tf.random.stateless_uniform([2, 6, 2, 2, 1], seed=[0, 1]),
                               tf.constant([[0, 1, 2, 0, 1, 2]] * 2),
                               tf.zeros([2, 0, 2, 2, 1]), tf.zeros([2, 0], tf.int32))
