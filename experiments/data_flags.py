@@ -87,7 +87,7 @@ def make_sampler(splits, *, split: str, seed: int, class_labels: bool = False):
       raise errors.UserInputError("--protocol=online needs an image dataset, not sinusoid")
     return santoro.SequenceSampler(splits[split], num_ways=NUM_WAYS.value,
                                    num_instances=NUM_INSTANCES.value,
-                                   seed=3 * seed + datasets.SPLITS.index(split))
+                                   seed=datasets.split_seed(seed, split))
   return datasets.make_sampler(
       DATASET.value, split=split, num_ways=NUM_WAYS.value, num_shots=NUM_SHOTS.value,
       num_queries=NUM_QUERIES.value, seed=seed, splits=splits, class_labels=class_labels)

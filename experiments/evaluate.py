@@ -55,8 +55,7 @@ def main(argv):
   run_flags.check_combination()
   splits = data_flags.class_splits()
   sampler = data_flags.make_sampler(splits, split=SPLIT.value, seed=run_flags.SEED.value)
-  learner = run_flags.make_learner(run_flags.make_model(sampler),
-                                   num_train_classes=splits["train"].num_classes if splits else 0)
+  learner = run_flags.make_learner(run_flags.make_model(sampler), splits)
   try:
     checkpoint_step = training.restore_latest(WORKDIR.value, learner)
   except FileNotFoundError as e:

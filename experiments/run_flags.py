@@ -151,8 +151,9 @@ def make_model(sampler) -> keras.Model:
                       num_filters=NUM_FILTERS.value, downsample=DOWNSAMPLE.value)
 
 
-def make_learner(model: keras.Model, num_train_classes: int = 0):
-  """The flags' meta-learner over `model` (num_train_classes: for image transfer)."""
+def make_learner(model: keras.Model, splits=None):
+  """The flags' meta-learner over `model`; `splits` (the class splits, None for
+  sinusoid) sizes the image transfer baseline's pretraining head."""
   objective = (meta.REGRESSION if datasets.is_regression(data_flags.DATASET.value)
                else meta.CLASSIFICATION)
   common = dict(objective=objective, num_inner_steps=NUM_INNER_STEPS.value,
@@ -163,8 +164,8 @@ def make_learner(model: keras.Model, num_train_classes: int = 0):
   if ALGORITHM.value == "reptile":
     return meta.Reptile(model, **common)
   if ALGORITHM.value == "transfer":
-    return meta.Transfer(model, **common, num_pretrain_classes=None if datasets.is_regression(
-        data_flags.DATASET.value) else num_train_classes)
+    return meta.Transfer(model, **common, num_pretrain_classes=(
+        splits["train"].num_classes if splits else None))
   return meta.MAML(model, **common, first_order=ALGORITHM.value == "fomaml",
                    batch_norm=BATCH_NORM.value,
                    learn_inner_lrs=LEARN_INNER_LRS.value,

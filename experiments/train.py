@@ -55,8 +55,7 @@ def main(argv):
   train_sampler = data_flags.make_sampler(splits, split="train", seed=seed,
                                           class_labels=pretrain)
   model = run_flags.make_model(train_sampler)
-  learner = run_flags.make_learner(
-      model, num_train_classes=splits["train"].num_classes if splits else 0)
+  learner = run_flags.make_learner(model, splits)
   validate = None
   if NUM_VALIDATION_TASKS.value:
     validation_sampler = data_flags.make_sampler(splits, split="validation", seed=seed)

@@ -73,15 +73,23 @@ def class_splits(dataset: str, *, data_dir: Optional[str], omniglot_dir: Optiona
   return splits
 
 
+def split_seed(seed: int, split: str) -> int:
+  """The sampler seed of `split` in a run seeded `seed`: each split draws from its own
+  stream (3 * seed + split number), so one seed fixes all three and they never share
+  draws."""
+  if split not in SPLITS:
+    raise errors.UserInputError(f"unknown split '{split}': use one of {', '.join(SPLITS)}")
+  return 3 * seed + SPLITS.index(split)
+
+
 def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
                  num_queries: int, seed: int,
                  splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None,
                  class_labels: bool = False) -> Sampler:
   """The episode sampler of one split.
 
-  Each split draws from its own seed stream (3 * seed + split number), so
-  validation and test tasks never repeat the training tasks' draws, and one seed
-  fixes all three.
+  Each split draws from its own seed stream (split_seed), so validation and test
+  tasks never repeat the training tasks' draws, and one seed fixes all three.
 
   Args:
     dataset: "omniglot", "sinusoid" or "tfds:NAME".
@@ -92,14 +100,12 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
     class_labels: label images by their class in the split, not 0..N-1 (transfer).
   """
   check_dataset_name(dataset)
-  if split not in SPLITS:
-    raise errors.UserInputError(f"unknown split '{split}': use one of {', '.join(SPLITS)}")
-  split_seed = 3 * seed + SPLITS.index(split)
+  stream_seed = split_seed(seed, split)
   if dataset == "sinusoid":
     return sinusoid.SinusoidSampler(num_shots=num_shots, num_queries=num_queries,
-                                    seed=split_seed)
+                                    seed=stream_seed)
   if splits is None:
     raise ValueError(f"make_sampler: {dataset} needs the class splits")
   return sampler_lib.FewShotSampler(splits[split], num_ways=num_ways, num_shots=num_shots,
-                                    num_queries=num_queries, seed=split_seed,
+                                    num_queries=num_queries, seed=stream_seed,
                                     class_labels=class_labels)
