@@ -4,7 +4,6 @@ from absl import flags
 
 from mann import errors
 from mann.data import datasets
-from mann.data import santoro
 
 DATASET = flags.DEFINE_string(
     "dataset", "omniglot",
@@ -82,12 +81,7 @@ def class_splits():
 
 def make_sampler(splits, *, split: str, seed: int, class_labels: bool = False):
   """The sampler of `split` for the flags' dataset, protocol and episode shape."""
-  if PROTOCOL.value == "online":
-    if splits is None:
-      raise errors.UserInputError("--protocol=online needs an image dataset, not sinusoid")
-    return santoro.SequenceSampler(splits[split], num_ways=NUM_WAYS.value,
-                                   num_instances=NUM_INSTANCES.value,
-                                   seed=datasets.split_seed(seed, split))
   return datasets.make_sampler(
       DATASET.value, split=split, num_ways=NUM_WAYS.value, num_shots=NUM_SHOTS.value,
-      num_queries=NUM_QUERIES.value, seed=seed, splits=splits, class_labels=class_labels)
+      num_queries=NUM_QUERIES.value, seed=seed, splits=splits, class_labels=class_labels,
+      protocol=PROTOCOL.value, num_instances=NUM_INSTANCES.value)

@@ -18,6 +18,7 @@ import numpy as np
 from experiments import common
 from experiments import data_flags
 from mann import files
+from mann.data import episode as episode_lib
 
 SPLIT = flags.DEFINE_enum("split", "train", ["train", "validation", "test"],
                           "Which split's classes to draw from.")
@@ -82,14 +83,14 @@ def main(argv):
   splits = data_flags.class_splits()
   sampler = data_flags.make_sampler(splits, split=SPLIT.value, seed=SEED.value)
   index = EPISODE_INDEX.value
-  episode = [np.asarray(t) for t in sampler.episode(index)]
+  episode = episode_lib.Episode(*(np.asarray(t) for t in sampler.episode(index)))
   title = (f"{data_flags.DATASET.value} {SPLIT.value} split, seed {SEED.value}, "
            f"episode {index}")
   if splits is None:
-    figure = _draw_sinusoid(type(sampler.element_spec)(*episode), sampler, index, title)
+    figure = _draw_sinusoid(episode, sampler, index, title)
   else:
     title += f": {sampler.num_ways}-way {sampler.num_shots}-shot, {sampler.num_queries} queries"
-    figure = _draw_classification(type(sampler.element_spec)(*episode), sampler, index, title)
+    figure = _draw_classification(episode, sampler, index, title)
   figure.tight_layout()
   with files.atomic_write(OUT.value) as tmp_path:
     figure.savefig(tmp_path, dpi=100, format="png")

@@ -10,13 +10,15 @@ from typing import Optional, Sequence, Union
 from mann import errors
 from mann.data import omniglot
 from mann.data import sampler as sampler_lib
+from mann.data import santoro
 from mann.data import sinusoid
 from mann.data import source as source_lib
 from mann.data import tfds_source
 
 SPLITS = ("train", "validation", "test")
 TFDS_PREFIX = "tfds:"
-Sampler = Union[sampler_lib.FewShotSampler, sinusoid.SinusoidSampler]
+Sampler = Union[sampler_lib.FewShotSampler, sinusoid.SinusoidSampler,
+                santoro.SequenceSampler]
 
 
 def check_dataset_name(dataset: str) -> None:
@@ -85,7 +87,8 @@ def split_seed(seed: int, split: str) -> int:
 def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
                  num_queries: int, seed: int,
                  splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None,
-                 class_labels: bool = False) -> Sampler:
+                 class_labels: bool = False, protocol: str = "few_shot",
+                 num_instances: int = 10) -> Sampler:
   """The episode sampler of one split.
 
   Each split draws from its own seed stream (split_seed), so validation and test
@@ -98,9 +101,17 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
     seed: the run's seed.
     splits: class_splits(...) of a classification dataset; unused for sinusoid.
     class_labels: label images by their class in the split, not 0..N-1 (transfer).
+    protocol: "few_shot" (support/query episodes) or "online" (Santoro sequences of
+      num_ways classes x num_instances images; num_shots and num_queries unused).
+    num_instances: L, images per class in an online sequence.
   """
   check_dataset_name(dataset)
   stream_seed = split_seed(seed, split)
+  if protocol == "online":
+    if splits is None:
+      raise errors.UserInputError("--protocol=online needs an image dataset, not sinusoid")
+    return santoro.SequenceSampler(splits[split], num_ways=num_ways,
+                                   num_instances=num_instances, seed=stream_seed)
   if dataset == "sinusoid":
     return sinusoid.SinusoidSampler(num_shots=num_shots, num_queries=num_queries,
                                     seed=stream_seed)
