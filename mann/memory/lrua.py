@@ -56,20 +56,20 @@ def write_weights(gate_logits: tf.Tensor, previous_read_weights: tf.Tensor,
 
 
 def write(memory: tf.Tensor, weights: tf.Tensor, values: tf.Tensor,
-          least_used: tf.Tensor) -> tf.Tensor:
-  """Zeroes the least-used rows, then M(i) <- M(i) + sum_h w_w(h, i) k_h, equation (8).
+          wipe: tf.Tensor) -> tf.Tensor:
+  """Zeroes the rows marked in wipe, then M(i) <- M(i) + sum_h w_w(h, i) k_h, equation (8).
 
   Santoro et al.: "Prior to writing to memory, the least used memory location is
-  computed from w_u_{t-1} and is set to zero."
+  computed from w_u_{t-1} and is set to zero": one row, least_used_weights(usage, 1).
 
   Args:
     memory: [batch_size, memory_size, word_size].
     weights: [batch_size, num_writes, memory_size], w_w.
     values: [batch_size, num_writes, word_size], the written keys k.
-    least_used: [batch_size, memory_size], w_lu from the previous usage (1 = wipe).
+    wipe: [batch_size, memory_size], 1 for each row to zero before the write.
 
   Returns:
     [batch_size, memory_size, word_size].
   """
-  wiped = memory * (1.0 - least_used)[:, :, None]
+  wiped = memory * (1.0 - wipe)[:, :, None]
   return wiped + tf.einsum("bhn,bhw->bnw", weights, values)

@@ -7,13 +7,15 @@ Per time step t, with memory M, usage w_u, previous read weights w_r and reads r
   alpha_t  = W_a h_t                  write-gate logits           [num_reads]
   w_lu     = least_used_weights(w_u_{t-1}, num_reads)                        (eq. 7)
   w_w_t    = sigma(alpha_t) w_r_{t-1} + (1 - sigma(alpha_t)) w_lu            (eq. 6)
-  M_t      = write(M_{t-1}, w_w_t, k_t, w_lu): wipe the least-used rows, add  (eq. 8)
-  w_r_t    = content_weights(M_t, k_t)                                       (eq. 3)
+  w_r_t    = content_weights(M_{t-1}, k_t)                                   (eq. 3)
+  M_t      = write(M_{t-1}, w_w_t, k_t): wipe the least-used row, add        (eq. 8)
   r_t      = read(M_t, w_r_t)                                                (eq. 4)
   w_u_t    = gamma w_u_{t-1} + w_r_t + w_w_t                                 (eq. 5)
   output_t = W_o [h_t, r_t]
 Each write head writes the key of the read head of the same index (Santoro et al.
-write the key k_t). The memory starts each sequence at zero: one sequence is one
+write the key k_t). The read weights address the memory as it was before the step's
+write, as the public reimplementations of the paper do (the paper's text leaves the order
+open); the read vector takes the written memory. The memory starts each sequence at zero: one sequence is one
 episode, so memory is wiped between episodes by construction.
 """
 
@@ -68,8 +70,10 @@ class MANNCell(keras.layers.Layer):
     keys = ops.reshape(self.key_layer(h), (batch, self.num_reads, self.word_size))
     least_used = lrua.least_used_weights(usage, self.num_reads)
     write_weights = lrua.write_weights(self.gate_layer(h), read_weights, least_used)
-    memory = lrua.write(memory, write_weights, keys, least_used)
+    # Addressed against the memory before this step's write: addressed after it, each key
+    # finds the row it has just written (cosine 1) and the read returns the key itself.
     read_weights = addressing.content_weights(memory, keys)
+    memory = lrua.write(memory, write_weights, keys, lrua.least_used_weights(usage, 1))
     read_vectors = ops.reshape(addressing.read(memory, read_weights),
                                (batch, self.num_reads * self.word_size))
     usage = lrua.update_usage(usage, read_weights, write_weights, self.usage_decay)

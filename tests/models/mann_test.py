@@ -36,12 +36,13 @@ def _numpy_mann(model, x, memory_size, word_size, num_reads, decay):
       least_used[b, np.argsort(usage[b], kind="stable")[:num_reads]] = 1.0
     gate = _sigmoid(h @ gate_w + gate_b)[:, :, None]
     write_weights = gate * read_weights + (1 - gate) * least_used[:, None, :]
-    memory = memory * (1 - least_used)[:, :, None] + np.einsum("bhn,bhw->bnw",
-                                                               write_weights, keys)
-    cosine = np.einsum("bhw,bnw->bhn", keys, memory) / (
+    cosine = np.einsum("bhw,bnw->bhn", keys, memory) / (  # the memory before the write
         np.linalg.norm(keys, axis=-1)[:, :, None] * np.linalg.norm(memory, axis=-1)[:, None]
         + 1e-8)
     read_weights = np.exp(cosine) / np.exp(cosine).sum(-1, keepdims=True)
+    wipe = np.zeros((batch, memory_size))
+    wipe[np.arange(batch), np.argsort(usage, axis=-1, kind="stable")[:, 0]] = 1.0
+    memory = memory * (1 - wipe)[:, :, None] + np.einsum("bhn,bhw->bnw", write_weights, keys)
     reads = np.einsum("bhn,bnw->bhw", read_weights, memory).reshape(batch, -1)
     usage = decay * usage + read_weights.sum(1) + write_weights.sum(1)
     logits.append(np.concatenate([h, reads], -1) @ out_w + out_b)
