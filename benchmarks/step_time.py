@@ -8,9 +8,11 @@ ReLU) on 28x28x1, one inner step at lr 0.4, Adam 1e-3; random inputs (a step's c
 does not depend on pixel values). Each setting (ways, shots, queries per class,
 meta-batch, order) runs in a fresh subprocess, so trace time and peak memory are its
 own; the peer (../shared/peers/l2l_maml_step.py) runs right after ours on the same
-setting. Prints one JSON object: per setting, median seconds per step over --steps
-timed steps after one warm-up, the first call (trace + compile + run), peak RSS, tasks
-per second, and our time over the peer's.
+setting. Ours is timed with each --task_mappings (batched: all tasks as grouped
+convolutions; map_fn: a per-task function mapped over the meta-batch). Prints one JSON
+object: per setting, median seconds per step over --steps timed steps after one
+warm-up, the first call (trace + compile + run), peak RSS, tasks per second, and our
+time over the peer's.
 """
 
 import json
@@ -31,12 +33,19 @@ ORDERS = flags.DEFINE_list("orders", ["second", "first"], "second and/or first."
 STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per setting (after one warm-up).",
                              lower_bound=1)
 JIT_COMPILE = flags.DEFINE_boolean("jit_compile", False, "Compile our step with XLA.")
+TASK_MAPPINGS = flags.DEFINE_list(
+    "task_mappings", ["batched", "map_fn"],
+    "How our step runs the tasks (mann.meta.TASK_MAPPINGS), each timed: batched "
+    "(grouped convolutions) and map_fn (tf.map_fn over a per-task function).")
 PEER_PYTHON = flags.DEFINE_string(
     "peer_python", None, "Python of a learn2learn venv (../shared/peers/README.md); "
     "unset: ours only.")
 PEER_SCRIPT = flags.DEFINE_string(
     "peer_script", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers",
                                 "l2l_maml_step.py"), "The peer's timing script.")
+PROFILE = flags.DEFINE_boolean(
+    "profile", False, "Also trace our timed steps with the TF profiler and report the "
+    "seconds per step of each op type (summed over TF's executor threads).")
 OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 SINGLE = flags.DEFINE_string("single", None, "Internal: time one setting in this process.")
 
@@ -46,7 +55,8 @@ _PEAK_RSS_SNIPPET = (
     "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
 
 
-def _time_ours(ways, shots, queries, tasks, order, steps, jit_compile) -> dict:
+def _time_ours(ways, shots, queries, tasks, order, task_mapping, steps, jit_compile,
+               profile=False) -> dict:
   """Times our compiled meta-step in this process; returns the figures."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras  # pylint: disable=g-import-not-at-top
@@ -58,7 +68,7 @@ def _time_ours(ways, shots, queries, tasks, order, steps, jit_compile) -> dict:
   keras.utils.set_random_seed(0)
   model = models.conv4(num_classes=ways)
   learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4,
-                      first_order=order == "first")
+                      first_order=order == "first", task_mapping=task_mapping)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(learner.trainable_variables)
   batch = episode_lib.Episode(
@@ -83,19 +93,80 @@ def _time_ours(ways, shots, queries, tasks, order, steps, jit_compile) -> dict:
     float(step(batch))
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
-  return {"seconds_per_step": median, "min": min(times), "max": max(times),
-          "first_call_seconds": first_call, "tasks_per_second": tasks / median,
-          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  result = {"seconds_per_step": median, "min": min(times), "max": max(times),
+            "first_call_seconds": first_call, "tasks_per_second": tasks / median,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  result["gflop_per_step"] = _graph_gflop(step.get_concrete_function(batch).graph)
+  result["gemm_bound_seconds"] = result["gflop_per_step"] / _gemm_gflops_per_second()
+  if profile:
+    result["op_seconds_per_step"] = _profile_ops(lambda: float(step(batch)), steps)
+  return result
 
 
-def _run_ours(setting, order) -> dict:
-  command = [sys.executable, "-m", "benchmarks.step_time", f"--single={setting}:{order}",
-             f"--steps={STEPS.value}", f"--jit_compile={JIT_COMPILE.value}"]
+def _graph_gflop(graph) -> float:
+  """Floating-point operations of one run of a graph, by TF's per-op FLOP counters
+  (convolutions, their gradients, matmuls, elementwise ops), in GFLOP."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / 1e9
+
+
+def _gemm_gflops_per_second(size=2048, repeats=10) -> float:
+  """This CPU's float32 matmul rate (size x size), median of `repeats`: the step's
+  arithmetic lower bound is its FLOPs over this rate."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  a = tf.random.uniform([size, size])
+  matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
+  float(matmul())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    float(matmul())
+    times.append(time.perf_counter() - start)
+  return 2 * size ** 3 / statistics.median(times) / 1e9
+
+
+def _profile_ops(run_step, steps) -> dict:
+  """{op type: seconds per step} over `steps` traced steps, largest first (top 15)."""
+  import collections  # pylint: disable=g-import-not-at-top
+  import glob  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+
+  with tempfile.TemporaryDirectory() as logdir:
+    tf.profiler.experimental.start(logdir)
+    for _ in range(steps):
+      run_step()
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0],
+              "rb") as f:
+      space.ParseFromString(f.read())
+  totals = collections.Counter()
+  for plane in space.planes:
+    for line in plane.lines:
+      if not line.name.startswith("tf_Compute"):  # the executor threads that run ops
+        continue
+      for event in line.events:
+        name = plane.event_metadata[event.metadata_id].name  # "node_name:OpType"
+        if ":" in name and "::" not in name:
+          totals[name.rsplit(":", 1)[1]] += event.duration_ps * 1e-12 / steps
+  return {op: round(seconds, 4) for op, seconds in totals.most_common(15)}
+
+
+def _run_ours(setting, order, task_mapping) -> dict:
+  command = [sys.executable, "-m", "benchmarks.step_time",
+             f"--single={setting}:{order}:{task_mapping}",
+             f"--steps={STEPS.value}", f"--jit_compile={JIT_COMPILE.value}",
+             f"--profile={PROFILE.value}"]
   result = subprocess.run(command, capture_output=True, text=True,
                           cwd=os.path.join(os.path.dirname(__file__), ".."))
   lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
   if result.returncode != 0 or not lines:
-    raise RuntimeError(f"our step failed on {setting} {order}:\n{result.stderr[-3000:]}")
+    raise RuntimeError(f"our step failed on {setting} {order} {task_mapping}:\n"
+                       f"{result.stderr[-3000:]}")
   return json.loads(lines[-1])
 
 
@@ -121,24 +192,30 @@ def _run_peer(ways, shots, queries, tasks, order) -> dict:
 def main(argv):
   del argv
   if SINGLE.value:
-    ways, shots, queries, tasks, order = SINGLE.value.split(":")
+    ways, shots, queries, tasks, order, task_mapping = SINGLE.value.split(":")
     print(json.dumps(_time_ours(int(ways), int(shots), int(queries), int(tasks), order,
-                                STEPS.value, JIT_COMPILE.value)))
+                                task_mapping, STEPS.value, JIT_COMPILE.value,
+                                PROFILE.value)))
     return
   if PEER_PYTHON.value and not os.path.exists(PEER_SCRIPT.value):
     print(f"error: --peer_script={PEER_SCRIPT.value} not found", file=sys.stderr)
     sys.exit(2)
-  report = {"benchmark": "step_time", "jit_compile": JIT_COMPILE.value, "steps": STEPS.value,
+  report = {"benchmark": "step_time",
+            "command": " ".join(["python3 -m benchmarks.step_time"] + sys.argv[1:]),
+            "jit_compile": JIT_COMPILE.value, "steps": STEPS.value,
             "cpu_count": os.cpu_count(), "results": []}
   for setting in SETTINGS.value:
     ways, shots, queries, tasks = (int(v) for v in setting.split(":"))
     for order in ORDERS.value:
       entry = {"ways": ways, "shots": shots, "queries_per_class": queries,
-               "meta_batch_size": tasks, "order": order, "ours": _run_ours(setting, order)}
+               "meta_batch_size": tasks, "order": order}
+      for mapping in TASK_MAPPINGS.value:
+        entry[f"ours_{mapping}"] = _run_ours(setting, order, mapping)
       if PEER_PYTHON.value:
         entry["peer"] = _run_peer(ways, shots, queries, tasks, order)
-        entry["ratio_ours_to_peer"] = (entry["ours"]["seconds_per_step"] /
-                                       entry["peer"]["seconds_per_step"])
+        for mapping in TASK_MAPPINGS.value:
+          entry[f"ratio_{mapping}_to_peer"] = (entry[f"ours_{mapping}"]["seconds_per_step"] /
+                                               entry["peer"]["seconds_per_step"])
       report["results"].append(entry)
       print(json.dumps(entry), file=sys.stderr, flush=True)
   text = json.dumps(report, indent=1)

@@ -63,9 +63,11 @@ BATCH_NORM = flags.DEFINE_enum(
     "batch_norm", "transductive", ["transductive", "per_step"],
     "transductive: batch statistics everywhere, at meta-test too (the MAML code); "
     "per_step: MAML++ running statistics per inner step, used at meta-test (maml, fomaml).")
-VECTORIZE = flags.DEFINE_boolean(
-    "vectorize", False, "Map tasks with tf.vectorized_map (fast for mlp) instead of "
-    "tf.map_fn (the faster for conv4).")
+TASK_MAPPING = flags.DEFINE_enum(
+    "task_mapping", "auto", list(meta.TASK_MAPPINGS),
+    "How the tasks of a meta-batch run: batched (all tasks as one set of ops, grouped "
+    "convolutions; conv4 and mlp), map_fn (tf.map_fn, any model), vectorized_map; auto: "
+    "batched where the model allows it, else map_fn.")
 SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights and of every task drawn.")
 
 # Flags that define a run; train.py saves them, evaluate.py restores them.
@@ -157,7 +159,7 @@ def make_learner(model: keras.Model, splits=None):
   objective = (meta.REGRESSION if datasets.is_regression(data_flags.DATASET.value)
                else meta.CLASSIFICATION)
   common = dict(objective=objective, num_inner_steps=NUM_INNER_STEPS.value,
-                inner_lr=INNER_LR.value, vectorize=VECTORIZE.value)
+                inner_lr=INNER_LR.value, task_mapping=TASK_MAPPING.value)
   if ALGORITHM.value == "episodic":
     return meta.Episodic(model, num_classes=data_flags.NUM_WAYS.value,
                          num_instances=data_flags.NUM_INSTANCES.value)

@@ -52,11 +52,12 @@ class Episodic:
     del step
     with tf.GradientTape() as tape:
       logits = self._logits(meta_batch, training=True)
-      loss = self.objective.loss(meta_batch.support_y, logits)
+      loss = tf.reduce_mean(self.objective.loss(meta_batch.support_y, logits))
     gradients = tape.gradient(loss, self.trainable_variables,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return gradients, {"loss": loss,
-                       "accuracy": self.objective.metric(meta_batch.support_y, logits)}
+                       "accuracy": tf.reduce_mean(
+                           self.objective.metric(meta_batch.support_y, logits))}
 
   def evaluate_tasks(self, meta_batch: episode_lib.Episode,
                      num_steps: int = 0) -> dict[str, tf.Tensor]:

@@ -3,6 +3,9 @@
 Weights are run through `model.stateless_call(trainable, non_trainable, x)`, so the
 model's variables stay as they are while a task adapts, and second-order
 meta-gradients flow through nested tf.GradientTapes back to the initial weights.
+`model` may also be a mann.models.task_batched.TaskBatchedModel, with weights,
+inputs and labels carrying a leading task axis: then every function here adapts all
+tasks at once (the sum of the task losses has each task's gradient in its weights).
 """
 
 from typing import Sequence
@@ -73,7 +76,7 @@ def sgd_adapt_with_statistics(model: keras.Model, weights: Weights,
       tape.watch(weights)
       outputs, new_statistics = model.stateless_call(weights, step_statistics, x,
                                                      training=training)
-      loss = objective.loss(y, outputs)
+      loss = tf.reduce_sum(objective.loss(y, outputs))  # tasks batched: each its own
     gradients = tape.gradient(loss, weights,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
     if first_order:

@@ -9,7 +9,8 @@ class TaskObjective(typing.NamedTuple):
   """A loss to minimise and a metric to report, both means over a task's examples.
 
   loss(y_true, outputs) and metric(y_true, outputs) map labels [B] (or targets
-  [B, D]) and model outputs [B, N] (or [B, D]) to float32 scalars.
+  [B, D]) and model outputs [B, N] (or [B, D]) to scalars; with leading axes (tasks
+  [T, B, ...]) they average over each task's examples only and return [T].
   """
   name: str
   loss: typing.Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -19,16 +20,18 @@ class TaskObjective(typing.NamedTuple):
 
 def _cross_entropy(labels, logits):
   return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=tf.cast(labels, tf.int32), logits=logits))
+      labels=tf.cast(labels, tf.int32), logits=logits), axis=-1)
 
 
 def _accuracy(labels, logits):
   predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-  return tf.reduce_mean(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), logits.dtype))
+  return tf.reduce_mean(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), logits.dtype),
+                        axis=-1)
 
 
 def _mean_squared_error(targets, predictions):
-  return tf.reduce_mean(tf.square(predictions - tf.cast(targets, predictions.dtype)))
+  return tf.reduce_mean(tf.square(predictions - tf.cast(targets, predictions.dtype)),
+                        axis=[-2, -1])
 
 
 CLASSIFICATION = TaskObjective("classification", _cross_entropy, _accuracy, "accuracy")

@@ -1,10 +1,15 @@
 """MAML (Finn, Abbeel & Levine 2017), first-order MAML, and MAML++ options, over any Keras model.
 
-The meta-batch is mapped task by task with tf.map_fn (one traced task, a graph whose
-size does not grow with the meta-batch, static shapes for XLA), or, with
-vectorize=True, with tf.vectorized_map, which turns the tasks into batched ops: much
-faster for small dense models (sinusoid), slower for convolutions, whose filter
-gradients it cannot batch (TF falls back to a loop for Conv2DBackpropFilter).
+How the tasks of a meta-batch run (task_mapping):
+  "batched": all tasks in one set of ops, each with its own weights
+    (mann.models.task_batched: tasks folded into channels, grouped convolutions,
+    batched matmuls); the fastest, for Sequential models of Conv2D, BatchNormalization,
+    Dense, ReLU, pooling and Flatten layers (conv4, mlp);
+  "map_fn": tf.map_fn over a per-task function, any Keras model (one traced task);
+  "vectorized_map": tf.vectorized_map over it (falls back to a loop for convolution
+    filter gradients);
+  "auto" (default): "batched" when the model allows it, else "map_fn".
+Each gives a graph whose size does not grow with the meta-batch, with static shapes.
 
 Options of Antoniou, Edwards & Storkey 2019 ("How to train your MAML"):
   learn_inner_lrs: a learned learning rate per inner step and per weight tensor
@@ -31,6 +36,9 @@ import tensorflow as tf
 from mann.data import episode as episode_lib
 from mann.meta import inner_loop
 from mann.meta import losses
+from mann.models import task_batched
+
+TASK_MAPPINGS = ("auto", "batched", "map_fn", "vectorized_map")
 
 
 class GradientMetaLearner:
@@ -39,14 +47,21 @@ class GradientMetaLearner:
   BATCH_NORM_MODES = ("transductive", "per_step")
 
   def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
-               num_inner_steps: int, inner_lr: float, vectorize: bool = False,
+               num_inner_steps: int, inner_lr: float, task_mapping: str = "auto",
                batch_norm: str = "transductive"):
+    if task_mapping not in TASK_MAPPINGS:
+      raise ValueError(f"task_mapping must be one of {TASK_MAPPINGS}, got {task_mapping!r}")
     if num_inner_steps < 0:
       raise ValueError(f"num_inner_steps must be >= 0, got {num_inner_steps}")
     if batch_norm not in self.BATCH_NORM_MODES:
       raise ValueError(f"batch_norm must be one of {self.BATCH_NORM_MODES}, got {batch_norm!r}")
     self.model = model
-    self.vectorize = vectorize
+    if task_mapping == "auto":
+      task_mapping = ("batched" if task_batched.unsupported_reason(model) is None
+                      else "map_fn")
+    self.task_mapping = task_mapping
+    self._batched_model = (task_batched.TaskBatchedModel(model)
+                           if task_mapping == "batched" else None)
     self.batch_norm = batch_norm
     # Per-step running statistics: step_statistics[s] mirrors model.non_trainable_variables.
     self.step_statistics: Optional[list[list[tf.Variable]]] = None
@@ -82,10 +97,26 @@ class GradientMetaLearner:
     return self.model.trainable_variables[0].dtype
 
   def _map_tasks(self, one_task, meta_batch, signature):
-    """one_task over the tasks of meta_batch (axis 0), outputs stacked on axis 0."""
-    if self.vectorize:
-      return tf.vectorized_map(one_task, meta_batch, fallback_to_while_loop=True)
-    return tf.map_fn(one_task, meta_batch, fn_output_signature=signature)
+    """Runs one_task(task, model, weights) for every task of meta_batch (axis 0).
+
+    one_task is written for a single task: it calls model.stateless_call and
+    reduces losses over the last (example) axis only. With task_mapping="batched" it
+    is called once, on the whole meta-batch, with the task-batched model and the
+    initial weights broadcast to [T, ...]; otherwise once per task.
+
+    Returns:
+      one_task's outputs with a leading task axis [T, ...]; signature describes one
+      task's outputs (for tf.map_fn).
+    """
+    weights, _ = self._weights()
+    if self._batched_model is not None:
+      num_tasks = meta_batch.support_x.shape[0]
+      stacked = [tf.broadcast_to(w[None], [num_tasks, *w.shape]) for w in weights]
+      return one_task(meta_batch, self._batched_model, stacked)
+    per_task = lambda task: one_task(task, self.model, weights)
+    if self.task_mapping == "vectorized_map":
+      return tf.vectorized_map(per_task, meta_batch, fallback_to_while_loop=True)
+    return tf.map_fn(per_task, meta_batch, fn_output_signature=signature)
 
   def _weights(self) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
     return ([v.value for v in self.model.trainable_variables],
@@ -108,21 +139,20 @@ class GradientMetaLearner:
       {"loss": [T, num_steps + 1], METRIC: [T, num_steps + 1]}: column s is the
       query loss / metric after s steps (column 0: the initialisation itself).
     """
-    weights, _ = self._weights()
     rates = self._learning_rates(num_steps)
     statistics = [self._statistics(s) for s in range(num_steps + 1)]
     transductive = self.batch_norm == "transductive"
 
-    def one_task(task):
+    def one_task(task, model, weights):
       trajectory, _ = inner_loop.sgd_adapt_with_statistics(
-          self.model, weights, statistics[:-1], task.support_x, task.support_y,
+          model, weights, statistics[:-1], task.support_x, task.support_y,
           objective=self.objective, learning_rates=rates, first_order=True,
           training=transductive)
-      outputs = [inner_loop.forward(self.model, w, statistics[s], task.query_x,
+      outputs = [inner_loop.forward(model, w, statistics[s], task.query_x,
                                     training=transductive)
                  for s, w in enumerate(trajectory)]
-      return (tf.stack([self.objective.loss(task.query_y, o) for o in outputs]),
-              tf.stack([self.objective.metric(task.query_y, o) for o in outputs]))
+      return (tf.stack([self.objective.loss(task.query_y, o) for o in outputs], axis=-1),
+              tf.stack([self.objective.metric(task.query_y, o) for o in outputs], axis=-1))
 
     task_losses, task_metrics = self._map_tasks(one_task, meta_batch,
                                                 (self.dtype, self.dtype))
@@ -135,7 +165,7 @@ class MAML(GradientMetaLearner):
   def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
                num_inner_steps: int, inner_lr: float, first_order: bool = False,
                learn_inner_lrs: bool = False, multi_step_loss: bool = False,
-               multi_step_anneal_steps: int = 10000, vectorize: bool = False,
+               multi_step_anneal_steps: int = 10000, task_mapping: str = "auto",
                batch_norm: str = "transductive"):
     """Args:
       model: any built Keras model; its variables hold the initialisation.
@@ -146,11 +176,11 @@ class MAML(GradientMetaLearner):
       learn_inner_lrs: learn one rate per inner step and weight tensor (MAML++ LSLR).
       multi_step_loss: MAML++ multi-step loss (see the module docstring).
       multi_step_anneal_steps: meta-steps over which it anneals to the last step.
-      vectorize: map tasks with tf.vectorized_map instead of tf.map_fn.
+      task_mapping: how the tasks of a meta-batch run (see the module docstring).
       batch_norm: "transductive" or "per_step" (see the module docstring).
     """
     super().__init__(model, objective=objective, num_inner_steps=num_inner_steps,
-                     inner_lr=inner_lr, vectorize=vectorize, batch_norm=batch_norm)
+                     inner_lr=inner_lr, task_mapping=task_mapping, batch_norm=batch_norm)
     self.first_order = first_order
     self.multi_step_loss = multi_step_loss
     self.multi_step_anneal_steps = multi_step_anneal_steps
@@ -209,29 +239,29 @@ class MAML(GradientMetaLearner):
   def _meta_loss_and_statistics(self, meta_batch, step):
     """meta_loss, and the task-averaged batch-norm statistics of each pass (for the
     per-step running statistics): a flat list, step by step."""
-    weights, _ = self._weights()
     num_steps = self.num_inner_steps
     rates = self._learning_rates(num_steps)
     statistics = [self._statistics(s) for s in range(num_steps + 1)]
     step_weights = self._step_loss_weights(step)
     keep_statistics = self.step_statistics is not None
 
-    def one_task(task):
+    def one_task(task, model, weights):
       trajectory, support_statistics = inner_loop.sgd_adapt_with_statistics(
-          self.model, weights, statistics[:-1], task.support_x, task.support_y,
+          model, weights, statistics[:-1], task.support_x, task.support_y,
           objective=self.objective, learning_rates=rates, first_order=self.first_order)
       outputs = []
       for s in (range(1, num_steps + 1) if num_steps > 0 else [0]):
-        query_outputs, query_statistics = self.model.stateless_call(
+        query_outputs, query_statistics = model.stateless_call(
             trajectory[s], statistics[s], task.query_x, training=True)
         outputs.append(query_outputs)
-      step_losses = tf.stack([self.objective.loss(task.query_y, o) for o in outputs])
+      step_losses = tf.stack([self.objective.loss(task.query_y, o) for o in outputs],
+                             axis=-1)
       new_statistics = []
       if keep_statistics:  # the last query pass updates the statistics of step S
         new_statistics = [tf.stop_gradient(v) for v in
                           [v for per_step in support_statistics for v in per_step]
                           + list(query_statistics)]
-      return (tf.reduce_sum(step_weights * step_losses), step_losses[-1],
+      return (tf.reduce_sum(step_weights * step_losses, axis=-1), step_losses[..., -1],
               self.objective.metric(task.query_y, outputs[-1]), new_statistics)
 
     signature = (self.dtype, self.dtype, self.dtype,

@@ -23,11 +23,11 @@ class Reptile(maml.GradientMetaLearner):
     weights, non_trainable = self._weights()
     rates = self._learning_rates(self.num_inner_steps)
 
-    def one_task(task):
+    def one_task(task, model, weights):
       adapted = inner_loop.sgd_adapt(
-          self.model, weights, non_trainable, task.support_x, task.support_y,
+          model, weights, non_trainable, task.support_x, task.support_y,
           objective=self.objective, learning_rates=rates, first_order=True)[-1]
-      outputs = inner_loop.forward(self.model, adapted, non_trainable, task.query_x,
+      outputs = inner_loop.forward(model, adapted, non_trainable, task.query_x,
                                    training=True)
       return ([w - a for w, a in zip(weights, adapted)],
               self.objective.loss(task.query_y, outputs),

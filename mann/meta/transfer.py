@@ -36,7 +36,7 @@ class Transfer(maml.GradientMetaLearner):
   """Pretraining on the pooled examples of all tasks; fine-tuning by SGD at test."""
 
   def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
-               num_inner_steps: int, inner_lr: float, vectorize: bool = False,
+               num_inner_steps: int, inner_lr: float, task_mapping: str = "auto",
                num_pretrain_classes: Optional[int] = None):
     """Args:
       model: the model fine-tuned at test; for classification a Keras model whose last
@@ -44,12 +44,12 @@ class Transfer(maml.GradientMetaLearner):
       objective: losses.REGRESSION or losses.CLASSIFICATION.
       num_inner_steps: unused in training (no inner loop); kept for the interface.
       inner_lr: the fine-tuning SGD rate at test.
-      vectorize: map test tasks with tf.vectorized_map.
+      task_mapping: how test tasks run (see mann.meta.maml).
       num_pretrain_classes: classification only: how many training classes the
         pretraining head separates.
     """
     super().__init__(model, objective=objective, num_inner_steps=num_inner_steps,
-                     inner_lr=inner_lr, vectorize=vectorize)
+                     inner_lr=inner_lr, task_mapping=task_mapping)
     self.pretrain_head = None
     if num_pretrain_classes is not None:
       head = model.layers[-1]

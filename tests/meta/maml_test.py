@@ -55,14 +55,17 @@ def _assert_gradients_close(analytic, numeric, rtol):
   np.testing.assert_allclose(flat_a, flat_n, rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.parametrize("task_mapping", ["batched", "map_fn"])
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("options", [
     dict(num_inner_steps=1),
     dict(num_inner_steps=2, learn_inner_lrs=True, multi_step_loss=True,
          multi_step_anneal_steps=4),
 ])
-def test_second_order_meta_gradients_equal_finite_differences(jit_compile, options):
-  learner = meta.MAML(_tiny_model(0), objective=meta.CLASSIFICATION, inner_lr=0.3, **options)
+def test_second_order_meta_gradients_equal_finite_differences(jit_compile, options,
+                                                              task_mapping):
+  learner = meta.MAML(_tiny_model(0), objective=meta.CLASSIFICATION, inner_lr=0.3,
+                      task_mapping=task_mapping, **options)
   tasks = _tasks()
   step = tf.constant(1, tf.int64)  # mid-annealing: every step's loss counts
   gradients = tf.function(learner.compute_gradients, jit_compile=jit_compile)
@@ -167,21 +170,22 @@ def test_evaluation_scores_every_step_and_starts_at_the_initialisation():
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "reptile"])
-def test_vectorized_tasks_give_the_same_gradients_as_mapped_ones(algorithm):
+def test_every_task_mapping_gives_the_same_gradients(algorithm):
   tasks = _tasks(seed=6)
-  results = []
-  for vectorize in (False, True):
+  results = {}
+  for mapping in ("map_fn", "vectorized_map", "batched"):
     model = _tiny_model(6)
     if algorithm == "maml":
       learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=2,
-                          inner_lr=0.3, vectorize=vectorize)
+                          inner_lr=0.3, task_mapping=mapping)
     else:
       learner = meta.Reptile(model, objective=meta.CLASSIFICATION, num_inner_steps=2,
-                             inner_lr=0.3, vectorize=vectorize)
+                             inner_lr=0.3, task_mapping=mapping)
     gradients, _ = tf.function(learner.compute_gradients)(tasks)
-    results.append([g.numpy() for g in gradients])
-  for mapped, vectorized in zip(*results):
-    np.testing.assert_allclose(vectorized, mapped, rtol=1e-10, atol=1e-12)
+    results[mapping] = [g.numpy() for g in gradients]
+  for mapping in ("vectorized_map", "batched"):
+    for mapped, other in zip(results["map_fn"], results[mapping]):
+      np.testing.assert_allclose(other, mapped, rtol=1e-10, atol=1e-12)
 
 
 def test_transfer_gradient_is_the_pooled_plain_gradient():

@@ -1,0 +1,224 @@
+"""Runs one Keras model for T tasks at once, each task with its own weights.
+
+MAML adapts a copy of the weights per task, so a meta-batch is T different networks.
+Mapping a per-task function over the tasks (tf.map_fn) runs T small graphs one after
+the other; this module instead runs the T networks as single batched ops:
+
+  Conv2D:  the tasks are folded into the channel axis, images [B, H, W, T*C], and the
+           T kernels become one grouped convolution (T groups of C input channels);
+  BatchNormalization: per-task, per-channel moments of the folded tensor;
+  Dense:   one batched matmul, einsum("tbd,tdu->tbu");
+  ReLU, Activation, MaxPooling2D: elementwise or per channel, layout-free;
+  Flatten: unfolds back to [T, B, H*W*C] in Keras's (h, w, c) order.
+
+The loss of task t depends on the weights of task t only, so the gradient of the sum
+of the task losses with respect to the stacked weights [T, ...] holds each task's own
+gradient: one backward pass adapts every task. Graph size does not depend on T, all
+shapes are static, and every op is one XLA/TPU can compile.
+
+TF's CPU kernels have grouped-convolution gradients in float32 only (oneDNN); in any
+other dtype on CPU the grouped convolution runs as T convolutions (float64 gradient
+checks), which is exact but slow.
+"""
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+_ELEMENTWISE = (keras.layers.ReLU, keras.layers.Activation)
+_SUPPORTED = (keras.layers.InputLayer, keras.layers.Conv2D, keras.layers.BatchNormalization,
+              keras.layers.MaxPooling2D, keras.layers.Flatten, keras.layers.Dense) + _ELEMENTWISE
+
+
+def unsupported_reason(model: keras.Model) -> Optional[str]:
+  """None when TaskBatchedModel can run `model`, else why not (one line)."""
+  if not isinstance(model, keras.Sequential):
+    return f"{model.name} is not a keras.Sequential model"
+  for layer in model.layers:
+    if not isinstance(layer, _SUPPORTED):
+      return f"layer {layer.name} ({type(layer).__name__}) has no task-batched form"
+    if isinstance(layer, keras.layers.Conv2D):
+      if (type(layer) is not keras.layers.Conv2D or layer.data_format != "channels_last"
+          or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1):
+        return f"conv layer {layer.name}: only channels_last, undilated, ungrouped Conv2D"
+    if isinstance(layer, keras.layers.BatchNormalization):
+      if layer.axis not in (-1, len(layer.input.shape) - 1):
+        return f"batch norm layer {layer.name} normalises axis {layer.axis}, not the last"
+      if layer.renorm or not layer.trainable:
+        return f"batch norm layer {layer.name} uses renorm or is frozen"
+    if isinstance(layer, keras.layers.MaxPooling2D) and layer.data_format != "channels_last":
+      return f"pooling layer {layer.name} is not channels_last"
+  owned = [id(w) for layer in model.layers for w in layer.trainable_weights]
+  if owned != [id(w) for w in model.trainable_weights]:
+    return f"{model.name}'s weights are not its layers' weights in layer order"
+  return None
+
+
+def _fold(x: tf.Tensor) -> tf.Tensor:
+  """[T, B, H, W, C] -> [B, H, W, T*C], channel index t*C + c."""
+  tasks, batch, height, width, channels = x.shape
+  x = tf.transpose(x, [1, 2, 3, 0, 4])
+  return tf.reshape(x, [batch, height, width, tasks * channels])
+
+
+def _unfold(x: tf.Tensor, num_tasks: int) -> tf.Tensor:
+  """[B, H, W, T*C] -> [T, B, H, W, C]."""
+  batch, height, width, folded = x.shape
+  x = tf.reshape(x, [batch, height, width, num_tasks, folded // num_tasks])
+  return tf.transpose(x, [3, 0, 1, 2, 4])
+
+
+def _per_task(weight: tf.Tensor) -> tf.Tensor:
+  """[T, C] -> [T*C], in the folded channel order."""
+  return tf.reshape(weight, [-1])
+
+
+def grouped_conv2d(x: tf.Tensor, kernels: tf.Tensor, *, strides, padding: str) -> tf.Tensor:
+  """T convolutions in one: x [B, H, W, T*C], kernels [T, kh, kw, C, F] -> [B, H', W', T*F].
+
+  Group t convolves channels t*C..t*C+C-1 with kernels[t]; its outputs are channels
+  t*F..t*F+F-1.
+  """
+  tasks, kernel_h, kernel_w, channels, filters = kernels.shape
+  padding = padding.upper()
+  if x.dtype == tf.float32 or tf.config.list_logical_devices("GPU"):
+    grouped = tf.reshape(tf.transpose(kernels, [1, 2, 3, 0, 4]),
+                         [kernel_h, kernel_w, channels, tasks * filters])
+    return tf.nn.conv2d(x, grouped, strides=strides, padding=padding)
+  return tf.concat([tf.nn.conv2d(part, kernels[t], strides=strides, padding=padding)
+                    for t, part in enumerate(tf.split(x, tasks, axis=-1))], axis=-1)
+
+
+class TaskBatchedModel:
+  """A Keras model run functionally for T tasks, each with its own weights.
+
+  `batched.stateless_call(weights, non_trainable, x, training=...)` is the task-batched
+  counterpart of `model.stateless_call`, so code written for one task (mann.meta's
+  inner loop) runs all tasks when handed this object in place of the model.
+  """
+
+  def __init__(self, model: keras.Model):
+    reason = unsupported_reason(model)
+    if reason is not None:
+      raise ValueError(f"cannot batch tasks of {model.name}: {reason}")
+    self.model = model
+
+  def stateless_call(self, weights: list[tf.Tensor], non_trainable: list[tf.Tensor],
+                     x: tf.Tensor, *, training: bool) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """Args:
+      weights: model.trainable_weights' values with a leading task axis, [T, *shape].
+      non_trainable: model.non_trainable_weights' values (batch-norm running
+        statistics), shared by the tasks, [*shape].
+      x: inputs [T, B, ...].
+      training: batch norm normalises with each task's batch moments (True) or with
+        the running statistics (False).
+
+    Returns:
+      outputs [T, B, ...], and the non-trainable weights as each task's forward pass
+      would leave them, [T, *shape] (with training=True the running statistics moved
+      toward that task's moments, as Keras's layer does).
+    """
+    num_tasks = x.shape[0]
+    weights, non_trainable = list(weights), list(non_trainable)
+    new_non_trainable = []
+    folded = False  # x is [T, B, ...] (task-major) or [B, H, W, T*C] (folded)
+    for layer in self.model.layers:
+      layer_weights = [weights.pop(0) for _ in layer.trainable_weights]
+      layer_statistics = [non_trainable.pop(0) for _ in layer.non_trainable_weights]
+      if isinstance(layer, keras.layers.InputLayer):
+        continue
+      if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)) and not folded:
+        x, folded = _fold(x), True
+      if isinstance(layer, keras.layers.Conv2D):
+        x = grouped_conv2d(x, layer_weights[0], strides=layer.strides, padding=layer.padding)
+        if layer.use_bias:  # bias_add: its gradient is one BiasAddGrad kernel, not a Sum
+          x = tf.nn.bias_add(x, _per_task(layer_weights[1]))
+        x = layer.activation(x)
+      elif isinstance(layer, keras.layers.BatchNormalization):
+        x, statistics = self._batch_norm(layer, layer_weights, layer_statistics, x,
+                                         num_tasks, folded=folded, training=training)
+        new_non_trainable += statistics
+      elif isinstance(layer, keras.layers.MaxPooling2D):
+        x = tf.nn.max_pool2d(x, layer.pool_size, layer.strides, layer.padding.upper())
+      elif isinstance(layer, keras.layers.Flatten):
+        if folded:
+          x, folded = _unfold(x, num_tasks), False
+        x = tf.reshape(x, [num_tasks, x.shape[1], -1])
+      elif isinstance(layer, keras.layers.Dense):
+        if folded:
+          x, folded = _unfold(x, num_tasks), False
+        kernel = layer_weights[0]
+        x = tf.einsum("tb...d,tdu->tb...u", x, kernel)
+        if layer.use_bias:
+          x = x + tf.reshape(layer_weights[1], [num_tasks] + [1] * (x.shape.rank - 2) + [-1])
+        x = layer.activation(x)
+      else:  # elementwise
+        x = layer.call(x)
+    if folded:
+      x = _unfold(x, num_tasks)
+    return x, new_non_trainable
+
+  @staticmethod
+  def _batch_norm(layer, layer_weights, statistics, x, num_tasks, *, folded, training):
+    """Per-task batch norm of x ([B, H, W, T*C] folded, or [T, B, ..., C])."""
+    channels = layer.moving_mean.shape[0]
+    rest = list(layer_weights)
+    gamma = rest.pop(0) if layer.scale else None
+    beta = rest.pop(0) if layer.center else None
+    moving_mean, moving_variance = statistics
+    if folded:
+      axes = [0, 1, 2]
+      shape = [num_tasks * channels]  # broadcasts over [B, H, W, T*C]
+    else:
+      axes = list(range(1, x.shape.rank - 1))
+      shape = [num_tasks] + [1] * (x.shape.rank - 2) + [channels]
+    if training and folded and x.dtype == tf.float32:
+      return TaskBatchedModel._fused_batch_norm(layer, gamma, beta, statistics, x, num_tasks)
+    if training:
+      # Both moments with every gradient path, as mann.models.BatchNormalization.
+      mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+      variance = tf.reduce_mean(tf.square(x - mean), axis=axes, keepdims=True)
+      task_mean = tf.reshape(mean, [num_tasks, channels])
+      task_variance = tf.reshape(variance, [num_tasks, channels])
+      momentum = layer.momentum  # a Python float (tf.cast would round it to float32)
+      new_statistics = [
+          tf.stop_gradient(moving_mean * momentum + task_mean * (1 - momentum)),
+          tf.stop_gradient(moving_variance * momentum + task_variance * (1 - momentum))]
+    else:
+      mean = tf.reshape(tf.tile(moving_mean[None], [num_tasks, 1]), shape)
+      variance = tf.reshape(tf.tile(moving_variance[None], [num_tasks, 1]), shape)
+      new_statistics = [tf.tile(s[None], [num_tasks, 1]) for s in statistics]
+    # The op Keras's layer ends in, so that both round alike.
+    x = tf.nn.batch_normalization(
+        x, mean, variance, offset=None if beta is None else tf.reshape(beta, shape),
+        scale=None if gamma is None else tf.reshape(gamma, shape),
+        variance_epsilon=layer.epsilon)
+    return x, new_statistics
+
+  @staticmethod
+  def _fused_batch_norm(layer, gamma, beta, statistics, x, num_tasks):
+    """Training-mode batch norm of folded float32 x [B, H, W, T*C] in TF's fused kernel.
+
+    The per-task normalisation of large query batches is memory-bound: the fused op
+    reads x twice where the op-by-op form makes a dozen passes, and its gradient is one
+    kernel too. Its second derivative (TF's FusedBatchNormGrad gradient) is exact: it
+    differentiates the first derivative's formula, where the mean's path through the
+    variance contributes zero. CPU kernels exist for float32, hence the dtype check.
+    """
+    channels = layer.moving_mean.shape[0]
+    folded_channels = num_tasks * channels
+    scale = tf.reshape(gamma, [-1]) if gamma is not None else tf.ones([folded_channels])
+    offset = tf.reshape(beta, [-1]) if beta is not None else tf.zeros([folded_channels])
+    y, mean, corrected_variance = tf.compat.v1.nn.fused_batch_norm(
+        x, scale, offset, epsilon=layer.epsilon, data_format="NHWC", is_training=True)
+    count = x.shape[0] * x.shape[1] * x.shape[2]
+    variance = corrected_variance * ((count - 1) / count)  # the kernel's is Bessel-corrected
+    momentum = layer.momentum
+    moving_mean, moving_variance = statistics
+    new_statistics = [
+        tf.stop_gradient(moving_mean * momentum
+                         + tf.reshape(mean, [num_tasks, channels]) * (1 - momentum)),
+        tf.stop_gradient(moving_variance * momentum
+                         + tf.reshape(variance, [num_tasks, channels]) * (1 - momentum))]
+    return y, new_statistics
