@@ -79,9 +79,12 @@ def class_splits():
       class_split_fractions=fractions)
 
 
-def make_sampler(splits, *, split: str, seed: int, class_labels: bool = False):
-  """The sampler of `split` for the flags' dataset, protocol and episode shape."""
+def make_sampler(splits, *, split: str, seed: int, class_labels: bool = False,
+                 shuffle_support: bool = False):
+  """The sampler of `split` for the flags' dataset, protocol and episode shape
+  (shuffle_support: see datasets.make_sampler)."""
   return datasets.make_sampler(
       DATASET.value, split=split, num_ways=NUM_WAYS.value, num_shots=NUM_SHOTS.value,
       num_queries=NUM_QUERIES.value, seed=seed, splits=splits, class_labels=class_labels,
-      protocol=PROTOCOL.value, num_instances=NUM_INSTANCES.value)
+      protocol=PROTOCOL.value, num_instances=NUM_INSTANCES.value,
+      shuffle_support=shuffle_support)

@@ -54,13 +54,15 @@ def main(argv):
   run_flags.restore_run_flags(WORKDIR.value)
   run_flags.check_combination()
   splits = data_flags.class_splits()
-  sampler = data_flags.make_sampler(splits, split=SPLIT.value, seed=run_flags.SEED.value)
+  sampler = data_flags.make_sampler(splits, split=SPLIT.value, seed=run_flags.SEED.value,
+                                    shuffle_support=run_flags.is_sequence_model())
   learner = run_flags.make_learner(run_flags.make_model(sampler), splits)
   try:
     checkpoint_step = training.restore_latest(WORKDIR.value, learner)
   except FileNotFoundError as e:
     raise errors.UserInputError(f"{e}: train the run first (experiments.train)") from None
-  num_steps = run_flags.NUM_EVAL_INNER_STEPS.value
+  num_steps = (0 if run_flags.ALGORITHM.value == "episodic"  # no inner steps
+               else run_flags.NUM_EVAL_INNER_STEPS.value)
   start = time.time()
   scores = evaluation.score_tasks(learner, sampler, num_tasks=NUM_TASKS.value,
                                   num_inner_steps=num_steps,

@@ -121,10 +121,8 @@ def check_combination() -> None:
   if sequence_model != (ALGORITHM.value == "episodic"):
     raise errors.UserInputError(
         "--model=mann or lstm goes with --algorithm=episodic, and only with it")
-  if sequence_model != (data_flags.PROTOCOL.value == "online"):
-    raise errors.UserInputError(
-        "--model=mann or lstm needs --protocol=online (the few-shot protocol for them is "
-        "not built yet), and --protocol=online needs --model=mann or lstm")
+  if data_flags.PROTOCOL.value == "online" and not sequence_model:
+    raise errors.UserInputError("--protocol=online needs --model=mann or lstm")
   if regression and MODEL.value != "mlp":
     raise errors.UserInputError("--dataset=sinusoid needs --model=mlp")
   if BATCH_NORM.value == "per_step" and ALGORITHM.value not in ("maml", "fomaml"):
@@ -132,6 +130,12 @@ def check_combination() -> None:
   if not regression and MODEL.value == "mlp":
     raise errors.UserInputError(
         f"--model=mlp takes vectors; use --model=conv4 for {data_flags.DATASET.value}")
+
+
+def is_sequence_model() -> bool:
+  """A model that reads an episode one example at a time (mann, lstm): its few-shot
+  support sets come in a random order, not class by class."""
+  return MODEL.value in SEQUENCE_MODELS
 
 
 def make_model(sampler) -> keras.Model:

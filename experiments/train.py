@@ -53,12 +53,14 @@ def main(argv):
   # The image transfer baseline pretrains on the training classes' own labels.
   pretrain = run_flags.ALGORITHM.value == "transfer" and splits is not None
   train_sampler = data_flags.make_sampler(splits, split="train", seed=seed,
-                                          class_labels=pretrain)
+                                          class_labels=pretrain,
+                                          shuffle_support=run_flags.is_sequence_model())
   model = run_flags.make_model(train_sampler)
   learner = run_flags.make_learner(model, splits)
   validate = None
   if NUM_VALIDATION_TASKS.value:
-    validation_sampler = data_flags.make_sampler(splits, split="validation", seed=seed)
+    validation_sampler = data_flags.make_sampler(
+        splits, split="validation", seed=seed, shuffle_support=run_flags.is_sequence_model())
 
     def validate():
       scores = evaluation.score_tasks(

@@ -88,7 +88,7 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
                  num_queries: int, seed: int,
                  splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None,
                  class_labels: bool = False, protocol: str = "few_shot",
-                 num_instances: int = 10) -> Sampler:
+                 num_instances: int = 10, shuffle_support: bool = False) -> Sampler:
   """The episode sampler of one split.
 
   Each split draws from its own seed stream (split_seed), so validation and test
@@ -104,6 +104,8 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
     protocol: "few_shot" (support/query episodes) or "online" (Santoro sequences of
       num_ways classes x num_instances images; num_shots and num_queries unused).
     num_instances: L, images per class in an online sequence.
+    shuffle_support: few-shot image episodes: support in a random order, not class by
+      class (for sequence models).
   """
   check_dataset_name(dataset)
   stream_seed = split_seed(seed, split)
@@ -119,4 +121,5 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
     raise ValueError(f"make_sampler: {dataset} needs the class splits")
   return sampler_lib.FewShotSampler(splits[split], num_ways=num_ways, num_shots=num_shots,
                                     num_queries=num_queries, seed=stream_seed,
-                                    class_labels=class_labels)
+                                    class_labels=class_labels,
+                                    shuffle_support=shuffle_support)

@@ -29,7 +29,8 @@ class FewShotSampler:
   """
 
   def __init__(self, source: source_lib.ClassIndexedImages, *, num_ways: int,
-               num_shots: int, num_queries: int, seed: int, class_labels: bool = False):
+               num_shots: int, num_queries: int, seed: int, class_labels: bool = False,
+               shuffle_support: bool = False):
     """Args:
       source: the classes to draw from (one split of a dataset).
       num_ways: N, classes per task.
@@ -38,6 +39,9 @@ class FewShotSampler:
       seed: int, the seed of every draw; pair it with the episode index.
       class_labels: label images with their source class (0..num_classes-1) instead
         of 0..N-1: the supervised labels a transfer baseline pretrains on.
+      shuffle_support: give the support set in a random order (a permutation drawn
+        from the episode's seed) instead of class by class: for sequence models
+        (MANN, LSTM), which read the support one example at a time.
     """
     if num_ways < 1 or num_shots < 1 or num_queries < 0:
       raise errors.UserInputError(
@@ -58,6 +62,7 @@ class FewShotSampler:
     self.num_queries = num_queries
     self.seed = seed
     self.class_labels = class_labels
+    self.shuffle_support = shuffle_support
     self.source = source
     self._num_classes = source.num_classes
     self._images = tf.constant(source.images)
@@ -113,8 +118,15 @@ class FewShotSampler:
       # two differ in the last bit; one form keeps eager and compiled episodes equal.
       return tf.cast(tf.gather(self._images, idx), tf.float32) * (1.0 / 255.0)
 
+    support_y = tf.repeat(labels, self.num_shots)
+    if self.shuffle_support:
+      # Folded in, not split off, so that the draws above stay those of every other run.
+      seed = tf.random.experimental.stateless_fold_in(
+          tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)]), 1)
+      order = tf.argsort(tf.random.stateless_uniform([self.num_ways * self.num_shots], seed))
+      support_idx, support_y = tf.gather(support_idx, order), tf.gather(support_y, order)
     return episode_lib.Episode(
         support_x=images(support_idx),
-        support_y=tf.repeat(labels, self.num_shots),
+        support_y=support_y,
         query_x=images(query_idx),
         query_y=tf.repeat(labels, self.num_queries))

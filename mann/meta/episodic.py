@@ -5,6 +5,15 @@ random order (mann.data.santoro.SequenceSampler); step t is fed the image x_t an
 the one-hot label of step t-1, and is scored on predicting label y_t. The weights
 are meta-trained end to end over episodes; adaptation to a new episode happens in
 the model's state (its memory), not in its weights.
+
+The few-shot protocol (the tasks MAML is scored on: N-way K-shot, Q queries per
+class) in the same format: each query becomes one sequence, the support set (in a
+random order) followed by that query; the query step is fed the last support label,
+as any step is, and its own label never enters. Its prediction is the query's: the
+(K+1)-th presentation of the query's class, after the support was written to memory.
+A model trained on online sequences is scored in this protocol unchanged. Training
+in it scores every step of these sequences, support steps included, like online.
+An episode with an empty query set (online) is one sequence, its support.
 """
 
 import keras
@@ -43,39 +52,70 @@ class Episodic:
   def checkpoint_items(self) -> dict:
     return {"model": self.model}
 
-  def _logits(self, meta_batch: episode_lib.Episode, training: bool) -> tf.Tensor:
-    inputs = sequence_inputs(meta_batch.support_x, meta_batch.support_y, self.num_classes)
-    return self.model(inputs, training=training)
+  def _sequences(self, meta_batch: episode_lib.Episode) -> tuple[tf.Tensor, tf.Tensor]:
+    """The episodes as sequences: images [S, L, ...] and labels [S, L].
+
+    Online (no queries): S = T, the support sequences. Few-shot: S = T * NQ, the
+    sequence of task t and query j (row t * NQ + j) is task t's support, then query j.
+    """
+    num_queries = meta_batch.query_x.shape[1]
+    if num_queries == 0:
+      return meta_batch.support_x, meta_batch.support_y
+    def with_each_query(support, query):  # [T, NK, ...], [T, NQ, ...] -> [T*NQ, NK+1, ...]
+      support = tf.repeat(support, num_queries, axis=0)
+      query = tf.reshape(query, [-1, 1, *query.shape[2:]])
+      return tf.concat([support, query], axis=1)
+    return (with_each_query(meta_batch.support_x, meta_batch.query_x),
+            with_each_query(meta_batch.support_y, meta_batch.query_y))
+
+  def _logits(self, images: tf.Tensor, labels: tf.Tensor, training: bool) -> tf.Tensor:
+    return self.model(sequence_inputs(images, labels, self.num_classes), training=training)
 
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
-    """Gradients of the mean cross-entropy over every step of every episode."""
+    """Gradients of the mean cross-entropy over every step of every sequence."""
     del step
+    images, labels = self._sequences(meta_batch)
     with tf.GradientTape() as tape:
-      logits = self._logits(meta_batch, training=True)
-      loss = tf.reduce_mean(self.objective.loss(meta_batch.support_y, logits))
+      logits = self._logits(images, labels, training=True)
+      loss = tf.reduce_mean(self.objective.loss(labels, logits))
     gradients = tape.gradient(loss, self.trainable_variables,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return gradients, {"loss": loss,
-                       "accuracy": tf.reduce_mean(
-                           self.objective.metric(meta_batch.support_y, logits))}
+                       "accuracy": tf.reduce_mean(self.objective.metric(labels, logits))}
 
   def evaluate_tasks(self, meta_batch: episode_lib.Episode,
                      num_steps: int = 0) -> dict[str, tf.Tensor]:
-    """Accuracy by instance: column i is the mean correctness, per episode, over the
-    steps that show a class for the (i+1)-th time.
+    """Scores T episodes.
+
+    Online (no queries): accuracy by instance, column i the mean correctness, per
+    episode, over the steps that show a class for the (i+1)-th time.
+    Few-shot: the query loss and accuracy of each task, as one column, the format of
+    GradientMetaLearner.evaluate_tasks after zero steps.
 
     Args:
-      meta_batch: T sequences.
+      meta_batch: T episodes.
       num_steps: unused (no inner steps); kept for the shared evaluation loop.
 
     Returns:
-      {"accuracy_by_instance": [T, L]}.
+      online: {"accuracy_by_instance": [T, L]}; few-shot: {"loss": [T, 1],
+      "accuracy": [T, 1]}.
     """
-    logits = self._logits(meta_batch, training=False)
+    del num_steps
+    num_tasks, num_queries = meta_batch.query_y.shape[:2]
+    if num_queries:
+      images, labels = self._sequences(meta_batch)
+      query_logits = self._logits(images, labels, training=False)[:, -1]  # [T*NQ, N]
+      per_query = {
+          name: tf.reshape(function(labels[:, -1:], query_logits[:, None]),
+                           [num_tasks, num_queries])
+          for name, function in (("loss", self.objective.loss),
+                                 ("accuracy", self.objective.metric))}
+      return {name: tf.reduce_mean(value, axis=1, keepdims=True)
+              for name, value in per_query.items()}
+    logits = self._logits(meta_batch.support_x, meta_batch.support_y, training=False)
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                meta_batch.support_y), tf.float32)
     instance = santoro.instance_numbers(meta_batch.support_y)  # [T, L*N], 1-based
-    del num_steps
     columns = tf.one_hot(instance - 1, self.num_instances)  # [T, steps, L]
     return {"accuracy_by_instance": tf.einsum("ts,tsl->tl", correct, columns)
                                     / tf.reduce_sum(columns, axis=1)}

@@ -131,3 +131,21 @@ def test_class_labels_are_the_source_classes():
                            (episode.query_x, episode.query_y)):
       classes, _ = _decode(images)
       np.testing.assert_array_equal(np.asarray(labels), classes)
+
+
+def test_shuffled_support_is_the_same_episode_in_a_random_order():
+  source = _labelled_source([6] * 10)
+  common = dict(num_ways=4, num_shots=3, num_queries=2, seed=5)
+  plain = sampler_lib.FewShotSampler(source, **common)
+  shuffled = sampler_lib.FewShotSampler(source, **common, shuffle_support=True)
+  orders = set()
+  for index in range(20):
+    a, b = plain.episode(index), shuffled.episode(index)
+    # Same query set, same support (image, label) pairs, in another order.
+    np.testing.assert_array_equal(a.query_x, b.query_x)
+    np.testing.assert_array_equal(a.query_y, b.query_y)
+    pairs = lambda e: sorted(zip(_decode(e.support_x)[1], np.asarray(e.support_y)))
+    assert pairs(a) == pairs(b)
+    orders.add(tuple(np.asarray(b.support_y)))
+    np.testing.assert_array_equal(b.support_y, shuffled.episode(index).support_y)  # seeded
+  assert len(orders) > 15  # a fresh order per episode, not class by class

@@ -139,6 +139,31 @@ def test_online_protocol_mann_train_then_evaluate(tmp_path, omniglot_dir, tfds_d
     report = json.load(f)
   assert report["protocol"] == "online" and len(report["accuracy_by_instance"]) == 4
   assert all(0.0 <= a <= 1.0 for a in report["accuracy_by_instance"])
+  # The same weights scored in the few-shot protocol, beside MAML's numbers.
+  result = _run("evaluate", f"--workdir={workdir}", "--protocol=few_shot", "--num_shots=1",
+                "--num_queries=2", "--num_tasks=4", "--tasks_per_batch=2",
+                "--output_name=eval_few_shot.json")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(workdir / "eval_few_shot.json") as f:
+    report = json.load(f)
+  assert report["num_tasks"] == 4 and report["num_eval_inner_steps"] == 0
+  assert 0.0 <= report["accuracy"] <= 1.0
+
+
+def test_few_shot_protocol_mann_trains(tmp_path, omniglot_dir, tfds_data_dir,
+                                       omniglot_characters):
+  del omniglot_characters  # prepared by the fixture
+  workdir = tmp_path / "run"
+  result = _run("train", "--dataset=omniglot", f"--omniglot_dir={omniglot_dir}",
+                f"--data_dir={tfds_data_dir}", "--protocol=few_shot", "--model=mann",
+                "--algorithm=episodic", "--num_ways=3", "--num_shots=2", "--num_queries=1",
+                "--controller_units=8", "--memory_size=8", "--word_size=4", "--num_reads=1",
+                "--meta_batch_size=2", "--num_steps=2", "--log_every=1",
+                "--validate_every=2", "--num_validation_tasks=2", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(workdir / "log.jsonl") as f:
+    records = [json.loads(l) for l in f]
+  assert 0.0 <= records[-1]["validation_accuracy"] <= 1.0
 
 
 def test_online_protocol_needs_a_sequence_model(tmp_path):
