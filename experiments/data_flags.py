@@ -3,6 +3,7 @@
 from absl import flags
 
 from mann import errors
+from mann.data import augment
 from mann.data import datasets
 
 DATASET = flags.DEFINE_string(
@@ -46,6 +47,12 @@ PROTOCOL = flags.DEFINE_enum(
     "N classes x --num_instances images, each step given the previous step's label.")
 NUM_INSTANCES = flags.DEFINE_integer(
     "num_instances", 10, "online protocol: images per class in a sequence (L).", lower_bound=1)
+AUGMENT_MAX_SHIFT = flags.DEFINE_integer(
+    "augment_max_shift", 0, "Training images only: random shift by up to this many pixels "
+    "in x and y (Santoro et al.'s translation augmentation; 0 = off).", lower_bound=0)
+AUGMENT_MAX_DEGREES = flags.DEFINE_float(
+    "augment_max_degrees", 0.0, "Training images only: random rotation by up to this many "
+    "degrees either way (Santoro et al.'s rotation augmentation; 0 = off).", lower_bound=0.0)
 
 
 def _is_valid_dataset(name: str) -> bool:
@@ -83,8 +90,11 @@ def make_sampler(splits, *, split: str, seed: int, class_labels: bool = False,
                  shuffle_support: bool = False):
   """The sampler of `split` for the flags' dataset, protocol and episode shape
   (shuffle_support: see datasets.make_sampler)."""
+  augmentation = augment.Augmentation(
+      max_shift=AUGMENT_MAX_SHIFT.value,
+      max_degrees=AUGMENT_MAX_DEGREES.value) if split == "train" else augment.Augmentation()
   return datasets.make_sampler(
       DATASET.value, split=split, num_ways=NUM_WAYS.value, num_shots=NUM_SHOTS.value,
       num_queries=NUM_QUERIES.value, seed=seed, splits=splits, class_labels=class_labels,
       protocol=PROTOCOL.value, num_instances=NUM_INSTANCES.value,
-      shuffle_support=shuffle_support)
+      shuffle_support=shuffle_support, augmentation=augmentation)

@@ -8,6 +8,7 @@
 from typing import Optional, Sequence, Union
 
 from mann import errors
+from mann.data import augment
 from mann.data import omniglot
 from mann.data import sampler as sampler_lib
 from mann.data import santoro
@@ -88,7 +89,8 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
                  num_queries: int, seed: int,
                  splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None,
                  class_labels: bool = False, protocol: str = "few_shot",
-                 num_instances: int = 10, shuffle_support: bool = False) -> Sampler:
+                 num_instances: int = 10, shuffle_support: bool = False,
+                 augmentation: augment.Augmentation = augment.Augmentation()) -> Sampler:
   """The episode sampler of one split.
 
   Each split draws from its own seed stream (split_seed), so validation and test
@@ -106,6 +108,8 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
     num_instances: L, images per class in an online sequence.
     shuffle_support: few-shot image episodes: support in a random order, not class by
       class (for sequence models).
+    augmentation: per-image random translation and rotation of image episodes
+      (give it to the training split only).
   """
   check_dataset_name(dataset)
   stream_seed = split_seed(seed, split)
@@ -113,7 +117,8 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
     if splits is None:
       raise errors.UserInputError("--protocol=online needs an image dataset, not sinusoid")
     return santoro.SequenceSampler(splits[split], num_ways=num_ways,
-                                   num_instances=num_instances, seed=stream_seed)
+                                   num_instances=num_instances, seed=stream_seed,
+                                   augmentation=augmentation)
   if dataset == "sinusoid":
     return sinusoid.SinusoidSampler(num_shots=num_shots, num_queries=num_queries,
                                     seed=stream_seed)
@@ -122,4 +127,5 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
   return sampler_lib.FewShotSampler(splits[split], num_ways=num_ways, num_shots=num_shots,
                                     num_queries=num_queries, seed=stream_seed,
                                     class_labels=class_labels,
-                                    shuffle_support=shuffle_support)
+                                    shuffle_support=shuffle_support,
+                                    augmentation=augmentation)

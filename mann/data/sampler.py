@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from mann import errors
+from mann.data import augment
 from mann.data import episode as episode_lib
 from mann.data import source as source_lib
 
@@ -30,7 +31,8 @@ class FewShotSampler:
 
   def __init__(self, source: source_lib.ClassIndexedImages, *, num_ways: int,
                num_shots: int, num_queries: int, seed: int, class_labels: bool = False,
-               shuffle_support: bool = False):
+               shuffle_support: bool = False,
+               augmentation: augment.Augmentation = augment.Augmentation()):
     """Args:
       source: the classes to draw from (one split of a dataset).
       num_ways: N, classes per task.
@@ -42,6 +44,7 @@ class FewShotSampler:
       shuffle_support: give the support set in a random order (a permutation drawn
         from the episode's seed) instead of class by class: for sequence models
         (MANN, LSTM), which read the support one example at a time.
+      augmentation: random per-image translation and rotation (training episodes).
     """
     if num_ways < 1 or num_shots < 1 or num_queries < 0:
       raise errors.UserInputError(
@@ -63,6 +66,7 @@ class FewShotSampler:
     self.seed = seed
     self.class_labels = class_labels
     self.shuffle_support = shuffle_support
+    self.augmentation = augmentation
     self.source = source
     self._num_classes = source.num_classes
     self._images = tf.constant(source.images)
@@ -119,14 +123,20 @@ class FewShotSampler:
       return tf.cast(tf.gather(self._images, idx), tf.float32) * (1.0 / 255.0)
 
     support_y = tf.repeat(labels, self.num_shots)
+    # Further draws are folded into the episode's seed, not split off it, so that the
+    # draws above stay those of every run without these options.
+    episode_seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
+    fold = lambda key: tf.random.experimental.stateless_fold_in(episode_seed, key)
     if self.shuffle_support:
-      # Folded in, not split off, so that the draws above stay those of every other run.
-      seed = tf.random.experimental.stateless_fold_in(
-          tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)]), 1)
-      order = tf.argsort(tf.random.stateless_uniform([self.num_ways * self.num_shots], seed))
+      order = tf.argsort(tf.random.stateless_uniform([self.num_ways * self.num_shots],
+                                                     fold(1)))
       support_idx, support_y = tf.gather(support_idx, order), tf.gather(support_y, order)
+    support_x, query_x = images(support_idx), images(query_idx)
+    if self.augmentation.active:
+      support_x = augment.random_transform(support_x, self.augmentation, fold(2))
+      query_x = augment.random_transform(query_x, self.augmentation, fold(3))
     return episode_lib.Episode(
-        support_x=images(support_idx),
+        support_x=support_x,
         support_y=support_y,
-        query_x=images(query_idx),
+        query_x=query_x,
         query_y=tf.repeat(labels, self.num_queries))

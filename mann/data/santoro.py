@@ -8,6 +8,7 @@ instance of a class on by remembering the 1st.
 
 import tensorflow as tf
 
+from mann.data import augment
 from mann.data import episode as episode_lib
 from mann.data import sampler as sampler_lib
 from mann.data import source as source_lib
@@ -19,16 +20,20 @@ class SequenceSampler:
   """
 
   def __init__(self, source: source_lib.ClassIndexedImages, *, num_ways: int,
-               num_instances: int, seed: int):
+               num_instances: int, seed: int,
+               augmentation: augment.Augmentation = augment.Augmentation()):
     """Args:
       source: the classes to draw from.
       num_ways: N, classes per episode (labels 0..N-1, a random remapping).
       num_instances: L, images per class (10 in the paper).
       seed: the seed of every draw; episode i is a function of (seed, i).
+      augmentation: random per-image translation and rotation (training sequences).
     """
+    # A sequence is a task's support set, shuffled, with no queries.
     self._tasks = sampler_lib.FewShotSampler(source, num_ways=num_ways,
                                              num_shots=num_instances, num_queries=0,
-                                             seed=seed)
+                                             seed=seed, shuffle_support=True,
+                                             augmentation=augmentation)
     self.num_ways = num_ways
     self.num_instances = num_instances
     self.seed = seed
@@ -40,13 +45,7 @@ class SequenceSampler:
 
   def episode(self, index) -> episode_lib.Episode:
     """The sequence of episode `index`: the N x L images of a task, shuffled."""
-    task = self._tasks.episode(index)
-    seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
-    order_seed = tf.random.experimental.stateless_split(seed, num=3)[2]
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(self.num_ways * self.num_instances), order_seed)
-    return task._replace(support_x=tf.gather(task.support_x, order),
-                         support_y=tf.gather(task.support_y, order))
+    return self._tasks.episode(index)
 
 
 def previous_label_inputs(labels: tf.Tensor, num_classes: int) -> tf.Tensor:

@@ -149,3 +149,23 @@ def test_shuffled_support_is_the_same_episode_in_a_random_order():
     orders.add(tuple(np.asarray(b.support_y)))
     np.testing.assert_array_equal(b.support_y, shuffled.episode(index).support_y)  # seeded
   assert len(orders) > 15  # a fresh order per episode, not class by class
+
+
+def test_augmented_episodes_keep_labels_and_move_pixels():
+  source = source_lib.ClassIndexedImages(
+      images=np.random.default_rng(0).integers(0, 255, (40, 6, 6, 1), dtype=np.uint8),
+      labels=np.repeat(np.arange(8), 5).astype(np.int32),
+      class_names=tuple(map(str, range(8))), base_class_ids=np.arange(8, dtype=np.int32))
+  common = dict(num_ways=3, num_shots=2, num_queries=2, seed=1)
+  plain = sampler_lib.FewShotSampler(source, **common).episode(4)
+  moved = sampler_lib.FewShotSampler(
+      source, **common, augmentation=sampler_lib.augment.Augmentation(max_shift=1)).episode(4)
+  np.testing.assert_array_equal(plain.support_y, moved.support_y)
+  np.testing.assert_array_equal(plain.query_y, moved.query_y)
+  assert not np.allclose(plain.support_x, moved.support_x)
+  # Every augmented image is its plain counterpart shifted by at most one pixel.
+  for before, after in zip(np.concatenate([plain.support_x, plain.query_x]),
+                           np.concatenate([moved.support_x, moved.query_x])):
+    assert any(np.allclose(after, sampler_lib.augment.transform(
+        before[None], tf.constant([[dx, dy]], tf.float32), tf.zeros([1]))[0], atol=1e-6)
+               for dx in (-1, 0, 1) for dy in (-1, 0, 1))
