@@ -28,7 +28,8 @@ from absl import flags
 
 SETTINGS = flags.DEFINE_list(
     "settings", ["5:1:15:32", "5:1:1:32", "20:1:1:16"],
-    "ways:shots:queries_per_class:meta_batch_size for each setting.")
+    "ways:shots:queries_per_class:meta_batch_size[:inner_steps] for each setting "
+    "(inner_steps 1 unless given; the peer is timed only with 1).")
 ORDERS = flags.DEFINE_list("orders", ["second", "first"], "second and/or first.")
 STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per setting (after one warm-up).",
                              lower_bound=1)
@@ -36,7 +37,8 @@ JIT_COMPILE = flags.DEFINE_boolean("jit_compile", False, "Compile our step with 
 TASK_MAPPINGS = flags.DEFINE_list(
     "task_mappings", ["batched", "map_fn"],
     "How our step runs the tasks (mann.meta.TASK_MAPPINGS), each timed: batched "
-    "(grouped convolutions) and map_fn (tf.map_fn over a per-task function).")
+    "(grouped convolutions) and map_fn (tf.map_fn over a per-task function); "
+    "batched+checkpoint: batched with checkpoint_inner_steps (recomputed inner steps).")
 PEER_PYTHON = flags.DEFINE_string(
     "peer_python", None, "Python of a learn2learn venv (../shared/peers/README.md); "
     "unset: ours only.")
@@ -55,8 +57,8 @@ _PEAK_RSS_SNIPPET = (
     "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
 
 
-def _time_ours(ways, shots, queries, tasks, order, task_mapping, steps, jit_compile,
-               profile=False) -> dict:
+def _time_ours(ways, shots, queries, tasks, inner_steps, order, task_mapping, steps,
+               jit_compile, profile=False) -> dict:
   """Times our compiled meta-step in this process; returns the figures."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras  # pylint: disable=g-import-not-at-top
@@ -67,8 +69,10 @@ def _time_ours(ways, shots, queries, tasks, order, task_mapping, steps, jit_comp
 
   keras.utils.set_random_seed(0)
   model = models.conv4(num_classes=ways)
-  learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4,
-                      first_order=order == "first", task_mapping=task_mapping)
+  checkpoint = task_mapping.endswith("+checkpoint")
+  learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=inner_steps,
+                      inner_lr=0.4, first_order=order == "first",
+                      task_mapping=task_mapping.split("+")[0], checkpoint_inner_steps=checkpoint)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(learner.trainable_variables)
   batch = episode_lib.Episode(
@@ -189,11 +193,20 @@ def _run_peer(ways, shots, queries, tasks, order) -> dict:
           "peak_rss_mb": float(fields["peak_rss_kb"]) / 1024}
 
 
+def _parse_setting(setting: str) -> tuple[int, int, int, int, int]:
+  """"ways:shots:queries:tasks[:inner_steps]" -> the five integers."""
+  values = [int(v) for v in setting.split(":")]
+  if len(values) not in (4, 5):
+    raise ValueError(f"a setting is ways:shots:queries:tasks[:inner_steps], got {setting!r}")
+  return tuple(values + [1] * (5 - len(values)))
+
+
 def main(argv):
   del argv
   if SINGLE.value:
-    ways, shots, queries, tasks, order, task_mapping = SINGLE.value.split(":")
-    print(json.dumps(_time_ours(int(ways), int(shots), int(queries), int(tasks), order,
+    *setting, order, task_mapping = SINGLE.value.split(":")
+    ways, shots, queries, tasks, inner_steps = _parse_setting(":".join(setting))
+    print(json.dumps(_time_ours(ways, shots, queries, tasks, inner_steps, order,
                                 task_mapping, STEPS.value, JIT_COMPILE.value,
                                 PROFILE.value)))
     return
@@ -205,13 +218,13 @@ def main(argv):
             "jit_compile": JIT_COMPILE.value, "steps": STEPS.value,
             "cpu_count": os.cpu_count(), "results": []}
   for setting in SETTINGS.value:
-    ways, shots, queries, tasks = (int(v) for v in setting.split(":"))
+    ways, shots, queries, tasks, inner_steps = _parse_setting(setting)
     for order in ORDERS.value:
       entry = {"ways": ways, "shots": shots, "queries_per_class": queries,
-               "meta_batch_size": tasks, "order": order}
+               "meta_batch_size": tasks, "inner_steps": inner_steps, "order": order}
       for mapping in TASK_MAPPINGS.value:
         entry[f"ours_{mapping}"] = _run_ours(setting, order, mapping)
-      if PEER_PYTHON.value:
+      if PEER_PYTHON.value and inner_steps == 1:
         entry["peer"] = _run_peer(ways, shots, queries, tasks, order)
         for mapping in TASK_MAPPINGS.value:
           entry[f"ratio_{mapping}_to_peer"] = (entry[f"ours_{mapping}"]["seconds_per_step"] /

@@ -68,6 +68,11 @@ TASK_MAPPING = flags.DEFINE_enum(
     "How the tasks of a meta-batch run: batched (all tasks as one set of ops, grouped "
     "convolutions; conv4 and mlp), map_fn (tf.map_fn, any model), vectorized_map; auto: "
     "batched where the model allows it, else map_fn.")
+CHECKPOINT_INNER_STEPS = flags.DEFINE_boolean(
+    "checkpoint_inner_steps", False,
+    "maml, fomaml: recompute each inner step in the backward pass instead of keeping its "
+    "activations (gradient checkpointing: memory for many inner steps, for more time); "
+    "needs --task_mapping=batched or auto with conv4/mlp.")
 SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights and of every task drawn.")
 
 # Flags that define a run; train.py saves them, evaluate.py restores them.
@@ -125,6 +130,11 @@ def check_combination() -> None:
     raise errors.UserInputError("--protocol=online needs --model=mann or lstm")
   if regression and MODEL.value != "mlp":
     raise errors.UserInputError("--dataset=sinusoid needs --model=mlp")
+  if CHECKPOINT_INNER_STEPS.value and ALGORITHM.value not in ("maml", "fomaml"):
+    raise errors.UserInputError("--checkpoint_inner_steps needs --algorithm=maml or fomaml")
+  if CHECKPOINT_INNER_STEPS.value and TASK_MAPPING.value in ("map_fn", "vectorized_map"):
+    raise errors.UserInputError(
+        "--checkpoint_inner_steps needs --task_mapping=batched (or auto with conv4, mlp)")
   if BATCH_NORM.value == "per_step" and ALGORITHM.value not in ("maml", "fomaml"):
     raise errors.UserInputError("--batch_norm=per_step needs --algorithm=maml or fomaml")
   if not regression and MODEL.value == "mlp":
@@ -175,7 +185,8 @@ def make_learner(model: keras.Model, splits=None):
   return meta.MAML(model, **common, first_order=ALGORITHM.value == "fomaml",
                    batch_norm=BATCH_NORM.value,
                    learn_inner_lrs=LEARN_INNER_LRS.value,
-                   multi_step_loss=MULTI_STEP_LOSS.value)
+                   multi_step_loss=MULTI_STEP_LOSS.value,
+                   checkpoint_inner_steps=CHECKPOINT_INNER_STEPS.value)
 
 
 def make_optimizer() -> keras.optimizers.Optimizer:

@@ -60,28 +60,67 @@ def sgd_adapt_with_statistics(model: keras.Model, weights: Weights,
                               statistics: Sequence[Weights], x: tf.Tensor, y: tf.Tensor, *,
                               objective: losses.TaskObjective,
                               learning_rates: Sequence[Sequence[tf.Tensor]],
-                              first_order: bool, training: bool = True
+                              first_order: bool, training: bool = True,
+                              checkpoint: bool = False
                               ) -> tuple[list[Weights], list[Weights]]:
   """sgd_adapt where step s runs with its own non-trainable weights statistics[s]
   (MAML++ per-step batch-norm statistics), and returns them as the forward pass
   updated them (with training=True: moved toward the support batch's moments).
+
+  checkpoint=True bounds the memory of many second-order steps: a step keeps only
+  its input weights for the backward pass, which recomputes the step (its forward,
+  its inner gradient) when it needs the step's derivatives. Same values, same
+  gradients; one more support forward and backward per step in the backward pass.
 
   Returns:
     (trajectory, updated): the weights before and after each step, and per step the
     non-trainable weights after that step's forward pass.
   """
   trajectory, updated = [list(weights)], []
+  step = _checkpointed_sgd_step if checkpoint else _sgd_step
   for step_rates, step_statistics in zip(learning_rates, statistics):
-    with tf.GradientTape() as tape:
-      tape.watch(weights)
-      outputs, new_statistics = model.stateless_call(weights, step_statistics, x,
-                                                     training=training)
-      loss = tf.reduce_sum(objective.loss(y, outputs))  # tasks batched: each its own
-    gradients = tape.gradient(loss, weights,
-                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    if first_order:
-      gradients = [tf.stop_gradient(g) for g in gradients]
-    weights = [w - rate * g for w, rate, g in zip(weights, step_rates, gradients)]
+    weights, new_statistics = step(model, weights, step_statistics, x, y,
+                                   objective=objective, rates=step_rates,
+                                   first_order=first_order, training=training)
     trajectory.append(weights)
-    updated.append([tf.stop_gradient(v) for v in new_statistics])
+    updated.append(new_statistics)
   return trajectory, updated
+
+
+def _sgd_step(model, weights, statistics, x, y, *, objective, rates, first_order, training):
+  """One SGD step on (x, y): (new weights, the non-trainable weights after the pass)."""
+  with tf.GradientTape() as tape:
+    tape.watch(weights)
+    outputs, new_statistics = model.stateless_call(weights, statistics, x, training=training)
+    loss = tf.reduce_sum(objective.loss(y, outputs))  # tasks batched: each its own
+  gradients = tape.gradient(loss, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  if first_order:
+    gradients = [tf.stop_gradient(g) for g in gradients]
+  new_weights = [w - rate * g for w, rate, g in zip(weights, rates, gradients)]
+  return new_weights, [tf.stop_gradient(v) for v in new_statistics]
+
+
+def _checkpointed_sgd_step(model, weights, statistics, x, y, *, objective, rates,
+                           first_order, training):
+  """_sgd_step whose backward pass recomputes it instead of keeping its activations."""
+  num_weights = len(weights)
+  run = lambda w, r: _sgd_step(model, w, statistics, x, y, objective=objective, rates=r,
+                               first_order=first_order, training=training)
+
+  @tf.custom_gradient
+  def step(*flat):
+    step_weights, step_rates = list(flat[:num_weights]), list(flat[num_weights:])
+    new_weights, new_statistics = run(step_weights, step_rates)
+
+    def backward(*upstream):
+      with tf.GradientTape() as tape:
+        tape.watch(list(flat))
+        recomputed, _ = run(list(flat[:num_weights]), list(flat[num_weights:]))
+      return tape.gradient(recomputed, list(flat), output_gradients=list(upstream[:num_weights]),
+                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    return new_weights + new_statistics, backward
+
+  rates = [tf.convert_to_tensor(rate, weights[0].dtype) for rate in rates]
+  outputs = step(*weights, *rates)
+  return list(outputs[:num_weights]), list(outputs[num_weights:])

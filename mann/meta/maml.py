@@ -166,7 +166,7 @@ class MAML(GradientMetaLearner):
                num_inner_steps: int, inner_lr: float, first_order: bool = False,
                learn_inner_lrs: bool = False, multi_step_loss: bool = False,
                multi_step_anneal_steps: int = 10000, task_mapping: str = "auto",
-               batch_norm: str = "transductive"):
+               batch_norm: str = "transductive", checkpoint_inner_steps: bool = False):
     """Args:
       model: any built Keras model; its variables hold the initialisation.
       objective: losses.CLASSIFICATION or losses.REGRESSION.
@@ -178,10 +178,20 @@ class MAML(GradientMetaLearner):
       multi_step_anneal_steps: meta-steps over which it anneals to the last step.
       task_mapping: how the tasks of a meta-batch run (see the module docstring).
       batch_norm: "transductive" or "per_step" (see the module docstring).
+      checkpoint_inner_steps: keep only each inner step's input weights for the
+        backward pass and recompute the step there (gradient checkpointing): memory
+        that does not grow with the inner steps' activations, for about one more
+        support forward and backward per step. Needs task_mapping "batched".
     """
     super().__init__(model, objective=objective, num_inner_steps=num_inner_steps,
                      inner_lr=inner_lr, task_mapping=task_mapping, batch_norm=batch_norm)
     self.first_order = first_order
+    if checkpoint_inner_steps and self.task_mapping != "batched":
+      # Inside tf.map_fn, TF cannot differentiate a custom gradient whose recomputation
+      # reads the Keras layers' variables; the batched model reads none.
+      raise ValueError("checkpoint_inner_steps needs task_mapping='batched' (a model of "
+                       "Conv2D, batch norm, Dense, ReLU, pooling and Flatten layers)")
+    self.checkpoint_inner_steps = checkpoint_inner_steps
     self.multi_step_loss = multi_step_loss
     self.multi_step_anneal_steps = multi_step_anneal_steps
     self.inner_lrs: Optional[list[list[tf.Variable]]] = None
@@ -248,7 +258,8 @@ class MAML(GradientMetaLearner):
     def one_task(task, model, weights):
       trajectory, support_statistics = inner_loop.sgd_adapt_with_statistics(
           model, weights, statistics[:-1], task.support_x, task.support_y,
-          objective=self.objective, learning_rates=rates, first_order=self.first_order)
+          objective=self.objective, learning_rates=rates, first_order=self.first_order,
+          checkpoint=self.checkpoint_inner_steps)
       outputs = []
       for s in (range(1, num_steps + 1) if num_steps > 0 else [0]):
         query_outputs, query_statistics = model.stateless_call(

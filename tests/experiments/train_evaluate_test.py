@@ -77,6 +77,8 @@ def test_evaluate_needs_a_trained_workdir(tmp_path):
     (["--dataset=sinusoid", "--model=conv4"], "needs --model=mlp"),
     (["--dataset=sinusoid", "--model=mlp", "--algorithm=reptile", "--batch_norm=per_step"],
      "needs --algorithm=maml or fomaml"),
+    (["--dataset=sinusoid", "--model=mlp", "--task_mapping=map_fn",
+      "--checkpoint_inner_steps"], "needs --task_mapping=batched"),
 ])
 def test_train_rejects_impossible_combinations(tmp_path, flags, expected):
   line = _one_error_line(_run("train", f"--workdir={tmp_path / 'run'}", *flags))

@@ -61,9 +61,15 @@ def _assert_gradients_close(analytic, numeric, rtol):
     dict(num_inner_steps=1),
     dict(num_inner_steps=2, learn_inner_lrs=True, multi_step_loss=True,
          multi_step_anneal_steps=4),
+    dict(num_inner_steps=3, learn_inner_lrs=True, checkpoint_inner_steps=True),
 ])
 def test_second_order_meta_gradients_equal_finite_differences(jit_compile, options,
                                                               task_mapping):
+  if options.get("checkpoint_inner_steps") and task_mapping != "batched":
+    with pytest.raises(ValueError, match="needs task_mapping='batched'"):
+      meta.MAML(_tiny_model(0), objective=meta.CLASSIFICATION, inner_lr=0.3,
+                task_mapping=task_mapping, **options)
+    return
   learner = meta.MAML(_tiny_model(0), objective=meta.CLASSIFICATION, inner_lr=0.3,
                       task_mapping=task_mapping, **options)
   tasks = _tasks()
