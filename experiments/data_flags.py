@@ -47,6 +47,10 @@ PROTOCOL = flags.DEFINE_enum(
     "N classes x --num_instances images, each step given the previous step's label.")
 NUM_INSTANCES = flags.DEFINE_integer(
     "num_instances", 10, "online protocol: images per class in a sequence (L).", lower_bound=1)
+STRING_LABELS = flags.DEFINE_boolean(
+    "string_labels", False, "mann, lstm: label classes with random 5-character strings over "
+    "a 5-letter alphabet (Santoro et al.; read as 25 inputs, predicted by 5 softmaxes, "
+    "right when all 5 characters are) instead of one-hot 0..N-1.")
 AUGMENT_MAX_SHIFT = flags.DEFINE_integer(
     "augment_max_shift", 0, "Training images only: random shift by up to this many pixels "
     "in x and y (Santoro et al.'s translation augmentation; 0 = off).", lower_bound=0)
@@ -97,4 +101,5 @@ def make_sampler(splits, *, split: str, seed: int, class_labels: bool = False,
       DATASET.value, split=split, num_ways=NUM_WAYS.value, num_shots=NUM_SHOTS.value,
       num_queries=NUM_QUERIES.value, seed=seed, splits=splits, class_labels=class_labels,
       protocol=PROTOCOL.value, num_instances=NUM_INSTANCES.value,
-      shuffle_support=shuffle_support, augmentation=augmentation)
+      shuffle_support=shuffle_support, augmentation=augmentation,
+      string_labels=STRING_LABELS.value)

@@ -17,6 +17,7 @@ from mann import files
 from mann import meta
 from mann import models
 from mann.data import datasets
+from mann.data import santoro
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "transfer", "episodic")
 SEQUENCE_MODELS = ("mann", "lstm")
@@ -130,6 +131,8 @@ def check_combination() -> None:
     raise errors.UserInputError("--protocol=online needs --model=mann or lstm")
   if regression and MODEL.value != "mlp":
     raise errors.UserInputError("--dataset=sinusoid needs --model=mlp")
+  if data_flags.STRING_LABELS.value and not sequence_model:
+    raise errors.UserInputError("--string_labels needs --model=mann or lstm")
   if CHECKPOINT_INNER_STEPS.value and ALGORITHM.value not in ("maml", "fomaml"):
     raise errors.UserInputError("--checkpoint_inner_steps needs --algorithm=maml or fomaml")
   if CHECKPOINT_INNER_STEPS.value and TASK_MAPPING.value in ("map_fn", "vectorized_map"):
@@ -152,12 +155,13 @@ def make_model(sampler) -> keras.Model:
   """The flags' model, sized for the sampler's episodes, weights seeded by --seed."""
   keras.utils.set_random_seed(SEED.value)
   if MODEL.value in SEQUENCE_MODELS:
-    input_size = int(np.prod(sampler.source.image_shape)) + sampler.num_ways
+    labels = santoro.label_size(sampler.num_ways, data_flags.STRING_LABELS.value)
+    input_size = int(np.prod(sampler.source.image_shape)) + labels
     if MODEL.value == "lstm":
       return keras.Sequential([keras.Input((None, input_size)),
                                keras.layers.LSTM(CONTROLLER_UNITS.value, return_sequences=True),
-                               keras.layers.Dense(sampler.num_ways)], name="lstm")
-    return models.mann(num_classes=sampler.num_ways, input_size=input_size,
+                               keras.layers.Dense(labels)], name="lstm")
+    return models.mann(num_classes=labels, input_size=input_size,
                        controller_units=CONTROLLER_UNITS.value, memory_size=MEMORY_SIZE.value,
                        word_size=WORD_SIZE.value, num_reads=NUM_READS.value,
                        usage_decay=USAGE_DECAY.value)
@@ -176,6 +180,7 @@ def make_learner(model: keras.Model, splits=None):
                 inner_lr=INNER_LR.value, task_mapping=TASK_MAPPING.value)
   if ALGORITHM.value == "episodic":
     return meta.Episodic(model, num_classes=data_flags.NUM_WAYS.value,
+                         string_labels=data_flags.STRING_LABELS.value,
                          num_instances=data_flags.NUM_INSTANCES.value)
   if ALGORITHM.value == "reptile":
     return meta.Reptile(model, **common)

@@ -90,7 +90,8 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
                  splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None,
                  class_labels: bool = False, protocol: str = "few_shot",
                  num_instances: int = 10, shuffle_support: bool = False,
-                 augmentation: augment.Augmentation = augment.Augmentation()) -> Sampler:
+                 augmentation: augment.Augmentation = augment.Augmentation(),
+                 string_labels: bool = False) -> Sampler:
   """The episode sampler of one split.
 
   Each split draws from its own seed stream (split_seed), so validation and test
@@ -110,6 +111,8 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
       class (for sequence models).
     augmentation: per-image random translation and rotation of image episodes
       (give it to the training split only).
+    string_labels: image episodes labelled with random 5-character strings (integers
+      in [0, 3125), mann.data.santoro) instead of 0..N-1, for sequence models.
   """
   check_dataset_name(dataset)
   stream_seed = split_seed(seed, split)
@@ -118,7 +121,7 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
       raise errors.UserInputError("--protocol=online needs an image dataset, not sinusoid")
     return santoro.SequenceSampler(splits[split], num_ways=num_ways,
                                    num_instances=num_instances, seed=stream_seed,
-                                   augmentation=augmentation)
+                                   augmentation=augmentation, string_labels=string_labels)
   if dataset == "sinusoid":
     return sinusoid.SinusoidSampler(num_shots=num_shots, num_queries=num_queries,
                                     seed=stream_seed)
@@ -128,4 +131,6 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
                                     num_queries=num_queries, seed=stream_seed,
                                     class_labels=class_labels,
                                     shuffle_support=shuffle_support,
-                                    augmentation=augmentation)
+                                    augmentation=augmentation,
+                                    label_space=(santoro.STRING_LABEL_SPACE if string_labels
+                                                 else None))

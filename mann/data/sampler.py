@@ -6,6 +6,8 @@ different seeds different ones, and tf.data can make episodes in parallel (and a
 resumed run can skip to episode i) without changing what is drawn.
 """
 
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
@@ -32,7 +34,8 @@ class FewShotSampler:
   def __init__(self, source: source_lib.ClassIndexedImages, *, num_ways: int,
                num_shots: int, num_queries: int, seed: int, class_labels: bool = False,
                shuffle_support: bool = False,
-               augmentation: augment.Augmentation = augment.Augmentation()):
+               augmentation: augment.Augmentation = augment.Augmentation(),
+               label_space: Optional[int] = None):
     """Args:
       source: the classes to draw from (one split of a dataset).
       num_ways: N, classes per task.
@@ -45,6 +48,9 @@ class FewShotSampler:
         from the episode's seed) instead of class by class: for sequence models
         (MANN, LSTM), which read the support one example at a time.
       augmentation: random per-image translation and rotation (training episodes).
+      label_space: label the N classes with N distinct integers drawn per episode from
+        0..label_space-1 instead of 0..N-1 (Santoro et al.'s string labels:
+        label_space 5**5, each integer a 5-character base-5 string).
     """
     if num_ways < 1 or num_shots < 1 or num_queries < 0:
       raise errors.UserInputError(
@@ -67,6 +73,10 @@ class FewShotSampler:
     self.class_labels = class_labels
     self.shuffle_support = shuffle_support
     self.augmentation = augmentation
+    if label_space is not None and label_space < num_ways:
+      raise errors.UserInputError(f"label_space={label_space} has fewer labels than "
+                                  f"num_ways={num_ways}")
+    self.label_space = label_space
     self.source = source
     self._num_classes = source.num_classes
     self._images = tf.constant(source.images)
@@ -115,7 +125,14 @@ class FewShotSampler:
     classes, image_indices = self.episode_image_indices(index)
     support_idx = tf.reshape(image_indices[:, :self.num_shots], [-1])
     query_idx = tf.reshape(image_indices[:, self.num_shots:], [-1])
+    # Further draws are folded into the episode's seed, not split off it, so that the
+    # draws of episode_image_indices stay those of every run without these options.
+    episode_seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
+    fold = lambda key: tf.random.experimental.stateless_fold_in(episode_seed, key)
     labels = classes if self.class_labels else tf.range(self.num_ways, dtype=tf.int32)
+    if self.label_space is not None:
+      labels = tf.argsort(tf.random.stateless_uniform([self.label_space], fold(4)))[
+          :self.num_ways]
 
     def images(idx):
       # A multiply, not a divide: graph mode rewrites x / 255 as x * (1 / 255), and the
@@ -123,10 +140,6 @@ class FewShotSampler:
       return tf.cast(tf.gather(self._images, idx), tf.float32) * (1.0 / 255.0)
 
     support_y = tf.repeat(labels, self.num_shots)
-    # Further draws are folded into the episode's seed, not split off it, so that the
-    # draws above stay those of every run without these options.
-    episode_seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
-    fold = lambda key: tf.random.experimental.stateless_fold_in(episode_seed, key)
     if self.shuffle_support:
       order = tf.argsort(tf.random.stateless_uniform([self.num_ways * self.num_shots],
                                                      fold(1)))

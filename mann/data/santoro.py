@@ -14,6 +14,35 @@ from mann.data import sampler as sampler_lib
 from mann.data import source as source_lib
 
 
+# Santoro et al.'s string labels: 5 characters over a 5-letter alphabet, so an episode's
+# classes get labels from 3125 possible strings; the network reads a string as 5
+# one-hots (25 inputs) and writes it with 5 softmaxes of 5.
+STRING_LENGTH = 5
+STRING_ALPHABET = 5
+STRING_LABEL_SPACE = STRING_ALPHABET ** STRING_LENGTH
+
+
+def string_characters(labels: tf.Tensor) -> tf.Tensor:
+  """The characters of string labels: int [...] in [0, 3125) -> int32 [..., 5] in [0, 5)
+  (the base-5 digits, least significant first)."""
+  powers = tf.constant([STRING_ALPHABET ** k for k in range(STRING_LENGTH)], tf.int32)
+  return (tf.cast(labels, tf.int32)[..., None] // powers) % STRING_ALPHABET
+
+
+def label_size(num_classes: int, string_labels: bool) -> int:
+  """Width of a label vector, read and predicted: N, or 25 with string labels."""
+  return STRING_LENGTH * STRING_ALPHABET if string_labels else num_classes
+
+
+def label_vectors(labels: tf.Tensor, num_classes: int, string_labels: bool) -> tf.Tensor:
+  """What a sequence model reads for a label: int [...] -> float32 [..., N] one-hot,
+  or [..., 25] (5 one-hot characters) with string labels."""
+  if string_labels:
+    one_hots = tf.one_hot(string_characters(labels), STRING_ALPHABET)
+    return tf.reshape(one_hots, [*labels.shape, label_size(num_classes, True)])
+  return tf.one_hot(labels, num_classes)
+
+
 class SequenceSampler:
   """Santoro sequences: support_x [N*L, H, W, C] and support_y [N*L] in random order;
   the query set is empty (every step is both a question and, one step later, a lesson).
@@ -21,19 +50,24 @@ class SequenceSampler:
 
   def __init__(self, source: source_lib.ClassIndexedImages, *, num_ways: int,
                num_instances: int, seed: int,
-               augmentation: augment.Augmentation = augment.Augmentation()):
+               augmentation: augment.Augmentation = augment.Augmentation(),
+               string_labels: bool = False):
     """Args:
       source: the classes to draw from.
       num_ways: N, classes per episode (labels 0..N-1, a random remapping).
       num_instances: L, images per class (10 in the paper).
       seed: the seed of every draw; episode i is a function of (seed, i).
       augmentation: random per-image translation and rotation (training sequences).
+      string_labels: label the classes with random 5-character strings (integers in
+        [0, 3125), see string_characters) instead of 0..N-1.
     """
     # A sequence is a task's support set, shuffled, with no queries.
     self._tasks = sampler_lib.FewShotSampler(source, num_ways=num_ways,
                                              num_shots=num_instances, num_queries=0,
                                              seed=seed, shuffle_support=True,
-                                             augmentation=augmentation)
+                                             augmentation=augmentation,
+                                             label_space=(STRING_LABEL_SPACE if string_labels
+                                                          else None))
     self.num_ways = num_ways
     self.num_instances = num_instances
     self.seed = seed
@@ -48,19 +82,20 @@ class SequenceSampler:
     return self._tasks.episode(index)
 
 
-def previous_label_inputs(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-  """One-hot of the label of step t-1 at step t, zeros at step 0 (the paper's offset).
+def previous_label_inputs(labels: tf.Tensor, num_classes: int,
+                          string_labels: bool = False) -> tf.Tensor:
+  """The label of step t-1 at step t, zeros at step 0 (the paper's offset).
 
   Args:
     labels: int [..., T].
     num_classes: N.
+    string_labels: labels are strings (see label_vectors).
 
   Returns:
-    float32 [..., T, N].
+    float32 [..., T, N] (one-hot), or [..., T, 25] with string labels.
   """
-  one_hot = tf.one_hot(labels, num_classes)
-  shifted = tf.concat([tf.zeros_like(one_hot[..., :1, :]), one_hot[..., :-1, :]], axis=-2)
-  return shifted
+  vectors = label_vectors(labels, num_classes, string_labels)
+  return tf.concat([tf.zeros_like(vectors[..., :1, :]), vectors[..., :-1, :]], axis=-2)
 
 
 def instance_numbers(labels: tf.Tensor) -> tf.Tensor:

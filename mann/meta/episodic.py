@@ -24,26 +24,35 @@ from mann.data import santoro
 from mann.meta import losses
 
 
-def sequence_inputs(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-  """[T, L, H, W, C] images and [T, L] labels -> [T, L, H*W*C + N]: each step's
-  flattened image and the previous step's one-hot label."""
+def sequence_inputs(images: tf.Tensor, labels: tf.Tensor, num_classes: int,
+                    string_labels: bool = False) -> tf.Tensor:
+  """[T, L, H, W, C] images and [T, L] labels -> [T, L, H*W*C + N] (N -> 25 with string
+  labels): each step's flattened image and the previous step's label vector."""
   flat = tf.reshape(images, [*images.shape[:2], -1])
-  return tf.concat([flat, santoro.previous_label_inputs(labels, num_classes)], axis=-1)
+  return tf.concat([flat, santoro.previous_label_inputs(labels, num_classes, string_labels)],
+                   axis=-1)
 
 
 class Episodic:
   """Meta-trains a sequence model over Santoro episodes (no inner gradient steps)."""
 
-  def __init__(self, model: keras.Model, *, num_classes: int, num_instances: int):
+  def __init__(self, model: keras.Model, *, num_classes: int, num_instances: int,
+               string_labels: bool = False):
     """Args:
-      model: maps [T, L, D] to logits [T, L, num_classes] (models.mann, an LSTM).
+      model: maps [T, L, D] to logits [T, L, num_classes] (models.mann, an LSTM);
+        [T, L, 25] with string labels.
       num_classes: N.
       num_instances: L, presentations of each class in an episode.
+      string_labels: labels are Santoro et al.'s 5-character strings (integers in
+        [0, 3125)), read as 5 one-hots and predicted by 5 softmaxes; a step is right
+        when all 5 characters are.
     """
     self.model = model
     self.num_classes = num_classes
     self.num_instances = num_instances
-    self.objective = losses.CLASSIFICATION
+    self.string_labels = string_labels
+    self.objective = (losses.STRING_CLASSIFICATION if string_labels
+                      else losses.CLASSIFICATION)
 
   @property
   def trainable_variables(self) -> list[tf.Variable]:
@@ -69,7 +78,8 @@ class Episodic:
             with_each_query(meta_batch.support_y, meta_batch.query_y))
 
   def _logits(self, images: tf.Tensor, labels: tf.Tensor, training: bool) -> tf.Tensor:
-    return self.model(sequence_inputs(images, labels, self.num_classes), training=training)
+    return self.model(sequence_inputs(images, labels, self.num_classes, self.string_labels),
+                      training=training)
 
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """Gradients of the mean cross-entropy over every step of every sequence."""
@@ -113,8 +123,9 @@ class Episodic:
       return {name: tf.reduce_mean(value, axis=1, keepdims=True)
               for name, value in per_query.items()}
     logits = self._logits(meta_batch.support_x, meta_batch.support_y, training=False)
-    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                               meta_batch.support_y), tf.float32)
+    # The metric of each step alone (one example): 1 where right, 0 where wrong.
+    correct = tf.cast(self.objective.metric(meta_batch.support_y[..., None],
+                                            logits[..., None, :]), tf.float32)
     instance = santoro.instance_numbers(meta_batch.support_y)  # [T, L*N], 1-based
     columns = tf.one_hot(instance - 1, self.num_instances)  # [T, steps, L]
     return {"accuracy_by_instance": tf.einsum("ts,tsl->tl", correct, columns)

@@ -4,6 +4,8 @@ import typing
 
 import tensorflow as tf
 
+from mann.data import santoro
+
 
 class TaskObjective(typing.NamedTuple):
   """A loss to minimise and a metric to report, both means over a task's examples.
@@ -34,5 +36,28 @@ def _mean_squared_error(targets, predictions):
                         axis=[-2, -1])
 
 
+def _string_logits(logits):
+  """[..., 25] -> [..., 5 characters, 5 letters]."""
+  return tf.reshape(logits, [*logits.shape[:-1], santoro.STRING_LENGTH,
+                             santoro.STRING_ALPHABET])
+
+
+def _string_cross_entropy(labels, logits):
+  """Santoro et al.'s string labels: the sum over the 5 characters of each one's
+  softmax cross-entropy, averaged over the examples."""
+  per_character = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=santoro.string_characters(labels), logits=_string_logits(logits))
+  return tf.reduce_mean(tf.reduce_sum(per_character, axis=-1), axis=-1)
+
+
+def _string_accuracy(labels, logits):
+  """An example is right when every character of its string is."""
+  predicted = tf.argmax(_string_logits(logits), axis=-1, output_type=tf.int32)
+  right = tf.reduce_all(tf.equal(predicted, santoro.string_characters(labels)), axis=-1)
+  return tf.reduce_mean(tf.cast(right, logits.dtype), axis=-1)
+
+
 CLASSIFICATION = TaskObjective("classification", _cross_entropy, _accuracy, "accuracy")
+STRING_CLASSIFICATION = TaskObjective("string classification", _string_cross_entropy,
+                                      _string_accuracy, "accuracy")
 REGRESSION = TaskObjective("regression", _mean_squared_error, _mean_squared_error, "mse")

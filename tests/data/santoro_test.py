@@ -43,3 +43,30 @@ def test_previous_label_is_the_input_of_the_next_step():
 def test_instance_numbers_count_presentations():
   labels = tf.constant([[2, 0, 2, 1, 2, 0]])
   np.testing.assert_array_equal(santoro.instance_numbers(labels), [[1, 1, 2, 1, 3, 2]])
+
+
+def test_string_labels_are_five_base_five_characters():
+  labels = tf.constant([[0, 7], [3124, 5 ** 4]])
+  np.testing.assert_array_equal(santoro.string_characters(labels),
+                                [[[0, 0, 0, 0, 0], [2, 1, 0, 0, 0]],
+                                 [[4, 4, 4, 4, 4], [0, 0, 0, 0, 1]]])
+  vectors = santoro.label_vectors(labels, 5, string_labels=True).numpy()
+  assert vectors.shape == (2, 2, 25)
+  np.testing.assert_array_equal(vectors.reshape(2, 2, 5, 5).sum(-1), np.ones((2, 2, 5)))
+  np.testing.assert_array_equal(np.argmax(vectors[0, 1].reshape(5, 5), -1), [2, 1, 0, 0, 0])
+  previous = santoro.previous_label_inputs(labels, 5, string_labels=True).numpy()
+  np.testing.assert_array_equal(previous[:, 0], 0.0)
+  np.testing.assert_array_equal(previous[:, 1], vectors[:, 0])
+
+
+def test_string_labelled_sequences_draw_distinct_strings_per_episode():
+  sampler = santoro.SequenceSampler(_source(), num_ways=5, num_instances=3, seed=0,
+                                    string_labels=True)
+  seen = set()
+  for index in range(10):
+    labels = sampler.episode(index).support_y.numpy()
+    strings = sorted(set(labels))
+    assert len(strings) == 5 and all(0 <= s < santoro.STRING_LABEL_SPACE for s in strings)
+    assert all((labels == s).sum() == 3 for s in strings)
+    seen.update(strings)
+  assert len(seen) > 40  # fresh strings per episode, not one fixed set

@@ -172,3 +172,29 @@ def test_online_protocol_needs_a_sequence_model(tmp_path):
   line = _one_error_line(_run("train", "--protocol=online", "--model=conv4",
                               f"--workdir={tmp_path / 'run'}"))
   assert "--protocol=online" in line
+
+
+def test_string_labels_lstm_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
+                                                omniglot_characters):
+  del omniglot_characters  # prepared by the fixture
+  workdir = tmp_path / "run"
+  result = _run("train", "--dataset=omniglot", f"--omniglot_dir={omniglot_dir}",
+                f"--data_dir={tfds_data_dir}", "--protocol=online", "--model=lstm",
+                "--algorithm=episodic", "--string_labels", "--num_ways=3",
+                "--num_instances=3", "--controller_units=8", "--meta_batch_size=2",
+                "--num_steps=2", "--num_validation_tasks=0", "--augment_max_shift=2",
+                "--augment_max_degrees=10", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  result = _run("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(workdir / "eval.json") as f:
+    report = json.load(f)
+  assert len(report["accuracy_by_instance"]) == 3
+  # A 5-character guess is right by chance with probability 5**-5: the first
+  # presentations are all wrong before the labels have been seen.
+  assert report["accuracy_by_instance"][0] < 0.05
+
+
+def test_string_labels_need_a_sequence_model(tmp_path):
+  line = _one_error_line(_run("train", "--string_labels", f"--workdir={tmp_path / 'run'}"))
+  assert "--string_labels needs --model=mann or lstm" in line

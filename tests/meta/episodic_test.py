@@ -108,3 +108,16 @@ def test_few_shot_training_scores_every_step_of_every_query_sequence():
   logits = model(meta.episodic.sequence_inputs(tf.constant(images), tf.constant(labels), 3))
   np.testing.assert_allclose(metrics["loss"], np.mean(meta.CLASSIFICATION.loss(labels, logits)),
                              rtol=1e-6)
+
+
+def test_string_label_loss_sums_the_characters_and_accuracy_needs_all_of_them():
+  labels = tf.constant([[7, 3124]])  # characters [2,1,0,0,0] and [4,4,4,4,4]
+  logits = np.zeros((1, 2, 25), np.float32)
+  logits[0, 0].reshape(5, 5)[np.arange(5), [2, 1, 0, 0, 0]] = 3.0  # all right
+  logits[0, 1].reshape(5, 5)[np.arange(5), [4, 4, 4, 4, 0]] = 3.0  # last character wrong
+  objective = meta.losses.STRING_CLASSIFICATION
+  np.testing.assert_allclose(objective.metric(labels, tf.constant(logits)), [0.5])
+  right = -np.log(np.exp(3.0) / (np.exp(3.0) + 4))  # a confident right character
+  wrong = -np.log(1 / (np.exp(3.0) + 4))  # the target letter at 0 where another has 3
+  np.testing.assert_allclose(objective.loss(labels, tf.constant(logits)),
+                             [(5 * right + 4 * right + wrong) / 2], rtol=1e-5)
