@@ -1,8 +1,10 @@
 r"""Plots a run's learning curve from WORKDIR/log.jsonl: training loss and metric, and the
-validation metric, against meta-steps.
+validation metric, against meta-steps; --compare overlays other runs.
 
   python -m experiments.plot_learning_curve --workdir=workdirs/maml_omniglot_5w1s \
       --out=results/maml_omniglot_5w1s_learning_curve.png
+  python -m experiments.plot_learning_curve --workdir=workdirs/a --compare=workdirs/b \
+      --out=a_vs_b.png
 """
 
 import json
@@ -19,37 +21,52 @@ from mann import errors
 from mann import files
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
+COMPARE = flags.DEFINE_list("compare", [], "Other runs' workdirs, drawn on the same axes.")
 OUT = flags.DEFINE_string("out", None, "PNG to write (default: WORKDIR/learning_curve.png).")
 TITLE = flags.DEFINE_string("title", None, "Figure title (default: the workdir's name).")
 flags.mark_flag_as_required("workdir")
 
 
-def main(argv):
-  del argv
-  path = os.path.join(WORKDIR.value, "log.jsonl")
+def _read_log(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, "log.jsonl")
   if not os.path.exists(path):
     raise errors.UserInputError(f"{path} not found: --workdir must be a run of experiments.train")
   with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _plot_run(records, loss_axis, metric_axis, name):
+  """One run's training loss, training metric and validation metric."""
   train = [r for r in records if "train_loss" in r]
   validation = [r for r in records if any(k.startswith("validation_") for k in r)]
   metric = next((k[len("train_"):] for k in (train[0] if train else {})
                  if k.startswith("train_") and k not in ("train_loss", "train_seconds")), None)
-  figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4))
-  loss_axis.plot([r["step"] for r in train], [r["train_loss"] for r in train])
-  loss_axis.set_xlabel("meta-step")
-  loss_axis.set_ylabel("meta-train query loss (after inner steps)")
-  loss_axis.set_yscale("log")
+  loss_axis.plot([r["step"] for r in train], [r["train_loss"] for r in train],
+                 label=f"meta-train loss{name}")
   if metric:
     metric_axis.plot([r["step"] for r in train], [r[f"train_{metric}"] for r in train],
-                     label=f"meta-train {metric}")
+                     label=f"meta-train {metric}{name}")
     points = [r for r in validation if f"validation_{metric}" in r]
     metric_axis.errorbar([r["step"] for r in points], [r[f"validation_{metric}"] for r in points],
                          yerr=[r.get(f"validation_{metric}_ci95", 0.0) for r in points],
-                         marker="o", capsize=3, label=f"validation {metric} (95% CI)")
-    metric_axis.set_xlabel("meta-step")
+                         marker="o", capsize=3, label=f"validation {metric} (95% CI){name}")
     metric_axis.set_ylabel(metric)
-    metric_axis.legend()
+
+
+def main(argv):
+  del argv
+  runs = {w: _read_log(w) for w in [WORKDIR.value] + COMPARE.value}
+  figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4))
+  for workdir, records in runs.items():
+    name = f" ({os.path.basename(os.path.normpath(workdir))})" if COMPARE.value else ""
+    _plot_run(records, loss_axis, metric_axis, name)
+  loss_axis.set_xlabel("meta-step")
+  loss_axis.set_ylabel("meta-train query loss (after inner steps)")
+  loss_axis.set_yscale("log")
+  metric_axis.set_xlabel("meta-step")
+  for axis in (loss_axis, metric_axis):
+    if axis.get_legend_handles_labels()[0]:
+      axis.legend(fontsize=8)
   figure.suptitle(TITLE.value or os.path.basename(os.path.normpath(WORKDIR.value)))
   figure.tight_layout()
   out = OUT.value or os.path.join(WORKDIR.value, "learning_curve.png")

@@ -1,0 +1,35 @@
+"""Tests of experiments/plot_learning_curve.py on hand-written logs."""
+
+import json
+
+from tests.experiments import train_evaluate_test as binaries
+
+
+def _log(workdir, losses):
+  workdir.mkdir()
+  lines = [{"step": 10 * (i + 1), "train_loss": l, "train_accuracy": 1 - l}
+           for i, l in enumerate(losses)]
+  lines.append({"step": 10 * len(losses), "validation_accuracy": 0.5,
+                "validation_accuracy_ci95": 0.1})
+  (workdir / "log.jsonl").write_text("\n".join(json.dumps(l) for l in lines) + "\n")
+
+
+def test_one_run_and_a_comparison_are_drawn(tmp_path):
+  _log(tmp_path / "a", [0.9, 0.5, 0.3])
+  _log(tmp_path / "b", [0.8, 0.6, 0.2])
+  result = binaries._run("plot_learning_curve", f"--workdir={tmp_path / 'a'}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert (tmp_path / "a" / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+  out = tmp_path / "both.png"
+  result = binaries._run("plot_learning_curve", f"--workdir={tmp_path / 'a'}",
+                         f"--compare={tmp_path / 'b'}", f"--out={out}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_missing_log_is_one_clear_line(tmp_path):
+  _log(tmp_path / "a", [0.9])
+  line = binaries._one_error_line(binaries._run(
+      "plot_learning_curve", f"--workdir={tmp_path / 'a'}", f"--compare={tmp_path / 'x'}",
+      f"--out={tmp_path / 'p.png'}"))
+  assert "log.jsonl not found" in line and not (tmp_path / "p.png").exists()
