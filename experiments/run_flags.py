@@ -33,6 +33,10 @@ WORD_SIZE = flags.DEFINE_integer("word_size", 40, "mann: memory row width.", low
 NUM_READS = flags.DEFINE_integer("num_reads", 4, "mann: read (and write) heads.",
                                  lower_bound=1)
 USAGE_DECAY = flags.DEFINE_float("usage_decay", 0.95, "mann: gamma, usage decay per step.")
+SEQUENCE_ENCODER = flags.DEFINE_enum(
+    "sequence_encoder", "pixels", ["pixels", "conv4"],
+    "mann, lstm: what the controller reads of each image: its pixels (Santoro et al.), or "
+    "conv4 features (4 conv blocks, --num_filters, --downsample) trained with it.")
 DOWNSAMPLE = flags.DEFINE_enum("downsample", "stride", ["stride", "max_pool"],
                                "conv4 downsampling: stride-2 convs (MAML's Omniglot) or 2x2 max pool.")
 NUM_FILTERS = flags.DEFINE_integer("num_filters", 64, "conv4 channels.", lower_bound=1)
@@ -156,12 +160,17 @@ def make_model(sampler) -> keras.Model:
   keras.utils.set_random_seed(SEED.value)
   if MODEL.value in SEQUENCE_MODELS:
     labels = santoro.label_size(sampler.num_ways, data_flags.STRING_LABELS.value)
-    input_size = int(np.prod(sampler.source.image_shape)) + labels
+    image_shape = tuple(sampler.source.image_shape)
+    input_size = int(np.prod(image_shape)) + labels
+    encoder = None
+    if SEQUENCE_ENCODER.value == "conv4":
+      encoder = models.conv4_features(image_shape=image_shape, num_filters=NUM_FILTERS.value,
+                                      downsample=DOWNSAMPLE.value)
     if MODEL.value == "lstm":
-      return keras.Sequential([keras.Input((None, input_size)),
-                               keras.layers.LSTM(CONTROLLER_UNITS.value, return_sequences=True),
-                               keras.layers.Dense(labels)], name="lstm")
-    return models.mann(num_classes=labels, input_size=input_size,
+      return models.lstm(num_classes=labels, input_size=input_size,
+                         units=CONTROLLER_UNITS.value, encoder=encoder, image_shape=image_shape)
+    return models.mann(num_classes=labels, input_size=input_size, encoder=encoder,
+                       image_shape=image_shape,
                        controller_units=CONTROLLER_UNITS.value, memory_size=MEMORY_SIZE.value,
                        word_size=WORD_SIZE.value, num_reads=NUM_READS.value,
                        usage_decay=USAGE_DECAY.value)

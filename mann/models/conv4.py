@@ -30,6 +30,24 @@ def conv4(*, num_classes: int, image_shape: tuple[int, int, int] = (28, 28, 1),
     A built keras.Model mapping float32 [B, H, W, C] to logits [B, num_classes]; it
     runs functionally through `stateless_call(trainable, non_trainable, x)`.
   """
+  layers = _blocks(image_shape, num_filters, downsample, batch_norm_momentum)
+  layers += [keras.layers.Flatten(name="flatten"),
+             keras.layers.Dense(num_classes, name="logits")]
+  return keras.Sequential(layers, name=name)
+
+
+def conv4_features(*, image_shape: tuple[int, int, int] = (28, 28, 1), num_filters: int = 64,
+                   downsample: str = "stride", batch_norm_momentum: float = 0.99,
+                   name: str = "conv4_features") -> keras.Model:
+  """conv4 without its head: float32 [B, H, W, C] -> features [B, F] (the flattened
+  output of the 4th block; F = 4 * num_filters for 28x28 with stride 2). The image
+  encoder of a sequence model (models.mann(encoder=...))."""
+  layers = _blocks(image_shape, num_filters, downsample, batch_norm_momentum)
+  return keras.Sequential(layers + [keras.layers.Flatten(name="flatten")], name=name)
+
+
+def _blocks(image_shape, num_filters, downsample, batch_norm_momentum) -> list:
+  """The input and the four [conv, batch norm, ReLU (, pool)] blocks."""
   if downsample not in DOWNSAMPLING:
     raise ValueError(f"downsample must be one of {DOWNSAMPLING}, got {downsample!r}")
   layers = [keras.Input(shape=image_shape)]
@@ -44,6 +62,4 @@ def conv4(*, num_classes: int, image_shape: tuple[int, int, int] = (28, 28, 1),
     ]
     if downsample == "max_pool":
       layers.append(keras.layers.MaxPooling2D(2, name=f"block{block}_pool"))
-  layers += [keras.layers.Flatten(name="flatten"),
-             keras.layers.Dense(num_classes, name="logits")]
-  return keras.Sequential(layers, name=name)
+  return layers

@@ -19,6 +19,9 @@ open); the read vector takes the written memory. The memory starts each sequence
 episode, so memory is wiped between episodes by construction.
 """
 
+import math
+from typing import Optional
+
 import keras
 from keras import ops
 
@@ -85,16 +88,48 @@ class MANNCell(keras.layers.Layer):
 
 def mann(*, num_classes: int, input_size: int, controller_units: int = 200,
          memory_size: int = 128, word_size: int = 40, num_reads: int = 4,
-         usage_decay: float = 0.95, name: str = "mann") -> keras.Model:
+         usage_decay: float = 0.95, encoder: Optional[keras.Model] = None,
+         image_shape: Optional[tuple[int, ...]] = None, name: str = "mann") -> keras.Model:
   """A MANN over sequences: [B, T, input_size] -> logits [B, T, num_classes].
 
-  input_size counts everything fed per step (e.g. flattened image + label vector).
-  Memory, usage and reads start at zero for every sequence (episode). Runs through
-  stateless_call like every other model.
+  input_size counts everything fed per step: a flattened image, then a label vector.
+  With an encoder (e.g. models.conv4_features) the image part of each step, reshaped
+  to image_shape, is encoded first and the controller reads [features, label];
+  without one it reads the pixels. Memory, usage and reads start at zero for every
+  sequence (episode). Runs through stateless_call like every other model.
   """
   cell = MANNCell(num_outputs=num_classes, controller_units=controller_units,
                   memory_size=memory_size, word_size=word_size, num_reads=num_reads,
                   usage_decay=usage_decay, name="mann_cell")
-  return keras.Sequential([keras.Input((None, input_size)),
-                           keras.layers.RNN(cell, return_sequences=True, name="rnn")],
-                          name=name)
+  return _sequence_model([keras.layers.RNN(cell, return_sequences=True, name="rnn")],
+                         input_size=input_size, encoder=encoder, image_shape=image_shape,
+                         name=name)
+
+
+def lstm(*, num_classes: int, input_size: int, units: int = 200,
+         encoder: Optional[keras.Model] = None,
+         image_shape: Optional[tuple[int, ...]] = None, name: str = "lstm") -> keras.Model:
+  """The memoryless baseline with mann's interface: an LSTM and a linear head,
+  [B, T, input_size] -> logits [B, T, num_classes]; encoder as in mann."""
+  return _sequence_model([keras.layers.LSTM(units, return_sequences=True, name="lstm"),
+                          keras.layers.Dense(num_classes, name="logits")],
+                         input_size=input_size, encoder=encoder, image_shape=image_shape,
+                         name=name)
+
+
+def _sequence_model(core: list, *, input_size, encoder, image_shape, name) -> keras.Model:
+  """Input [B, T, input_size] -> (encoder over each step's image) -> core layers."""
+  if encoder is None:
+    return keras.Sequential([keras.Input((None, input_size))] + core, name=name)
+  if image_shape is None:
+    raise ValueError("an encoder needs the image_shape of the flattened images")
+  pixels = math.prod(image_shape)
+  inputs = keras.Input((None, input_size))
+  images = keras.layers.Reshape((-1, *image_shape), name="images")(
+      keras.layers.Lambda(lambda x: x[..., :pixels], name="pixels")(inputs))
+  labels = keras.layers.Lambda(lambda x: x[..., pixels:], name="labels")(inputs)
+  features = keras.layers.TimeDistributed(encoder, name="encoder")(images)
+  x = keras.layers.Concatenate(name="features_and_labels")([features, labels])
+  for layer in core:
+    x = layer(x)
+  return keras.Model(inputs, x, name=name)

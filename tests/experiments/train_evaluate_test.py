@@ -159,6 +159,7 @@ def test_few_shot_protocol_mann_trains(tmp_path, omniglot_dir, tfds_data_dir,
   result = _run("train", "--dataset=omniglot", f"--omniglot_dir={omniglot_dir}",
                 f"--data_dir={tfds_data_dir}", "--protocol=few_shot", "--model=mann",
                 "--algorithm=episodic", "--num_ways=3", "--num_shots=2", "--num_queries=1",
+                "--sequence_encoder=conv4", "--num_filters=4",
                 "--controller_units=8", "--memory_size=8", "--word_size=4", "--num_reads=1",
                 "--meta_batch_size=2", "--num_steps=2", "--log_every=1",
                 "--validate_every=2", "--num_validation_tasks=2", f"--workdir={workdir}")

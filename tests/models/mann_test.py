@@ -1,5 +1,6 @@
 """Tests of mann/models/mann.py against a numpy transcription of Santoro et al.'s equations."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -85,3 +86,30 @@ def test_every_weight_gets_a_gradient():
     loss = tf.reduce_mean(tf.square(model(x)))
   gradients = tape.gradient(loss, model.trainable_variables)
   assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients)
+
+
+def test_an_encoder_feeds_each_steps_image_features_and_label_to_the_controller():
+  keras.utils.set_random_seed(3)
+  image_shape, labels = (8, 8, 1), 3
+  encoder = models.conv4_features(image_shape=image_shape, num_filters=2)
+  model = models.mann(num_classes=3, input_size=64 + labels, controller_units=5, memory_size=4,
+                      word_size=3, num_reads=1, encoder=encoder, image_shape=image_shape)
+  x = np.random.default_rng(4).uniform(size=(2, 5, 64 + labels)).astype(np.float32)
+  got = model(x).numpy()
+  # The same controller on [encoder(image_t), label_t], built by hand.
+  features = encoder(x[..., :64].reshape(10, *image_shape)).numpy().reshape(2, 5, -1)
+  plain = models.mann(num_classes=3, input_size=features.shape[-1] + labels,
+                      controller_units=5, memory_size=4, word_size=3, num_reads=1)
+  plain.get_layer("rnn").set_weights(model.get_layer("rnn").get_weights())
+  want = plain(np.concatenate([features, x[..., 64:]], axis=-1)).numpy()
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(tf.square(model(x, training=True)))
+  gradients = tape.gradient(loss, model.trainable_variables)
+  assert len(gradients) > len(plain.trainable_variables)  # the encoder's weights too
+  assert all(g is not None for g in gradients)
+
+
+def test_lstm_baseline_has_the_same_interface():
+  model = models.lstm(num_classes=4, input_size=10, units=6)
+  assert model(np.zeros((2, 7, 10), np.float32)).shape == (2, 7, 4)
