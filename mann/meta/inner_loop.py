@@ -113,10 +113,14 @@ def _checkpointed_sgd_step(model, weights, statistics, x, y, *, objective, rates
     new_weights, new_statistics = run(step_weights, step_rates)
 
     def backward(*upstream):
+      # Inputs that depend on the upstream gradients: a recomputation the graph
+      # optimiser cannot merge with the forward pass (which would keep its activations).
+      with tf.control_dependencies(upstream[:num_weights]):
+        inputs = [tf.identity(t) for t in flat]
       with tf.GradientTape() as tape:
-        tape.watch(list(flat))
-        recomputed, _ = run(list(flat[:num_weights]), list(flat[num_weights:]))
-      return tape.gradient(recomputed, list(flat), output_gradients=list(upstream[:num_weights]),
+        tape.watch(inputs)
+        recomputed, _ = run(inputs[:num_weights], inputs[num_weights:])
+      return tape.gradient(recomputed, inputs, output_gradients=list(upstream[:num_weights]),
                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     return new_weights + new_statistics, backward
