@@ -25,6 +25,9 @@ LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Meta-steps between log lines
                                  lower_bound=1)
 CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 1000,
                                         "Meta-steps between checkpoints.", lower_bound=1)
+JIT_COMPILE = flags.DEFINE_boolean(
+    "jit_compile", False, "Compile each meta-step with XLA (for GPU and TPU; on this CPU the "
+    "grouped convolutions of conv4 compile to a much slower step).")
 VALIDATE_EVERY = flags.DEFINE_integer("validate_every", 1000,
                                       "Meta-steps between validations.", lower_bound=1)
 NUM_VALIDATION_TASKS = flags.DEFINE_integer(
@@ -80,6 +83,7 @@ def main(argv):
           train_sampler, meta_batch_size=run_flags.META_BATCH_SIZE.value, start_step=start),
       num_steps=run_flags.NUM_STEPS.value, workdir=WORKDIR.value,
       log_every=LOG_EVERY.value, checkpoint_every=CHECKPOINT_EVERY.value,
+      jit_compile=JIT_COMPILE.value,
       validate=validate, validate_every=VALIDATE_EVERY.value,
       steps_per_call=STEPS_PER_CALL.value)
   print(f"results: {os.path.join(WORKDIR.value, 'results.json')}: {results}")

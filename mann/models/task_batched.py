@@ -149,10 +149,7 @@ class TaskBatchedModel:
         if folded:
           x, folded = _unfold(x, num_tasks), False
         kernel = layer_weights[0]
-        if x.shape.rank == 3:  # [T, B, D] @ [T, D, U]: one batched matmul
-          x = tf.matmul(x, kernel)
-        else:
-          x = tf.einsum("tb...d,tdu->tb...u", x, kernel)
+        x = tf.einsum("tb...d,tdu->tb...u", x, kernel)
         if layer.use_bias:
           x = x + tf.reshape(layer_weights[1], [num_tasks] + [1] * (x.shape.rank - 2) + [-1])
         x = layer.activation(x)

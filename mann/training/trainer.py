@@ -129,7 +129,7 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
           make_batches: Callable[[int], tf.data.Dataset], num_steps: int, workdir: str,
           log_every: int = 100, checkpoint_every: int = 1000,
           validate: Optional[Callable[[], dict]] = None, validate_every: int = 1000,
-          steps_per_call: int = 1,
+          steps_per_call: int = 1, jit_compile: bool = False,
           strategy: Optional[tf.distribute.Strategy] = None,
           progress_stream=sys.stderr) -> dict:
   """Meta-trains `learner` for num_steps meta-steps, resuming from workdir if it can.
@@ -148,6 +148,8 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
     steps_per_call: meta-steps run inside one compiled call (a tf.while_loop), which
       saves the per-step Python round trip where steps are tiny (sinusoid); the
       steps are the same ones, so results do not depend on it.
+    jit_compile: compile each meta-step (gradients and update) with XLA, as GPUs and
+      TPUs want it; the same steps up to rounding.
     strategy: the tf.distribute strategy the steps run under (default: the current
       one, tf.distribute.get_strategy()). The learner's variables must have been made
       under its scope.
@@ -181,8 +183,10 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
     optimizer.apply(gradients, variables)
     return metrics
 
+  step_function = tf.function(meta_step, jit_compile=True) if jit_compile else meta_step
+
   def replicated_step(meta_batch, step):
-    metrics = strategy.run(meta_step, args=(meta_batch, step))
+    metrics = strategy.run(step_function, args=(meta_batch, step))
     return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
             for k, v in metrics.items()}
 

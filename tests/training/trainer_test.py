@@ -13,7 +13,7 @@ from mann import models
 from mann import training
 
 
-def _run(workdir, num_steps, checkpoint_every=2, steps_per_call=1):
+def _run(workdir, num_steps, checkpoint_every=2, steps_per_call=1, jit_compile=False):
   keras.utils.set_random_seed(0)
   model = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
   learner = meta.MAML(model, objective=meta.REGRESSION, num_inner_steps=1, inner_lr=0.01)
@@ -23,7 +23,8 @@ def _run(workdir, num_steps, checkpoint_every=2, steps_per_call=1):
       make_batches=lambda start: data.meta_batches(sampler, meta_batch_size=4,
                                                    start_step=start),
       num_steps=num_steps, workdir=str(workdir), log_every=2,
-      checkpoint_every=checkpoint_every, steps_per_call=steps_per_call)
+      checkpoint_every=checkpoint_every, steps_per_call=steps_per_call,
+      jit_compile=jit_compile)
   return model, results
 
 
@@ -45,6 +46,14 @@ def test_steps_run_inside_one_call_are_the_same_steps(tmp_path):
   for a, b in zip(one.get_weights(), many.get_weights()):
     np.testing.assert_array_equal(a, b)
   assert many_results["final_loss"] == pytest.approx(one_results["final_loss"], rel=1e-6)
+
+
+def test_xla_compiled_steps_are_the_same_steps(tmp_path):
+  plain, plain_results = _run(tmp_path / "plain", 6, checkpoint_every=6)
+  compiled, compiled_results = _run(tmp_path / "xla", 6, checkpoint_every=6, jit_compile=True)
+  for a, b in zip(plain.get_weights(), compiled.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  assert compiled_results["final_loss"] == pytest.approx(plain_results["final_loss"], rel=1e-4)
 
 
 def test_resume_redoes_steps_after_the_last_checkpoint(tmp_path):
