@@ -47,10 +47,19 @@ def _plot_run(records, loss_axis, metric_axis, name):
     metric_axis.plot([r["step"] for r in train], [r[f"train_{metric}"] for r in train],
                      label=f"meta-train {metric}{name}")
     points = [r for r in validation if f"validation_{metric}" in r]
-    metric_axis.errorbar([r["step"] for r in points], [r[f"validation_{metric}"] for r in points],
-                         yerr=[r.get(f"validation_{metric}_ci95", 0.0) for r in points],
-                         marker="o", capsize=3, label=f"validation {metric} (95% CI){name}")
+    if points:
+      metric_axis.errorbar([r["step"] for r in points], [r[f"validation_{metric}"] for r in points],
+                           yerr=[r.get(f"validation_{metric}_ci95", 0.0) for r in points],
+                           marker="o", capsize=3, label=f"validation {metric} (95% CI){name}")
     metric_axis.set_ylabel(metric)
+  # The online protocol validates accuracy by instance (1st, 2nd, ... presentation).
+  instance_keys = sorted({k for r in validation for k in r
+                          if k.startswith("validation_accuracy_instance_")},
+                         key=lambda k: int(k.rsplit("_", 1)[1]))
+  for key in instance_keys:
+    points = [r for r in validation if key in r]
+    metric_axis.plot([r["step"] for r in points], [r[key] for r in points], marker=".",
+                     label=f"validation, instance {key.rsplit('_', 1)[1]}{name}")
 
 
 def main(argv):
