@@ -33,6 +33,9 @@ WORD_SIZE = flags.DEFINE_integer("word_size", 40, "mann: memory row width.", low
 NUM_READS = flags.DEFINE_integer("num_reads", 4, "mann: read (and write) heads.",
                                  lower_bound=1)
 USAGE_DECAY = flags.DEFINE_float("usage_decay", 0.95, "mann: gamma, usage decay per step.")
+KEY_STRENGTH = flags.DEFINE_boolean(
+    "key_strength", False, "mann: learn a read sharpness beta = 1 + softplus(W h) per head "
+    "(the NTM's); off: Santoro et al.'s softmax of plain cosine similarities.")
 SEQUENCE_ENCODER = flags.DEFINE_enum(
     "sequence_encoder", "pixels", ["pixels", "conv4"],
     "mann, lstm: what the controller reads of each image: its pixels (Santoro et al.), or "
@@ -173,7 +176,7 @@ def make_model(sampler) -> keras.Model:
                        image_shape=image_shape,
                        controller_units=CONTROLLER_UNITS.value, memory_size=MEMORY_SIZE.value,
                        word_size=WORD_SIZE.value, num_reads=NUM_READS.value,
-                       usage_decay=USAGE_DECAY.value)
+                       usage_decay=USAGE_DECAY.value, key_strength=KEY_STRENGTH.value)
   if MODEL.value == "mlp":
     return models.mlp(input_size=1, hidden_sizes=(40, 40), output_size=1)
   return models.conv4(num_classes=sampler.num_ways, image_shape=sampler.source.image_shape,

@@ -39,7 +39,11 @@ class MANNCell(keras.layers.Layer):
 
   def __init__(self, *, num_outputs: int, controller_units: int = 200,
                memory_size: int = 128, word_size: int = 40, num_reads: int = 4,
-               usage_decay: float = 0.95, **kwargs):
+               usage_decay: float = 0.95, key_strength: bool = False, **kwargs):
+    """key_strength: learn a sharpness beta_t = 1 + softplus(W_b h_t) per read head, as
+    the NTM does (Graves et al. 2014); False keeps Santoro et al.'s equation (3),
+    softmax of the cosine similarities, whose weights over many rows stay broad
+    (cosines lie in [-1, 1])."""
     super().__init__(**kwargs)
     self.num_outputs = num_outputs
     self.controller_units = controller_units
@@ -51,6 +55,8 @@ class MANNCell(keras.layers.Layer):
     self.key_layer = keras.layers.Dense(num_reads * word_size, activation="tanh", name="keys")
     self.gate_layer = keras.layers.Dense(num_reads, name="write_gates")
     self.output_layer = keras.layers.Dense(num_outputs, name="output")
+    self.strength_layer = (keras.layers.Dense(num_reads, name="key_strengths")
+                           if key_strength else None)
     self.state_size = [controller_units, controller_units, memory_size * word_size,
                        memory_size, num_reads * memory_size, num_reads * word_size]
     self.output_size = num_outputs
@@ -59,6 +65,8 @@ class MANNCell(keras.layers.Layer):
     self.controller.build((input_shape[0], input_shape[-1] + self.num_reads * self.word_size))
     self.key_layer.build((input_shape[0], self.controller_units))
     self.gate_layer.build((input_shape[0], self.controller_units))
+    if self.strength_layer is not None:
+      self.strength_layer.build((input_shape[0], self.controller_units))
     self.output_layer.build((input_shape[0],
                              self.controller_units + self.num_reads * self.word_size))
     self.built = True
@@ -75,7 +83,9 @@ class MANNCell(keras.layers.Layer):
     write_weights = lrua.write_weights(self.gate_layer(h), read_weights, least_used)
     # Addressed against the memory before this step's write: addressed after it, each key
     # finds the row it has just written (cosine 1) and the read returns the key itself.
-    read_weights = addressing.content_weights(memory, keys)
+    strengths = (1.0 + ops.softplus(self.strength_layer(h))
+                 if self.strength_layer is not None else None)
+    read_weights = addressing.content_weights(memory, keys, strengths)
     memory = lrua.write(memory, write_weights, keys, lrua.least_used_weights(usage, 1))
     read_vectors = ops.reshape(addressing.read(memory, read_weights),
                                (batch, self.num_reads * self.word_size))
@@ -88,7 +98,8 @@ class MANNCell(keras.layers.Layer):
 
 def mann(*, num_classes: int, input_size: int, controller_units: int = 200,
          memory_size: int = 128, word_size: int = 40, num_reads: int = 4,
-         usage_decay: float = 0.95, encoder: Optional[keras.Model] = None,
+         usage_decay: float = 0.95, key_strength: bool = False,
+         encoder: Optional[keras.Model] = None,
          image_shape: Optional[tuple[int, ...]] = None, name: str = "mann") -> keras.Model:
   """A MANN over sequences: [B, T, input_size] -> logits [B, T, num_classes].
 
@@ -96,11 +107,12 @@ def mann(*, num_classes: int, input_size: int, controller_units: int = 200,
   With an encoder (e.g. models.conv4_features) the image part of each step, reshaped
   to image_shape, is encoded first and the controller reads [features, label];
   without one it reads the pixels. Memory, usage and reads start at zero for every
-  sequence (episode). Runs through stateless_call like every other model.
+  sequence (episode). key_strength: see MANNCell. Runs through stateless_call like
+  every other model.
   """
   cell = MANNCell(num_outputs=num_classes, controller_units=controller_units,
                   memory_size=memory_size, word_size=word_size, num_reads=num_reads,
-                  usage_decay=usage_decay, name="mann_cell")
+                  usage_decay=usage_decay, key_strength=key_strength, name="mann_cell")
   return _sequence_model([keras.layers.RNN(cell, return_sequences=True, name="rnn")],
                          input_size=input_size, encoder=encoder, image_shape=image_shape,
                          name=name)

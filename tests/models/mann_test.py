@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from mann import models
@@ -11,13 +12,15 @@ def _sigmoid(x):
   return 1.0 / (1.0 + np.exp(-x))
 
 
-def _numpy_mann(model, x, memory_size, word_size, num_reads, decay):
+def _numpy_mann(model, x, memory_size, word_size, num_reads, decay, key_strength=False):
   """Runs the MANN on x [B, T, D] step by step in numpy; returns logits [B, T, N]."""
   cell = model.get_layer("rnn").cell
   kernel, recurrent, bias = (w.numpy().astype(np.float64) for w in cell.controller.weights)
   key_w, key_b = (w.numpy() for w in cell.key_layer.weights)
   gate_w, gate_b = (w.numpy() for w in cell.gate_layer.weights)
   out_w, out_b = (w.numpy() for w in cell.output_layer.weights)
+  if key_strength:
+    strength_w, strength_b = (w.numpy() for w in cell.strength_layer.weights)
   batch, steps, _ = x.shape
   units = recurrent.shape[0]
   h, c = np.zeros((batch, units)), np.zeros((batch, units))
@@ -40,6 +43,8 @@ def _numpy_mann(model, x, memory_size, word_size, num_reads, decay):
     cosine = np.einsum("bhw,bnw->bhn", keys, memory) / (  # the memory before the write
         np.linalg.norm(keys, axis=-1)[:, :, None] * np.linalg.norm(memory, axis=-1)[:, None]
         + 1e-8)
+    if key_strength:  # beta = 1 + softplus(W_b h + b_b), one per head
+      cosine = cosine * (1.0 + np.log1p(np.exp(h @ strength_w + strength_b)))[:, :, None]
     read_weights = np.exp(cosine) / np.exp(cosine).sum(-1, keepdims=True)
     wipe = np.zeros((batch, memory_size))
     wipe[np.arange(batch), np.argsort(usage, axis=-1, kind="stable")[:, 0]] = 1.0
@@ -50,13 +55,15 @@ def _numpy_mann(model, x, memory_size, word_size, num_reads, decay):
   return np.stack(logits, axis=1)
 
 
-def test_mann_matches_the_equations_in_numpy():
+@pytest.mark.parametrize("key_strength", [False, True])
+def test_mann_matches_the_equations_in_numpy(key_strength):
   model = models.mann(num_classes=3, input_size=6, controller_units=5, memory_size=4,
-                      word_size=3, num_reads=2, usage_decay=0.9)
+                      word_size=3, num_reads=2, usage_decay=0.9, key_strength=key_strength)
   x = np.random.default_rng(0).normal(size=(2, 7, 6)).astype(np.float32)
   got = model(x).numpy()
   assert got.shape == (2, 7, 3)
-  np.testing.assert_allclose(got, _numpy_mann(model, x, 4, 3, 2, 0.9), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(got, _numpy_mann(model, x, 4, 3, 2, 0.9, key_strength),
+                             rtol=1e-4, atol=1e-5)
 
 
 def test_memory_is_wiped_between_sequences_and_stateless_call_works():
