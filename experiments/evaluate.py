@@ -54,8 +54,7 @@ def main(argv):
   run_flags.restore_run_flags(WORKDIR.value)
   run_flags.check_combination()
   splits = data_flags.class_splits()
-  sampler = data_flags.make_sampler(splits, split=SPLIT.value, seed=run_flags.SEED.value,
-                                    shuffle_support=run_flags.is_sequence_model())
+  sampler = run_flags.make_sampler(splits, split=SPLIT.value)
   learner = run_flags.make_learner(run_flags.make_model(sampler), splits)
   try:
     checkpoint_step = training.restore_latest(WORKDIR.value, learner)

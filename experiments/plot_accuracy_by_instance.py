@@ -55,8 +55,8 @@ def _read_runs(pairs: list[str]) -> dict[str, dict]:
 
 def markdown_table(runs: dict[str, dict]) -> str:
   """Percent correct at the paper's instances, ours (+- 95% CI) then the paper's rows."""
-  header = "| | " + " | ".join(f"{i}{'st' if i == 1 else 'nd' if i == 2 else 'rd' if i == 3 else 'th'}"
-                               for i in PAPER_INSTANCES) + " | episodes | steps |"
+  ordinals = [{1: "1st", 2: "2nd", 3: "3rd"}.get(i, f"{i}th") for i in PAPER_INSTANCES]
+  header = "| | " + " | ".join(ordinals) + " | episodes | steps |"
   lines = [header, "|---" * (len(PAPER_INSTANCES) + 3) + "|"]
   for name, report in runs.items():
     accuracy, ci95 = report["accuracy_by_instance"], report["ci95_by_instance"]

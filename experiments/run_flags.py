@@ -130,7 +130,7 @@ def restore_run_flags(workdir: str) -> None:
 def check_combination() -> None:
   """One line for flag combinations that cannot work together."""
   regression = datasets.is_regression(data_flags.DATASET.value)
-  sequence_model = MODEL.value in SEQUENCE_MODELS
+  sequence_model = is_sequence_model()
   if sequence_model != (ALGORITHM.value == "episodic"):
     raise errors.UserInputError(
         "--model=mann or lstm goes with --algorithm=episodic, and only with it")
@@ -153,15 +153,22 @@ def check_combination() -> None:
 
 
 def is_sequence_model() -> bool:
-  """A model that reads an episode one example at a time (mann, lstm): its few-shot
-  support sets come in a random order, not class by class."""
+  """A model that reads an episode one example at a time (mann, lstm)."""
   return MODEL.value in SEQUENCE_MODELS
+
+
+def make_sampler(splits, *, split: str, class_labels: bool = False):
+  """The run's sampler of `split`, seeded by --seed; a sequence model's few-shot
+  support sets come in a random order, not class by class."""
+  return data_flags.make_sampler(splits, split=split, seed=SEED.value,
+                                 class_labels=class_labels,
+                                 shuffle_support=is_sequence_model())
 
 
 def make_model(sampler) -> keras.Model:
   """The flags' model, sized for the sampler's episodes, weights seeded by --seed."""
   keras.utils.set_random_seed(SEED.value)
-  if MODEL.value in SEQUENCE_MODELS:
+  if is_sequence_model():
     labels = santoro.label_size(sampler.num_ways, data_flags.STRING_LABELS.value)
     image_shape = tuple(sampler.source.image_shape)
     input_size = int(np.prod(image_shape)) + labels

@@ -19,7 +19,6 @@ import numpy as np
 import tensorflow as tf
 
 from experiments import common
-from experiments import data_flags
 from experiments import run_flags
 from mann import errors
 from mann import files
@@ -41,7 +40,7 @@ NAMES = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile (SGD 
 
 def _load_learner(workdir):
   run_flags.restore_run_flags(workdir)
-  sampler = data_flags.make_sampler(None, split="test", seed=run_flags.SEED.value)
+  sampler = run_flags.make_sampler(None, split="test")
   learner = run_flags.make_learner(run_flags.make_model(sampler))
   training.restore_latest(workdir, learner)
   return learner, sampler

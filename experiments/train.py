@@ -52,18 +52,14 @@ def main(argv):
   os.makedirs(WORKDIR.value, exist_ok=True)
   run_flags.save_run_flags(WORKDIR.value)
   splits = data_flags.class_splits()
-  seed = run_flags.SEED.value
   # The image transfer baseline pretrains on the training classes' own labels.
   pretrain = run_flags.ALGORITHM.value == "transfer" and splits is not None
-  train_sampler = data_flags.make_sampler(splits, split="train", seed=seed,
-                                          class_labels=pretrain,
-                                          shuffle_support=run_flags.is_sequence_model())
+  train_sampler = run_flags.make_sampler(splits, split="train", class_labels=pretrain)
   model = run_flags.make_model(train_sampler)
   learner = run_flags.make_learner(model, splits)
   validate = None
   if NUM_VALIDATION_TASKS.value:
-    validation_sampler = data_flags.make_sampler(
-        splits, split="validation", seed=seed, shuffle_support=run_flags.is_sequence_model())
+    validation_sampler = run_flags.make_sampler(splits, split="validation")
 
     def validate():
       scores = evaluation.score_tasks(

@@ -132,5 +132,4 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
                                     class_labels=class_labels,
                                     shuffle_support=shuffle_support,
                                     augmentation=augmentation,
-                                    label_space=(santoro.STRING_LABEL_SPACE if string_labels
-                                                 else None))
+                                    label_space=santoro.label_space(string_labels))

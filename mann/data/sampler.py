@@ -94,6 +94,10 @@ class FewShotSampler:
         query_x=tf.TensorSpec([n * q, *shape], tf.float32),
         query_y=tf.TensorSpec([n * q], tf.int32))
 
+  def _episode_seed(self, index) -> tf.Tensor:
+    """The stateless seed [2] of episode `index`: (sampler seed, index)."""
+    return tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
+
   def episode_image_indices(self, index) -> tuple[tf.Tensor, tf.Tensor]:
     """The source rows of the images of episode `index`.
 
@@ -104,9 +108,8 @@ class FewShotSampler:
       classes: int32 [N], the source class of labels 0..N-1.
       image_indices: int32 [N, K+Q], row i holds the images of label i, support first.
     """
-    seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
     class_seed, image_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, num=2))
+        tf.random.experimental.stateless_split(self._episode_seed(index), num=2))
     class_keys = tf.random.stateless_uniform(
         [self._num_classes], class_seed, minval=0, maxval=_KEY_RANGE, dtype=tf.int32)
     classes = tf.argsort(class_keys, stable=True)[:self.num_ways]
@@ -127,7 +130,7 @@ class FewShotSampler:
     query_idx = tf.reshape(image_indices[:, self.num_shots:], [-1])
     # Further draws are folded into the episode's seed, not split off it, so that the
     # draws of episode_image_indices stay those of every run without these options.
-    episode_seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
+    episode_seed = self._episode_seed(index)
     fold = lambda key: tf.random.experimental.stateless_fold_in(episode_seed, key)
     labels = classes if self.class_labels else tf.range(self.num_ways, dtype=tf.int32)
     if self.label_space is not None:

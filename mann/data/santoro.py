@@ -6,6 +6,8 @@ predict each image's label before it sees it, and can only be right from the 2nd
 instance of a class on by remembering the 1st.
 """
 
+from typing import Optional
+
 import tensorflow as tf
 
 from mann.data import augment
@@ -27,6 +29,12 @@ def string_characters(labels: tf.Tensor) -> tf.Tensor:
   (the base-5 digits, least significant first)."""
   powers = tf.constant([STRING_ALPHABET ** k for k in range(STRING_LENGTH)], tf.int32)
   return (tf.cast(labels, tf.int32)[..., None] // powers) % STRING_ALPHABET
+
+
+def label_space(string_labels: bool) -> Optional[int]:
+  """FewShotSampler's label_space: the 3125 strings with string labels, else None
+  (labels 0..N-1)."""
+  return STRING_LABEL_SPACE if string_labels else None
 
 
 def label_size(num_classes: int, string_labels: bool) -> int:
@@ -66,8 +74,7 @@ class SequenceSampler:
                                              num_shots=num_instances, num_queries=0,
                                              seed=seed, shuffle_support=True,
                                              augmentation=augmentation,
-                                             label_space=(STRING_LABEL_SPACE if string_labels
-                                                          else None))
+                                             label_space=label_space(string_labels))
     self.num_ways = num_ways
     self.num_instances = num_instances
     self.seed = seed

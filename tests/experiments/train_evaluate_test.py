@@ -18,6 +18,28 @@ def _run(binary, *flags):
                         env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
 
 
+def _run_ok(binary, *flags):
+  """_run, asserting the binary succeeded."""
+  result = _run(binary, *flags)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def _read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _omniglot(omniglot_dir, tfds_data_dir):
+  """The flags that read the test Omniglot data offline."""
+  return ["--dataset=omniglot", f"--omniglot_dir={omniglot_dir}", f"--data_dir={tfds_data_dir}"]
+
+
+# A MANN small enough for a 2-step end-to-end run.
+_TINY_MANN = ["--model=mann", "--algorithm=episodic", "--controller_units=8", "--memory_size=8",
+              "--word_size=4", "--num_reads=1"]
+
+
 def _one_error_line(result):
   assert result.returncode == 2, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
@@ -28,20 +50,16 @@ def _one_error_line(result):
 
 def test_sinusoid_train_then_evaluate(tmp_path):
   workdir = tmp_path / "run"
-  result = _run("train", "--flagfile=experiments/configs/maml_sinusoid.flags",
-                f"--workdir={workdir}", "--num_steps=20", "--meta_batch_size=4",
-                "--steps_per_call=5", "--log_every=10", "--validate_every=10",
-                "--num_validation_tasks=8", "--checkpoint_every=10")
-  assert result.returncode == 0, result.stderr[-3000:]
+  result = _run_ok("train", "--flagfile=experiments/configs/maml_sinusoid.flags",
+                   f"--workdir={workdir}", "--num_steps=20", "--meta_batch_size=4",
+                   "--steps_per_call=5", "--log_every=10", "--validate_every=10",
+                   "--num_validation_tasks=8", "--checkpoint_every=10")
   assert "ETA" in result.stderr  # progress with rate and ETA
-  with open(workdir / "results.json") as f:
-    results = json.load(f)
+  results = _read_json(workdir / "results.json")
   assert results["num_steps"] == 20 and results["train_seconds"] > 0
   assert results["final_loss"] > 0 and "validation_mse" in results
-  result = _run("evaluate", f"--workdir={workdir}", "--num_tasks=10", "--num_queries=20")
-  assert result.returncode == 0, result.stderr[-3000:]
-  with open(workdir / "eval.json") as f:
-    report = json.load(f)
+  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=10", "--num_queries=20")
+  report = _read_json(workdir / "eval.json")
   assert report["split"] == "test" and report["num_tasks"] == 10
   assert report["checkpoint_step"] == 20 and report["num_queries"] == 20
   assert sorted(report["mse_by_steps"], key=int) == [str(s) for s in range(11)]
@@ -53,16 +71,12 @@ def test_omniglot_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
                                       omniglot_characters, algorithm):
   del omniglot_characters  # prepared by the fixture; the binaries read the cache
   workdir = tmp_path / "run"
-  common = [f"--omniglot_dir={omniglot_dir}", f"--data_dir={tfds_data_dir}"]
-  result = _run("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags", *common,
-                f"--workdir={workdir}", "--num_steps=3", "--meta_batch_size=2",
-                "--num_filters=8", "--log_every=1", "--num_validation_tasks=0",
-                f"--algorithm={algorithm}")
-  assert result.returncode == 0, result.stderr[-3000:]
-  result = _run("evaluate", f"--workdir={workdir}", "--num_tasks=5", "--tasks_per_batch=5")
-  assert result.returncode == 0, result.stderr[-3000:]
-  with open(workdir / "eval.json") as f:
-    report = json.load(f)
+  _run_ok("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
+          *_omniglot(omniglot_dir, tfds_data_dir), f"--workdir={workdir}", "--num_steps=3",
+          "--meta_batch_size=2", "--num_filters=8", "--log_every=1",
+          "--num_validation_tasks=0", f"--algorithm={algorithm}")
+  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=5", "--tasks_per_batch=5")
+  report = _read_json(workdir / "eval.json")
   assert report["num_eval_inner_steps"] == 3 and report["num_tasks"] == 5
   assert 0.0 <= report["accuracy"] <= 1.0 and set(report["accuracy_by_steps"]) == {
       "0", "1", "2", "3"}
@@ -115,39 +129,30 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
   assert step >= 20 and (workdir / "checkpoints" / f"ckpt-{step}.index").exists()
   resume = [f if not f.startswith("--num_steps=") else f"--num_steps={step + 20}"
             for f in command[3:]]
-  result = _run("train", *resume)
-  assert result.returncode == 0, result.stderr[-2000:]
-  with open(workdir / "results.json") as f:
-    assert json.load(f)["num_steps"] == step + 20
+  _run_ok("train", *resume)
+  assert _read_json(workdir / "results.json")["num_steps"] == step + 20
 
 
 def test_online_protocol_mann_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
                                                   omniglot_characters):
   del omniglot_characters  # prepared by the fixture
   workdir = tmp_path / "run"
-  result = _run("train", "--dataset=omniglot", f"--omniglot_dir={omniglot_dir}",
-                f"--data_dir={tfds_data_dir}", "--protocol=online", "--model=mann",
-                "--algorithm=episodic", "--num_ways=3", "--num_instances=4",
-                "--controller_units=8", "--memory_size=8", "--word_size=4", "--num_reads=1",
-                "--meta_batch_size=2", "--num_steps=2", "--log_every=1",
-                "--validate_every=2", "--num_validation_tasks=2", f"--workdir={workdir}")
-  assert result.returncode == 0, result.stderr[-3000:]
+  _run_ok("train", *_omniglot(omniglot_dir, tfds_data_dir), *_TINY_MANN, "--protocol=online",
+          "--num_ways=3", "--num_instances=4", "--meta_batch_size=2", "--num_steps=2",
+          "--log_every=1", "--validate_every=2", "--num_validation_tasks=2",
+          f"--workdir={workdir}")
   with open(workdir / "log.jsonl") as f:
     records = [json.loads(l) for l in f]
   assert "validation_accuracy_instance_2" in records[-1]
-  result = _run("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
-  assert result.returncode == 0, result.stderr[-3000:]
-  with open(workdir / "eval.json") as f:
-    report = json.load(f)
+  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
+  report = _read_json(workdir / "eval.json")
   assert report["protocol"] == "online" and len(report["accuracy_by_instance"]) == 4
   assert all(0.0 <= a <= 1.0 for a in report["accuracy_by_instance"])
   # The same weights scored in the few-shot protocol, beside MAML's numbers.
-  result = _run("evaluate", f"--workdir={workdir}", "--protocol=few_shot", "--num_shots=1",
-                "--num_queries=2", "--num_tasks=4", "--tasks_per_batch=2",
-                "--output_name=eval_few_shot.json")
-  assert result.returncode == 0, result.stderr[-3000:]
-  with open(workdir / "eval_few_shot.json") as f:
-    report = json.load(f)
+  _run_ok("evaluate", f"--workdir={workdir}", "--protocol=few_shot", "--num_shots=1",
+          "--num_queries=2", "--num_tasks=4", "--tasks_per_batch=2",
+          "--output_name=eval_few_shot.json")
+  report = _read_json(workdir / "eval_few_shot.json")
   assert report["num_tasks"] == 4 and report["num_eval_inner_steps"] == 0
   assert 0.0 <= report["accuracy"] <= 1.0
 
@@ -156,14 +161,10 @@ def test_few_shot_protocol_mann_trains(tmp_path, omniglot_dir, tfds_data_dir,
                                        omniglot_characters):
   del omniglot_characters  # prepared by the fixture
   workdir = tmp_path / "run"
-  result = _run("train", "--dataset=omniglot", f"--omniglot_dir={omniglot_dir}",
-                f"--data_dir={tfds_data_dir}", "--protocol=few_shot", "--model=mann",
-                "--algorithm=episodic", "--num_ways=3", "--num_shots=2", "--num_queries=1",
-                "--sequence_encoder=conv4", "--num_filters=4",
-                "--controller_units=8", "--memory_size=8", "--word_size=4", "--num_reads=1",
-                "--meta_batch_size=2", "--num_steps=2", "--log_every=1",
-                "--validate_every=2", "--num_validation_tasks=2", f"--workdir={workdir}")
-  assert result.returncode == 0, result.stderr[-3000:]
+  _run_ok("train", *_omniglot(omniglot_dir, tfds_data_dir), *_TINY_MANN, "--protocol=few_shot",
+          "--num_ways=3", "--num_shots=2", "--num_queries=1", "--sequence_encoder=conv4",
+          "--num_filters=4", "--meta_batch_size=2", "--num_steps=2", "--log_every=1",
+          "--validate_every=2", "--num_validation_tasks=2", f"--workdir={workdir}")
   with open(workdir / "log.jsonl") as f:
     records = [json.loads(l) for l in f]
   assert 0.0 <= records[-1]["validation_accuracy"] <= 1.0
@@ -179,17 +180,13 @@ def test_string_labels_lstm_train_then_evaluate(tmp_path, omniglot_dir, tfds_dat
                                                 omniglot_characters):
   del omniglot_characters  # prepared by the fixture
   workdir = tmp_path / "run"
-  result = _run("train", "--dataset=omniglot", f"--omniglot_dir={omniglot_dir}",
-                f"--data_dir={tfds_data_dir}", "--protocol=online", "--model=lstm",
-                "--algorithm=episodic", "--string_labels", "--num_ways=3",
-                "--num_instances=3", "--controller_units=8", "--meta_batch_size=2",
-                "--num_steps=2", "--num_validation_tasks=0", "--augment_max_shift=2",
-                "--augment_max_degrees=10", f"--workdir={workdir}")
-  assert result.returncode == 0, result.stderr[-3000:]
-  result = _run("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
-  assert result.returncode == 0, result.stderr[-3000:]
-  with open(workdir / "eval.json") as f:
-    report = json.load(f)
+  _run_ok("train", *_omniglot(omniglot_dir, tfds_data_dir), "--protocol=online", "--model=lstm",
+          "--algorithm=episodic", "--string_labels", "--num_ways=3", "--num_instances=3",
+          "--controller_units=8", "--meta_batch_size=2", "--num_steps=2",
+          "--num_validation_tasks=0", "--augment_max_shift=2", "--augment_max_degrees=10",
+          f"--workdir={workdir}")
+  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
+  report = _read_json(workdir / "eval.json")
   assert len(report["accuracy_by_instance"]) == 3
   # A 5-character guess is right by chance with probability 5**-5: the first
   # presentations are all wrong before the labels have been seen.
