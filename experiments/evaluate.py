@@ -9,7 +9,8 @@ reports the mean query score after each step with its 95% confidence interval
 (1.96 std / sqrt(num_tasks)). Tasks are a function of --seed: every evaluation of a
 seed sees the same tasks.
 
-eval.json: split, num_tasks, num_eval_inner_steps, checkpoint_step, and
+eval.json: split, num_tasks, num_eval_inner_steps, checkpoint_step, overrides (the run
+flags given here with another value than the run's, e.g. {"zero_reads": true}), and
   classification: accuracy, ci95, accuracy_by_steps {steps: mean}, ci95_by_steps;
   regression: mse, ci95, mse_by_steps {steps: mean}, ci95_by_steps;
   online protocol: accuracy, accuracy_by_instance [1st, 2nd, ...], ci95_by_instance.
@@ -51,7 +52,7 @@ def _write(report: dict) -> str:
 
 def main(argv):
   del argv
-  run_flags.restore_run_flags(WORKDIR.value)
+  overrides = run_flags.restore_run_flags(WORKDIR.value)
   run_flags.check_combination()
   splits = data_flags.class_splits()
   sampler = run_flags.make_sampler(splits, split=SPLIT.value)
@@ -74,6 +75,7 @@ def main(argv):
               "accuracy_by_instance": summary["accuracy_by_instance"],
               "ci95_by_instance": summary["ci95_by_instance"],
               "num_instances": data_flags.NUM_INSTANCES.value,
+              "overrides": overrides,
               "eval_seconds": round(time.time() - start, 1)}
     _write(report)
     shown = " / ".join(f"{100 * a:.1f}" for a in summary["accuracy_by_instance"])
@@ -93,6 +95,7 @@ def main(argv):
       "ci95_by_steps": {k: v["ci95"] for k, v in summary[f"{metric}_by_steps"].items()},
       "num_shots": data_flags.NUM_SHOTS.value,
       "num_queries": data_flags.NUM_QUERIES.value,
+      "overrides": overrides,
       "eval_seconds": round(time.time() - start, 1),
   }
   path = _write(report)

@@ -36,6 +36,10 @@ USAGE_DECAY = flags.DEFINE_float("usage_decay", 0.95, "mann: gamma, usage decay 
 KEY_STRENGTH = flags.DEFINE_boolean(
     "key_strength", False, "mann: learn a read sharpness beta = 1 + softplus(W h) per head "
     "(the NTM's); off: Santoro et al.'s softmax of plain cosine similarities.")
+ZERO_READS = flags.DEFINE_boolean(
+    "zero_reads", False, "mann, ablation: every read vector is zero (as read from a wiped "
+    "memory), weights unchanged; e.g. evaluate a trained MANN with it to measure what its "
+    "memory adds: experiments.evaluate --workdir=RUN --zero_reads --output_name=eval_zero_reads.json")
 SEQUENCE_ENCODER = flags.DEFINE_enum(
     "sequence_encoder", "pixels", ["pixels", "conv4"],
     "mann, lstm: what the controller reads of each image: its pixels (Santoro et al.), or "
@@ -114,17 +118,28 @@ def save_run_flags(workdir: str) -> None:
     json.dump(values, f, indent=1, sort_keys=True)
 
 
-def restore_run_flags(workdir: str) -> None:
-  """Sets every run flag not given on the command line to the value saved in workdir."""
+def restore_run_flags(workdir: str) -> dict:
+  """Sets every run flag not given on the command line to the value saved in workdir.
+
+  Returns the overrides: {name: value} of the saved flags given on the command line with
+  another value (e.g. {"zero_reads": True}), for the report to say how it differs from
+  the run.
+  """
   path = os.path.join(workdir, FLAGS_FILE)
   if not os.path.exists(path):
     raise errors.UserInputError(
         f"{path} not found: --workdir must be the folder of a run made by experiments.train")
   with open(path) as f:
     saved = json.load(f)
+  overrides = {}
   for name, value in saved.items():
-    if name in flags.FLAGS and not flags.FLAGS[name].present:
+    if name not in flags.FLAGS:
+      continue
+    if not flags.FLAGS[name].present:
       flags.FLAGS[name].value = value
+    elif flags.FLAGS[name].value != value:
+      overrides[name] = flags.FLAGS[name].value
+  return overrides
 
 
 def check_combination() -> None:
@@ -138,6 +153,8 @@ def check_combination() -> None:
     raise errors.UserInputError("--protocol=online needs --model=mann or lstm")
   if regression and MODEL.value != "mlp":
     raise errors.UserInputError("--dataset=sinusoid needs --model=mlp")
+  if (ZERO_READS.value or KEY_STRENGTH.value) and MODEL.value != "mann":
+    raise errors.UserInputError("--zero_reads and --key_strength need --model=mann")
   if data_flags.STRING_LABELS.value and not sequence_model:
     raise errors.UserInputError("--string_labels needs --model=mann or lstm")
   if CHECKPOINT_INNER_STEPS.value and ALGORITHM.value not in ("maml", "fomaml"):
@@ -183,7 +200,8 @@ def make_model(sampler) -> keras.Model:
                        image_shape=image_shape,
                        controller_units=CONTROLLER_UNITS.value, memory_size=MEMORY_SIZE.value,
                        word_size=WORD_SIZE.value, num_reads=NUM_READS.value,
-                       usage_decay=USAGE_DECAY.value, key_strength=KEY_STRENGTH.value)
+                       usage_decay=USAGE_DECAY.value, key_strength=KEY_STRENGTH.value,
+                       zero_reads=ZERO_READS.value)
   if MODEL.value == "mlp":
     return models.mlp(input_size=1, hidden_sizes=(40, 40), output_size=1)
   return models.conv4(num_classes=sampler.num_ways, image_shape=sampler.source.image_shape,

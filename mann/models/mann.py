@@ -39,11 +39,15 @@ class MANNCell(keras.layers.Layer):
 
   def __init__(self, *, num_outputs: int, controller_units: int = 200,
                memory_size: int = 128, word_size: int = 40, num_reads: int = 4,
-               usage_decay: float = 0.95, key_strength: bool = False, **kwargs):
+               usage_decay: float = 0.95, key_strength: bool = False,
+               zero_reads: bool = False, **kwargs):
     """key_strength: learn a sharpness beta_t = 1 + softplus(W_b h_t) per read head, as
     the NTM does (Graves et al. 2014); False keeps Santoro et al.'s equation (3),
     softmax of the cosine similarities, whose weights over many rows stay broad
-    (cosines lie in [-1, 1])."""
+    (cosines lie in [-1, 1]).
+    zero_reads: an ablation: every read vector is zero, as if read from a memory wiped at
+    each step, so that the controller and the output see no memory; the weights are the
+    same as without it (a trained MANN's checkpoint loads)."""
     super().__init__(**kwargs)
     self.num_outputs = num_outputs
     self.controller_units = controller_units
@@ -51,6 +55,7 @@ class MANNCell(keras.layers.Layer):
     self.word_size = word_size
     self.num_reads = num_reads
     self.usage_decay = usage_decay
+    self.zero_reads = zero_reads
     self.controller = keras.layers.LSTMCell(controller_units, name="controller")
     self.key_layer = keras.layers.Dense(num_reads * word_size, activation="tanh", name="keys")
     self.gate_layer = keras.layers.Dense(num_reads, name="write_gates")
@@ -89,6 +94,8 @@ class MANNCell(keras.layers.Layer):
     memory = lrua.write(memory, write_weights, keys, lrua.least_used_weights(usage, 1))
     read_vectors = ops.reshape(addressing.read(memory, read_weights),
                                (batch, self.num_reads * self.word_size))
+    if self.zero_reads:
+      read_vectors = ops.zeros_like(read_vectors)
     usage = lrua.update_usage(usage, read_weights, write_weights, self.usage_decay)
     outputs = self.output_layer(ops.concatenate([h, read_vectors], axis=-1))
     new_states = [h, c, ops.reshape(memory, (batch, -1)), usage,
@@ -99,7 +106,7 @@ class MANNCell(keras.layers.Layer):
 def mann(*, num_classes: int, input_size: int, controller_units: int = 200,
          memory_size: int = 128, word_size: int = 40, num_reads: int = 4,
          usage_decay: float = 0.95, key_strength: bool = False,
-         encoder: Optional[keras.Model] = None,
+         zero_reads: bool = False, encoder: Optional[keras.Model] = None,
          image_shape: Optional[tuple[int, ...]] = None, name: str = "mann") -> keras.Model:
   """A MANN over sequences: [B, T, input_size] -> logits [B, T, num_classes].
 
@@ -107,12 +114,13 @@ def mann(*, num_classes: int, input_size: int, controller_units: int = 200,
   With an encoder (e.g. models.conv4_features) the image part of each step, reshaped
   to image_shape, is encoded first and the controller reads [features, label];
   without one it reads the pixels. Memory, usage and reads start at zero for every
-  sequence (episode). key_strength: see MANNCell. Runs through stateless_call like
+  sequence (episode). key_strength, zero_reads: see MANNCell. Runs through stateless_call like
   every other model.
   """
   cell = MANNCell(num_outputs=num_classes, controller_units=controller_units,
                   memory_size=memory_size, word_size=word_size, num_reads=num_reads,
-                  usage_decay=usage_decay, key_strength=key_strength, name="mann_cell")
+                  usage_decay=usage_decay, key_strength=key_strength,
+                  zero_reads=zero_reads, name="mann_cell")
   return _sequence_model([keras.layers.RNN(cell, return_sequences=True, name="rnn")],
                          input_size=input_size, encoder=encoder, image_shape=image_shape,
                          name=name)

@@ -91,6 +91,7 @@ def test_evaluate_needs_a_trained_workdir(tmp_path):
     (["--dataset=sinusoid", "--model=conv4"], "needs --model=mlp"),
     (["--dataset=sinusoid", "--model=mlp", "--algorithm=reptile", "--batch_norm=per_step"],
      "needs --algorithm=maml or fomaml"),
+    (["--model=lstm", "--algorithm=episodic", "--zero_reads"], "need --model=mann"),
     (["--dataset=sinusoid", "--model=mlp", "--task_mapping=map_fn",
       "--checkpoint_inner_steps"], "needs --task_mapping=batched"),
 ])
@@ -148,6 +149,13 @@ def test_online_protocol_mann_train_then_evaluate(tmp_path, omniglot_dir, tfds_d
   report = _read_json(workdir / "eval.json")
   assert report["protocol"] == "online" and len(report["accuracy_by_instance"]) == 4
   assert all(0.0 <= a <= 1.0 for a in report["accuracy_by_instance"])
+  assert report["overrides"] == {}
+  # The memory ablation loads the same checkpoint and says so in its report.
+  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2",
+          "--zero_reads", "--output_name=eval_zero_reads.json")
+  ablated = _read_json(workdir / "eval_zero_reads.json")
+  assert ablated["overrides"] == {"zero_reads": True}
+  assert ablated["checkpoint_step"] == report["checkpoint_step"]
   # The same weights scored in the few-shot protocol, beside MAML's numbers.
   _run_ok("evaluate", f"--workdir={workdir}", "--protocol=few_shot", "--num_shots=1",
           "--num_queries=2", "--num_tasks=4", "--tasks_per_batch=2",

@@ -12,7 +12,8 @@ def _sigmoid(x):
   return 1.0 / (1.0 + np.exp(-x))
 
 
-def _numpy_mann(model, x, memory_size, word_size, num_reads, decay, key_strength=False):
+def _numpy_mann(model, x, memory_size, word_size, num_reads, decay, key_strength=False,
+                zero_reads=False):
   """Runs the MANN on x [B, T, D] step by step in numpy; returns logits [B, T, N]."""
   cell = model.get_layer("rnn").cell
   kernel, recurrent, bias = (w.numpy().astype(np.float64) for w in cell.controller.weights)
@@ -50,6 +51,8 @@ def _numpy_mann(model, x, memory_size, word_size, num_reads, decay, key_strength
     wipe[np.arange(batch), np.argsort(usage, axis=-1, kind="stable")[:, 0]] = 1.0
     memory = memory * (1 - wipe)[:, :, None] + np.einsum("bhn,bhw->bnw", write_weights, keys)
     reads = np.einsum("bhn,bnw->bhw", read_weights, memory).reshape(batch, -1)
+    if zero_reads:
+      reads = np.zeros_like(reads)
     usage = decay * usage + read_weights.sum(1) + write_weights.sum(1)
     logits.append(np.concatenate([h, reads], -1) @ out_w + out_b)
   return np.stack(logits, axis=1)
@@ -64,6 +67,19 @@ def test_mann_matches_the_equations_in_numpy(key_strength):
   assert got.shape == (2, 7, 3)
   np.testing.assert_allclose(got, _numpy_mann(model, x, 4, 3, 2, 0.9, key_strength),
                              rtol=1e-4, atol=1e-5)
+
+
+def test_zero_reads_ablation_keeps_the_weights_and_hides_the_memory():
+  kwargs = dict(num_classes=3, input_size=6, controller_units=5, memory_size=4, word_size=3,
+                num_reads=2, usage_decay=0.9)
+  trained, ablated = models.mann(**kwargs), models.mann(**kwargs, zero_reads=True)
+  x = np.random.default_rng(5).normal(size=(2, 7, 6)).astype(np.float32)
+  ablated(x)
+  ablated.set_weights(trained.get_weights())  # same variables: a checkpoint loads
+  got = ablated(x).numpy()
+  np.testing.assert_allclose(got, _numpy_mann(trained, x, 4, 3, 2, 0.9, zero_reads=True),
+                             rtol=1e-4, atol=1e-5)
+  assert not np.allclose(got, trained(x).numpy(), atol=1e-3)  # the reads did matter
 
 
 def test_memory_is_wiped_between_sequences_and_stateless_call_works():
