@@ -64,6 +64,26 @@ def test_sinusoid_train_then_evaluate(tmp_path):
   assert report["checkpoint_step"] == 20 and report["num_queries"] == 20
   assert sorted(report["mse_by_steps"], key=int) == [str(s) for s in range(11)]
   assert report["mse"] == report["mse_by_steps"]["10"] and report["ci95"] > 0
+  # Adaptation stability: small steps descend; steps far above 2 / curvature diverge.
+  reports = {}
+  for lr in ("0.001", "100"):
+    _run_ok("adaptation_stability", f"--workdir={workdir}", "--num_tasks=3",
+            f"--inner_lr={lr}", "--num_eval_inner_steps=5", "--eigen_steps=2",
+            f"--out={tmp_path / lr}.json")
+    reports[lr] = _read_json(tmp_path / f"{lr}.json")
+  small, large = reports["0.001"], reports["100"]
+  assert small["num_diverging"] == 0 and large["num_diverging"] == 3
+  def reject(constant):
+    raise AssertionError(f"{constant} in the report: not strict JSON")
+  with open(tmp_path / "100.json") as f:
+    json.load(f, parse_constant=reject)
+  assert large["overrides"] == {"inner_lr": 100.0, "num_eval_inner_steps": 5}
+  for a, b in zip(small["tasks"], large["tasks"]):
+    assert a["support_loss_by_step"][0] == b["support_loss_by_step"][0]  # same tasks
+    losses = a["support_loss_by_step"]
+    assert len(losses) == 6 and all(x > y for x, y in zip(losses, losses[1:]))
+  for task in large["tasks"]:
+    assert task["top_hessian_eigenvalue_by_step"][0] > large["stability_bound"] == 0.02
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "transfer"])
