@@ -13,24 +13,32 @@ from tests import conftest
 CONFIGS = sorted(glob.glob(os.path.join(conftest.REPO_ROOT, "experiments/configs/*.flags")))
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
-def test_config_parses_against_the_train_binary(path):
-  import experiments.train  # pylint: disable=g-import-not-at-top,unused-import  (defines flags)
+def _check_settings(path):
+  """Each setting of the flagfile at path (and of the flagfiles it includes) parses."""
   with open(path) as f:
-    lines = [l.strip() for l in f]
-  header = "\n".join(l for l in lines if l.startswith("#"))
-  assert "python3 -m experiments.train --flagfile=" in header
-  assert "Paper" in header and "runtime" in header
-  settings = [l for l in lines if l and not l.startswith("#")]
+    settings = [l.strip() for l in f if l.strip() and not l.startswith("#")]
   assert settings
   for setting in settings:
     assert setting.startswith("--")
     name, _, value = setting[2:].partition("=")
+    if name == "flagfile":  # included, relative to the repository root like the commands
+      _check_settings(os.path.join(conftest.REPO_ROOT, value))
+      continue
     flag = copy.deepcopy(flags.FLAGS[name])  # KeyError: no such flag
     if value:
       flag.parse(value)  # raises on a value the flag rejects
     else:
       assert isinstance(flag, flags.BooleanFlag) or flag.flag_type() == "bool"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_parses_against_the_train_binary(path):
+  import experiments.train  # pylint: disable=g-import-not-at-top,unused-import  (defines flags)
+  with open(path) as f:
+    header = "\n".join(l for l in f if l.startswith("#"))
+  assert "python3 -m experiments.train --flagfile=" in header
+  assert "Paper" in header and "runtime" in header
+  _check_settings(path)
 
 
 def test_there_are_the_papers_settings():
