@@ -3,7 +3,7 @@ runs beside the paper's Table 1 rows, and writes the same numbers as a Markdown 
 
   python -m experiments.plot_accuracy_by_instance \
       --runs=MANN=workdirs/mann/eval.json,LSTM=workdirs/lstm/eval.json \
-      --out=results/mann_omniglot_online_5way/accuracy_by_instance.png
+      --out=results/mann_key_strength_omniglot_online_5way/accuracy_by_instance.png
 
 Each eval.json is an online-protocol report of experiments.evaluate.
 """

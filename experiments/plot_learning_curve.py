@@ -35,46 +35,60 @@ def _read_log(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def _plot_run(records, loss_axis, metric_axis, name):
-  """One run's training loss, training metric and validation metric."""
+_INSTANCE_STYLES = ("-", "--", ":", "-.")
+_INSTANCE_MARKERS = ("o", "s", "^", "v", "D", "x")
+
+
+def _plot_run(records, loss_axis, metric_axis, name, colour):
+  """One run's training loss, training metric and validation metric, all in its colour
+  (line style and marker tell its curves apart)."""
   train = [r for r in records if "train_loss" in r]
   validation = [r for r in records if any(k.startswith("validation_") for k in r)]
   metric = next((k[len("train_"):] for k in (train[0] if train else {})
                  if k.startswith("train_") and k not in ("train_loss", "train_seconds")), None)
   loss_axis.plot([r["step"] for r in train], [r["train_loss"] for r in train],
-                 label=f"meta-train loss{name}")
+                 color=colour, label=f"meta-train loss{name}")
   if metric:
     metric_axis.plot([r["step"] for r in train], [r[f"train_{metric}"] for r in train],
-                     label=f"meta-train {metric}{name}")
+                     color=colour, alpha=0.35, linewidth=0.8, label=f"meta-train {metric}{name}")
     points = [r for r in validation if f"validation_{metric}" in r]
     if points:
       metric_axis.errorbar([r["step"] for r in points], [r[f"validation_{metric}"] for r in points],
                            yerr=[r.get(f"validation_{metric}_ci95", 0.0) for r in points],
-                           marker="o", capsize=3, label=f"validation {metric} (95% CI){name}")
+                           color=colour, marker="o", capsize=3,
+                           label=f"validation {metric} (95% CI){name}")
     metric_axis.set_ylabel(metric)
   # The online protocol validates accuracy by instance (1st, 2nd, ... presentation).
   instance_keys = sorted({k for r in validation for k in r
                           if k.startswith("validation_accuracy_instance_")},
                          key=lambda k: int(k.rsplit("_", 1)[1]))
-  for key in instance_keys:
+  for index, key in enumerate(instance_keys):
     points = [r for r in validation if key in r]
-    metric_axis.plot([r["step"] for r in points], [r[key] for r in points], marker=".",
+    metric_axis.plot([r["step"] for r in points], [r[key] for r in points], color=colour,
+                     linestyle=_INSTANCE_STYLES[index % len(_INSTANCE_STYLES)],
+                     marker=_INSTANCE_MARKERS[index % len(_INSTANCE_MARKERS)], markersize=3,
                      label=f"validation, instance {key.rsplit('_', 1)[1]}{name}")
 
 
 def main(argv):
   del argv
   runs = {w: _read_log(w) for w in [WORKDIR.value] + COMPARE.value}
-  figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4))
-  for workdir, records in runs.items():
+  # Compared runs: one colour each, legends beside the axes rather than over the curves.
+  figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(16 if COMPARE.value else 11, 4))
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for index, (workdir, records) in enumerate(runs.items()):
     name = f" ({os.path.basename(os.path.normpath(workdir))})" if COMPARE.value else ""
-    _plot_run(records, loss_axis, metric_axis, name)
+    _plot_run(records, loss_axis, metric_axis, name, colours[index % len(colours)])
   loss_axis.set_xlabel("meta-step")
   loss_axis.set_ylabel("meta-train query loss (after inner steps)")
   loss_axis.set_yscale("log")
   metric_axis.set_xlabel("meta-step")
   for axis in (loss_axis, metric_axis):
-    if axis.get_legend_handles_labels()[0]:
+    if not axis.get_legend_handles_labels()[0]:
+      continue
+    if COMPARE.value:
+      axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
       axis.legend(fontsize=8)
   figure.suptitle(TITLE.value or os.path.basename(os.path.normpath(WORKDIR.value)))
   figure.tight_layout()
