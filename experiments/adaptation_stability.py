@@ -18,12 +18,10 @@ from absl import flags
 import numpy as np
 
 from experiments import common
-from experiments import data_flags
 from experiments import run_flags
 from mann import errors
 from mann import files
 from mann import meta
-from mann import training
 from mann.meta import curvature
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
@@ -45,19 +43,12 @@ def _finite_or_none(value: float):
 
 def main(argv):
   del argv
-  overrides = run_flags.restore_run_flags(WORKDIR.value)
-  run_flags.check_combination()
+  learner, sampler, checkpoint_step, overrides = run_flags.load_trained_run(
+      WORKDIR.value, split=SPLIT.value)
   if run_flags.ALGORITHM.value == "episodic" or run_flags.LEARN_INNER_LRS.value:
     raise errors.UserInputError(
         "adaptation_stability needs a run with a fixed-rate inner loop (maml, fomaml, "
         "reptile, transfer without --learn_inner_lrs)")
-  splits = data_flags.class_splits()
-  sampler = run_flags.make_sampler(splits, split=SPLIT.value)
-  learner = run_flags.make_learner(run_flags.make_model(sampler), splits)
-  try:
-    checkpoint_step = training.restore_latest(WORKDIR.value, learner)
-  except FileNotFoundError as e:
-    raise errors.UserInputError(f"{e}: train the run first (experiments.train)") from None
   model, objective = learner.model, learner.objective
   num_steps, inner_lr = run_flags.NUM_EVAL_INNER_STEPS.value, run_flags.INNER_LR.value
   weights = [v.value for v in model.trainable_variables]

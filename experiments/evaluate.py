@@ -26,10 +26,8 @@ import numpy as np
 from experiments import common
 from experiments import data_flags
 from experiments import run_flags
-from mann import errors
 from mann import evaluation
 from mann import files
-from mann import training
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
 NUM_TASKS = flags.DEFINE_integer("num_tasks", 600, "Tasks to evaluate.", lower_bound=1)
@@ -52,15 +50,8 @@ def _write(report: dict) -> str:
 
 def main(argv):
   del argv
-  overrides = run_flags.restore_run_flags(WORKDIR.value)
-  run_flags.check_combination()
-  splits = data_flags.class_splits()
-  sampler = run_flags.make_sampler(splits, split=SPLIT.value)
-  learner = run_flags.make_learner(run_flags.make_model(sampler), splits)
-  try:
-    checkpoint_step = training.restore_latest(WORKDIR.value, learner)
-  except FileNotFoundError as e:
-    raise errors.UserInputError(f"{e}: train the run first (experiments.train)") from None
+  learner, sampler, checkpoint_step, overrides = run_flags.load_trained_run(
+      WORKDIR.value, split=SPLIT.value)
   num_steps = (0 if run_flags.ALGORITHM.value == "episodic"  # no inner steps
                else run_flags.NUM_EVAL_INNER_STEPS.value)
   start = time.time()

@@ -16,6 +16,7 @@ from mann import errors
 from mann import files
 from mann import meta
 from mann import models
+from mann import training
 from mann.data import datasets
 from mann.data import santoro
 
@@ -140,6 +141,24 @@ def restore_run_flags(workdir: str) -> dict:
     elif flags.FLAGS[name].value != value:
       overrides[name] = flags.FLAGS[name].value
   return overrides
+
+
+def load_trained_run(workdir: str, *, split: str):
+  """A trained run as it was trained: its flags (those given on the command line win),
+  the sampler of `split`, the learner with its latest checkpoint.
+
+  Returns (learner, sampler, checkpoint_step, overrides); overrides as restore_run_flags.
+  """
+  overrides = restore_run_flags(workdir)
+  check_combination()
+  splits = data_flags.class_splits()
+  sampler = make_sampler(splits, split=split)
+  learner = make_learner(make_model(sampler), splits)
+  try:
+    checkpoint_step = training.restore_latest(workdir, learner)
+  except FileNotFoundError as e:
+    raise errors.UserInputError(f"{e}: train the run first (experiments.train)") from None
+  return learner, sampler, checkpoint_step, overrides
 
 
 def check_combination() -> None:

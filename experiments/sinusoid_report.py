@@ -23,7 +23,6 @@ from experiments import run_flags
 from mann import errors
 from mann import files
 from mann import meta
-from mann import training
 
 ROOT = flags.DEFINE_string("root", None, "WORKDIR_ROOT given to sinusoid_table.sh.")
 OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder for table.json, table.md, the plot.")
@@ -39,10 +38,7 @@ NAMES = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile (SGD 
 
 
 def _load_learner(workdir):
-  run_flags.restore_run_flags(workdir)
-  sampler = run_flags.make_sampler(None, split="test")
-  learner = run_flags.make_learner(run_flags.make_model(sampler))
-  training.restore_latest(workdir, learner)
+  learner, sampler, _, _ = run_flags.load_trained_run(workdir, split="test")
   return learner, sampler
 
 
