@@ -7,3 +7,4 @@ from mann.memory.lrua import least_used_weights
 from mann.memory.lrua import update_usage
 from mann.memory.lrua import write
 from mann.memory.lrua import write_weights
+from mann.memory.access import lrua_step

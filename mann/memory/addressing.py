@@ -6,6 +6,28 @@ import tensorflow as tf
 _EPSILON = 1e-8  # keeps cosine similarity finite for an all-zero (wiped) memory row
 
 
+def safe_norm(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
+  """The Euclidean norm over `axis`, with finite derivatives of every order at zero.
+
+  tf.norm is sqrt(sum x^2): its second derivative at a zero vector divides by zero,
+  which turns MAML's second-order meta-gradients through a memory whose rows start at
+  zero into NaN. Here the square root only sees positive sums (zero vectors take the
+  other branch of a where, whose gradient is zero), so values are tf.norm's exactly and
+  every derivative is finite; at a zero vector the norm and its derivatives are 0.
+
+  Args:
+    x: [..., D, ...].
+    axis: the axis to reduce.
+
+  Returns:
+    x's shape without `axis`.
+  """
+  squares = tf.reduce_sum(tf.square(x), axis=axis)
+  positive = squares > 0
+  return tf.where(positive, tf.sqrt(tf.where(positive, squares, tf.ones_like(squares))),
+                  tf.zeros_like(squares))
+
+
 def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor) -> tf.Tensor:
   """K(k, M(i)) = k . M(i) / (|k| |M(i)|), equation (2).
 
@@ -14,11 +36,12 @@ def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor) -> tf.Tensor:
     keys: [batch_size, num_heads, word_size].
 
   Returns:
-    [batch_size, num_heads, memory_size]; 0 where a key or a row is all zero.
+    [batch_size, num_heads, memory_size]; 0 where a key or a row is all zero. Its first
+    and second derivatives are finite there too (safe_norm).
   """
   dot = tf.einsum("bhw,bnw->bhn", keys, memory)
-  key_norms = tf.norm(keys, axis=-1)[:, :, None]
-  row_norms = tf.norm(memory, axis=-1)[:, None, :]
+  key_norms = safe_norm(keys)[:, :, None]
+  row_norms = safe_norm(memory)[:, None, :]
   return dot / (key_norms * row_norms + _EPSILON)
 
 

@@ -4,10 +4,15 @@ from mann.meta.inner_loop import forward
 from mann.meta.inner_loop import sgd_adapt
 from mann.meta.losses import CLASSIFICATION
 from mann.meta.losses import REGRESSION
+from mann.meta.losses import STRING_CLASSIFICATION
 from mann.meta.losses import TaskObjective
-from mann.meta.maml import GradientMetaLearner
+from mann.meta.gradient_learner import GradientMetaLearner
+from mann.meta.gradient_learner import TASK_MAPPINGS
+from mann.meta.learner import MetaLearner
 from mann.meta.maml import MAML
-from mann.meta.maml import TASK_MAPPINGS
+from mann.meta.task_format import ExampleFormat
+from mann.meta.task_format import INNER_LOSSES
+from mann.meta.task_format import SequenceFormat
 from mann.meta.reptile import Reptile
 from mann.meta.transfer import Transfer
 from mann.meta.episodic import Episodic

@@ -22,15 +22,11 @@ import tensorflow as tf
 from mann.data import episode as episode_lib
 from mann.data import santoro
 from mann.meta import losses
+from mann.meta import task_format
 
 
-def sequence_inputs(images: tf.Tensor, labels: tf.Tensor, num_classes: int,
-                    string_labels: bool = False) -> tf.Tensor:
-  """[T, L, H, W, C] images and [T, L] labels -> [T, L, H*W*C + N] (N -> 25 with string
-  labels): each step's flattened image and the previous step's label vector."""
-  flat = tf.reshape(images, [*images.shape[:2], -1])
-  return tf.concat([flat, santoro.previous_label_inputs(labels, num_classes, string_labels)],
-                   axis=-1)
+# The sequence format shared with gradient-based learners over sequence models.
+sequence_inputs = task_format.sequence_inputs
 
 
 class Episodic:
@@ -71,9 +67,8 @@ class Episodic:
     if num_queries == 0:
       return meta_batch.support_x, meta_batch.support_y
     def with_each_query(support, query):  # [T, NK, ...], [T, NQ, ...] -> [T*NQ, NK+1, ...]
-      support = tf.repeat(support, num_queries, axis=0)
-      query = tf.reshape(query, [-1, 1, *query.shape[2:]])
-      return tf.concat([support, query], axis=1)
+      sequences = task_format.query_sequences(support, query, num_lead_axes=1)
+      return tf.reshape(sequences, [-1, *sequences.shape[2:]])
     return (with_each_query(meta_batch.support_x, meta_batch.query_x),
             with_each_query(meta_batch.support_y, meta_batch.query_y))
 

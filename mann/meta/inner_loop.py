@@ -3,12 +3,16 @@
 Weights are run through `model.stateless_call(trainable, non_trainable, x)`, so the
 model's variables stay as they are while a task adapts, and second-order
 meta-gradients flow through nested tf.GradientTapes back to the initial weights.
-`model` may also be a mann.models.task_batched.TaskBatchedModel, with weights,
+`model` may also be a task-batched model (mann.models.task_batched), with weights,
 inputs and labels carrying a leading task axis: then every function here adapts all
 tasks at once (the sum of the task losses has each task's gradient in its weights).
+
+`adapt` takes the forward pass as a function of the weights, so that what a task's
+inputs are (examples, or sequences built from the support set: mann.meta.task_format)
+is the caller's choice, not the inner loop's.
 """
 
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -16,6 +20,8 @@ import tensorflow as tf
 from mann.meta import losses
 
 Weights = list[tf.Tensor]
+# (weights, non-trainable weights) -> (outputs, non-trainable weights after the pass)
+Forward = Callable[[Weights, Weights], tuple[tf.Tensor, Weights]]
 
 
 def forward(model: keras.Model, weights: Weights, non_trainable: Weights, x: tf.Tensor,
@@ -50,67 +56,88 @@ def sgd_adapt(model: keras.Model, weights: Weights, non_trainable: Weights,
   Returns:
     The weights before and after each step: len(learning_rates) + 1 lists.
   """
-  trajectory, _ = sgd_adapt_with_statistics(
-      model, weights, [non_trainable] * len(learning_rates), x, y, objective=objective,
-      learning_rates=learning_rates, first_order=first_order, training=training)
+  forward = lambda w, s: model.stateless_call(w, s, x, training=training)
+  trajectory, _ = adapt(forward, weights, [non_trainable] * len(learning_rates), y,
+                        objective=objective, learning_rates=learning_rates,
+                        first_order=first_order)
   return trajectory
 
 
-def sgd_adapt_with_statistics(model: keras.Model, weights: Weights,
-                              statistics: Sequence[Weights], x: tf.Tensor, y: tf.Tensor, *,
-                              objective: losses.TaskObjective,
-                              learning_rates: Sequence[Sequence[tf.Tensor]],
-                              first_order: bool, training: bool = True,
-                              checkpoint: bool = False
-                              ) -> tuple[list[Weights], list[Weights]]:
-  """sgd_adapt where step s runs with its own non-trainable weights statistics[s]
-  (MAML++ per-step batch-norm statistics), and returns them as the forward pass
-  updated them (with training=True: moved toward the support batch's moments).
+def adapt(forward: Forward, weights: Weights, statistics: Sequence[Weights], y: tf.Tensor, *,
+          objective: losses.TaskObjective, learning_rates: Sequence[Sequence[tf.Tensor]],
+          first_order: bool, adapted: Optional[Sequence[bool]] = None,
+          checkpoint: bool = False) -> tuple[list[Weights], list[Weights]]:
+  """SGD steps on a support loss: step s descends objective.loss(y, forward(w, statistics[s])).
 
-  checkpoint=True bounds the memory of many second-order steps: a step keeps only
-  its input weights for the backward pass, which recomputes the step (its forward,
-  its inner gradient) when it needs the step's derivatives. Same values, same
-  gradients; one more support forward and backward per step in the backward pass.
+  Args:
+    forward: (weights, non-trainable weights) -> (support outputs aligned with y, the
+      non-trainable weights as the pass leaves them).
+    weights: the initial weights (tensors, in model.trainable_weights order).
+    statistics: per step, the non-trainable weights its pass runs with (MAML++
+      per-step batch-norm statistics; else the same list for every step).
+    y: the support labels [..., B] (or targets [..., B, D]).
+    objective: the loss to descend.
+    learning_rates: see sgd_adapt.
+    first_order: see sgd_adapt.
+    adapted: per weight, whether the inner loop updates it (ANIL: only the head);
+      the others stay the initial tensors themselves, bit for bit, and are not
+      differentiated in the inner loop. None: all.
+    checkpoint: bound the memory of many second-order steps: a step keeps only its
+      input weights for the backward pass, which recomputes the step (its forward, its
+      inner gradient) when it needs the step's derivatives. Same values, same
+      gradients; one more support forward and backward per step in the backward pass.
 
   Returns:
     (trajectory, updated): the weights before and after each step, and per step the
     non-trainable weights after that step's forward pass.
   """
+  adapted = [True] * len(weights) if adapted is None else list(adapted)
+  if len(adapted) != len(weights):
+    raise ValueError(f"adapted has {len(adapted)} entries for {len(weights)} weights")
   trajectory, updated = [list(weights)], []
   step = _checkpointed_sgd_step if checkpoint else _sgd_step
   for step_rates, step_statistics in zip(learning_rates, statistics):
-    weights, new_statistics = step(model, weights, step_statistics, x, y,
-                                   objective=objective, rates=step_rates,
-                                   first_order=first_order, training=training)
+    weights, new_statistics = step(forward, weights, step_statistics, y, objective=objective,
+                                   rates=step_rates, first_order=first_order, adapted=adapted)
     trajectory.append(weights)
     updated.append(new_statistics)
   return trajectory, updated
 
 
-def _sgd_step(model, weights, statistics, x, y, *, objective, rates, first_order, training):
-  """One SGD step on (x, y): (new weights, the non-trainable weights after the pass)."""
+def _sgd_step(forward, weights, statistics, y, *, objective, rates, first_order, adapted):
+  """One SGD step on the support loss: (new weights, the non-trainable weights after the pass)."""
+  moving = [w for w, a in zip(weights, adapted) if a]
   with tf.GradientTape() as tape:
-    tape.watch(weights)
-    outputs, new_statistics = model.stateless_call(weights, statistics, x, training=training)
+    tape.watch(moving)
+    outputs, new_statistics = forward(weights, statistics)
     loss = tf.reduce_sum(objective.loss(y, outputs))  # tasks batched: each its own
-  gradients = tape.gradient(loss, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-  if first_order:
-    gradients = [tf.stop_gradient(g) for g in gradients]
-  new_weights = [w - rate * g for w, rate, g in zip(weights, rates, gradients)]
+  gradients = iter(tape.gradient(loss, moving,
+                                 unconnected_gradients=tf.UnconnectedGradients.ZERO))
+  new_weights = []
+  for w, rate, is_adapted in zip(weights, rates, adapted):
+    if not is_adapted:
+      new_weights.append(w)
+      continue
+    gradient = next(gradients)
+    if first_order:
+      gradient = tf.stop_gradient(gradient)
+    new_weights.append(w - rate * gradient)
   return new_weights, [tf.stop_gradient(v) for v in new_statistics]
 
 
-def _checkpointed_sgd_step(model, weights, statistics, x, y, *, objective, rates,
-                           first_order, training):
+def _checkpointed_sgd_step(forward, weights, statistics, y, *, objective, rates,
+                           first_order, adapted):
   """_sgd_step whose backward pass recomputes it instead of keeping its activations."""
   num_weights = len(weights)
-  run = lambda w, r: _sgd_step(model, w, statistics, x, y, objective=objective, rates=r,
-                               first_order=first_order, training=training)
+  run = lambda w, r: _sgd_step(forward, w, statistics, y, objective=objective, rates=r,
+                               first_order=first_order, adapted=adapted)
 
   @tf.custom_gradient
   def step(*flat):
     step_weights, step_rates = list(flat[:num_weights]), list(flat[num_weights:])
     new_weights, new_statistics = run(step_weights, step_rates)
+    # A weight left as it is would leave the custom gradient's output aliasing its input.
+    new_weights = [tf.identity(w) for w in new_weights]
 
     def backward(*upstream):
       # Inputs that depend on the upstream gradients: a recomputation the graph
@@ -127,4 +154,7 @@ def _checkpointed_sgd_step(model, weights, statistics, x, y, *, objective, rates
 
   rates = [tf.convert_to_tensor(rate, weights[0].dtype) for rate in rates]
   outputs = step(*weights, *rates)
-  return list(outputs[:num_weights]), list(outputs[num_weights:])
+  new_weights = list(outputs[:num_weights])
+  # Weights outside the adapted set are the inputs themselves, as in _sgd_step.
+  new_weights = [n if a else w for n, w, a in zip(new_weights, weights, adapted)]
+  return new_weights, list(outputs[num_weights:])

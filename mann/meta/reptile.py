@@ -9,11 +9,10 @@ Adam; this one is SGD, the form whose update the paper analyses.)
 import tensorflow as tf
 
 from mann.data import episode as episode_lib
-from mann.meta import inner_loop
-from mann.meta import maml
+from mann.meta import gradient_learner
 
 
-class Reptile(maml.GradientMetaLearner):
+class Reptile(gradient_learner.GradientMetaLearner):
   """Reptile over any Keras model; no second-order terms, no query set in the update."""
 
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
@@ -24,11 +23,10 @@ class Reptile(maml.GradientMetaLearner):
     rates = self._learning_rates(self.num_inner_steps)
 
     def one_task(task, model, weights):
-      adapted = inner_loop.sgd_adapt(
-          model, weights, non_trainable, task.support_x, task.support_y,
-          objective=self.objective, learning_rates=rates, first_order=True)[-1]
-      outputs = inner_loop.forward(model, adapted, non_trainable, task.query_x,
-                                   training=True)
+      trajectory, _ = self._adapt(model, weights, [non_trainable] * len(rates), task,
+                                  learning_rates=rates, first_order=True)
+      adapted = trajectory[-1]
+      outputs, _ = self._query_outputs(model, adapted, non_trainable, task, training=True)
       return ([w - a for w, a in zip(weights, adapted)],
               self.objective.loss(task.query_y, outputs),
               self.objective.metric(task.query_y, outputs))

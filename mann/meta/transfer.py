@@ -23,7 +23,7 @@ import tensorflow as tf
 from mann.data import episode as episode_lib
 from mann.meta import inner_loop
 from mann.meta import losses
-from mann.meta import maml
+from mann.meta import gradient_learner
 
 
 def _pooled(support, query):
@@ -32,7 +32,7 @@ def _pooled(support, query):
   return tf.reshape(both, [-1, *both.shape[2:]])
 
 
-class Transfer(maml.GradientMetaLearner):
+class Transfer(gradient_learner.GradientMetaLearner):
   """Pretraining on the pooled examples of all tasks; fine-tuning by SGD at test."""
 
   def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
@@ -44,7 +44,7 @@ class Transfer(maml.GradientMetaLearner):
       objective: losses.REGRESSION or losses.CLASSIFICATION.
       num_inner_steps: unused in training (no inner loop); kept for the interface.
       inner_lr: the fine-tuning SGD rate at test.
-      task_mapping: how test tasks run (see mann.meta.maml).
+      task_mapping: how test tasks run (see mann.meta.gradient_learner).
       num_pretrain_classes: classification only: how many training classes the
         pretraining head separates.
     """

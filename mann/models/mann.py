@@ -25,8 +25,7 @@ from typing import Optional
 import keras
 from keras import ops
 
-from mann.memory import addressing
-from mann.memory import lrua
+from mann.memory import access
 
 
 class MANNCell(keras.layers.Layer):
@@ -84,19 +83,14 @@ class MANNCell(keras.layers.Layer):
     _, (h, c) = self.controller(ops.concatenate([inputs, reads], axis=-1), [h, c],
                                 training=training)
     keys = ops.reshape(self.key_layer(h), (batch, self.num_reads, self.word_size))
-    least_used = lrua.least_used_weights(usage, self.num_reads)
-    write_weights = lrua.write_weights(self.gate_layer(h), read_weights, least_used)
-    # Addressed against the memory before this step's write: addressed after it, each key
-    # finds the row it has just written (cosine 1) and the read returns the key itself.
     strengths = (1.0 + ops.softplus(self.strength_layer(h))
                  if self.strength_layer is not None else None)
-    read_weights = addressing.content_weights(memory, keys, strengths)
-    memory = lrua.write(memory, write_weights, keys, lrua.least_used_weights(usage, 1))
-    read_vectors = ops.reshape(addressing.read(memory, read_weights),
-                               (batch, self.num_reads * self.word_size))
+    read_vectors, memory, usage, read_weights = access.lrua_step(
+        memory, usage, read_weights, keys, self.gate_layer(h), strengths,
+        usage_decay=self.usage_decay)
+    read_vectors = ops.reshape(read_vectors, (batch, self.num_reads * self.word_size))
     if self.zero_reads:
       read_vectors = ops.zeros_like(read_vectors)
-    usage = lrua.update_usage(usage, read_weights, write_weights, self.usage_decay)
     outputs = self.output_layer(ops.concatenate([h, read_vectors], axis=-1))
     new_states = [h, c, ops.reshape(memory, (batch, -1)), usage,
                   ops.reshape(read_weights, (batch, -1)), read_vectors]
@@ -137,6 +131,28 @@ def lstm(*, num_classes: int, input_size: int, units: int = 200,
                          name=name)
 
 
+class StepEncoder(keras.layers.Layer):
+  """Encodes the image of every step: [B, L, H, W, C] -> features [B, L, F].
+
+  One call of the encoder on all B*L images, so that its batch norm (in training mode)
+  normalises over all of them; keras.layers.TimeDistributed calls the encoder once per
+  step, which would normalise each step over the B sequences alone (over one image,
+  when a single sequence is fed).
+  """
+
+  def __init__(self, encoder: keras.Model, **kwargs):
+    super().__init__(**kwargs)
+    self.encoder = encoder
+
+  def call(self, images, training=None):
+    shape = ops.shape(images)
+    features = self.encoder(ops.reshape(images, (-1, *images.shape[2:])), training=training)
+    return ops.reshape(features, (shape[0], shape[1], features.shape[-1]))
+
+  def compute_output_shape(self, input_shape):
+    return (*input_shape[:2], self.encoder.output_shape[-1])
+
+
 def _sequence_model(core: list, *, input_size, encoder, image_shape, name) -> keras.Model:
   """Input [B, T, input_size] -> (encoder over each step's image) -> core layers."""
   if encoder is None:
@@ -148,7 +164,7 @@ def _sequence_model(core: list, *, input_size, encoder, image_shape, name) -> ke
   images = keras.layers.Reshape((-1, *image_shape), name="images")(
       keras.layers.Lambda(lambda x: x[..., :pixels], name="pixels")(inputs))
   labels = keras.layers.Lambda(lambda x: x[..., pixels:], name="labels")(inputs)
-  features = keras.layers.TimeDistributed(encoder, name="encoder")(images)
+  features = StepEncoder(encoder, name="encoder")(images)
   x = keras.layers.Concatenate(name="features_and_labels")([features, labels])
   for layer in core:
     x = layer(x)

@@ -1,0 +1,196 @@
+"""What MAML, Reptile and Transfer share: an initialisation adapted by SGD on each task.
+
+How the tasks of a meta-batch run (task_mapping):
+  "batched": all tasks in one set of ops, each with its own weights: conv4 and the MLP
+    through mann.models.task_batched (tasks folded into channels, grouped
+    convolutions, batched matmuls), the MANN and the LSTM through
+    mann.models.task_batched_sequence (one recurrence for all tasks);
+  "map_fn": tf.map_fn over a per-task function, any Keras model (one traced task);
+  "vectorized_map": tf.vectorized_map over it (falls back to a loop for convolution
+    filter gradients);
+  "auto" (default): "batched" when the model allows it, else "map_fn".
+Each gives a graph whose size does not grow with the meta-batch, with static shapes.
+
+What a task feeds the model is the task format's (mann.meta.task_format): its
+examples (conv4, MLP), or sequences built from the support set (MANN, LSTM).
+Which weights the inner loop adapts is `adapted` (ANIL adapts only the head); the
+others stay at the initialisation within a task, and all are meta-learned.
+"""
+
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from mann.data import episode as episode_lib
+from mann.meta import inner_loop
+from mann.meta import losses
+from mann.meta import task_format as task_format_lib
+from mann.models import task_batched
+from mann.models import task_batched_sequence
+
+TASK_MAPPINGS = ("auto", "batched", "map_fn", "vectorized_map")
+
+
+def _task_batched_model(model: keras.Model):
+  """The task-batched form of `model`, or (None, why there is none)."""
+  reasons = []
+  for module, cls in ((task_batched, task_batched.TaskBatchedModel),
+                      (task_batched_sequence, task_batched_sequence.TaskBatchedSequenceModel)):
+    reason = module.unsupported_reason(model)
+    if reason is None:
+      return cls(model), None
+    reasons.append(reason)
+  return None, "; ".join(reasons)
+
+
+class GradientMetaLearner:
+  """An initialisation adapted by SGD on each task's support set, scored on its queries."""
+
+  BATCH_NORM_MODES = ("transductive", "per_step")
+
+  def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
+               num_inner_steps: int, inner_lr: float, task_mapping: str = "auto",
+               batch_norm: str = "transductive",
+               task_format: Optional[task_format_lib.TaskFormat] = None,
+               adapted_weights: Optional[Sequence[bool]] = None):
+    """Args:
+      model: any built Keras model; its variables hold the initialisation.
+      objective: losses.CLASSIFICATION, STRING_CLASSIFICATION or REGRESSION.
+      num_inner_steps: SGD steps on the support set during meta-training.
+      inner_lr: their learning rate.
+      task_mapping: how the tasks of a meta-batch run (see the module docstring).
+      batch_norm: "transductive" or "per_step" (see mann.meta.maml).
+      task_format: what the model reads of a task (default: its examples,
+        task_format.ExampleFormat; sequence models: task_format.SequenceFormat).
+      adapted_weights: per weight of model.trainable_weights, whether the inner loop
+        adapts it (None: all).
+    """
+    if task_mapping not in TASK_MAPPINGS:
+      raise ValueError(f"task_mapping must be one of {TASK_MAPPINGS}, got {task_mapping!r}")
+    if num_inner_steps < 0:
+      raise ValueError(f"num_inner_steps must be >= 0, got {num_inner_steps}")
+    if batch_norm not in self.BATCH_NORM_MODES:
+      raise ValueError(f"batch_norm must be one of {self.BATCH_NORM_MODES}, got {batch_norm!r}")
+    self.model = model
+    batched_model, reason = _task_batched_model(model)
+    if task_mapping == "auto":
+      task_mapping = "batched" if batched_model is not None else "map_fn"
+    if task_mapping == "batched" and batched_model is None:
+      raise ValueError(f"cannot batch tasks of {model.name}: {reason}")
+    self.task_mapping = task_mapping
+    self._batched_model = batched_model if task_mapping == "batched" else None
+    self.task_format = task_format or task_format_lib.ExampleFormat()
+    num_weights = len(model.trainable_weights)
+    self.adapted_weights = ([True] * num_weights if adapted_weights is None
+                            else list(adapted_weights))
+    if len(self.adapted_weights) != num_weights or not any(self.adapted_weights):
+      raise ValueError(f"adapted_weights must mark some of the model's {num_weights} "
+                       f"weights, got {adapted_weights}")
+    self.batch_norm = batch_norm
+    # Per-step running statistics: step_statistics[s] mirrors model.non_trainable_variables.
+    self.step_statistics: Optional[list[list[tf.Variable]]] = None
+    if batch_norm == "per_step":
+      self.step_statistics = [
+          [tf.Variable(v.value, trainable=False, name=f"step{s}_{v.name}")
+           for v in model.non_trainable_variables] for s in range(num_inner_steps + 1)]
+    self.objective = objective
+    self.num_inner_steps = num_inner_steps
+    self.inner_lr = inner_lr
+
+  @property
+  def trainable_variables(self) -> list[tf.Variable]:
+    return list(self.model.trainable_variables)
+
+  def checkpoint_items(self) -> dict:
+    """What a checkpoint must hold to resume this learner."""
+    items = {"model": self.model}
+    if self.step_statistics is not None:
+      items["step_statistics"] = [v for step in self.step_statistics for v in step]
+    return items
+
+  def _statistics(self, step: int) -> list[tf.Tensor]:
+    """The non-trainable weights that forward passes after `step` inner steps use."""
+    if self.step_statistics is None:
+      return [v.value for v in self.model.non_trainable_variables]
+    return [tf.convert_to_tensor(v)
+            for v in self.step_statistics[min(step, len(self.step_statistics) - 1)]]
+
+  @property
+  def dtype(self) -> tf.DType:
+    """The float type of the model's weights (float32, or float64 in gradient checks)."""
+    return self.model.trainable_variables[0].dtype
+
+  def _map_tasks(self, one_task, meta_batch, signature):
+    """Runs one_task(task, model, weights) for every task of meta_batch (axis 0).
+
+    one_task is written for a single task: it runs the model through the task format's
+    forward functions and reduces losses over the example axis only. With
+    task_mapping="batched" it is called once, on the whole meta-batch, with the
+    task-batched model and the initial weights broadcast to [T, ...]; otherwise once
+    per task.
+
+    Returns:
+      one_task's outputs with a leading task axis [T, ...]; signature describes one
+      task's outputs (for tf.map_fn).
+    """
+    weights, _ = self._weights()
+    if self._batched_model is not None:
+      num_tasks = meta_batch.support_x.shape[0]
+      stacked = [tf.broadcast_to(w[None], [num_tasks, *w.shape]) for w in weights]
+      return one_task(meta_batch, self._batched_model, stacked)
+    per_task = lambda task: one_task(task, self.model, weights)
+    if self.task_mapping == "vectorized_map":
+      return tf.vectorized_map(per_task, meta_batch, fallback_to_while_loop=True)
+    return tf.map_fn(per_task, meta_batch, fn_output_signature=signature)
+
+  def _weights(self) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+    return ([v.value for v in self.model.trainable_variables],
+            [v.value for v in self.model.non_trainable_variables])
+
+  def _learning_rates(self, num_steps: int) -> list[list[tf.Tensor]]:
+    """learning_rates[s][i]: the rate of weight i at inner step s."""
+    num_weights = len(self.model.trainable_variables)
+    return [[tf.constant(self.inner_lr, self.dtype)] * num_weights] * num_steps
+
+  def _adapt(self, model, weights, statistics, task, *, learning_rates, first_order,
+             training=True, checkpoint=False):
+    """inner_loop.adapt on the task's support set, as the task format feeds it."""
+    return inner_loop.adapt(
+        self.task_format.support_forward(model, task, training=training), weights,
+        statistics, task.support_y, objective=self.objective,
+        learning_rates=learning_rates, first_order=first_order,
+        adapted=self.adapted_weights, checkpoint=checkpoint)
+
+  def _query_outputs(self, model, weights, statistics, task, *, training):
+    """(query outputs aligned with task.query_y, the statistics after the pass)."""
+    return self.task_format.query_forward(model, task, training=training)(weights, statistics)
+
+  def evaluate_tasks(self, meta_batch: episode_lib.Episode,
+                     num_steps: int) -> dict[str, tf.Tensor]:
+    """Adapts to each task of a meta-batch and scores its query set after every step.
+
+    Args:
+      meta_batch: Episode with a leading task axis [T, ...].
+      num_steps: inner steps on each support set.
+
+    Returns:
+      {"loss": [T, num_steps + 1], METRIC: [T, num_steps + 1]}: column s is the
+      query loss / metric after s steps (column 0: the initialisation itself).
+    """
+    rates = self._learning_rates(num_steps)
+    statistics = [self._statistics(s) for s in range(num_steps + 1)]
+    transductive = self.batch_norm == "transductive"
+
+    def one_task(task, model, weights):
+      trajectory, _ = self._adapt(model, weights, statistics[:-1], task,
+                                  learning_rates=rates, first_order=True,
+                                  training=transductive)
+      outputs = [self._query_outputs(model, w, statistics[s], task, training=transductive)[0]
+                 for s, w in enumerate(trajectory)]
+      return (tf.stack([self.objective.loss(task.query_y, o) for o in outputs], axis=-1),
+              tf.stack([self.objective.metric(task.query_y, o) for o in outputs], axis=-1))
+
+    task_losses, task_metrics = self._map_tasks(one_task, meta_batch,
+                                                (self.dtype, self.dtype))
+    return {"loss": task_losses, self.objective.metric_name: task_metrics}
