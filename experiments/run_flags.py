@@ -19,6 +19,7 @@ from mann import models
 from mann import training
 from mann.data import datasets
 from mann.data import santoro
+from mann.models.weight_groups import GROUPS as WEIGHT_GROUPS
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "transfer", "episodic")
 SEQUENCE_MODELS = ("mann", "lstm")
@@ -53,7 +54,22 @@ ALGORITHM = flags.DEFINE_enum(
     "maml: second-order MAML; fomaml: first-order MAML; reptile: Reptile (SGD inner loop); "
     "transfer: pretrain on all tasks pooled (images: over all training classes), "
     "fine-tune by SGD on the support set at test; episodic: train a sequence model (mann, "
-    "lstm) end to end over episodes, no inner steps.")
+    "lstm) end to end over episodes, no inner steps. maml, fomaml and reptile also adapt "
+    "the sequence models (--protocol=few_shot; see --inner_loss).")
+INNER_LOSS = flags.DEFINE_enum(
+    "inner_loss", "support_replay", list(meta.INNER_LOSSES),
+    "maml, fomaml, reptile over mann or lstm: the support loss the inner steps descend. "
+    "support_sequence: each step of the shuffled support sequence scored (in 1-shot a "
+    "class is never seen before its own step: only elimination can score); "
+    "support_replay: the support sequence shown twice, the second pass scored (what the "
+    "memory recalls). Queries are always predicted after the support sequence, under the "
+    "adapted weights.")
+INNER_WEIGHTS = flags.DEFINE_enum(
+    "inner_weights", "all", ["all", *WEIGHT_GROUPS],
+    "maml, fomaml: which weights the inner steps adapt: all; head (the last Dense / the "
+    "output layer; ANIL); controller (mann, lstm: the recurrent core without its output "
+    "layer); encoder (conv4: the conv blocks; mann, lstm: the conv4 encoder). The others "
+    "stay at the initialisation within a task and are still meta-learned.")
 META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32, "T: tasks per meta-step.",
                                        lower_bound=1)
 NUM_INNER_STEPS = flags.DEFINE_integer("num_inner_steps", 1,
@@ -165,24 +181,38 @@ def check_combination() -> None:
   """One line for flag combinations that cannot work together."""
   regression = datasets.is_regression(data_flags.DATASET.value)
   sequence_model = is_sequence_model()
-  if sequence_model != (ALGORITHM.value == "episodic"):
+  algorithm = ALGORITHM.value
+  if algorithm == "episodic" and not sequence_model:
+    raise errors.UserInputError("--algorithm=episodic needs --model=mann or lstm")
+  if sequence_model and algorithm == "transfer":
     raise errors.UserInputError(
-        "--model=mann or lstm goes with --algorithm=episodic, and only with it")
+        "--model=mann or lstm goes with --algorithm=episodic, maml, fomaml or reptile")
   if data_flags.PROTOCOL.value == "online" and not sequence_model:
     raise errors.UserInputError("--protocol=online needs --model=mann or lstm")
+  if data_flags.PROTOCOL.value == "online" and algorithm != "episodic":
+    raise errors.UserInputError(
+        f"--protocol=online goes with --algorithm=episodic only (an online sequence has no "
+        f"support set to adapt on); use --protocol=few_shot with --algorithm={algorithm}")
   if regression and MODEL.value != "mlp":
     raise errors.UserInputError("--dataset=sinusoid needs --model=mlp")
   if (ZERO_READS.value or KEY_STRENGTH.value) and MODEL.value != "mann":
     raise errors.UserInputError("--zero_reads and --key_strength need --model=mann")
   if data_flags.STRING_LABELS.value and not sequence_model:
     raise errors.UserInputError("--string_labels needs --model=mann or lstm")
-  if CHECKPOINT_INNER_STEPS.value and ALGORITHM.value not in ("maml", "fomaml"):
+  if CHECKPOINT_INNER_STEPS.value and algorithm not in ("maml", "fomaml"):
     raise errors.UserInputError("--checkpoint_inner_steps needs --algorithm=maml or fomaml")
   if CHECKPOINT_INNER_STEPS.value and TASK_MAPPING.value in ("map_fn", "vectorized_map"):
     raise errors.UserInputError(
-        "--checkpoint_inner_steps needs --task_mapping=batched (or auto with conv4, mlp)")
-  if BATCH_NORM.value == "per_step" and ALGORITHM.value not in ("maml", "fomaml"):
-    raise errors.UserInputError("--batch_norm=per_step needs --algorithm=maml or fomaml")
+        "--checkpoint_inner_steps needs --task_mapping=batched (or auto)")
+  if BATCH_NORM.value == "per_step" and (algorithm not in ("maml", "fomaml")
+                                         or sequence_model):
+    raise errors.UserInputError(
+        "--batch_norm=per_step needs --algorithm=maml or fomaml over conv4 or mlp")
+  if INNER_WEIGHTS.value != "all" and algorithm not in ("maml", "fomaml"):
+    raise errors.UserInputError(
+        f"--inner_weights={INNER_WEIGHTS.value} needs --algorithm=maml or fomaml (reptile "
+        f"moves the initialisation toward the adapted weights: weights that do not adapt "
+        f"would never move)")
   if not regression and MODEL.value == "mlp":
     raise errors.UserInputError(
         f"--model=mlp takes vectors; use --model=conv4 for {data_flags.DATASET.value}")
@@ -230,24 +260,36 @@ def make_model(sampler) -> keras.Model:
 def make_learner(model: keras.Model, splits=None):
   """The flags' meta-learner over `model`; `splits` (the class splits, None for
   sinusoid) sizes the image transfer baseline's pretraining head."""
-  objective = (meta.REGRESSION if datasets.is_regression(data_flags.DATASET.value)
-               else meta.CLASSIFICATION)
-  common = dict(objective=objective, num_inner_steps=NUM_INNER_STEPS.value,
-                inner_lr=INNER_LR.value, task_mapping=TASK_MAPPING.value)
+  string_labels = data_flags.STRING_LABELS.value
+  if datasets.is_regression(data_flags.DATASET.value):
+    objective = meta.REGRESSION
+  else:
+    objective = meta.STRING_CLASSIFICATION if string_labels else meta.CLASSIFICATION
   if ALGORITHM.value == "episodic":
     return meta.Episodic(model, num_classes=data_flags.NUM_WAYS.value,
-                         string_labels=data_flags.STRING_LABELS.value,
+                         string_labels=string_labels,
                          num_instances=data_flags.NUM_INSTANCES.value)
+  common = dict(objective=objective, num_inner_steps=NUM_INNER_STEPS.value,
+                inner_lr=INNER_LR.value, task_mapping=TASK_MAPPING.value)
+  if is_sequence_model():
+    common["task_format"] = meta.SequenceFormat(
+        num_classes=data_flags.NUM_WAYS.value, string_labels=string_labels,
+        inner_loss=INNER_LOSS.value)
   if ALGORITHM.value == "reptile":
     return meta.Reptile(model, **common)
   if ALGORITHM.value == "transfer":
     return meta.Transfer(model, **common, num_pretrain_classes=(
         splits["train"].num_classes if splits else None))
+  try:
+    adapted = models.adapted_weights(model, INNER_WEIGHTS.value)
+  except ValueError as e:
+    raise errors.UserInputError(f"--inner_weights={INNER_WEIGHTS.value}: {e}") from None
   return meta.MAML(model, **common, first_order=ALGORITHM.value == "fomaml",
                    batch_norm=BATCH_NORM.value,
                    learn_inner_lrs=LEARN_INNER_LRS.value,
                    multi_step_loss=MULTI_STEP_LOSS.value,
-                   checkpoint_inner_steps=CHECKPOINT_INNER_STEPS.value)
+                   checkpoint_inner_steps=CHECKPOINT_INNER_STEPS.value,
+                   adapted_weights=adapted)
 
 
 def make_optimizer() -> keras.optimizers.Optimizer:

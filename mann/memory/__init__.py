@@ -3,6 +3,7 @@
 from mann.memory.addressing import content_weights
 from mann.memory.addressing import cosine_similarity
 from mann.memory.addressing import read
+from mann.memory.addressing import safe_norm
 from mann.memory.lrua import least_used_weights
 from mann.memory.lrua import update_usage
 from mann.memory.lrua import write

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from mann.data import episode as episode_lib
 from mann.data import santoro
+from mann.meta import learner
 from mann.meta import losses
 from mann.meta import task_format
 
@@ -76,6 +77,7 @@ class Episodic:
     return self.model(sequence_inputs(images, labels, self.num_classes, self.string_labels),
                       training=training)
 
+  @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """Gradients of the mean cross-entropy over every step of every sequence."""
     del step
@@ -88,6 +90,7 @@ class Episodic:
     return gradients, {"loss": loss,
                        "accuracy": tf.reduce_mean(self.objective.metric(labels, logits))}
 
+  @learner.traced_as_written
   def evaluate_tasks(self, meta_batch: episode_lib.Episode,
                      num_steps: int = 0) -> dict[str, tf.Tensor]:
     """Scores T episodes.

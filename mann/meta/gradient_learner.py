@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from mann.data import episode as episode_lib
 from mann.meta import inner_loop
+from mann.meta import learner
 from mann.meta import losses
 from mann.meta import task_format as task_format_lib
 from mann.models import task_batched
@@ -166,6 +167,7 @@ class GradientMetaLearner:
     """(query outputs aligned with task.query_y, the statistics after the pass)."""
     return self.task_format.query_forward(model, task, training=training)(weights, statistics)
 
+  @learner.traced_as_written
   def evaluate_tasks(self, meta_batch: episode_lib.Episode,
                      num_steps: int) -> dict[str, tf.Tensor]:
     """Adapts to each task of a meta-batch and scores its query set after every step.

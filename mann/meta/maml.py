@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from mann.data import episode as episode_lib
 from mann.meta import gradient_learner
+from mann.meta import learner
 from mann.meta import losses
 from mann.meta import task_format as task_format_lib
 
@@ -105,6 +106,7 @@ class MAML(gradient_learner.GradientMetaLearner):
     early = (1.0 - progress) / num  # each non-final step's weight, falling to 0
     return tf.concat([tf.fill([num - 1], early), [1.0 - (num - 1) * early]], axis=0)
 
+  @learner.traced_as_written
   def meta_loss(self, meta_batch: episode_lib.Episode,
                 step=0) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """Mean query loss over the tasks after adaptation: the quantity MAML minimises.
@@ -161,6 +163,7 @@ class MAML(gradient_learner.GradientMetaLearner):
         self.objective.metric_name: tf.reduce_mean(final_metric)}, [
             tf.reduce_mean(v, axis=0) for v in new_statistics]
 
+  @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """Meta-gradients of meta_loss for trainable_variables, and the step's metrics."""
     with tf.GradientTape() as tape:

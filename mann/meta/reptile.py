@@ -10,11 +10,13 @@ import tensorflow as tf
 
 from mann.data import episode as episode_lib
 from mann.meta import gradient_learner
+from mann.meta import learner
 
 
 class Reptile(gradient_learner.GradientMetaLearner):
   """Reptile over any Keras model; no second-order terms, no query set in the update."""
 
+  @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """(initial - adapted) weights averaged over tasks, as gradients for an outer
     optimiser, and the query loss / metric after adaptation, for logging."""

@@ -63,8 +63,8 @@ def sequence_inputs(images: tf.Tensor, labels: tf.Tensor, num_classes: int,
     [..., L, H*W*C + N] (N -> 25 with string labels); step 0 reads a zero label.
   """
   flat = tf.reshape(images, [*labels.shape, -1])
-  return tf.concat([flat, santoro.previous_label_inputs(labels, num_classes, string_labels)],
-                   axis=-1)
+  previous = santoro.previous_label_inputs(labels, num_classes, string_labels)
+  return tf.concat([flat, tf.cast(previous, flat.dtype)], axis=-1)
 
 
 def query_sequences(support: tf.Tensor, query: tf.Tensor, num_lead_axes: int) -> tf.Tensor:

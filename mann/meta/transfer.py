@@ -21,9 +21,10 @@ import keras
 import tensorflow as tf
 
 from mann.data import episode as episode_lib
-from mann.meta import inner_loop
-from mann.meta import losses
 from mann.meta import gradient_learner
+from mann.meta import inner_loop
+from mann.meta import learner
+from mann.meta import losses
 
 
 def _pooled(support, query):
@@ -82,6 +83,7 @@ class Transfer(gradient_learner.GradientMetaLearner):
       weights = weights[:-2] + [tf.zeros_like(w) for w in weights[-2:]]
     return weights, non_trainable
 
+  @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """Gradient of the loss on all support and query examples of all tasks, pooled."""
     del step

@@ -6,3 +6,5 @@ from mann.models.mlp import mlp
 from mann.models.batch_norm import BatchNormalization
 from mann.models.mann import lstm
 from mann.models.mann import mann
+from mann.models.weight_groups import adapted_weights
+from mann.models.weight_groups import weight_groups

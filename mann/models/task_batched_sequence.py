@@ -7,8 +7,8 @@ the other, each a loop of small ops; here the T recurrences run as one, step by 
 
   encoder (conv4 features): mann.models.task_batched.TaskBatchedModel, grouped
     convolutions over all images of all tasks;
-  LSTM: each task's input projection for every step at once, einsum("tsld,tdu->tslu"),
-    then per step one batched matmul of the state, einsum("tsu,tuv->tsv");
+  LSTM: each task's input projection for every step at once, [T, S*L, D] x [T, D, 4U],
+    then per step one batched matmul of the state, [T, S, U] x [T, U, 4U];
   memory access: the weight-free equations of mann.memory.access on the T*S sequences
     flattened into one batch;
   heads: batched matmuls.
@@ -55,9 +55,14 @@ def unsupported_reason(model: keras.Model) -> Optional[str]:
 
 
 def _dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
-  """x [T, ..., D] through per-task kernel [T, D, U] and bias [T, U] -> [T, ..., U]."""
-  y = tf.einsum("t...d,tdu->t...u", x, kernel)
-  return y + tf.reshape(bias, [bias.shape[0]] + [1] * (y.shape.rank - 2) + [-1])
+  """x [T, ..., D] through per-task kernel [T, D, U] and bias [T, U] -> [T, ..., U].
+
+  One batched matmul of x folded to [T, B, D]: the gradient of an einsum with an
+  ellipsis ("t...d,tdu->t...u") goes through an [T, ..., D, U] broadcast, 40x slower.
+  """
+  lead = x.shape[1:-1]
+  y = tf.matmul(tf.reshape(x, [x.shape[0], -1, x.shape[-1]]), kernel) + bias[:, None, :]
+  return tf.reshape(y, [x.shape[0], *lead, kernel.shape[-1]])
 
 
 def _lstm_gates(z: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -135,7 +140,7 @@ class TaskBatchedSequenceModel:
     h = tf.zeros_like(projected[:, :, 0, :recurrent.shape[1]])
     c, outputs = h, []
     for t in range(x.shape[2]):
-      h, c = _lstm_gates(projected[:, :, t] + tf.einsum("tsu,tuv->tsv", h, recurrent), c)
+      h, c = _lstm_gates(projected[:, :, t] + tf.matmul(h, recurrent), c)
       outputs.append(h)
     return _dense(tf.stack(outputs, axis=2), *(weights[i] for i in self._head_weights))
 
@@ -163,8 +168,8 @@ class TaskBatchedSequenceModel:
     reads = zeros(num_tasks, num_sequences, reads_size)
     outputs = []
     for t in range(length):
-      z = (projected[:, :, t] + tf.einsum("tsr,tru->tsu", reads, read_kernel)
-           + tf.einsum("tsu,tuv->tsv", h, recurrent))
+      z = (projected[:, :, t] + tf.matmul(reads, read_kernel)
+           + tf.matmul(h, recurrent))
       h, c = _lstm_gates(z, c)
       keys = tf.reshape(tf.tanh(_dense(h, key_kernel, key_bias)),
                         [batch, cell.num_reads, cell.word_size])

@@ -102,6 +102,29 @@ def test_omniglot_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
       "0", "1", "2", "3"}
 
 
+@pytest.mark.parametrize("model,algorithm,extra", [
+    ("mann", "maml", ["--inner_loss=support_replay", "--inner_weights=head",
+                      "--sequence_encoder=conv4", "--key_strength"]),
+    ("lstm", "fomaml", ["--inner_loss=support_sequence", "--string_labels"]),
+])
+def test_gradient_learners_over_sequence_models_train_then_evaluate(
+    tmp_path, omniglot_dir, tfds_data_dir, omniglot_characters, model, algorithm, extra):
+  del omniglot_characters  # prepared by the fixture; the binaries read the cache
+  workdir = tmp_path / "run"
+  _run_ok("train", "--flagfile=experiments/configs/maml_mann_omniglot_5w1s.flags",
+          *_omniglot(omniglot_dir, tfds_data_dir), f"--workdir={workdir}", "--num_steps=2",
+          "--meta_batch_size=2", "--num_filters=4", "--controller_units=8",
+          "--memory_size=8", "--word_size=4", "--num_reads=1", "--image_size=12",
+          "--log_every=1", "--num_validation_tasks=0", f"--model={model}",
+          f"--algorithm={algorithm}", "--nokey_strength", *extra)
+  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=4",
+          "--num_eval_inner_steps=2")
+  report = _read_json(workdir / "eval.json")
+  assert report["num_eval_inner_steps"] == 2 and report["num_tasks"] == 4
+  assert set(report["accuracy_by_steps"]) == {"0", "1", "2"}
+  assert 0.0 <= report["accuracy"] <= 1.0 and report["checkpoint_step"] == 2
+
+
 def test_evaluate_needs_a_trained_workdir(tmp_path):
   line = _one_error_line(_run("evaluate", f"--workdir={tmp_path}"))
   assert "flags.json" in line and str(tmp_path) in line
@@ -114,6 +137,14 @@ def test_evaluate_needs_a_trained_workdir(tmp_path):
     (["--model=lstm", "--algorithm=episodic", "--zero_reads"], "need --model=mann"),
     (["--dataset=sinusoid", "--model=mlp", "--task_mapping=map_fn",
       "--checkpoint_inner_steps"], "needs --task_mapping=batched"),
+    (["--model=mann", "--algorithm=maml", "--protocol=online"],
+     "--protocol=online goes with --algorithm=episodic only"),
+    (["--model=mann", "--algorithm=transfer"], "goes with --algorithm=episodic, maml"),
+    (["--model=conv4", "--algorithm=episodic"], "--algorithm=episodic needs --model=mann"),
+    (["--model=mann", "--algorithm=reptile", "--inner_weights=head"],
+     "--inner_weights=head needs --algorithm=maml or fomaml"),
+    (["--dataset=sinusoid", "--model=mlp", "--inner_weights=controller"],
+     "--inner_weights=controller: mlp has no controller weights"),
 ])
 def test_train_rejects_impossible_combinations(tmp_path, flags, expected):
   line = _one_error_line(_run("train", f"--workdir={tmp_path / 'run'}", *flags))

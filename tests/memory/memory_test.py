@@ -86,3 +86,47 @@ def test_write_zeroes_the_least_used_row_then_lands_there(run):
   # Row 3 held (4, 4, 4): wiped first, so it now holds exactly the written key.
   np.testing.assert_allclose(written[0, 3], [7.0, 8.0, 9.0], atol=1e-4)
   np.testing.assert_allclose(written[0, :3], memory_before[0, :3], atol=1e-4)
+
+
+def test_safe_norm_equals_tf_norm_and_has_finite_second_derivatives_at_zero(run):
+  x = tf.constant([[3.0, 4.0], [0.0, 0.0], [1e-3, 0.0]], tf.float64)
+  np.testing.assert_array_equal(run(memory.safe_norm, x), tf.norm(x, axis=-1))
+
+  def second_derivatives(norm):
+    with tf.GradientTape() as outer:
+      outer.watch(x)
+      with tf.GradientTape() as inner:
+        inner.watch(x)
+        y = tf.reduce_sum(norm(x) ** 3)  # a smooth use of the norm
+      first = inner.gradient(y, x)
+      total = tf.reduce_sum(first * tf.constant([[1.0, 2.0]] * 3, tf.float64))
+    return first, outer.gradient(total, x)
+
+  first, second = second_derivatives(memory.safe_norm)
+  _, naive_second = second_derivatives(lambda v: tf.norm(v, axis=-1))
+  assert not np.all(np.isfinite(naive_second[1]))  # what tf.norm gives at a zero row
+  assert np.all(np.isfinite(first)) and np.all(np.isfinite(second))
+  np.testing.assert_array_equal(first[1], [0.0, 0.0])  # d(|x|^3) = 3|x| x = 0 at 0
+  # Non-zero rows: by hand, d/dx_i of sum_j c_j 3 |x| x_j = 3 (x_i (c.x) / |x| + |x| c_i).
+  for row in (0, 2):
+    v, c = x[row].numpy(), np.array([1.0, 2.0])
+    expected = 3 * (v * (c @ v) / np.linalg.norm(v) + np.linalg.norm(v) * c)
+    np.testing.assert_allclose(second[row], expected, rtol=1e-12)
+
+
+def test_cosine_similarity_of_zero_rows_is_zero_with_finite_second_derivatives():
+  memory_rows = tf.constant([[[0.0, 0.0], [1.0, 2.0]]], tf.float64)
+  keys = tf.constant([[[0.5, -1.0]]], tf.float64)
+  with tf.GradientTape() as outer:
+    outer.watch(memory_rows)
+    with tf.GradientTape() as inner:
+      inner.watch(memory_rows)
+      similarity = memory.cosine_similarity(memory_rows, keys)
+      loss = tf.reduce_sum(tf.exp(similarity))
+    first = inner.gradient(loss, memory_rows)
+    total = tf.reduce_sum(first)
+  second = outer.gradient(total, memory_rows)
+  assert float(similarity[0, 0, 0]) == 0.0
+  np.testing.assert_allclose(similarity[0, 0, 1], (0.5 - 2.0) / (np.sqrt(1.25) * np.sqrt(5)),
+                             rtol=1e-7)
+  assert np.all(np.isfinite(first)) and np.all(np.isfinite(second))

@@ -8,6 +8,7 @@ import tensorflow as tf
 from mann import meta
 from mann import models
 from mann.data import episode as episode_lib
+from tests import gradient_check
 
 
 def _tiny_model(seed, batch_norm=True):
@@ -28,31 +29,6 @@ def _tasks(num_tasks=3, num_support=6, num_query=5, seed=0, dtype=np.float64):
       support_y=tf.constant(rng.integers(0, 3, (num_tasks, num_support)), tf.int32),
       query_x=tf.constant(rng.normal(size=(num_tasks, num_query, 2)), dtype),
       query_y=tf.constant(rng.integers(0, 3, (num_tasks, num_query)), tf.int32))
-
-
-def _finite_difference_gradients(loss_fn, variables, h=1e-5):
-  """Central differences of loss_fn() in every element of every variable."""
-  gradients = []
-  for variable in variables:
-    original = np.array(variable.numpy())
-    gradient = np.zeros_like(original)
-    for index in np.ndindex(original.shape):  # shape () yields the one index ()
-      for sign in (1.0, -1.0):
-        shifted = original.copy()
-        shifted[index] += sign * h
-        variable.assign(shifted)
-        gradient[index] += sign * float(loss_fn()) / (2 * h)
-      variable.assign(original)
-    gradients.append(gradient)
-  return gradients
-
-
-def _assert_gradients_close(analytic, numeric, rtol):
-  flat_a = np.concatenate([np.ravel(a) for a in analytic])
-  flat_n = np.concatenate([np.ravel(n) for n in numeric])
-  error = np.linalg.norm(flat_a - flat_n) / np.linalg.norm(flat_n)
-  assert error < rtol, error
-  np.testing.assert_allclose(flat_a, flat_n, rtol=1e-4, atol=1e-8)
 
 
 @pytest.mark.parametrize("task_mapping", ["batched", "map_fn"])
@@ -77,8 +53,8 @@ def test_second_order_meta_gradients_equal_finite_differences(jit_compile, optio
   gradients = tf.function(learner.compute_gradients, jit_compile=jit_compile)
   analytic, _ = gradients(tasks, step)
   loss = tf.function(lambda: learner.meta_loss(tasks, step)[0])
-  numeric = _finite_difference_gradients(loss, learner.trainable_variables)
-  _assert_gradients_close([a.numpy() for a in analytic], numeric, rtol=1e-6)
+  numeric = gradient_check.finite_difference_gradients(loss, learner.trainable_variables)
+  gradient_check.assert_gradients_close([a.numpy() for a in analytic], numeric, rtol=1e-6)
 
 
 def test_first_order_gradient_is_the_query_gradient_at_adapted_weights():

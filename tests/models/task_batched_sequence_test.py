@@ -1,0 +1,52 @@
+"""Tests of mann/models/task_batched_sequence.py: T sequence models with their own weights
+in one recurrence equal T separate Keras stateless_calls."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mann import models
+from mann.models import task_batched_sequence
+from tests import sequence_models
+
+
+@pytest.fixture
+def float64():
+  keras.config.set_floatx("float64")
+  yield
+  keras.config.set_floatx("float32")
+
+
+@pytest.mark.parametrize("kind,key_strength", [("mann", False), ("mann", True), ("lstm", False)])
+@pytest.mark.parametrize("encoder", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+def test_batched_outputs_and_statistics_equal_per_task_stateless_calls(
+    float64, kind, key_strength, encoder, training):
+  image_shape = (8, 8, 1)
+  model = sequence_models.tiny_sequence_model(kind, encoder=encoder, image_shape=image_shape,
+                                              key_strength=key_strength)
+  rng = np.random.default_rng(0)
+  num_tasks, num_sequences, length = 3, 2, 4
+  x = tf.constant(rng.random((num_tasks, num_sequences, length, 64 + 3)))
+  per_task = [[v.value + 0.1 * rng.normal(size=v.shape) for v in model.trainable_variables]
+              for _ in range(num_tasks)]
+  statistics = [v.value for v in model.non_trainable_variables]
+  expected = [model.stateless_call(w, statistics, x[t], training=training)
+              for t, w in enumerate(per_task)]
+  stacked = [tf.stack(ws) for ws in zip(*per_task)]
+  batched = task_batched_sequence.TaskBatchedSequenceModel(model)
+  outputs, new_statistics = tf.function(
+      lambda w: batched.stateless_call(w, statistics, x, training=training))(stacked)
+  np.testing.assert_allclose(outputs, np.stack([e[0] for e in expected]), rtol=1e-10,
+                             atol=1e-13)
+  for i in range(len(statistics)):
+    np.testing.assert_allclose(new_statistics[i], np.stack([e[1][i] for e in expected]),
+                               rtol=1e-10, atol=1e-15)
+
+
+def test_models_other_than_mann_and_lstm_are_refused():
+  conv4 = models.conv4(num_classes=3, num_filters=2)
+  assert "not a models.mann or models.lstm" in task_batched_sequence.unsupported_reason(conv4)
+  with pytest.raises(ValueError, match="cannot batch tasks"):
+    task_batched_sequence.TaskBatchedSequenceModel(conv4)
