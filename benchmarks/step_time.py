@@ -3,6 +3,11 @@ r"""Seconds per MAML meta-step, ours and (optionally) learn2learn's, in one run.
   python -m benchmarks.step_time --out=results/step_time.json \
       [--peer_python=$HOME/.cache/mann-peers/l2l/bin/python]
 
+MAML over the sequence models beside the conv4 step, same run (--models):
+
+  python -m benchmarks.step_time --settings=5:1:1:32 --models=conv4,mann,lstm \
+      --task_mappings=batched --out=results/step_time_sequence_models.json
+
 The MAML paper's Omniglot setting: conv4 (64 filters of 3x3, stride 2, batch norm,
 ReLU) on 28x28x1, one inner step at lr 0.4, Adam 1e-3; random inputs (a step's cost
 does not depend on pixel values). Each setting (ways, shots, queries per class,
@@ -26,6 +31,14 @@ import time
 from absl import app
 from absl import flags
 
+MODELS = flags.DEFINE_list(
+    "models", ["conv4"], "Models whose MAML step is timed: conv4; mann (LSTM 200 controller, "
+    "memory 128 x 40, 4 reads, key strength, conv4 encoder), lstm (LSTM 200, conv4 encoder): "
+    "the settings of experiments/configs/maml_mann_omniglot_5w1s.flags. Each model but "
+    "conv4 gets its ratio to the conv4 step of the same mapping.")
+INNER_LOSS = flags.DEFINE_enum("inner_loss", "support_sequence",
+                               ["support_sequence", "support_replay"],
+                               "Inner loss of the sequence models (--models=mann, lstm).")
 SETTINGS = flags.DEFINE_list(
     "settings", ["5:1:15:32", "5:1:1:32", "20:1:1:16"],
     "ways:shots:queries_per_class:meta_batch_size[:inner_steps] for each setting "
@@ -57,22 +70,37 @@ _PEAK_RSS_SNIPPET = (
     "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
 
 
+def _model_and_format(name, ways):
+  """The timed model and its task format (None: examples)."""
+  from mann import meta  # pylint: disable=g-import-not-at-top
+  from mann import models  # pylint: disable=g-import-not-at-top
+  if name == "conv4":
+    return models.conv4(num_classes=ways), None
+  encoder = models.conv4_features(image_shape=(28, 28, 1))
+  common = dict(num_classes=ways, input_size=28 * 28 + ways, encoder=encoder,
+                image_shape=(28, 28, 1))
+  model = (models.mann(key_strength=True, **common) if name == "mann"
+           else models.lstm(**common))
+  return model, meta.SequenceFormat(num_classes=ways, inner_loss=INNER_LOSS.value)
+
+
 def _time_ours(ways, shots, queries, tasks, inner_steps, order, task_mapping, steps,
-               jit_compile, profile=False) -> dict:
+               jit_compile, profile=False, model_name="conv4") -> dict:
   """Times our compiled meta-step in this process; returns the figures."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import mann  # pylint: disable=g-import-not-at-top,unused-import  (TF's CPU options first)
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mann import meta  # pylint: disable=g-import-not-at-top
-  from mann import models  # pylint: disable=g-import-not-at-top
   from mann.data import episode as episode_lib  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(0)
-  model = models.conv4(num_classes=ways)
+  model, task_format = _model_and_format(model_name, ways)
   checkpoint = task_mapping.endswith("+checkpoint")
   learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=inner_steps,
                       inner_lr=0.4, first_order=order == "first",
-                      task_mapping=task_mapping.split("+")[0], checkpoint_inner_steps=checkpoint)
+                      task_mapping=task_mapping.split("+")[0], checkpoint_inner_steps=checkpoint,
+                      task_format=task_format)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(learner.trainable_variables)
   batch = episode_lib.Episode(
@@ -160,11 +188,11 @@ def _profile_ops(run_step, steps) -> dict:
   return {op: round(seconds, 4) for op, seconds in totals.most_common(15)}
 
 
-def _run_ours(setting, order, task_mapping) -> dict:
+def _run_ours(setting, order, task_mapping, model_name="conv4") -> dict:
   command = [sys.executable, "-m", "benchmarks.step_time",
-             f"--single={setting}:{order}:{task_mapping}",
+             f"--single={setting}:{order}:{task_mapping}:{model_name}",
              f"--steps={STEPS.value}", f"--jit_compile={JIT_COMPILE.value}",
-             f"--profile={PROFILE.value}"]
+             f"--profile={PROFILE.value}", f"--inner_loss={INNER_LOSS.value}"]
   result = subprocess.run(command, capture_output=True, text=True,
                           cwd=os.path.join(os.path.dirname(__file__), ".."))
   lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
@@ -204,11 +232,11 @@ def _parse_setting(setting: str) -> tuple[int, int, int, int, int]:
 def main(argv):
   del argv
   if SINGLE.value:
-    *setting, order, task_mapping = SINGLE.value.split(":")
+    *setting, order, task_mapping, model_name = SINGLE.value.split(":")
     ways, shots, queries, tasks, inner_steps = _parse_setting(":".join(setting))
     print(json.dumps(_time_ours(ways, shots, queries, tasks, inner_steps, order,
                                 task_mapping, STEPS.value, JIT_COMPILE.value,
-                                PROFILE.value)))
+                                PROFILE.value, model_name)))
     return
   if PEER_PYTHON.value and not os.path.exists(PEER_SCRIPT.value):
     print(f"error: --peer_script={PEER_SCRIPT.value} not found", file=sys.stderr)
@@ -222,9 +250,14 @@ def main(argv):
     for order in ORDERS.value:
       entry = {"ways": ways, "shots": shots, "queries_per_class": queries,
                "meta_batch_size": tasks, "inner_steps": inner_steps, "order": order}
-      for mapping in TASK_MAPPINGS.value:
-        entry[f"ours_{mapping}"] = _run_ours(setting, order, mapping)
-      if PEER_PYTHON.value and inner_steps == 1:
+      for model_name in MODELS.value:
+        for mapping in TASK_MAPPINGS.value:
+          key = f"ours_{mapping}" if model_name == "conv4" else f"ours_{model_name}_{mapping}"
+          entry[key] = _run_ours(setting, order, mapping, model_name)
+          if model_name != "conv4" and f"ours_{mapping}" in entry:
+            entry[f"ratio_{model_name}_{mapping}_to_conv4"] = (
+                entry[key]["seconds_per_step"] / entry[f"ours_{mapping}"]["seconds_per_step"])
+      if PEER_PYTHON.value and inner_steps == 1 and "conv4" in MODELS.value:
         entry["peer"] = _run_peer(ways, shots, queries, tasks, order)
         for mapping in TASK_MAPPINGS.value:
           entry[f"ratio_{mapping}_to_peer"] = (entry[f"ours_{mapping}"]["seconds_per_step"] /

@@ -57,13 +57,17 @@ ALGORITHM = flags.DEFINE_enum(
     "lstm) end to end over episodes, no inner steps. maml, fomaml and reptile also adapt "
     "the sequence models (--protocol=few_shot; see --inner_loss).")
 INNER_LOSS = flags.DEFINE_enum(
-    "inner_loss", "support_replay", list(meta.INNER_LOSSES),
+    "inner_loss", "support_sequence", list(meta.INNER_LOSSES),
     "maml, fomaml, reptile over mann or lstm: the support loss the inner steps descend. "
     "support_sequence: each step of the shuffled support sequence scored (in 1-shot a "
     "class is never seen before its own step: only elimination can score); "
     "support_replay: the support sequence shown twice, the second pass scored (what the "
-    "memory recalls). Queries are always predicted after the support sequence, under the "
-    "adapted weights.")
+    "memory recalls). Measured, MAML over the MANN, Omniglot 5w1s "
+    "(maml_mann_omniglot_5w1s.flags), validation accuracy on 200 tasks after 250 / 500 "
+    "meta-steps: support_sequence 82.1 +- 2.3 / 88.7 +- 1.9 %, support_replay 79.7 +- 2.3 / "
+    "88.1 +- 1.9 %: no difference beyond the intervals, and support_sequence runs half the "
+    "recurrent steps per inner step, hence the default. Queries are always predicted "
+    "after the support sequence, under the adapted weights.")
 INNER_WEIGHTS = flags.DEFINE_enum(
     "inner_weights", "all", ["all", *WEIGHT_GROUPS],
     "maml, fomaml: which weights the inner steps adapt: all; head (the last Dense / the "

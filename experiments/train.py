@@ -34,7 +34,8 @@ NUM_VALIDATION_TASKS = flags.DEFINE_integer(
     "num_validation_tasks", 200, "Validation tasks per validation (0: none).", lower_bound=0)
 STEPS_PER_CALL = flags.DEFINE_integer(
     "steps_per_call", 1, "Meta-steps per compiled call (e.g. 100 for sinusoid, whose steps "
-    "are too small to pay a Python round trip each); results do not depend on it.",
+    "are too small to pay a Python round trip each); results do not depend on it (beyond "
+    "float32 round-off).",
     lower_bound=1)
 NUM_THREADS = flags.DEFINE_integer(
     "num_threads", 0, "CPU threads for TensorFlow's ops (0: TensorFlow's choice, all cores).",

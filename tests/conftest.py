@@ -38,3 +38,15 @@ def omniglot_characters(omniglot_dir, tfds_data_dir):
   """All 1623 characters, loaded offline from the zips through the local TFDS builder."""
   from mann.data import omniglot  # pylint: disable=g-import-not-at-top
   return omniglot.load_omniglot(data_dir=tfds_data_dir, omniglot_dir=omniglot_dir)
+
+
+@pytest.fixture
+def float64():
+  """Keras models built in float64 (floatx and the dtype policy: a policy another test set
+  would otherwise win over floatx), float32 again afterwards."""
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.config.set_floatx("float64")
+  keras.config.set_dtype_policy("float64")
+  yield
+  keras.config.set_floatx("float32")
+  keras.config.set_dtype_policy("float32")

@@ -5,14 +5,15 @@ import tensorflow as tf
 
 from mann.data import pipeline
 from mann.evaluation import metrics
+from mann.meta import learner as learner_lib
 
 
-def score_tasks(learner, sampler, *, num_tasks: int, num_inner_steps: int,
+def score_tasks(learner: learner_lib.MetaLearner, sampler, *, num_tasks: int, num_inner_steps: int,
                 batch_size: int = 25, first_task: int = 0) -> dict[str, np.ndarray]:
   """Per-task query scores after 0..num_inner_steps steps on tasks first..first+num-1.
 
   Args:
-    learner: a GradientMetaLearner (MAML, Reptile).
+    learner: any MetaLearner (its evaluate_tasks).
     sampler: the evaluation split's episode sampler.
     num_tasks: how many tasks (600 in the MAML protocol).
     num_inner_steps: adaptation steps on each support set.

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from mann import files
+from mann.meta import learner as learner_lib
 
 CHECKPOINT_FOLDER = "checkpoints"
 LOG_FILE = "log.jsonl"
@@ -109,7 +110,7 @@ def _truncate_log(path: str, last_step: int) -> None:
     f.writelines(lines)
 
 
-def restore_latest(workdir: str, learner) -> int:
+def restore_latest(workdir: str, learner: learner_lib.MetaLearner) -> int:
   """Loads the learner's weights from the run's latest checkpoint; returns its step.
 
   Raises:
@@ -125,7 +126,7 @@ def restore_latest(workdir: str, learner) -> int:
   return int(step.numpy())
 
 
-def train(*, learner, optimizer: keras.optimizers.Optimizer,
+def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optimizer,
           make_batches: Callable[[int], tf.data.Dataset], num_steps: int, workdir: str,
           log_every: int = 100, checkpoint_every: int = 1000,
           validate: Optional[Callable[[], dict]] = None, validate_every: int = 1000,
@@ -135,8 +136,8 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
   """Meta-trains `learner` for num_steps meta-steps, resuming from workdir if it can.
 
   Args:
-    learner: has trainable_variables, checkpoint_items() and
-      compute_gradients(meta_batch, step) -> (gradients, {name: scalar}).
+    learner: any MetaLearner (mann.meta.learner): its trainable_variables,
+      checkpoint_items() and compute_gradients(meta_batch, step) are used.
     optimizer: the outer optimiser (Adam in the MAML paper).
     make_batches: start_step -> dataset of meta-batches from that step on.
     num_steps: total meta-steps of the run (not of this call).
@@ -147,7 +148,8 @@ def train(*, learner, optimizer: keras.optimizers.Optimizer,
     validate_every: meta-steps between validations.
     steps_per_call: meta-steps run inside one compiled call (a tf.while_loop), which
       saves the per-step Python round trip where steps are tiny (sinusoid); the
-      steps are the same ones, so results do not depend on it.
+      steps are the same ones, so results do not depend on it beyond round-off
+      (oneDNN may fuse ops differently inside the loop).
     jit_compile: compile each meta-step (gradients and update) with XLA, as GPUs and
       TPUs want it; the same steps up to rounding.
     strategy: the tf.distribute strategy the steps run under (default: the current

@@ -24,6 +24,9 @@ def _check_settings(path):
     if name == "flagfile":  # included, relative to the repository root like the commands
       _check_settings(os.path.join(conftest.REPO_ROOT, value))
       continue
+    if name not in flags.FLAGS and name.startswith("no") and not value:  # --noBOOLEAN
+      assert flags.FLAGS[name[2:]].flag_type() == "bool"
+      continue
     flag = copy.deepcopy(flags.FLAGS[name])  # KeyError: no such flag
     if value:
       flag.parse(value)  # raises on a value the flag rejects

@@ -2,7 +2,6 @@
 against finite differences, queries predicted from the adapted network's memory, the
 task-batched recurrence against tf.map_fn over Keras, and --inner_weights."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,13 +10,6 @@ from mann import meta
 from mann import models
 from tests import gradient_check
 from tests import sequence_models
-
-
-@pytest.fixture
-def float64():
-  keras.config.set_floatx("float64")
-  yield
-  keras.config.set_floatx("float32")
 
 
 def _maml(model, inner_loss="support_sequence", **options):

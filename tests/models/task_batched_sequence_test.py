@@ -1,7 +1,6 @@
 """Tests of mann/models/task_batched_sequence.py: T sequence models with their own weights
 in one recurrence equal T separate Keras stateless_calls."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,13 +8,6 @@ import tensorflow as tf
 from mann import models
 from mann.models import task_batched_sequence
 from tests import sequence_models
-
-
-@pytest.fixture
-def float64():
-  keras.config.set_floatx("float64")
-  yield
-  keras.config.set_floatx("float32")
 
 
 @pytest.mark.parametrize("kind,key_strength", [("mann", False), ("mann", True), ("lstm", False)])
