@@ -88,7 +88,6 @@ def _time_ours(ways, shots, queries, tasks, inner_steps, order, task_mapping, st
                jit_compile, profile=False, model_name="conv4") -> dict:
   """Times our compiled meta-step in this process; returns the figures."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import mann  # pylint: disable=g-import-not-at-top,unused-import  (TF's CPU options first)
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mann import meta  # pylint: disable=g-import-not-at-top
