@@ -138,12 +138,19 @@ class GradientMetaLearner:
     weights, _ = self._weights()
     if self._batched_model is not None:
       num_tasks = meta_batch.support_x.shape[0]
-      stacked = [tf.broadcast_to(w[None], [num_tasks, *w.shape]) for w in weights]
+      if hasattr(self._batched_model, "task_weights") and self._low_rank_kernels:
+        stacked = self._batched_model.task_weights(weights, num_tasks)
+      else:
+        stacked = [tf.broadcast_to(w[None], [num_tasks, *w.shape]) for w in weights]
       return one_task(meta_batch, self._batched_model, stacked)
     per_task = lambda task: one_task(task, self.model, weights)
     if self.task_mapping == "vectorized_map":
       return tf.vectorized_map(per_task, meta_batch, fallback_to_while_loop=True)
     return tf.map_fn(per_task, meta_batch, fn_output_signature=signature)
+
+  # Per-task recurrent kernels as low-rank updates (mann.models.low_rank) where the
+  # batched model offers them; False where a step needs plain tensors (checkpointing).
+  _low_rank_kernels = True
 
   def _weights(self) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
     return ([v.value for v in self.model.trainable_variables],

@@ -9,7 +9,9 @@ tasks at once (the sum of the task losses has each task's gradient in its weight
 
 `adapt` takes the forward pass as a function of the weights, so that what a task's
 inputs are (examples, or sequences built from the support set: mann.meta.task_format)
-is the caller's choice, not the inner loop's.
+is the caller's choice, not the inner loop's. A weight may be a
+mann.models.low_rank.LowRankKernel (per-task kernels as the initialisation plus
+low-rank updates), which a step updates in that form.
 """
 
 from typing import Callable, Optional, Sequence
@@ -18,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from mann.meta import losses
+from mann.models import low_rank
 
 Weights = list[tf.Tensor]
 # (weights, non-trainable weights) -> (outputs, non-trainable weights after the pass)
@@ -105,23 +108,40 @@ def adapt(forward: Forward, weights: Weights, statistics: Sequence[Weights], y: 
 
 
 def _sgd_step(forward, weights, statistics, y, *, objective, rates, first_order, adapted):
-  """One SGD step on the support loss: (new weights, the non-trainable weights after the pass)."""
-  moving = [w for w, a in zip(weights, adapted) if a]
+  """One SGD step on the support loss: (new weights, the non-trainable weights after the pass).
+
+  A low_rank.LowRankKernel weight is updated in its factored form: its products in the
+  pass are recorded, and the step appends their rows and the loss gradients of their
+  outputs (the kernel's gradient is the sum of those outer products).
+  """
+  low_rank_kernel = lambda w: isinstance(w, low_rank.LowRankKernel)
+  weights = [w.recording() if a and low_rank_kernel(w) else w
+             for w, a in zip(weights, adapted)]
+  moving = [w for w, a in zip(weights, adapted) if a and not low_rank_kernel(w)]
+  recorded = [w for w, a in zip(weights, adapted) if a and low_rank_kernel(w)]
   with tf.GradientTape() as tape:
-    tape.watch(moving)
+    # A recorded product must be on the tape even when nothing before it moves.
+    tape.watch(moving + [w.base for w in recorded])
     outputs, new_statistics = forward(weights, statistics)
     loss = tf.reduce_sum(objective.loss(y, outputs))  # tasks batched: each its own
-  gradients = iter(tape.gradient(loss, moving,
+  products = [z for w in recorded for _, z in w.uses]
+  gradients = iter(tape.gradient(loss, moving + products,
                                  unconnected_gradients=tf.UnconnectedGradients.ZERO))
+  dense_gradients = [next(gradients) for _ in moving]
+  product_gradients = list(gradients)
+  dense_gradients = iter(dense_gradients)
   new_weights = []
   for w, rate, is_adapted in zip(weights, rates, adapted):
     if not is_adapted:
       new_weights.append(w)
-      continue
-    gradient = next(gradients)
-    if first_order:
-      gradient = tf.stop_gradient(gradient)
-    new_weights.append(w - rate * gradient)
+    elif low_rank_kernel(w):
+      new_weights.append(w.sgd_step(rate, product_gradients[:len(w.uses)], first_order))
+      product_gradients = product_gradients[len(w.uses):]
+    else:
+      gradient = next(dense_gradients)
+      if first_order:
+        gradient = tf.stop_gradient(gradient)
+      new_weights.append(w - rate * gradient)
   return new_weights, [tf.stop_gradient(v) for v in new_statistics]
 
 

@@ -70,6 +70,8 @@ class MAML(gradient_learner.GradientMetaLearner):
       raise ValueError("checkpoint_inner_steps needs task_mapping='batched' (conv4, mlp, "
                        "mann, lstm)")
     self.checkpoint_inner_steps = checkpoint_inner_steps
+    # A checkpointed step's custom gradient takes tensors only.
+    self._low_rank_kernels = not checkpoint_inner_steps
     self.multi_step_loss = multi_step_loss
     self.multi_step_anneal_steps = multi_step_anneal_steps
     self.inner_lrs: Optional[list[list[tf.Variable]]] = None

@@ -11,6 +11,7 @@ import tensorflow as tf
 from mann.data import episode as episode_lib
 from mann.meta import gradient_learner
 from mann.meta import learner
+from mann.models import low_rank
 
 
 class Reptile(gradient_learner.GradientMetaLearner):
@@ -29,7 +30,7 @@ class Reptile(gradient_learner.GradientMetaLearner):
                                   learning_rates=rates, first_order=True)
       adapted = trajectory[-1]
       outputs, _ = self._query_outputs(model, adapted, non_trainable, task, training=True)
-      return ([w - a for w, a in zip(weights, adapted)],
+      return ([low_rank.dense(w) - low_rank.dense(a) for w, a in zip(weights, adapted)],
               self.objective.loss(task.query_y, outputs),
               self.objective.metric(task.query_y, outputs))
 

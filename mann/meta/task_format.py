@@ -133,6 +133,20 @@ class SequenceFormat:
     x = self._inputs(query_sequences(task.support_x, task.query_x, lead),
                      query_sequences(task.support_y, task.query_y, lead))  # [..., NQ, NK+1, D]
 
+    num_support = task.support_y.shape[-1]
+    if hasattr(model, "branched_call"):
+      # The task-batched model runs the shared support prefix once per task (the same
+      # numbers: see TaskBatchedSequenceModel.branched_call).
+      prefix = x[:, 0, :num_support]  # [T, NK, D]
+      branches = x[:, :, num_support:]  # [T, NQ, 1, D]
+
+      def forward(weights, statistics):
+        outputs, new_statistics = model.branched_call(weights, statistics, prefix, branches,
+                                                      training=training)
+        return outputs[..., -1, :], new_statistics
+
+      return forward
+
     def forward(weights, statistics):
       outputs, new_statistics = model.stateless_call(weights, statistics, x, training=training)
       return outputs[..., -1, :], new_statistics  # [..., NQ, N]

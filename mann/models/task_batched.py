@@ -21,7 +21,8 @@ other dtype on CPU the grouped convolution runs as T convolutions (float64 gradi
 checks), which is exact but slow.
 """
 
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -105,7 +106,9 @@ class TaskBatchedModel:
     self.model = model
 
   def stateless_call(self, weights: list[tf.Tensor], non_trainable: list[tf.Tensor],
-                     x: tf.Tensor, *, training: bool) -> tuple[tf.Tensor, list[tf.Tensor]]:
+                     x: tf.Tensor, *, training: bool,
+                     example_weights: Optional[Sequence[int]] = None
+                     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """Args:
       weights: model.trainable_weights' values with a leading task axis, [T, *shape].
       non_trainable: model.non_trainable_weights' values (batch-norm running
@@ -113,6 +116,10 @@ class TaskBatchedModel:
       x: inputs [T, B, ...].
       training: batch norm normalises with each task's batch moments (True) or with
         the running statistics (False).
+      example_weights: B counts, one per example of the batch axis (the same for
+        every task): training-mode moments count example b that many times, as if it
+        were repeated in the batch (a sequence model's shared support prefix,
+        encoded once). None: each once.
 
     Returns:
       outputs [T, B, ...], and the non-trainable weights as each task's forward pass
@@ -137,7 +144,8 @@ class TaskBatchedModel:
         x = layer.activation(x)
       elif isinstance(layer, keras.layers.BatchNormalization):
         x, statistics = self._batch_norm(layer, layer_weights, layer_statistics, x,
-                                         num_tasks, folded=folded, training=training)
+                                         num_tasks, folded=folded, training=training,
+                                         example_weights=example_weights)
         new_non_trainable += statistics
       elif isinstance(layer, keras.layers.MaxPooling2D):
         x = tf.nn.max_pool2d(x, layer.pool_size, layer.strides, layer.padding.upper())
@@ -160,7 +168,8 @@ class TaskBatchedModel:
     return x, new_non_trainable
 
   @staticmethod
-  def _batch_norm(layer, layer_weights, statistics, x, num_tasks, *, folded, training):
+  def _batch_norm(layer, layer_weights, statistics, x, num_tasks, *, folded, training,
+                  example_weights=None):
     """Per-task batch norm of x ([B, H, W, T*C] folded, or [T, B, ..., C])."""
     channels = layer.moving_mean.shape[0]
     rest = list(layer_weights)
@@ -173,12 +182,24 @@ class TaskBatchedModel:
     else:
       axes = list(range(1, x.shape.rank - 1))
       shape = [num_tasks] + [1] * (x.shape.rank - 2) + [channels]
-    if training and folded and x.dtype == tf.float32:
+    if training and folded and x.dtype == tf.float32 and example_weights is None:
       return TaskBatchedModel._fused_batch_norm(layer, gamma, beta, statistics, x, num_tasks)
     if training:
       # Both moments with every gradient path, as mann.models.BatchNormalization.
-      mean = tf.reduce_mean(x, axis=axes, keepdims=True)
-      variance = tf.reduce_mean(tf.square(x - mean), axis=axes, keepdims=True)
+      if example_weights is None:
+        mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+        variance = tf.reduce_mean(tf.square(x - mean), axis=axes, keepdims=True)
+      else:
+        # Weights w_b / (sum(w) * positions) sum to 1 over the reduced axes.
+        batch_axis = 0 if folded else 1
+        positions = math.prod(x.shape[a] for a in axes if a != batch_axis)
+        counts = tf.constant(example_weights, x.dtype)
+        shape_of_weights = [1] * x.shape.rank
+        shape_of_weights[batch_axis] = len(example_weights)
+        frequency = tf.reshape(counts / (float(sum(example_weights)) * positions),
+                               shape_of_weights)
+        mean = tf.reduce_sum(x * frequency, axis=axes, keepdims=True)
+        variance = tf.reduce_sum(tf.square(x - mean) * frequency, axis=axes, keepdims=True)
       task_mean = tf.reshape(mean, [num_tasks, channels])
       task_variance = tf.reshape(variance, [num_tasks, channels])
       momentum = layer.momentum  # a Python float (tf.cast would round it to float32)

@@ -45,6 +45,34 @@ def test_conv4_tasks_batched_equal_one_call_per_task(dtype, downsample, training
       np.testing.assert_allclose(got[t], expected, **tolerance)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_example_weights_give_the_moments_of_the_batch_with_examples_repeated(dtype):
+  # Example b counted w_b times: outputs and statistics as if it were in the batch w_b
+  # times (the reference repeats it).
+  keras.config.set_floatx(dtype)
+  keras.config.set_dtype_policy(dtype)
+  try:
+    model = models.conv4(num_classes=3, image_shape=(16, 16, 2), num_filters=5)
+  finally:
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
+  statistics = [tf.constant(np.random.default_rng(1).uniform(0.5, 1.5, v.shape), v.dtype)
+                for v in model.non_trainable_weights]
+  weights = _stacked_weights(model, 4, seed=0)
+  x = tf.constant(np.random.default_rng(2).normal(size=(4, 5, 16, 16, 2)), dtype)
+  counts = [3, 1, 2, 1, 4]
+  batched = task_batched.TaskBatchedModel(model)
+  outputs, new_statistics = batched.stateless_call(weights, statistics, x, training=True,
+                                                   example_weights=counts)
+  repeated, repeated_statistics = batched.stateless_call(
+      weights, statistics, tf.repeat(x, counts, axis=1), training=True)
+  first_copy = np.cumsum([0] + counts[:-1])
+  tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(outputs, tf.gather(repeated, first_copy, axis=1), **tolerance)
+  for got, expected in zip(new_statistics, repeated_statistics):
+    np.testing.assert_allclose(got, expected, **tolerance)
+
+
 def test_mlp_tasks_batched_equal_one_call_per_task():
   model = models.mlp(input_size=1, hidden_sizes=(40, 40), output_size=1)
   weights = _stacked_weights(model, 5, seed=3)
