@@ -91,12 +91,14 @@ def class_splits():
 
 
 def make_sampler(splits, *, split: str, seed: int, class_labels: bool = False,
-                 shuffle_support: bool = False):
+                 shuffle_support: bool = False,
+                 distortion: augment.Augmentation = augment.Augmentation()):
   """The sampler of `split` for the flags' dataset, protocol and episode shape
-  (shuffle_support: see datasets.make_sampler)."""
+  (shuffle_support: see datasets.make_sampler). Training images get the flags' random
+  augmentation; the others `distortion` (a fixed shear / scale, out of distribution)."""
   augmentation = augment.Augmentation(
       max_shift=AUGMENT_MAX_SHIFT.value,
-      max_degrees=AUGMENT_MAX_DEGREES.value) if split == "train" else augment.Augmentation()
+      max_degrees=AUGMENT_MAX_DEGREES.value) if split == "train" else distortion
   return datasets.make_sampler(
       DATASET.value, split=split, num_ways=NUM_WAYS.value, num_shots=NUM_SHOTS.value,
       num_queries=NUM_QUERIES.value, seed=seed, splits=splits, class_labels=class_labels,

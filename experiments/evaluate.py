@@ -11,6 +11,8 @@ seed sees the same tasks.
 
 eval.json: split, num_tasks, num_eval_inner_steps, checkpoint_step, overrides (the run
 flags given here with another value than the run's, e.g. {"zero_reads": true}), and
+  eval_transform (the --eval_transform distortion, or null), tasks_digest (a hash of
+  the tasks' classes and images, before any distortion: equal digests, same tasks), and
   classification: accuracy, ci95, accuracy_by_steps {steps: mean}, ci95_by_steps;
   regression: mse, ci95, mse_by_steps {steps: mean}, ci95_by_steps;
   online protocol: accuracy, accuracy_by_instance [1st, 2nd, ...], ci95_by_instance.
@@ -28,6 +30,7 @@ from experiments import data_flags
 from experiments import run_flags
 from mann import evaluation
 from mann import files
+from mann.data import augment
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
 NUM_TASKS = flags.DEFINE_integer("num_tasks", 600, "Tasks to evaluate.", lower_bound=1)
@@ -38,6 +41,10 @@ TASKS_PER_BATCH = flags.DEFINE_integer(
     lower_bound=1)
 OUTPUT_NAME = flags.DEFINE_string("output_name", "eval.json",
                                   "File name of the report inside --workdir.")
+EVAL_TRANSFORM = flags.DEFINE_string(
+    "eval_transform", None, "Out of distribution: every image of the tasks sheared then "
+    "scaled about its centre, e.g. 'shear=0.5,scale=0.75' (x += shear * y; scale < 1 "
+    "shrinks); the same tasks as without it. Unset: the images as they are.")
 flags.mark_flag_as_required("workdir")
 
 
@@ -50,8 +57,10 @@ def _write(report: dict) -> str:
 
 def main(argv):
   del argv
+  distortion = (augment.parse_distortion(EVAL_TRANSFORM.value) if EVAL_TRANSFORM.value
+                else augment.Augmentation())
   learner, sampler, checkpoint_step, overrides = run_flags.load_trained_run(
-      WORKDIR.value, split=SPLIT.value)
+      WORKDIR.value, split=SPLIT.value, distortion=distortion)
   num_steps = (0 if run_flags.ALGORITHM.value == "episodic"  # no inner steps
                else run_flags.NUM_EVAL_INNER_STEPS.value)
   start = time.time()
@@ -87,6 +96,8 @@ def main(argv):
       "num_shots": data_flags.NUM_SHOTS.value,
       "num_queries": data_flags.NUM_QUERIES.value,
       "overrides": overrides,
+      "eval_transform": EVAL_TRANSFORM.value,
+      "tasks_digest": evaluation.tasks_digest(sampler, NUM_TASKS.value),
       "eval_seconds": round(time.time() - start, 1),
   }
   path = _write(report)

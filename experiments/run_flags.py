@@ -17,6 +17,7 @@ from mann import files
 from mann import meta
 from mann import models
 from mann import training
+from mann.data import augment
 from mann.data import datasets
 from mann.data import santoro
 from mann.models.weight_groups import GROUPS as WEIGHT_GROUPS
@@ -93,9 +94,11 @@ MULTI_STEP_LOSS = flags.DEFINE_boolean(
     "multi_step_loss", False, "MAML++ multi-step loss, annealed to the last step.")
 NUM_STEPS = flags.DEFINE_integer("num_steps", 60000, "Meta-steps of the run.", lower_bound=1)
 BATCH_NORM = flags.DEFINE_enum(
-    "batch_norm", "transductive", ["transductive", "per_step"],
+    "batch_norm", "transductive", ["transductive", "per_step", "running"],
     "transductive: batch statistics everywhere, at meta-test too (the MAML code); "
-    "per_step: MAML++ running statistics per inner step, used at meta-test (maml, fomaml).")
+    "per_step: MAML++ running statistics per inner step, used at meta-test (maml, fomaml); "
+    "running: experiments.evaluate only, the model's running statistics in every pass (as "
+    "the episodic learner tests): fine-tuning an episodic run with --algorithm=maml.")
 TASK_MAPPING = flags.DEFINE_enum(
     "task_mapping", "auto", list(meta.TASK_MAPPINGS),
     "How the tasks of a meta-batch run: batched (all tasks as one set of ops, grouped "
@@ -163,16 +166,18 @@ def restore_run_flags(workdir: str) -> dict:
   return overrides
 
 
-def load_trained_run(workdir: str, *, split: str):
+def load_trained_run(workdir: str, *, split: str,
+                     distortion: augment.Augmentation = augment.Augmentation()):
   """A trained run as it was trained: its flags (those given on the command line win),
-  the sampler of `split`, the learner with its latest checkpoint.
+  the sampler of `split` (its images distorted by `distortion`), the learner with its
+  latest checkpoint.
 
   Returns (learner, sampler, checkpoint_step, overrides); overrides as restore_run_flags.
   """
   overrides = restore_run_flags(workdir)
   check_combination()
   splits = data_flags.class_splits()
-  sampler = make_sampler(splits, split=split)
+  sampler = make_sampler(splits, split=split, distortion=distortion)
   learner = make_learner(make_model(sampler), splits)
   try:
     checkpoint_step = training.restore_latest(workdir, learner)
@@ -227,12 +232,13 @@ def is_sequence_model() -> bool:
   return MODEL.value in SEQUENCE_MODELS
 
 
-def make_sampler(splits, *, split: str, class_labels: bool = False):
+def make_sampler(splits, *, split: str, class_labels: bool = False,
+                 distortion: augment.Augmentation = augment.Augmentation()):
   """The run's sampler of `split`, seeded by --seed; a sequence model's few-shot
   support sets come in a random order, not class by class."""
   return data_flags.make_sampler(splits, split=split, seed=SEED.value,
                                  class_labels=class_labels,
-                                 shuffle_support=is_sequence_model())
+                                 shuffle_support=is_sequence_model(), distortion=distortion)
 
 
 def make_model(sampler) -> keras.Model:

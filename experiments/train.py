@@ -5,18 +5,21 @@ r"""Meta-trains a model on few-shot tasks; rerun the same command to resume.
 
 Writes to --workdir: flags.json (every setting of the run), checkpoints/, log.jsonl
 (a JSON line per logging step and per validation), tensorboard/, results.json (at
-the end: num_steps, train_seconds, final_loss, final metrics, last validation).
+the end: num_steps, train_seconds, final_loss, final metrics, last validation,
+num_parameters of the model).
 """
 
 import os
 
 from absl import flags
+import numpy as np
 import tensorflow as tf
 
 from experiments import common
 from experiments import data_flags
 from experiments import run_flags
 from mann import data
+from mann import errors
 from mann import evaluation
 from mann import training
 
@@ -46,6 +49,10 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   del argv
   run_flags.check_combination()
+  if run_flags.BATCH_NORM.value == "running":
+    raise errors.UserInputError(
+        "--batch_norm=running is for experiments.evaluate (fine-tuning a trained run); "
+        "train with --batch_norm=transductive or per_step")
   tf.config.experimental.enable_op_determinism()
   if NUM_THREADS.value:
     tf.config.threading.set_intra_op_parallelism_threads(NUM_THREADS.value)
@@ -82,7 +89,9 @@ def main(argv):
       log_every=LOG_EVERY.value, checkpoint_every=CHECKPOINT_EVERY.value,
       jit_compile=JIT_COMPILE.value,
       validate=validate, validate_every=VALIDATE_EVERY.value,
-      steps_per_call=STEPS_PER_CALL.value)
+      steps_per_call=STEPS_PER_CALL.value,
+      # The model adapted and tested (not a transfer baseline's pretraining head).
+      run_facts={"num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights))})
   print(f"results: {os.path.join(WORKDIR.value, 'results.json')}: {results}")
 
 

@@ -1,5 +1,7 @@
 """Meta-test: adapt to held-out tasks and score the query sets, with confidence intervals."""
 
+import hashlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -58,3 +60,17 @@ def summarise_by_instance(scores: dict[str, np.ndarray]) -> dict:
   summaries = [metrics.mean_and_ci95(per_instance[:, i]) for i in range(per_instance.shape[1])]
   return {"accuracy_by_instance": [m for m, _ in summaries],
           "ci95_by_instance": [c for _, c in summaries], "num_tasks": per_instance.shape[0]}
+
+
+def tasks_digest(sampler, num_tasks: int, first_task: int = 0):
+  """A hex digest of which classes and images tasks first..first+num-1 hold (before
+  any augmentation or support shuffle): two evaluations with equal digests scored the
+  same tasks. None for a sampler that does not draw few-shot tasks from class images."""
+  if not hasattr(sampler, "episode_image_indices"):
+    return None
+  indices = tf.range(first_task, first_task + num_tasks)
+  classes, images = tf.function(
+      lambda i: tf.vectorized_map(sampler.episode_image_indices, i))(indices)
+  digest = hashlib.sha256(np.asarray(classes, np.int64).tobytes())
+  digest.update(np.asarray(images, np.int64).tobytes())
+  return digest.hexdigest()[:16]

@@ -48,7 +48,9 @@ def _task_batched_model(model: keras.Model):
 class GradientMetaLearner:
   """An initialisation adapted by SGD on each task's support set, scored on its queries."""
 
-  BATCH_NORM_MODES = ("transductive", "per_step")
+  # running: meta-test only, every pass normalises with the model's running statistics
+  # (as the episodic learner tests): fine-tuning a model trained without an inner loop.
+  BATCH_NORM_MODES = ("transductive", "per_step", "running")
 
   def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
                num_inner_steps: int, inner_lr: float, task_mapping: str = "auto",
@@ -61,7 +63,8 @@ class GradientMetaLearner:
       num_inner_steps: SGD steps on the support set during meta-training.
       inner_lr: their learning rate.
       task_mapping: how the tasks of a meta-batch run (see the module docstring).
-      batch_norm: "transductive" or "per_step" (see mann.meta.maml).
+      batch_norm: "transductive", "per_step" (see mann.meta.maml) or "running"
+        (meta-test only: the model's running statistics in every pass).
       task_format: what the model reads of a task (default: its examples,
         task_format.ExampleFormat; sequence models: task_format.SequenceFormat).
       adapted_weights: per weight of model.trainable_weights, whether the inner loop

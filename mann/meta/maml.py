@@ -168,6 +168,9 @@ class MAML(gradient_learner.GradientMetaLearner):
   @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """Meta-gradients of meta_loss for trainable_variables, and the step's metrics."""
+    if self.batch_norm == "running":
+      raise ValueError("batch_norm='running' is a meta-test mode: meta-training "
+                       "normalises with batch statistics (transductive or per_step)")
     with tf.GradientTape() as tape:
       loss, metrics, statistics = self._meta_loss_and_statistics(meta_batch, step)
     gradients = tape.gradient(loss, self.trainable_variables,

@@ -132,7 +132,7 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
           validate: Optional[Callable[[], dict]] = None, validate_every: int = 1000,
           steps_per_call: int = 1, jit_compile: bool = False,
           strategy: Optional[tf.distribute.Strategy] = None,
-          progress_stream=sys.stderr) -> dict:
+          progress_stream=sys.stderr, run_facts: Optional[dict] = None) -> dict:
   """Meta-trains `learner` for num_steps meta-steps, resuming from workdir if it can.
 
   Args:
@@ -156,6 +156,7 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
       one, tf.distribute.get_strategy()). The learner's variables must have been made
       under its scope.
     progress_stream: where the progress lines go.
+    run_facts: more entries for results.json (e.g. the model's parameter count).
 
   Returns:
     The results dict also written to workdir/results.json.
@@ -281,6 +282,7 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
          if k.startswith("train_") and k not in ("train_loss", "train_seconds")},
       **last_validation,
       "first_step_seconds_this_call": trace_seconds,
+      **(run_facts or {}),
   }
   with files.atomic_write(os.path.join(workdir, RESULTS_FILE)) as tmp_path, \
       open(tmp_path, "w") as f:

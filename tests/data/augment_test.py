@@ -1,8 +1,10 @@
-"""Tests of mann/data/augment.py against hand-shifted and hand-rotated images."""
+"""Tests of mann/data/augment.py against hand-shifted, -rotated, -sheared and -scaled images."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
+from mann import errors
 from mann.data import augment
 
 
@@ -48,3 +50,35 @@ def test_random_transform_is_seeded_bounded_and_off_by_default():
     assert len(matches) == 1
     seen.add(matches[0])
   assert len(seen) > 10  # the 25 shifts are all drawn
+
+
+def test_shear_and_scale_move_each_pixel_where_the_stated_map_sends_it():
+  # A point at offset (u, v) from the centre goes to (scale * (u + shear * v), scale * v):
+  # with shear 0.5 a pixel 2 rows below the centre moves 1 column right; with scale 2
+  # a pixel 1 column right of the centre moves to 2 columns right.
+  image = np.zeros((1, 9, 9, 1), np.float32)
+  image[0, 4 + 2, 4] = 1.0  # row 6, column 4: v = 2, u = 0
+  sheared = augment.transform(tf.constant(image), tf.zeros([1, 2]), tf.zeros([1]),
+                              shear=0.5).numpy()
+  assert sheared[0, 6, 5, 0] == 1.0 and sheared.sum() == 1.0
+  image = np.zeros((1, 9, 9, 1), np.float32)
+  image[0, 4, 4 + 1] = 1.0  # u = 1, v = 0
+  scaled = augment.transform(tf.constant(image), tf.zeros([1, 2]), tf.zeros([1]),
+                             scale=2.0).numpy()
+  assert scaled[0, 4, 6, 0] == 1.0  # the point itself; bilinear spreads its neighbours
+  # A fixed distortion is the same for every image and every seed.
+  distortion = augment.parse_distortion("shear=0.5,scale=0.75")
+  assert distortion == augment.Augmentation(shear=0.5, scale=0.75) and distortion.active
+  images = _images(3)
+  one = augment.random_transform(images, distortion, tf.constant([1, 2]))
+  np.testing.assert_array_equal(one, augment.random_transform(images, distortion,
+                                                               tf.constant([7, 8])))
+  np.testing.assert_allclose(
+      one, augment.transform(images, tf.zeros([3, 2]), tf.zeros([3]), shear=0.5, scale=0.75),
+      atol=1e-6)
+
+
+def test_a_bad_distortion_names_the_flag_and_the_form():
+  for spec in ("shear=x", "tilt=1", "scale=0", "shear=1,shear=2"):
+    with pytest.raises(errors.UserInputError, match="--eval_transform"):
+      augment.parse_distortion(spec)

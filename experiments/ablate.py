@@ -1,0 +1,312 @@
+r"""The memory x initialisation grid: what an external memory adds, what a meta-learned
+initialisation adds, on the same encoder, tasks, seeds and budget.
+
+  python -m experiments.ablate --omniglot_dir=../shared/data/omniglot \
+      --budget_steps=2000 --workdir=workdirs/ablation_5w1s
+  python -m experiments.ablate --omniglot_dir=../shared/data/omniglot --num_shots=5 \
+      --budget_steps=2000 --workdir=workdirs/ablation_5w5s
+
+Cells (--cells), every one with the conv4 encoder at 28x28, the flagfiles' settings,
+--budget_steps meta-steps and the same --seeds (so the same training and test tasks):
+
+  lstm_episodic   LSTM, no external memory; weights fixed at test, its state adapts
+  lstm_maml       the LSTM, MAML-initialised (S inner steps on the support sequence)
+  mann_episodic   the MANN (LSTM controller + LRUA memory), weights fixed at test
+  mann_maml       the MANN, MAML-initialised
+  mann_fine_tune  mann_episodic's weights fine-tuned at test by the same S steps, never
+                  meta-trained for it (any gradient steps, or the learned initialisation?);
+                  batch norm with its running statistics, as the episodic MANN is tested
+  conv4_maml      reference: conv4 MAML (the paper's model)
+  conv4_transfer  reference: conv4 pretrained on the training classes, fine-tuned at test
+
+Each cell is an ordinary experiments.train + experiments.evaluate run in
+WORKDIR/seed_<s>/<cell>/ (mann_fine_tune evaluates mann_episodic's run and writes
+eval_fine_tune.json there). Rerunning the same command resumes unfinished cells and
+never retrains finished ones. --eval_transform also scores every cell on the same test
+tasks with every image sheared and scaled (Finn & Levine 2018's out-of-distribution
+probe). Writes WORKDIR/ablation.json, ablation.md and ablation.png.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Optional
+
+from absl import flags
+import numpy as np
+
+from experiments import common
+from experiments import data_flags
+from mann import errors
+from mann import files
+from mann.data import augment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join("experiments", "configs")  # flagfiles name others from the repo root
+_PATH_FLAGS = ("omniglot_dir", "data_dir")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One cell: how it trains (a flagfile plus flags), or whose run it re-evaluates."""
+  memory: str
+  adaptation: str
+  flagfile: Optional[str] = None
+  train_flags: tuple = ()
+  trained_by: Optional[str] = None  # re-evaluates that cell's run, with eval_flags
+  eval_flags: tuple = ()
+
+
+CELLS = {
+    "lstm_episodic": Cell("lstm (none)", "episodic", "maml_lstm_omniglot_5w1s.flags",
+                          ("--algorithm=episodic",)),
+    "lstm_maml": Cell("lstm (none)", "maml", "maml_lstm_omniglot_5w1s.flags"),
+    "mann_episodic": Cell("mann (LRUA)", "episodic", "mann_episodic_omniglot_5w1s.flags"),
+    "mann_maml": Cell("mann (LRUA)", "maml", "maml_mann_omniglot_5w1s.flags"),
+    "mann_fine_tune": Cell("mann (LRUA)", "fine_tune", trained_by="mann_episodic",
+                           eval_flags=("--algorithm=maml", "--batch_norm=running")),
+    "conv4_maml": Cell("conv4 (reference)", "maml", "maml_omniglot_5w1s.flags"),
+    "conv4_transfer": Cell("conv4 (reference)", "transfer", "maml_omniglot_5w1s.flags",
+                           ("--algorithm=transfer",)),
+}
+
+CELL_NAMES = flags.DEFINE_list("cells", list(CELLS), f"Cells to run: {', '.join(CELLS)} "
+                               "(mann_fine_tune needs mann_episodic).")
+SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds: each cell is trained and tested once per "
+                          "seed (weights and tasks), the same seeds for every cell.")
+BUDGET_STEPS = flags.DEFINE_integer("budget_steps", 2000, "Meta-steps of every cell.",
+                                    lower_bound=1)
+NUM_TASKS = flags.DEFINE_integer("num_tasks", 600, "Test tasks per cell and seed.",
+                                 lower_bound=1)
+EVAL_TRANSFORM = flags.DEFINE_string(
+    "eval_transform", None, "Also score every cell on the same test tasks with each image "
+    "sheared then scaled about its centre, e.g. 'shear=0.5,scale=0.75' (x += shear * y; "
+    "scale < 1 shrinks the character). Unset: in distribution only.")
+TRAIN_FLAGS = flags.DEFINE_list(
+    "train_flags", [], "Extra flags for every cell's experiments.train, e.g. "
+    "--train_flags=--validate_every=500 (tiny models in tests).")
+WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the grid (created if missing).")
+flags.mark_flag_as_required("workdir")
+
+
+def _data_flags() -> list[str]:
+  """The data flags given on this command line, passed on to every cell (paths made
+  absolute: the cells run from the repository root)."""
+  given = []
+  for flag in flags.FLAGS.get_flags_for_module(data_flags):
+    if not flag.present:
+      continue
+    if flag.name in _PATH_FLAGS and flag.value:
+      given.append(f"--{flag.name}={os.path.abspath(flag.value)}")
+    else:
+      given.append(flag.serialize())
+  return given
+
+
+def _run(args: list[str], what: str) -> None:
+  """Runs an experiments binary, its output passed through; a failure is one line."""
+  print(f"ablate: {what}: python -m {' '.join(args)}", flush=True)
+  result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, check=False)
+  if result.returncode != 0:
+    raise errors.UserInputError(
+        f"{what} failed (exit {result.returncode}; its output is above); fix it and rerun "
+        f"the same command to resume the grid")
+
+
+def _read_json(path: str) -> Optional[dict]:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _train(name: str, cell: Cell, workdir: str, seed: str) -> None:
+  results = _read_json(os.path.join(workdir, "results.json"))
+  if results is not None and results["num_steps"] == BUDGET_STEPS.value:
+    print(f"ablate: seed {seed} {name}: trained ({BUDGET_STEPS.value} steps), kept",
+          flush=True)
+    return
+  _run(["experiments.train", f"--flagfile={os.path.join(CONFIGS, cell.flagfile)}",
+        *cell.train_flags, *_data_flags(), f"--num_steps={BUDGET_STEPS.value}",
+        f"--seed={seed}", f"--workdir={workdir}", *TRAIN_FLAGS.value],
+       f"seed {seed} {name}: training")
+
+
+def _evaluate(name: str, cell: Cell, workdir: str, seed: str, output_name: str,
+              transform: Optional[str]) -> dict:
+  """The cell's eval report, evaluating its run's last checkpoint when not done yet."""
+  path = os.path.join(workdir, output_name)
+  report = _read_json(path)
+  if (report is None or report["checkpoint_step"] != BUDGET_STEPS.value
+      or report["num_tasks"] != NUM_TASKS.value):
+    _run(["experiments.evaluate", f"--workdir={workdir}", f"--num_tasks={NUM_TASKS.value}",
+          f"--output_name={output_name}", *cell.eval_flags,
+          *([f"--eval_transform={transform}"] if transform else [])],
+         f"seed {seed} {name}: evaluating" + (f" ({transform})" if transform else ""))
+    report = _read_json(path)
+  return report
+
+
+def _pooled(per_seed: list[dict], key: str = "accuracy") -> dict:
+  """Mean and 95% CI over the test tasks of all seeds (equal task counts), rebuilt
+  exactly from each seed's mean and 1.96 std / sqrt(n) (population std)."""
+  means = np.array([r[key] for r in per_seed])
+  n = per_seed[0]["num_tasks"]
+  variances = np.array([(r["ci95"] * np.sqrt(n) / 1.96) ** 2 for r in per_seed])
+  total_variance = variances.mean() + means.var()
+  return {key: float(means.mean()),
+          "ci95": float(1.96 * np.sqrt(total_variance) / np.sqrt(n * len(per_seed))),
+          "num_tasks": n * len(per_seed)}
+
+
+def _transform_suffix(transform: str) -> str:
+  """'shear=0.5,scale=0.75' -> 'shear0p5_scale0p75' (a file-name part)."""
+  return transform.replace("=", "").replace(",", "_").replace(".", "p").replace("-", "m")
+
+
+def _percent(value: float) -> str:
+  return f"{100 * value:.2f}"
+
+
+def _write_table(grid: dict, path: str) -> None:
+  lines = [f"# Memory x initialisation, {grid['data']}",
+           "",
+           f"Command: `{grid['command']}`",
+           "",
+           f"Every cell: {grid['budget_steps']} meta-steps, seeds {', '.join(grid['seeds'])}, "
+           f"{grid['num_tasks']} test tasks per seed (the same tasks for every cell); "
+           "accuracy in % with its 95% interval over the test tasks (pooled over seeds).",
+           ""]
+  transform = grid["eval_transform"]
+  header = ["cell", "memory", "adaptation", "test accuracy"]
+  if len(grid["seeds"]) > 1:
+    header.append("per seed")
+  if transform:
+    header.append(f"transformed ({transform})")
+  header += ["inner steps at test", "meta-steps", "training hours", "parameters"]
+  lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  reference = grid["cells"].get("mann_maml", next(iter(grid["cells"].values())))
+  for name, row in grid["cells"].items():
+    pooled = row["pooled"]
+    cells = [f"`{name}`", row["memory"], row["adaptation"],
+             f"{_percent(pooled['accuracy'])} +- {_percent(pooled['ci95'])}"]
+    if len(grid["seeds"]) > 1:
+      cells.append(" / ".join(f"{_percent(r['accuracy'])} +- {_percent(r['ci95'])}"
+                              for r in row["per_seed"].values()))
+    if transform:
+      shifted = row["pooled_transformed"]
+      cells.append(f"{_percent(shifted['accuracy'])} +- {_percent(shifted['ci95'])}")
+    parameters = row["num_parameters"]
+    difference = parameters / reference["num_parameters"] - 1
+    note = (f" ({100 * difference:+.0f}% vs mann_maml: more than 10%)"
+            if abs(difference) > 0.10 else "")
+    cells += [str(row["num_eval_inner_steps"]), str(row["num_steps"]),
+              f"{row['train_hours']:.2f}" + (" (mann_episodic's)" if row["trained_by"] else ""),
+              f"{parameters:,}{note}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def _plot(grid: dict, path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  names = list(grid["cells"])
+  series = [("in distribution", "pooled")]
+  if grid["eval_transform"]:
+    series.append((f"transformed ({grid['eval_transform']})", "pooled_transformed"))
+  width = 0.8 / len(series)
+  figure, axes = plt.subplots(figsize=(1.3 * len(names) + 2, 4.5))
+  for i, (label, key) in enumerate(series):
+    positions = np.arange(len(names)) + (i - (len(series) - 1) / 2) * width
+    means = [100 * grid["cells"][n][key]["accuracy"] for n in names]
+    errors_ = [100 * grid["cells"][n][key]["ci95"] for n in names]
+    axes.bar(positions, means, width, yerr=errors_, capsize=3, label=label)
+  axes.set_xticks(np.arange(len(names)))
+  axes.set_xticklabels(names, rotation=20, ha="right")
+  axes.set_ylabel("test accuracy (%), 95% interval")
+  axes.set_ylim(0, 100)
+  axes.axhline(100 / grid["num_ways"], color="grey", linestyle=":", linewidth=1,
+               label="chance")
+  axes.set_title(f"Memory x initialisation: {grid['data']}, {grid['budget_steps']} "
+                 f"meta-steps, seeds {','.join(grid['seeds'])}")
+  axes.legend(loc="lower right")
+  figure.tight_layout()
+  with files.atomic_write(path) as tmp_path:
+    figure.savefig(tmp_path, format="png", dpi=120)
+  plt.close(figure)
+
+
+def main(argv):
+  del argv
+  unknown = [n for n in CELL_NAMES.value if n not in CELLS]
+  if unknown:
+    raise errors.UserInputError(f"--cells: unknown {', '.join(unknown)}; choose from "
+                                f"{', '.join(CELLS)}")
+  names = [n for n in CELLS if n in CELL_NAMES.value]  # the table's order
+  for name in names:
+    trained_by = CELLS[name].trained_by
+    if trained_by and trained_by not in names:
+      raise errors.UserInputError(f"--cells: {name} re-evaluates {trained_by}'s run; add "
+                                  f"{trained_by}")
+  try:
+    seeds = [str(int(s)) for s in SEEDS.value]
+  except ValueError:
+    raise errors.UserInputError(f"--seeds={','.join(SEEDS.value)} must be integers") from None
+  if not seeds:
+    raise errors.UserInputError("--seeds needs at least one seed")
+  transform = EVAL_TRANSFORM.value
+  if transform:
+    augment.parse_distortion(transform)  # a bad spec fails before any training
+  grid_dir = os.path.abspath(WORKDIR.value)
+  os.makedirs(grid_dir, exist_ok=True)
+  start = time.time()
+  rows = {}
+  for seed in seeds:
+    for name in names:
+      cell = CELLS[name]
+      workdir = os.path.join(grid_dir, f"seed_{seed}", cell.trained_by or name)
+      if cell.trained_by is None:
+        _train(name, cell, workdir, seed)
+      output = "eval" if cell.trained_by is None else f"eval_{cell.adaptation}"
+      report = _evaluate(name, cell, workdir, seed, f"{output}.json", None)
+      results = _read_json(os.path.join(workdir, "results.json"))
+      row = rows.setdefault(name, {
+          "memory": cell.memory, "adaptation": cell.adaptation,
+          "trained_by": cell.trained_by, "per_seed": {}, "per_seed_transformed": {}})
+      row["per_seed"][seed] = {k: report[k] for k in (
+          "accuracy", "ci95", "accuracy_by_steps", "ci95_by_steps", "num_tasks",
+          "num_eval_inner_steps", "checkpoint_step")}
+      row.update(num_steps=results["num_steps"], train_hours=results["train_seconds"] / 3600,
+                 num_parameters=results["num_parameters"],
+                 num_eval_inner_steps=report["num_eval_inner_steps"])
+      if transform:
+        shifted = _evaluate(name, cell, workdir, seed,
+                            f"{output}_{_transform_suffix(transform)}.json", transform)
+        row["per_seed_transformed"][seed] = {k: shifted[k] for k in (
+            "accuracy", "ci95", "num_tasks", "eval_transform")}
+  for row in rows.values():
+    row["pooled"] = _pooled(list(row["per_seed"].values()))
+    if transform:
+      row["pooled_transformed"] = _pooled(list(row["per_seed_transformed"].values()))
+  shots = data_flags.NUM_SHOTS.value
+  grid = {"command": " ".join(["python -m experiments.ablate", *sys.argv[1:]]),
+          "data": f"{data_flags.DATASET.value} {data_flags.NUM_WAYS.value}-way {shots}-shot",
+          "num_ways": data_flags.NUM_WAYS.value, "num_shots": shots,
+          "budget_steps": BUDGET_STEPS.value, "seeds": seeds, "num_tasks": NUM_TASKS.value,
+          "eval_transform": transform, "cells": rows}
+  with files.atomic_write(os.path.join(grid_dir, "ablation.json")) as tmp_path, \
+      open(tmp_path, "w") as f:
+    json.dump(grid, f, indent=1)
+  _write_table(grid, os.path.join(grid_dir, "ablation.md"))
+  _plot(grid, os.path.join(grid_dir, "ablation.png"))
+  print(f"ablate: {len(names)} cells x {len(seeds)} seeds in {time.time() - start:.0f} s; "
+        f"wrote {os.path.join(grid_dir, 'ablation.md')} (.json, .png)")
+
+
+if __name__ == "__main__":
+  common.run(main)

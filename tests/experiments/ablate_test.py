@@ -1,0 +1,84 @@
+"""experiments.ablate end to end with a tiny budget: every cell trains and is scored on
+the same test tasks, the table holds every cell, and a rerun trains nothing."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests import conftest
+
+# Tiny models: the grid's settings, shrunk so that each cell's 2 steps take seconds.
+_TINY = ["--num_filters=2", "--controller_units=4", "--memory_size=4", "--word_size=2",
+         "--num_reads=1", "--meta_batch_size=2", "--num_validation_tasks=0", "--log_every=1",
+         "--num_eval_inner_steps=1"]
+
+
+def _ablate(tmp_path, omniglot_dir, tfds_data_dir, *extra):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.ablate", f"--omniglot_dir={omniglot_dir}",
+       f"--data_dir={tfds_data_dir}", "--budget_steps=2", "--num_tasks=3",
+       "--eval_transform=shear=0.5,scale=0.75", f"--train_flags={','.join(_TINY)}",
+       f"--workdir={tmp_path / 'grid'}", *extra],
+      cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=1200,
+      env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
+
+
+def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
+    tmp_path, omniglot_dir, tfds_data_dir):
+  first = _ablate(tmp_path, omniglot_dir, tfds_data_dir)
+  assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+  grid_dir = tmp_path / "grid"
+  with open(grid_dir / "ablation.json") as f:
+    grid = json.load(f)
+  names = ["lstm_episodic", "lstm_maml", "mann_episodic", "mann_maml", "mann_fine_tune",
+           "conv4_maml", "conv4_transfer"]
+  assert list(grid["cells"]) == names
+  table = (grid_dir / "ablation.md").read_text()
+  for name in names:
+    assert f"`{name}`" in table
+  assert (grid_dir / "ablation.png").stat().st_size > 10_000
+
+  digests, transformed = set(), set()
+  for name in names:
+    row = grid["cells"][name]
+    trained_as = "mann_episodic" if name == "mann_fine_tune" else name
+    output = "eval_fine_tune" if name == "mann_fine_tune" else "eval"
+    with open(grid_dir / "seed_0" / trained_as / f"{output}.json") as f:
+      report = json.load(f)
+    with open(grid_dir / "seed_0" / trained_as / f"{output}_shear0p5_scale0p75.json") as f:
+      shifted = json.load(f)
+    assert report["checkpoint_step"] == 2 and report["num_tasks"] == 3
+    assert row["pooled"]["accuracy"] == report["accuracy"]
+    assert row["pooled_transformed"]["accuracy"] == shifted["accuracy"]
+    assert shifted["eval_transform"] == "shear=0.5,scale=0.75"
+    assert row["num_parameters"] > 0 and row["num_steps"] == 2
+    digests.add(report["tasks_digest"])
+    transformed.add(shifted["tasks_digest"])
+  # One set of test tasks for every cell, and the transform keeps the tasks.
+  assert len(digests) == 1 and digests == transformed
+  # Fine-tuning the episodic MANN: 0 inner steps is the episodic MANN's own score.
+  fine_tune = grid["cells"]["mann_fine_tune"]["per_seed"]["0"]
+  episodic = grid["cells"]["mann_episodic"]["per_seed"]["0"]
+  assert fine_tune["num_eval_inner_steps"] == 1 and episodic["num_eval_inner_steps"] == 0
+  assert abs(fine_tune["accuracy_by_steps"]["0"] - episodic["accuracy"]) < 1e-6
+
+  trained = {n: os.path.getmtime(grid_dir / "seed_0" / n / "results.json")
+             for n in names if n != "mann_fine_tune"}
+  second = _ablate(tmp_path, omniglot_dir, tfds_data_dir)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "experiments.train" not in second.stdout and "experiments.evaluate" not in second.stdout
+  assert {n: os.path.getmtime(grid_dir / "seed_0" / n / "results.json")
+          for n in trained} == trained
+
+
+def test_unknown_cells_and_a_bad_transform_are_one_line_errors(
+    tmp_path, omniglot_dir, tfds_data_dir):
+  for flag, expected in (("--cells=mann_maml,nope", "unknown nope"),
+                         ("--cells=mann_fine_tune", "add mann_episodic"),
+                         ("--eval_transform=shear=x", "--eval_transform")):
+    result = _ablate(tmp_path, omniglot_dir, tfds_data_dir, flag)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+    assert not (tmp_path / "grid").exists()
