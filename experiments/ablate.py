@@ -36,8 +36,8 @@ import time
 from typing import Optional
 
 from absl import flags
-import numpy as np
 
+from experiments import ablation_report
 from experiments import common
 from experiments import data_flags
 from mann import errors
@@ -150,97 +150,6 @@ def _evaluate(name: str, cell: Cell, workdir: str, seed: str, output_name: str,
   return report
 
 
-def _pooled(per_seed: list[dict], key: str = "accuracy") -> dict:
-  """Mean and 95% CI over the test tasks of all seeds (equal task counts), rebuilt
-  exactly from each seed's mean and 1.96 std / sqrt(n) (population std)."""
-  means = np.array([r[key] for r in per_seed])
-  n = per_seed[0]["num_tasks"]
-  variances = np.array([(r["ci95"] * np.sqrt(n) / 1.96) ** 2 for r in per_seed])
-  total_variance = variances.mean() + means.var()
-  return {key: float(means.mean()),
-          "ci95": float(1.96 * np.sqrt(total_variance) / np.sqrt(n * len(per_seed))),
-          "num_tasks": n * len(per_seed)}
-
-
-def _transform_suffix(transform: str) -> str:
-  """'shear=0.5,scale=0.75' -> 'shear0p5_scale0p75' (a file-name part)."""
-  return transform.replace("=", "").replace(",", "_").replace(".", "p").replace("-", "m")
-
-
-def _percent(value: float) -> str:
-  return f"{100 * value:.2f}"
-
-
-def _write_table(grid: dict, path: str) -> None:
-  lines = [f"# Memory x initialisation, {grid['data']}",
-           "",
-           f"Command: `{grid['command']}`",
-           "",
-           f"Every cell: {grid['budget_steps']} meta-steps, seeds {', '.join(grid['seeds'])}, "
-           f"{grid['num_tasks']} test tasks per seed (the same tasks for every cell); "
-           "accuracy in % with its 95% interval over the test tasks (pooled over seeds).",
-           ""]
-  transform = grid["eval_transform"]
-  header = ["cell", "memory", "adaptation", "test accuracy"]
-  if len(grid["seeds"]) > 1:
-    header.append("per seed")
-  if transform:
-    header.append(f"transformed ({transform})")
-  header += ["inner steps at test", "meta-steps", "training hours", "parameters"]
-  lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  reference = grid["cells"].get("mann_maml", next(iter(grid["cells"].values())))
-  for name, row in grid["cells"].items():
-    pooled = row["pooled"]
-    cells = [f"`{name}`", row["memory"], row["adaptation"],
-             f"{_percent(pooled['accuracy'])} +- {_percent(pooled['ci95'])}"]
-    if len(grid["seeds"]) > 1:
-      cells.append(" / ".join(f"{_percent(r['accuracy'])} +- {_percent(r['ci95'])}"
-                              for r in row["per_seed"].values()))
-    if transform:
-      shifted = row["pooled_transformed"]
-      cells.append(f"{_percent(shifted['accuracy'])} +- {_percent(shifted['ci95'])}")
-    parameters = row["num_parameters"]
-    difference = parameters / reference["num_parameters"] - 1
-    note = (f" ({100 * difference:+.0f}% vs mann_maml: more than 10%)"
-            if abs(difference) > 0.10 else "")
-    cells += [str(row["num_eval_inner_steps"]), str(row["num_steps"]),
-              f"{row['train_hours']:.2f}" + (" (mann_episodic's)" if row["trained_by"] else ""),
-              f"{parameters:,}{note}"]
-    lines.append("| " + " | ".join(cells) + " |")
-  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
-    f.write("\n".join(lines) + "\n")
-
-
-def _plot(grid: dict, path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  names = list(grid["cells"])
-  series = [("in distribution", "pooled")]
-  if grid["eval_transform"]:
-    series.append((f"transformed ({grid['eval_transform']})", "pooled_transformed"))
-  width = 0.8 / len(series)
-  figure, axes = plt.subplots(figsize=(1.3 * len(names) + 2, 4.5))
-  for i, (label, key) in enumerate(series):
-    positions = np.arange(len(names)) + (i - (len(series) - 1) / 2) * width
-    means = [100 * grid["cells"][n][key]["accuracy"] for n in names]
-    errors_ = [100 * grid["cells"][n][key]["ci95"] for n in names]
-    axes.bar(positions, means, width, yerr=errors_, capsize=3, label=label)
-  axes.set_xticks(np.arange(len(names)))
-  axes.set_xticklabels(names, rotation=20, ha="right")
-  axes.set_ylabel("test accuracy (%), 95% interval")
-  axes.set_ylim(0, 100)
-  axes.axhline(100 / grid["num_ways"], color="grey", linestyle=":", linewidth=1,
-               label="chance")
-  axes.set_title(f"Memory x initialisation: {grid['data']}, {grid['budget_steps']} "
-                 f"meta-steps, seeds {','.join(grid['seeds'])}")
-  axes.legend(loc="lower right")
-  figure.tight_layout()
-  with files.atomic_write(path) as tmp_path:
-    figure.savefig(tmp_path, format="png", dpi=120)
-  plt.close(figure)
-
-
 def main(argv):
   del argv
   unknown = [n for n in CELL_NAMES.value if n not in CELLS]
@@ -286,13 +195,13 @@ def main(argv):
                  num_eval_inner_steps=report["num_eval_inner_steps"])
       if transform:
         shifted = _evaluate(name, cell, workdir, seed,
-                            f"{output}_{_transform_suffix(transform)}.json", transform)
+                            f"{output}_{ablation_report.transform_suffix(transform)}.json", transform)
         row["per_seed_transformed"][seed] = {k: shifted[k] for k in (
             "accuracy", "ci95", "num_tasks", "eval_transform")}
   for row in rows.values():
-    row["pooled"] = _pooled(list(row["per_seed"].values()))
+    row["pooled"] = ablation_report.pooled(list(row["per_seed"].values()))
     if transform:
-      row["pooled_transformed"] = _pooled(list(row["per_seed_transformed"].values()))
+      row["pooled_transformed"] = ablation_report.pooled(list(row["per_seed_transformed"].values()))
   shots = data_flags.NUM_SHOTS.value
   grid = {"command": " ".join(["python -m experiments.ablate", *sys.argv[1:]]),
           "data": f"{data_flags.DATASET.value} {data_flags.NUM_WAYS.value}-way {shots}-shot",
@@ -302,8 +211,8 @@ def main(argv):
   with files.atomic_write(os.path.join(grid_dir, "ablation.json")) as tmp_path, \
       open(tmp_path, "w") as f:
     json.dump(grid, f, indent=1)
-  _write_table(grid, os.path.join(grid_dir, "ablation.md"))
-  _plot(grid, os.path.join(grid_dir, "ablation.png"))
+  ablation_report.write_table(grid, os.path.join(grid_dir, "ablation.md"))
+  ablation_report.plot(grid, os.path.join(grid_dir, "ablation.png"))
   print(f"ablate: {len(names)} cells x {len(seeds)} seeds in {time.time() - start:.0f} s; "
         f"wrote {os.path.join(grid_dir, 'ablation.md')} (.json, .png)")
 

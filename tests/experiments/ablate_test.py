@@ -18,7 +18,7 @@ def _ablate(tmp_path, omniglot_dir, tfds_data_dir, *extra):
   return subprocess.run(
       [sys.executable, "-m", "experiments.ablate", f"--omniglot_dir={omniglot_dir}",
        f"--data_dir={tfds_data_dir}", "--budget_steps=2", "--num_tasks=3",
-       "--eval_transform=shear=0.5,scale=0.75", f"--train_flags={','.join(_TINY)}",
+       f"--train_flags={','.join(_TINY)}",
        f"--workdir={tmp_path / 'grid'}", *extra],
       cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=1200,
       env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
@@ -39,24 +39,20 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
     assert f"`{name}`" in table
   assert (grid_dir / "ablation.png").stat().st_size > 10_000
 
-  digests, transformed = set(), set()
+  digests = set()
   for name in names:
     row = grid["cells"][name]
     trained_as = "mann_episodic" if name == "mann_fine_tune" else name
     output = "eval_fine_tune" if name == "mann_fine_tune" else "eval"
     with open(grid_dir / "seed_0" / trained_as / f"{output}.json") as f:
       report = json.load(f)
-    with open(grid_dir / "seed_0" / trained_as / f"{output}_shear0p5_scale0p75.json") as f:
-      shifted = json.load(f)
     assert report["checkpoint_step"] == 2 and report["num_tasks"] == 3
     assert row["pooled"]["accuracy"] == report["accuracy"]
-    assert row["pooled_transformed"]["accuracy"] == shifted["accuracy"]
-    assert shifted["eval_transform"] == "shear=0.5,scale=0.75"
     assert row["num_parameters"] > 0 and row["num_steps"] == 2
     digests.add(report["tasks_digest"])
-    transformed.add(shifted["tasks_digest"])
-  # One set of test tasks for every cell, and the transform keeps the tasks.
-  assert len(digests) == 1 and digests == transformed
+  # One set of test tasks for every cell (conv4's support class by class, the sequence
+  # models' shuffled: the same images).
+  assert len(digests) == 1
   # Fine-tuning the episodic MANN: 0 inner steps is the episodic MANN's own score.
   fine_tune = grid["cells"]["mann_fine_tune"]["per_seed"]["0"]
   episodic = grid["cells"]["mann_episodic"]["per_seed"]["0"]
@@ -72,11 +68,10 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
           for n in trained} == trained
 
 
-def test_unknown_cells_and_a_bad_transform_are_one_line_errors(
+def test_unknown_cells_and_a_missing_trained_cell_are_one_line_errors(
     tmp_path, omniglot_dir, tfds_data_dir):
   for flag, expected in (("--cells=mann_maml,nope", "unknown nope"),
-                         ("--cells=mann_fine_tune", "add mann_episodic"),
-                         ("--eval_transform=shear=x", "--eval_transform")):
+                         ("--cells=mann_fine_tune", "add mann_episodic")):
     result = _ablate(tmp_path, omniglot_dir, tfds_data_dir, flag)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]

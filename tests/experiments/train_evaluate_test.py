@@ -100,6 +100,15 @@ def test_omniglot_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
   assert report["num_eval_inner_steps"] == 3 and report["num_tasks"] == 5
   assert 0.0 <= report["accuracy"] <= 1.0 and set(report["accuracy_by_steps"]) == {
       "0", "1", "2", "3"}
+  if algorithm == "maml":
+    # Out of distribution: the same tasks, every image sheared and scaled.
+    _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=5", "--tasks_per_batch=5",
+            "--eval_transform=shear=0.5,scale=0.75", "--output_name=shifted.json")
+    shifted = _read_json(workdir / "shifted.json")
+    assert shifted["tasks_digest"] == report["tasks_digest"] is not None
+    assert shifted["eval_transform"] == "shear=0.5,scale=0.75"
+    assert report["eval_transform"] is None
+    assert shifted["accuracy_by_steps"] != report["accuracy_by_steps"]
 
 
 @pytest.mark.parametrize("model,algorithm,extra", [
