@@ -1,5 +1,6 @@
 """Shared fixtures: the real Omniglot zips, prepared once per machine through TFDS."""
 
+import fcntl
 import os
 import pathlib
 import sys
@@ -23,21 +24,32 @@ def omniglot_dir() -> str:
   return path
 
 
+def _load_omniglot(omniglot_dir: str, data_dir: str):
+  """All 1623 characters through the local TFDS builder, prepared in data_dir under a
+  lock: the test workers (pytest -n, one process each) share the folder, and only the
+  first may prepare it."""
+  from mann.data import omniglot  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(data_dir, ".prepare.lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return omniglot.load_omniglot(data_dir=data_dir, omniglot_dir=omniglot_dir)
+
+
 @pytest.fixture(scope="session")
-def tfds_data_dir() -> str:
+def tfds_data_dir(omniglot_dir) -> str:
   """A TFDS data_dir kept between test runs ($MANN_TEST_DATA_DIR or ~/.cache/mann/tfds),
-  so that Omniglot is prepared and decoded once per machine."""
+  with Omniglot prepared and decoded in it (once per machine), so that the binaries a
+  test runs read it and never prepare it themselves."""
   path = os.environ.get("MANN_TEST_DATA_DIR",
                         os.path.expanduser("~/.cache/mann/tfds"))
   os.makedirs(path, exist_ok=True)
+  _load_omniglot(omniglot_dir, path)
   return path
 
 
 @pytest.fixture(scope="session")
 def omniglot_characters(omniglot_dir, tfds_data_dir):
   """All 1623 characters, loaded offline from the zips through the local TFDS builder."""
-  from mann.data import omniglot  # pylint: disable=g-import-not-at-top
-  return omniglot.load_omniglot(data_dir=tfds_data_dir, omniglot_dir=omniglot_dir)
+  return _load_omniglot(omniglot_dir, tfds_data_dir)
 
 
 @pytest.fixture
