@@ -110,6 +110,10 @@ def _run(args: list[str], what: str) -> None:
   """Runs an experiments binary, its output passed through; a failure is one line."""
   print(f"ablate: {what}: python -m {' '.join(args)}", flush=True)
   result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, check=False)
+  if result.returncode == 130:  # stopped by the user (Ctrl-C, SIGTERM): it saved a checkpoint
+    print(f"ablate: {what}: stopped; rerun the same command to resume the grid",
+          file=sys.stderr)
+    raise KeyboardInterrupt
   if result.returncode != 0:
     raise errors.UserInputError(
         f"{what} failed (exit {result.returncode}; its output is above); fix it and rerun "
