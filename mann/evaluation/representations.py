@@ -1,0 +1,64 @@
+"""How far adaptation moves a network: weight travel, representation similarity, and how
+the tasks of a meta-batch pull the initialisation.
+
+  relative_travel: ||w_after - w_before|| / ||w_before|| per weight tensor;
+  linear_cka: linear centred kernel alignment (Kornblith et al. 2019) between two sets
+    of activations of the same examples, 1 for the same representation up to an
+    orthogonal transform and an isotropic scaling;
+  mean_pairwise_cosine: the mean cosine similarity between the update vectors of the
+    tasks of a meta-batch (do the tasks pull the initialisation the same way?).
+
+All take and return numpy arrays / floats (float64), independent of TensorFlow.
+"""
+
+from typing import Sequence
+
+import numpy as np
+
+
+def relative_travel(before: Sequence[np.ndarray], after: Sequence[np.ndarray]) -> list[float]:
+  """Per weight tensor, ||after - before|| / ||before|| (Frobenius); inf where before is 0
+  and after is not, 0 where both are 0."""
+  if len(before) != len(after):
+    raise ValueError(f"{len(before)} weights before, {len(after)} after")
+  travel = []
+  for b, a in zip(before, after):
+    b, a = np.asarray(b, np.float64), np.asarray(a, np.float64)
+    if b.shape != a.shape:
+      raise ValueError(f"weight shapes differ: {b.shape} before, {a.shape} after")
+    moved, size = np.linalg.norm(a - b), np.linalg.norm(b)
+    travel.append(float(moved / size) if size > 0 else (0.0 if moved == 0 else float("inf")))
+  return travel
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+  """Linear CKA of activations x [n, p] and y [n, q] of the same n examples.
+
+  CKA = ||Y_c^T X_c||_F^2 / (||X_c^T X_c||_F ||Y_c^T Y_c||_F), columns centred
+  (Kornblith et al. 2019, eq. for the linear kernel). Activations of any rank are
+  flattened per example.
+  """
+  x = np.asarray(x, np.float64).reshape(len(x), -1)
+  y = np.asarray(y, np.float64).reshape(len(y), -1)
+  if len(x) != len(y):
+    raise ValueError(f"x has {len(x)} examples, y {len(y)}: CKA compares the same examples")
+  x = x - x.mean(axis=0)
+  y = y - y.mean(axis=0)
+  cross = np.linalg.norm(y.T @ x) ** 2
+  norms = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+  if norms == 0:
+    raise ValueError("CKA of a constant representation is undefined")
+  return float(cross / norms)
+
+
+def mean_pairwise_cosine(updates: np.ndarray) -> float:
+  """Mean cosine similarity over the pairs of rows of updates [T, D] (T >= 2): each row
+  one task's update of the flattened weights."""
+  updates = np.asarray(updates, np.float64).reshape(len(updates), -1)
+  if len(updates) < 2:
+    raise ValueError("need at least two tasks' updates")
+  norms = np.linalg.norm(updates, axis=1)
+  unit = updates / np.where(norms > 0, norms, 1.0)[:, None]
+  similarity = unit @ unit.T
+  pairs = np.triu_indices(len(updates), k=1)
+  return float(similarity[pairs].mean())
