@@ -1,0 +1,240 @@
+r"""How trained initialisations adapt: fine-tuning curves, which layers move, whether the
+representations change, and the support loss's slope and curvature at the start.
+
+  python -m experiments.adaptation --runs=maml=workdirs/maml_omniglot_5w1s,reptile=workdirs/r \
+      --random_init=maml --out_dir=results/questions/adaptation
+
+For each NAME=WORKDIR (a run of experiments.train with a gradient-based learner: maml,
+fomaml, reptile, transfer, the MAML-initialised MANN) and, with --random_init=NAME, that
+run's model at fresh random weights, on --num_tasks test tasks:
+  accuracy and loss after each of --steps SGD steps (the run's inner rate and batch
+  norm; one compiled step called again and again, mann.meta.long_adaptation);
+  per weight tensor, the relative travel ||w_S - w_0|| / ||w_0|| after the last step
+  (null for a weight that starts at 0, e.g. a fresh bias; absolute travel beside it);
+  per block of the feed-forward network (conv4, or a sequence model's encoder), linear
+  CKA between the query images' activations before and after the last step;
+  the support loss's gradient norm and top Hessian eigenvalue at the initialisation
+  (--num_curvature_tasks tasks; mann.meta.curvature).
+Writes OUT_DIR/adaptation.json, accuracy_by_steps.png, travel.png and cka.png.
+"""
+
+import json
+import os
+import time
+
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from experiments import common
+from experiments import run_flags
+from mann import errors
+from mann import files
+from mann.data import pipeline
+from mann.evaluation import metrics
+from mann.evaluation import representations
+from mann.meta import curvature
+from mann.meta import gradient_learner
+from mann.meta import long_adaptation
+from mann.models import activations
+
+RUNS = flags.DEFINE_list("runs", [], "NAME=WORKDIR of each trained run to compare.")
+RANDOM_INIT = flags.DEFINE_string(
+    "random_init", None, "NAME of a run in --runs: also adapt its model from fresh random "
+    "weights (seed --seed of that run), the 'no meta-learning' row.")
+STEPS = flags.DEFINE_list("steps", ["0", "1", "2", "5", "10", "20", "50", "100"],
+                          "Fine-tuning step counts to score at (increasing, from 0).")
+NUM_TASKS = flags.DEFINE_integer("num_tasks", 100, "Test tasks per run.", lower_bound=1)
+TASKS_PER_BATCH = flags.DEFINE_integer("tasks_per_batch", 25, "Tasks adapted together.",
+                                       lower_bound=1)
+NUM_CURVATURE_TASKS = flags.DEFINE_integer(
+    "num_curvature_tasks", 10, "Tasks whose gradient norm and top Hessian eigenvalue are "
+    "measured (power iteration, 20 Hessian-vector products each).", lower_bound=0)
+OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder for adaptation.json and the plots.")
+flags.mark_flag_as_required("out_dir")
+
+
+def _parse_runs() -> list[tuple[str, str]]:
+  runs = []
+  for item in RUNS.value:
+    name, _, workdir = item.partition("=")
+    if not name or not workdir:
+      raise errors.UserInputError(f"--runs: {item!r} is not NAME=WORKDIR")
+    runs.append((name, workdir))
+  if not runs:
+    raise errors.UserInputError("--runs needs at least one NAME=WORKDIR")
+  if RANDOM_INIT.value and RANDOM_INIT.value not in [n for n, _ in runs]:
+    raise errors.UserInputError(f"--random_init={RANDOM_INIT.value} names no run of --runs")
+  return runs
+
+
+def _learner(workdir: str, *, restore: bool):
+  """(learner, test sampler, checkpoint step or None) of a run, restored or fresh."""
+  if restore:
+    learner, sampler, step, _ = run_flags.load_trained_run(workdir, split="test")
+  else:
+    run_flags.restore_run_flags(workdir)
+    from experiments import data_flags  # pylint: disable=g-import-not-at-top
+    splits = data_flags.class_splits()
+    sampler = run_flags.make_sampler(splits, split="test")
+    learner, step = run_flags.make_learner(run_flags.make_model(sampler), splits), None
+  if not isinstance(learner, gradient_learner.GradientMetaLearner):
+    raise errors.UserInputError(
+        f"{workdir} is an --algorithm={run_flags.ALGORITHM.value} run: fine-tuning curves "
+        f"need a gradient-based learner (maml, fomaml, reptile, transfer)")
+  if learner.task_mapping != "batched":
+    raise errors.UserInputError(f"{workdir}'s model has no task-batched form")
+  return learner, sampler, step
+
+
+def _support_loss_fn(learner, task):
+  """weights -> the support loss of one task under the learner's Keras model."""
+  forward = learner.task_format.support_forward(
+      learner.model, task, training=learner.batch_norm == "transductive")
+  statistics = learner._statistics(0)  # pylint: disable=protected-access
+  return lambda weights: tf.reduce_mean(
+      learner.objective.loss(task.support_y, forward(list(weights), statistics)[0]))
+
+
+def _measure(learner, sampler, steps: list[int]) -> dict:
+  """Every measure of one initialisation over --num_tasks test tasks."""
+  initial = [w.numpy() for w in learner.model.trainable_weights]
+  names = [w.path for w in learner.model.trainable_weights]
+  network, weight_ids, statistic_ids = activations.feed_forward_part(learner.model)
+  non_trainable = [v.numpy() for v in learner.model.non_trainable_weights]
+  training = learner.batch_norm == "transductive"
+  scores, travel, absolute_travel, cka = {}, [], [], []
+  for batch in pipeline.episodes(sampler, num_episodes=NUM_TASKS.value,
+                                 batch_size=TASKS_PER_BATCH.value):
+    result = long_adaptation.fine_tune_scores(learner, batch, checkpoints=steps)
+    for key in ("loss", learner.objective.metric_name):
+      scores.setdefault(key, []).append(result[key])
+    adapted = result["weights"][-1]
+    for t in range(batch.query_y.shape[0]):
+      travel.append(representations.relative_travel(initial, [w[t] for w in adapted]))
+      absolute_travel.append([float(np.linalg.norm(w[t] - w0)) for w, w0 in zip(adapted, initial)])
+      queries = batch.query_x[t]
+      before = activations.block_activations(
+          network, [initial[i] for i in weight_ids], [non_trainable[i] for i in statistic_ids],
+          queries, training=training)
+      after = activations.block_activations(
+          network, [adapted[i][t] for i in weight_ids],
+          [non_trainable[i] for i in statistic_ids], queries, training=training)
+      cka.append({name: representations.linear_cka(before[name].numpy(), after[name].numpy())
+                  for name in before})
+  summary = {}
+  for key, parts in scores.items():
+    per_task = np.concatenate(parts)
+    summary[f"{key}_by_steps"] = {
+        str(s): dict(zip(("mean", "ci95"), metrics.mean_and_ci95(per_task[:, i])))
+        for i, s in enumerate(steps)}
+  # Relative travel of a weight that starts at zero (a fresh bias) is undefined: null,
+  # with its absolute travel beside it.
+  travel = np.array(travel)
+  absolute = np.array(absolute_travel).mean(axis=0)
+  summary["relative_travel"] = {n: (float(v) if np.isfinite(v) else None)
+                                for n, v in zip(names, travel.mean(axis=0))}
+  summary["absolute_travel"] = {n: float(v) for n, v in zip(names, absolute)}
+  blocks = list(cka[0])
+  summary["cka_before_after"] = {
+      b: float(np.nanmean([c[b] for c in cka])) for b in blocks}
+  norms, eigenvalues = [], []
+  if NUM_CURVATURE_TASKS.value:
+    weights = [tf.constant(w) for w in initial]
+    for index in range(NUM_CURVATURE_TASKS.value):
+      task = sampler.episode(index)
+      loss_fn = _support_loss_fn(learner, task)
+      with tf.GradientTape() as tape:
+        tape.watch(weights)
+        loss = loss_fn(weights)
+      gradient = tape.gradient(loss, weights)
+      norms.append(float(tf.sqrt(sum(tf.reduce_sum(g * g) for g in gradient))))
+      eigenvalues.append(curvature.top_hessian_eigenvalue(loss_fn, weights, num_iterations=20,
+                                                          seed=index))
+    summary["support_gradient_norm"] = dict(zip(("mean", "ci95"),
+                                                metrics.mean_and_ci95(norms)))
+    summary["support_top_hessian_eigenvalue"] = dict(zip(("mean", "ci95"),
+                                                         metrics.mean_and_ci95(eigenvalues)))
+  summary["inner_lr"] = float(learner.inner_lr)
+  return summary
+
+
+def _plots(report: dict) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  runs = report["runs"]
+  steps = report["steps"]
+  figure, axes = plt.subplots(figsize=(6.5, 4.2))
+  for name, run in runs.items():
+    by_steps = run.get("accuracy_by_steps") or run["loss_by_steps"]
+    means = np.array([by_steps[str(s)]["mean"] for s in steps])
+    ci = np.array([by_steps[str(s)]["ci95"] for s in steps])
+    positions = [max(s, 0.5) for s in steps]  # step 0 drawn at 0.5 on the log axis
+    axes.errorbar(positions, 100 * means if "accuracy_by_steps" in run else means,
+                  yerr=100 * ci if "accuracy_by_steps" in run else ci, marker="o",
+                  capsize=3, label=name)
+  axes.set_xscale("log")
+  axes.set_xticks([max(s, 0.5) for s in steps])
+  axes.set_xticklabels([str(s) for s in steps])
+  axes.set_xlabel("fine-tuning steps on the support set")
+  axes.set_ylabel("query accuracy (%), 95% interval")
+  axes.set_title(f"Fine-tuning from each initialisation ({report['num_tasks']} test tasks)")
+  axes.legend()
+  figure.tight_layout()
+  with files.atomic_write(os.path.join(OUT_DIR.value, "accuracy_by_steps.png")) as tmp:
+    figure.savefig(tmp, format="png", dpi=120)
+  plt.close(figure)
+  for key, label, file_name in (
+      ("relative_travel", f"||w_S - w_0|| / ||w_0|| after {steps[-1]} steps", "travel.png"),
+      ("cka_before_after", f"linear CKA, query activations, 0 vs {steps[-1]} steps",
+       "cka.png")):
+    figure, axes = plt.subplots(figsize=(8, 4.2))
+    width = 0.8 / len(runs)
+    for i, (name, run) in enumerate(runs.items()):
+      entries = list(run[key].items())
+      positions = np.arange(len(entries)) + (i - (len(runs) - 1) / 2) * width
+      axes.bar(positions, [np.nan if v is None else v for _, v in entries], width,
+               label=name)
+    labels = [n.split("/")[-2] + "/" + n.split("/")[-1] if "/" in n else n
+              for n, _ in entries]
+    axes.set_xticks(np.arange(len(entries)))
+    axes.set_xticklabels(labels, rotation=60, ha="right", fontsize="small")
+    axes.set_ylabel(label)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    with files.atomic_write(os.path.join(OUT_DIR.value, file_name)) as tmp:
+      figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+
+
+def main(argv):
+  del argv
+  runs = _parse_runs()
+  try:
+    steps = [int(s) for s in STEPS.value]
+  except ValueError:
+    raise errors.UserInputError(f"--steps={','.join(STEPS.value)} must be integers") from None
+  if steps != sorted(set(steps)) or steps[0] < 0:
+    raise errors.UserInputError(f"--steps must increase from 0 or more, got {steps}")
+  start = time.time()
+  report = {"steps": steps, "num_tasks": NUM_TASKS.value, "runs": {}}
+  rows = [(name, workdir, True) for name, workdir in runs]
+  if RANDOM_INIT.value:
+    rows.append((f"random ({RANDOM_INIT.value}'s model)", dict(runs)[RANDOM_INIT.value], False))
+  for name, workdir, restore in rows:
+    learner, sampler, checkpoint_step = _learner(workdir, restore=restore)
+    print(f"adaptation: {name}: {NUM_TASKS.value} tasks, steps {steps}", flush=True)
+    report["runs"][name] = {"workdir": workdir, "checkpoint_step": checkpoint_step,
+                            **_measure(learner, sampler, steps)}
+  os.makedirs(OUT_DIR.value, exist_ok=True)
+  with files.atomic_write(os.path.join(OUT_DIR.value, "adaptation.json")) as tmp, \
+      open(tmp, "w") as f:
+    json.dump(report, f, indent=1)
+  _plots(report)
+  print(f"adaptation: {len(rows)} initialisations in {time.time() - start:.0f} s; wrote "
+        f"{os.path.join(OUT_DIR.value, 'adaptation.json')} and plots")
+
+
+if __name__ == "__main__":
+  common.run(main)
