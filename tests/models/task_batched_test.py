@@ -18,20 +18,25 @@ def _stacked_weights(model, num_tasks, seed):
                       w.dtype) for w in model.trainable_weights]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("downsample", ["stride", "max_pool"])
-@pytest.mark.parametrize("training", [True, False])
-def test_conv4_tasks_batched_equal_one_call_per_task(dtype, downsample, training):
+def _conv4_and_statistics(dtype, **options):
+  """A conv4 on 16x16x2 images built in dtype, and random batch-norm running statistics."""
   keras.config.set_floatx(dtype)  # the Input's dtype
   keras.config.set_dtype_policy(dtype)  # the weights'
   try:
-    model = models.conv4(num_classes=3, image_shape=(16, 16, 2), num_filters=5,
-                         downsample=downsample)
+    model = models.conv4(num_classes=3, image_shape=(16, 16, 2), num_filters=5, **options)
   finally:
     keras.config.set_floatx("float32")
     keras.config.set_dtype_policy("float32")
   statistics = [tf.constant(np.random.default_rng(1).uniform(0.5, 1.5, v.shape), v.dtype)
                 for v in model.non_trainable_weights]
+  return model, statistics
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("downsample", ["stride", "max_pool"])
+@pytest.mark.parametrize("training", [True, False])
+def test_conv4_tasks_batched_equal_one_call_per_task(dtype, downsample, training):
+  model, statistics = _conv4_and_statistics(dtype, downsample=downsample)
   weights = _stacked_weights(model, 4, seed=0)
   x = tf.constant(np.random.default_rng(2).normal(size=(4, 6, 16, 16, 2)), dtype)
   outputs, new_statistics = task_batched.TaskBatchedModel(model).stateless_call(
@@ -49,15 +54,7 @@ def test_conv4_tasks_batched_equal_one_call_per_task(dtype, downsample, training
 def test_example_weights_give_the_moments_of_the_batch_with_examples_repeated(dtype):
   # Example b counted w_b times: outputs and statistics as if it were in the batch w_b
   # times (the reference repeats it).
-  keras.config.set_floatx(dtype)
-  keras.config.set_dtype_policy(dtype)
-  try:
-    model = models.conv4(num_classes=3, image_shape=(16, 16, 2), num_filters=5)
-  finally:
-    keras.config.set_floatx("float32")
-    keras.config.set_dtype_policy("float32")
-  statistics = [tf.constant(np.random.default_rng(1).uniform(0.5, 1.5, v.shape), v.dtype)
-                for v in model.non_trainable_weights]
+  model, statistics = _conv4_and_statistics(dtype)
   weights = _stacked_weights(model, 4, seed=0)
   x = tf.constant(np.random.default_rng(2).normal(size=(4, 5, 16, 16, 2)), dtype)
   counts = [3, 1, 2, 1, 4]
