@@ -114,6 +114,9 @@ SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights and of every task dr
 # Flags that define a run; train.py saves them, evaluate.py restores them.
 RUN_FLAG_MODULES = ("experiments.data_flags", "experiments.run_flags")
 FLAGS_FILE = "flags.json"
+# Run flags a resumed or evaluated run may change: the step budget, and where the data lie
+# (not what they are), so a workdir moves between machines.
+FLAGS_FREE_ACROSS_RESUMES = ("num_steps", "data_dir", "omniglot_dir")
 
 
 def run_flag_values() -> dict:
@@ -133,7 +136,7 @@ def save_run_flags(workdir: str) -> None:
     with open(path) as f:
       saved = json.load(f)
     changed = sorted(k for k in values if k in saved and saved[k] != values[k]
-                     and k != "num_steps")
+                     and k not in FLAGS_FREE_ACROSS_RESUMES)
     if changed:
       raise errors.UserInputError(
           f"workdir {workdir} holds a run with other settings ({', '.join(changed)}); "
@@ -161,7 +164,7 @@ def restore_run_flags(workdir: str) -> dict:
       continue
     if not flags.FLAGS[name].present:
       flags.FLAGS[name].value = value
-    elif flags.FLAGS[name].value != value:
+    elif flags.FLAGS[name].value != value and name not in FLAGS_FREE_ACROSS_RESUMES:
       overrides[name] = flags.FLAGS[name].value
   return overrides
 

@@ -167,6 +167,12 @@ def test_train_refuses_a_workdir_of_another_run(tmp_path):
   assert _run("train", *common).returncode == 0
   line = _one_error_line(_run("train", *common, "--inner_lr=0.5"))
   assert "inner_lr" in line and "use a new --workdir" in line
+  # Where the data lie is not what the run is: a workdir moved to a machine with the data
+  # elsewhere resumes (and its budget may grow).
+  moved = [f if not f.startswith("--num_steps=") else "--num_steps=3" for f in common]
+  _run_ok("train", *moved, f"--data_dir={tmp_path / 'elsewhere'}",
+          f"--omniglot_dir={tmp_path / 'elsewhere'}")
+  assert _read_json(workdir / "results.json")["num_steps"] == 3
 
 
 def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
