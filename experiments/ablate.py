@@ -30,7 +30,6 @@ probe). Writes WORKDIR/ablation.json, ablation.md and ablation.png.
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Optional
@@ -44,7 +43,6 @@ from mann import errors
 from mann import files
 from mann.data import augment
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join("experiments", "configs")  # flagfiles name others from the repo root
 _PATH_FLAGS = ("omniglot_dir", "data_dir")
 
@@ -106,51 +104,33 @@ def _data_flags() -> list[str]:
   return given
 
 
-def _run(args: list[str], what: str) -> None:
-  """Runs an experiments binary, its output passed through; a failure is one line."""
-  print(f"ablate: {what}: python -m {' '.join(args)}", flush=True)
-  result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, check=False)
-  if result.returncode == 130:  # stopped by the user (Ctrl-C, SIGTERM): it saved a checkpoint
-    print(f"ablate: {what}: stopped; rerun the same command to resume the grid",
-          file=sys.stderr)
-    raise KeyboardInterrupt
-  if result.returncode != 0:
-    raise errors.UserInputError(
-        f"{what} failed (exit {result.returncode}; its output is above); fix it and rerun "
-        f"the same command to resume the grid")
-
-
-def _read_json(path: str) -> Optional[dict]:
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
 def _train(name: str, cell: Cell, workdir: str, seed: str) -> None:
-  results = _read_json(os.path.join(workdir, "results.json"))
+  results = common.read_json(os.path.join(workdir, "results.json"))
   if results is not None and results["num_steps"] == BUDGET_STEPS.value:
     print(f"ablate: seed {seed} {name}: trained ({BUDGET_STEPS.value} steps), kept",
           flush=True)
     return
-  _run(["experiments.train", f"--flagfile={os.path.join(CONFIGS, cell.flagfile)}",
-        *cell.train_flags, *_data_flags(), f"--num_steps={BUDGET_STEPS.value}",
-        f"--seed={seed}", f"--workdir={workdir}", *TRAIN_FLAGS.value],
-       f"seed {seed} {name}: training")
+  common.run_binary(
+      ["experiments.train", f"--flagfile={os.path.join(CONFIGS, cell.flagfile)}",
+       *cell.train_flags, *_data_flags(), f"--num_steps={BUDGET_STEPS.value}",
+       f"--seed={seed}", f"--workdir={workdir}", *TRAIN_FLAGS.value],
+      f"seed {seed} {name}: training", driver="ablate")
 
 
 def _evaluate(name: str, cell: Cell, workdir: str, seed: str, output_name: str,
               transform: Optional[str]) -> dict:
   """The cell's eval report, evaluating its run's last checkpoint when not done yet."""
   path = os.path.join(workdir, output_name)
-  report = _read_json(path)
+  report = common.read_json(path)
   if (report is None or report["checkpoint_step"] != BUDGET_STEPS.value
       or report["num_tasks"] != NUM_TASKS.value):
-    _run(["experiments.evaluate", f"--workdir={workdir}", f"--num_tasks={NUM_TASKS.value}",
-          f"--output_name={output_name}", *cell.eval_flags,
-          *([f"--eval_transform={transform}"] if transform else [])],
-         f"seed {seed} {name}: evaluating" + (f" ({transform})" if transform else ""))
-    report = _read_json(path)
+    common.run_binary(
+        ["experiments.evaluate", f"--workdir={workdir}", f"--num_tasks={NUM_TASKS.value}",
+         f"--output_name={output_name}", *cell.eval_flags,
+         *([f"--eval_transform={transform}"] if transform else [])],
+        f"seed {seed} {name}: evaluating" + (f" ({transform})" if transform else ""),
+        driver="ablate")
+    report = common.read_json(path)
   return report
 
 
@@ -187,7 +167,7 @@ def main(argv):
         _train(name, cell, workdir, seed)
       output = "eval" if cell.trained_by is None else f"eval_{cell.adaptation}"
       report = _evaluate(name, cell, workdir, seed, f"{output}.json", None)
-      results = _read_json(os.path.join(workdir, "results.json"))
+      results = common.read_json(os.path.join(workdir, "results.json"))
       row = rows.setdefault(name, {
           "memory": cell.memory, "adaptation": cell.adaptation,
           "trained_by": cell.trained_by, "per_seed": {}, "per_seed_transformed": {}})

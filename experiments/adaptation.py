@@ -82,8 +82,6 @@ def _learner(workdir: str, *, restore: bool):
     raise errors.UserInputError(
         f"{workdir} is an --algorithm={run_flags.ALGORITHM.value} run: fine-tuning curves "
         f"need a gradient-based learner (maml, fomaml, reptile, transfer)")
-  if learner.task_mapping != "batched":
-    raise errors.UserInputError(f"{workdir}'s model has no task-batched form")
   return learner, sampler, step
 
 
@@ -104,9 +102,13 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
   non_trainable = [v.numpy() for v in learner.model.non_trainable_weights]
   training = learner.batch_norm == "transductive"
   scores, travel, absolute_travel, cka = {}, [], [], []
+  try:
+    tuner = long_adaptation.FineTuner(learner)
+  except ValueError as e:
+    raise errors.UserInputError(f"{learner.model.name}: {e}") from None
   for batch in pipeline.episodes(sampler, num_episodes=NUM_TASKS.value,
                                  batch_size=TASKS_PER_BATCH.value):
-    result = long_adaptation.fine_tune_scores(learner, batch, checkpoints=steps)
+    result = tuner.scores(batch, checkpoints=steps)
     for key in ("loss", learner.objective.metric_name):
       scores.setdefault(key, []).append(result[key])
     adapted = result["weights"][-1]

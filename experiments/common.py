@@ -1,7 +1,11 @@
-"""What every binary shares: one-line errors for a user's bad input, atomic writes."""
+"""What every binary shares: one-line errors for a user's bad input, and running other
+experiments binaries from a driver (ablate, universality)."""
 
+import json
+import os
+import subprocess
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import app
 
@@ -24,3 +28,31 @@ def run(main: Callable[[list[str]], None]) -> None:
       sys.exit(130)  # stopped by the user (Ctrl-C or SIGTERM); the trainer said where
 
   app.run(main_with_clear_errors)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_binary(args: list[str], what: str, *, driver: str) -> None:
+  """Runs `python -m ARGS` from the repository root, its output passed through.
+
+  A stop by the user (exit 130: the binary saved a checkpoint) raises KeyboardInterrupt;
+  any other failure is one UserInputError line that says to rerun the driver's command.
+  """
+  print(f"{driver}: {what}: python -m {' '.join(args)}", flush=True)
+  result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, check=False)
+  if result.returncode == 130:
+    print(f"{driver}: {what}: stopped; rerun the same command to resume", file=sys.stderr)
+    raise KeyboardInterrupt
+  if result.returncode != 0:
+    raise errors.UserInputError(
+        f"{what} failed (exit {result.returncode}; its output is above); fix it and rerun "
+        f"the same command to resume")
+
+
+def read_json(path: str) -> Optional[dict]:
+  """The JSON object in path, or None where there is no such file."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)

@@ -8,7 +8,9 @@ from mann.data import datasets
 
 DATASET = flags.DEFINE_string(
     "dataset", "omniglot",
-    "omniglot | sinusoid | tfds:NAME (any labelled TFDS image dataset, e.g. tfds:mnist).")
+    "omniglot | sinusoid (the MAML paper's) | sinusoid_sum (sums of 5 sinusoids of random "
+    "amplitude, frequency and phase; mann.data.sinusoid) | tfds:NAME (any labelled TFDS "
+    "image dataset, e.g. tfds:mnist).")
 DATA_DIR = flags.DEFINE_string(
     "data_dir", None,
     "TFDS data_dir: where prepared datasets and their decoded 28x28 arrays are kept "
@@ -68,7 +70,8 @@ def _is_valid_dataset(name: str) -> bool:
 
 
 flags.register_validator("dataset", _is_valid_dataset,
-                         message="must be omniglot, sinusoid or tfds:NAME (e.g. tfds:mnist)")
+                         message="must be omniglot, sinusoid, sinusoid_sum or tfds:NAME "
+                                 "(e.g. tfds:mnist)")
 
 
 def class_splits():

@@ -27,8 +27,9 @@ SEQUENCE_MODELS = ("mann", "lstm")
 
 MODEL = flags.DEFINE_enum(
     "model", "conv4", ["conv4", "mlp", "mann", "lstm"],
-    "conv4: 4 conv blocks (images); mlp: 40-40 ReLU (sinusoid); mann: LSTM controller with "
-    "LRUA memory (Santoro et al. 2016); lstm: the same LSTM without memory (baseline).")
+    "conv4: 4 conv blocks (images); mlp: ReLU MLP of --mlp_hidden_sizes (regression); "
+    "mann: LSTM controller with LRUA memory (Santoro et al. 2016); lstm: the same LSTM "
+    "without memory (baseline).")
 CONTROLLER_UNITS = flags.DEFINE_integer("controller_units", 200,
                                         "mann/lstm: LSTM units.", lower_bound=1)
 MEMORY_SIZE = flags.DEFINE_integer("memory_size", 128, "mann: memory rows.", lower_bound=1)
@@ -50,6 +51,9 @@ SEQUENCE_ENCODER = flags.DEFINE_enum(
 DOWNSAMPLE = flags.DEFINE_enum("downsample", "stride", ["stride", "max_pool"],
                                "conv4 downsampling: stride-2 convs (MAML's Omniglot) or 2x2 max pool.")
 NUM_FILTERS = flags.DEFINE_integer("num_filters", 64, "conv4 channels.", lower_bound=1)
+MLP_HIDDEN_SIZES = flags.DEFINE_list(
+    "mlp_hidden_sizes", ["40", "40"], "mlp: the hidden layers' widths (depth = their "
+    "number; the MAML paper's sinusoid regressor is 40,40).")
 ALGORITHM = flags.DEFINE_enum(
     "algorithm", "maml", list(ALGORITHMS),
     "maml: second-order MAML; fomaml: first-order MAML; reptile: Reptile (SGD inner loop); "
@@ -206,7 +210,9 @@ def check_combination() -> None:
         f"--protocol=online goes with --algorithm=episodic only (an online sequence has no "
         f"support set to adapt on); use --protocol=few_shot with --algorithm={algorithm}")
   if regression and MODEL.value != "mlp":
-    raise errors.UserInputError("--dataset=sinusoid needs --model=mlp")
+    raise errors.UserInputError(f"--dataset={data_flags.DATASET.value} needs --model=mlp")
+  if MODEL.value == "mlp":
+    mlp_hidden_sizes()
   if (ZERO_READS.value or KEY_STRENGTH.value) and MODEL.value != "mann":
     raise errors.UserInputError("--zero_reads and --key_strength need --model=mann")
   if data_flags.STRING_LABELS.value and not sequence_model:
@@ -228,6 +234,19 @@ def check_combination() -> None:
   if not regression and MODEL.value == "mlp":
     raise errors.UserInputError(
         f"--model=mlp takes vectors; use --model=conv4 for {data_flags.DATASET.value}")
+
+
+def mlp_hidden_sizes() -> tuple[int, ...]:
+  """--mlp_hidden_sizes as ints; one line for a bad value."""
+  try:
+    sizes = tuple(int(s) for s in MLP_HIDDEN_SIZES.value)
+  except ValueError:
+    sizes = ()
+  if not sizes or min(sizes) < 1:
+    raise errors.UserInputError(
+        f"--mlp_hidden_sizes={','.join(MLP_HIDDEN_SIZES.value)} must be positive integers, "
+        f"e.g. 40,40")
+  return sizes
 
 
 def is_sequence_model() -> bool:
@@ -265,7 +284,7 @@ def make_model(sampler) -> keras.Model:
                        usage_decay=USAGE_DECAY.value, key_strength=KEY_STRENGTH.value,
                        zero_reads=ZERO_READS.value)
   if MODEL.value == "mlp":
-    return models.mlp(input_size=1, hidden_sizes=(40, 40), output_size=1)
+    return models.mlp(input_size=1, hidden_sizes=mlp_hidden_sizes(), output_size=1)
   return models.conv4(num_classes=sampler.num_ways, image_shape=sampler.source.image_shape,
                       num_filters=NUM_FILTERS.value, downsample=DOWNSAMPLE.value)
 

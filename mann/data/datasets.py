@@ -2,6 +2,7 @@
 
   omniglot   Omniglot characters (TFDS), MAML-code split, 28x28 grey.
   sinusoid   MAML-paper sinusoid regression.
+  sinusoid_sum  sums of 5 random sinusoids (random frequencies): a broader regression family.
   tfds:NAME  any labelled TFDS image dataset, its classes split by a seeded shuffle.
 """
 
@@ -19,21 +20,25 @@ from mann.data import tfds_source
 SPLITS = ("train", "validation", "test")
 TFDS_PREFIX = "tfds:"
 Sampler = Union[sampler_lib.FewShotSampler, sinusoid.SinusoidSampler,
-                santoro.SequenceSampler]
+                sinusoid.SinusoidSumSampler, santoro.SequenceSampler]
+REGRESSION_SAMPLERS = {"sinusoid": sinusoid.SinusoidSampler,
+                       "sinusoid_sum": sinusoid.SinusoidSumSampler}
 
 
 def check_dataset_name(dataset: str) -> None:
-  """Raises UserInputError unless `dataset` is omniglot, sinusoid or tfds:NAME."""
-  if dataset in ("omniglot", "sinusoid"):
+  """Raises UserInputError unless `dataset` is omniglot, sinusoid, sinusoid_sum or
+  tfds:NAME."""
+  if dataset == "omniglot" or dataset in REGRESSION_SAMPLERS:
     return
   if dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX):
     return
   raise errors.UserInputError(
-      f"unknown dataset '{dataset}': use omniglot, sinusoid or tfds:NAME (e.g. tfds:mnist)")
+      f"unknown dataset '{dataset}': use omniglot, sinusoid, sinusoid_sum or tfds:NAME "
+      f"(e.g. tfds:mnist)")
 
 
 def is_regression(dataset: str) -> bool:
-  return dataset == "sinusoid"
+  return dataset in REGRESSION_SAMPLERS
 
 
 def class_splits(dataset: str, *, data_dir: Optional[str], omniglot_dir: Optional[str],
@@ -64,8 +69,8 @@ def class_splits(dataset: str, *, data_dir: Optional[str], omniglot_dir: Optiona
                                         image_size=image_size)
     return omniglot.omniglot_splits(characters, split_seed=split_seed,
                                     train_rotations=train_rotations)
-  if dataset == "sinusoid":
-    raise errors.UserInputError("sinusoid is a regression task family; it has no classes")
+  if is_regression(dataset):
+    raise errors.UserInputError(f"{dataset} is a regression task family; it has no classes")
   source = tfds_source.load_tfds_images(dataset[len(TFDS_PREFIX):], data_dir=data_dir,
                                         image_size=image_size, grayscale=grayscale)
   sizes = source_lib.split_sizes_from_fractions(source.num_classes, class_split_fractions)
@@ -98,7 +103,7 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
   tasks never repeat the training tasks' draws, and one seed fixes all three.
 
   Args:
-    dataset: "omniglot", "sinusoid" or "tfds:NAME".
+    dataset: "omniglot", "sinusoid", "sinusoid_sum" or "tfds:NAME".
     split: "train", "validation" or "test".
     num_ways, num_shots, num_queries: N, K, Q (num_ways is ignored for sinusoid).
     seed: the run's seed.
@@ -122,9 +127,9 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
     return santoro.SequenceSampler(splits[split], num_ways=num_ways,
                                    num_instances=num_instances, seed=stream_seed,
                                    augmentation=augmentation, string_labels=string_labels)
-  if dataset == "sinusoid":
-    return sinusoid.SinusoidSampler(num_shots=num_shots, num_queries=num_queries,
-                                    seed=stream_seed)
+  if is_regression(dataset):
+    return REGRESSION_SAMPLERS[dataset](num_shots=num_shots, num_queries=num_queries,
+                                        seed=stream_seed)
   if splits is None:
     raise ValueError(f"make_sampler: {dataset} needs the class splits")
   return sampler_lib.FewShotSampler(splits[split], num_ways=num_ways, num_shots=num_shots,

@@ -46,15 +46,28 @@ def test_scores_equal_the_unrolled_evaluation_and_zero_steps_the_initialisation(
   assert any(not np.allclose(a, b) for a, b in zip(scores["weights"][2], scores["weights"][0]))
 
 
-def test_many_steps_trace_one_step(monkeypatch):
+def test_many_steps_and_batches_trace_one_step(monkeypatch):
   learner = _conv4_maml()
-  tasks = sequence_models.image_tasks(num_tasks=2, num_shots=1, num_queries=1,
-                                      image_shape=(8, 8, 1))
+  batches = [sequence_models.image_tasks(num_tasks=2, num_shots=1, num_queries=1,
+                                         image_shape=(8, 8, 1), seed=seed) for seed in (0, 1)]
   traces = []
   adapt = learner._adapt  # Python runs it only while tracing the compiled step
   monkeypatch.setattr(learner, "_adapt", lambda *a, **k: (traces.append(1), adapt(*a, **k))[1])
-  scores = long_adaptation.fine_tune_scores(learner, tasks, checkpoints=[0, 30])
+  tuner = long_adaptation.FineTuner(learner)
+  for tasks in batches:
+    scores = tuner.scores(tasks, checkpoints=[0, 30])
+    assert scores["loss"].shape == (2, 2) and np.all(np.isfinite(scores["loss"]))
   assert len(traces) == 1
-  assert scores["loss"].shape == (2, 2) and np.all(np.isfinite(scores["loss"]))
+  tasks = batches[0]
   with pytest.raises(ValueError, match="increasing"):
     long_adaptation.fine_tune_scores(learner, tasks, checkpoints=[2, 1])
+
+
+def test_a_learner_that_maps_tasks_one_by_one_fine_tunes_through_the_batched_form():
+  tasks = sequence_models.image_tasks(num_tasks=3, num_shots=1, num_queries=2,
+                                      image_shape=(8, 8, 1))
+  mapped = _conv4_maml(task_mapping="map_fn")
+  unrolled = mapped.evaluate_tasks(tasks, 2)
+  scores = long_adaptation.fine_tune_scores(mapped, tasks, checkpoints=[0, 2])
+  np.testing.assert_allclose(scores["loss"], np.asarray(unrolled["loss"])[:, [0, 2]],
+                             rtol=1e-5, atol=1e-6)
