@@ -1,5 +1,6 @@
 r"""Plots a run's learning curve from WORKDIR/log.jsonl: training loss and metric, and the
-validation metric, against meta-steps; --compare overlays other runs.
+validation metric, against meta-steps, and where logged (MAML, Reptile over task-batched
+models) the mean pairwise cosine of the tasks' updates; --compare overlays other runs.
 
   python -m experiments.plot_learning_curve --workdir=workdirs/maml_omniglot_5w1s \
       --out=results/maml_omniglot_5w1s_learning_curve.png
@@ -35,17 +36,24 @@ def _read_log(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+_COSINE = "train_task_update_cosine"
 _INSTANCE_STYLES = ("-", "--", ":", "-.")
 _INSTANCE_MARKERS = ("o", "s", "^", "v", "D", "x")
 
 
-def _plot_run(records, loss_axis, metric_axis, name, colour):
-  """One run's training loss, training metric and validation metric, all in its colour
-  (line style and marker tell its curves apart)."""
+def _plot_run(records, loss_axis, metric_axis, cosine_axis, name, colour):
+  """One run's training loss, training metric and validation metric (and task-update
+  cosine, on cosine_axis), all in its colour (line style and marker tell its curves
+  apart)."""
   train = [r for r in records if "train_loss" in r]
   validation = [r for r in records if any(k.startswith("validation_") for k in r)]
   metric = next((k[len("train_"):] for k in (train[0] if train else {})
-                 if k.startswith("train_") and k not in ("train_loss", "train_seconds")), None)
+                 if k.startswith("train_")
+                 and k not in ("train_loss", "train_seconds", _COSINE)), None)
+  cosine = [r for r in train if _COSINE in r]
+  if cosine_axis is not None and cosine:
+    cosine_axis.plot([r["step"] for r in cosine], [r[_COSINE] for r in cosine],
+                     color=colour, label=f"tasks' updates, mean pairwise cosine{name}")
   loss_axis.plot([r["step"] for r in train], [r["train_loss"] for r in train],
                  color=colour, label=f"meta-train loss{name}")
   if metric:
@@ -73,17 +81,25 @@ def _plot_run(records, loss_axis, metric_axis, name, colour):
 def main(argv):
   del argv
   runs = {w: _read_log(w) for w in [WORKDIR.value] + COMPARE.value}
+  with_cosine = any(_COSINE in r for records in runs.values() for r in records)
   # Compared runs: one colour each, legends beside the axes rather than over the curves.
-  figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(16 if COMPARE.value else 11, 4))
+  panels = 3 if with_cosine else 2
+  figure, axes = plt.subplots(1, panels, figsize=((8 if COMPARE.value else 5.5) * panels, 4))
+  loss_axis, metric_axis = axes[:2]
+  cosine_axis = axes[2] if with_cosine else None
   colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for index, (workdir, records) in enumerate(runs.items()):
     name = f" ({os.path.basename(os.path.normpath(workdir))})" if COMPARE.value else ""
-    _plot_run(records, loss_axis, metric_axis, name, colours[index % len(colours)])
-  loss_axis.set_xlabel("meta-step")
+    _plot_run(records, loss_axis, metric_axis, cosine_axis, name,
+              colours[index % len(colours)])
   loss_axis.set_ylabel("meta-train query loss (after inner steps)")
   loss_axis.set_yscale("log")
-  metric_axis.set_xlabel("meta-step")
-  for axis in (loss_axis, metric_axis):
+  if cosine_axis is not None:
+    cosine_axis.axhline(0.0, color="grey", linewidth=0.6)
+    cosine_axis.set_ylabel("mean pairwise cosine of the tasks' updates")
+  for axis in axes:
+    axis.set_xlabel("meta-step")
+  for axis in axes:
     if not axis.get_legend_handles_labels()[0]:
       continue
     if COMPARE.value:

@@ -1,12 +1,11 @@
-"""How far adaptation moves a network: weight travel, representation similarity, and how
-the tasks of a meta-batch pull the initialisation.
+"""How far adaptation moves a network: weight travel and representation similarity.
 
   relative_travel: ||w_after - w_before|| / ||w_before|| per weight tensor;
   linear_cka: linear centred kernel alignment (Kornblith et al. 2019) between two sets
     of activations of the same examples, 1 for the same representation up to an
-    orthogonal transform and an isotropic scaling;
-  mean_pairwise_cosine: the mean cosine similarity between the update vectors of the
-    tasks of a meta-batch (do the tasks pull the initialisation the same way?).
+    orthogonal transform and an isotropic scaling.
+(How the tasks of a meta-batch pull the initialisation, in the training graph:
+mann.meta.gradient_learner.task_update_cosine.)
 
 All take and return numpy arrays / floats (float64), independent of TensorFlow.
 """
@@ -50,15 +49,3 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     raise ValueError("CKA of a constant representation is undefined")
   return float(cross / norms)
 
-
-def mean_pairwise_cosine(updates: np.ndarray) -> float:
-  """Mean cosine similarity over the pairs of rows of updates [T, D] (T >= 2): each row
-  one task's update of the flattened weights."""
-  updates = np.asarray(updates, np.float64).reshape(len(updates), -1)
-  if len(updates) < 2:
-    raise ValueError("need at least two tasks' updates")
-  norms = np.linalg.norm(updates, axis=1)
-  unit = updates / np.where(norms > 0, norms, 1.0)[:, None]
-  similarity = unit @ unit.T
-  pairs = np.triu_indices(len(updates), k=1)
-  return float(similarity[pairs].mean())

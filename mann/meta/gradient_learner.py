@@ -31,6 +31,29 @@ from mann.models import task_batched
 from mann.models import task_batched_sequence
 
 TASK_MAPPINGS = ("auto", "batched", "map_fn", "vectorized_map")
+TASK_UPDATE_COSINE = "task_update_cosine"
+
+
+def task_update_cosine(per_task: Sequence[tf.Tensor]) -> tf.Tensor:
+  """Mean cosine similarity over the pairs of tasks' updates: do the tasks of a
+  meta-batch pull the initialisation the same way (1), apart (0) or against (< 0)?
+
+  Args:
+    per_task: one update per weight tensor, each [T, *shape] (T >= 2 tasks); a task's
+      update is its slices, flattened and joined across the weight tensors.
+
+  Returns:
+    A scalar, the mean over the T (T - 1) / 2 pairs; a task with a zero update counts
+    as orthogonal to every other.
+  """
+  num_tasks = per_task[0].shape[0]
+  if num_tasks is None or num_tasks < 2:
+    raise ValueError(f"need at least two tasks' updates, got {num_tasks}")
+  flat = tf.concat([tf.reshape(u, [num_tasks, -1]) for u in per_task], axis=1)
+  unit = tf.math.divide_no_nan(flat, tf.norm(flat, axis=1, keepdims=True))
+  similarity = tf.matmul(unit, unit, transpose_b=True)
+  off_diagonal = tf.reduce_sum(similarity) - tf.linalg.trace(similarity)
+  return off_diagonal / (num_tasks * (num_tasks - 1))
 
 
 def _task_batched_model(model: keras.Model):
@@ -125,7 +148,7 @@ class GradientMetaLearner:
     """The float type of the model's weights (float32, or float64 in gradient checks)."""
     return self.model.trainable_variables[0].dtype
 
-  def _map_tasks(self, one_task, meta_batch, signature):
+  def _map_tasks(self, one_task, meta_batch, signature, task_start_weights=None):
     """Runs one_task(task, model, weights) for every task of meta_batch (axis 0).
 
     one_task is written for a single task: it runs the model through the task format's
@@ -133,6 +156,11 @@ class GradientMetaLearner:
     task_mapping="batched" it is called once, on the whole meta-batch, with the
     task-batched model and the initial weights broadcast to [T, ...]; otherwise once
     per task.
+
+    Args:
+      task_start_weights: a list, or None; batched, when every task's weights are plain
+        [T, ...] tensors, they are appended to it (a tape that watched the call can
+        differentiate by them: one gradient per task).
 
     Returns:
       one_task's outputs with a leading task axis [T, ...]; signature describes one
@@ -145,6 +173,8 @@ class GradientMetaLearner:
         stacked = self._batched_model.task_weights(weights, num_tasks)
       else:
         stacked = [tf.broadcast_to(w[None], [num_tasks, *w.shape]) for w in weights]
+      if task_start_weights is not None and all(isinstance(w, tf.Tensor) for w in stacked):
+        task_start_weights.extend(stacked)
       return one_task(meta_batch, self._batched_model, stacked)
     per_task = lambda task: one_task(task, self.model, weights)
     if self.task_mapping == "vectorized_map":

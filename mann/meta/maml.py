@@ -127,9 +127,10 @@ class MAML(gradient_learner.GradientMetaLearner):
     loss, metrics, _ = self._meta_loss_and_statistics(meta_batch, step)
     return loss, metrics
 
-  def _meta_loss_and_statistics(self, meta_batch, step):
+  def _meta_loss_and_statistics(self, meta_batch, step, task_start_weights=None):
     """meta_loss, and the task-averaged batch-norm statistics of each pass (for the
-    per-step running statistics): a flat list, step by step."""
+    per-step running statistics): a flat list, step by step. task_start_weights: see
+    GradientMetaLearner._map_tasks."""
     num_steps = self.num_inner_steps
     rates = self._learning_rates(num_steps)
     statistics = [self._statistics(s) for s in range(num_steps + 1)]
@@ -159,7 +160,7 @@ class MAML(gradient_learner.GradientMetaLearner):
                  [tf.TensorSpec(v.shape, v.dtype) for per_step in statistics
                   for v in per_step] if keep_statistics else [])
     objective, final_loss, final_metric, new_statistics = self._map_tasks(
-        one_task, meta_batch, signature)
+        one_task, meta_batch, signature, task_start_weights)
     return tf.reduce_mean(objective), {
         "loss": tf.reduce_mean(final_loss),
         self.objective.metric_name: tf.reduce_mean(final_metric)}, [
@@ -167,14 +168,28 @@ class MAML(gradient_learner.GradientMetaLearner):
 
   @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
-    """Meta-gradients of meta_loss for trainable_variables, and the step's metrics."""
+    """Meta-gradients of meta_loss for trainable_variables, and the step's metrics.
+
+    Where the tasks run batched with plain per-task weights (conv4, mlp; two tasks or
+    more), the metrics hold task_update_cosine: the mean pairwise cosine of the tasks'
+    own meta-gradients, from the same backward pass.
+    """
     if self.batch_norm == "running":
       raise ValueError("batch_norm='running' is a meta-test mode: meta-training "
                        "normalises with batch statistics (transductive or per_step)")
+    task_start_weights = []
     with tf.GradientTape() as tape:
-      loss, metrics, statistics = self._meta_loss_and_statistics(meta_batch, step)
-    gradients = tape.gradient(loss, self.trainable_variables,
+      loss, metrics, statistics = self._meta_loss_and_statistics(meta_batch, step,
+                                                                 task_start_weights)
+    if meta_batch.support_x.shape[0] < 2:
+      task_start_weights = []
+    variables = self.trainable_variables
+    gradients = tape.gradient(loss, variables + task_start_weights,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    gradients, per_task = gradients[:len(variables)], gradients[len(variables):]
+    if per_task:
+      metrics[gradient_learner.TASK_UPDATE_COSINE] = gradient_learner.task_update_cosine(
+          per_task)
     if self.step_statistics is not None:
       for variable, value in zip([v for per_step in self.step_statistics for v in per_step],
                                  statistics):

@@ -20,7 +20,8 @@ class Reptile(gradient_learner.GradientMetaLearner):
   @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """(initial - adapted) weights averaged over tasks, as gradients for an outer
-    optimiser, and the query loss / metric after adaptation, for logging."""
+    optimiser, and the query loss / metric after adaptation and (two tasks or more)
+    the mean pairwise cosine of the tasks' updates (task_update_cosine), for logging."""
     del step
     weights, non_trainable = self._weights()
     rates = self._learning_rates(self.num_inner_steps)
@@ -37,5 +38,9 @@ class Reptile(gradient_learner.GradientMetaLearner):
     signature = ([tf.TensorSpec(w.shape, w.dtype) for w in weights], self.dtype, self.dtype)
     differences, task_loss, task_metric = self._map_tasks(one_task, meta_batch, signature)
     gradients = [tf.reduce_mean(d, axis=0) for d in differences]
-    return gradients, {"loss": tf.reduce_mean(task_loss),
-                       self.objective.metric_name: tf.reduce_mean(task_metric)}
+    metrics = {"loss": tf.reduce_mean(task_loss),
+               self.objective.metric_name: tf.reduce_mean(task_metric)}
+    if meta_batch.support_x.shape[0] >= 2:
+      metrics[gradient_learner.TASK_UPDATE_COSINE] = gradient_learner.task_update_cosine(
+          differences)
+    return gradients, metrics

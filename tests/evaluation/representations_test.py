@@ -40,16 +40,3 @@ def test_linear_cka_equals_the_hsic_definition_and_its_invariances():
   with pytest.raises(ValueError, match="same examples"):
     representations.linear_cka(x, x[:5])
 
-
-def test_mean_pairwise_cosine_of_a_two_task_linear_model_by_hand():
-  # y = w . x from w = 0, squared loss (w . x - y)^2 on one point per task: task 1
-  # x = (1, 0), y = 2; task 2 x = (1, 1), y = 2. The gradient at w = 0 is -2 y x, so one
-  # SGD step at rate 1 moves w by 2 y x: (4, 0) and (4, 4), whose cosine is 1 / sqrt(2).
-  points = [(np.array([1.0, 0.0]), 2.0), (np.array([1.0, 1.0]), 2.0)]
-  updates = np.array([2 * y * x for x, y in points])
-  np.testing.assert_allclose(updates, [[4.0, 0.0], [4.0, 4.0]])
-  assert representations.mean_pairwise_cosine(updates) == pytest.approx(1 / np.sqrt(2))
-  three = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0]])  # cosines -1, 0, 0
-  assert representations.mean_pairwise_cosine(three) == pytest.approx(-1 / 3)
-  with pytest.raises(ValueError, match="two tasks"):
-    representations.mean_pairwise_cosine(np.ones((1, 3)))
