@@ -132,21 +132,36 @@ def run_flag_values() -> dict:
   return values
 
 
-def save_run_flags(workdir: str) -> None:
-  """Writes the run's flags to workdir; refuses a workdir of a different run."""
+def check_run_flags(workdir: str) -> None:
+  """Refuses a workdir that holds a run with other settings (one line); reads only."""
   path = os.path.join(workdir, FLAGS_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
   values = run_flag_values()
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
-    changed = sorted(k for k in values if k in saved and saved[k] != values[k]
-                     and k not in FLAGS_FREE_ACROSS_RESUMES)
-    if changed:
-      raise errors.UserInputError(
-          f"workdir {workdir} holds a run with other settings ({', '.join(changed)}); "
-          f"use a new --workdir, or the same flags to resume it")
-  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
-    json.dump(values, f, indent=1, sort_keys=True)
+  changed = sorted(k for k in values if k in saved and saved[k] != values[k]
+                   and k not in FLAGS_FREE_ACROSS_RESUMES)
+  if changed:
+    raise errors.UserInputError(
+        f"workdir {workdir} holds a run with other settings ({', '.join(changed)}); "
+        f"use a new --workdir, or the same flags to resume it")
+
+
+def save_run_flags(workdir: str) -> None:
+  """Writes the run's flags to workdir (created if missing); refuses a workdir of a
+  different run. Call it once the data and model are known to be good, so that a
+  failed first start leaves nothing behind."""
+  check_run_flags(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with files.atomic_write(os.path.join(workdir, FLAGS_FILE)) as tmp_path, \
+        open(tmp_path, "w") as f:
+      json.dump(run_flag_values(), f, indent=1, sort_keys=True)
+  except OSError as e:
+    raise errors.UserInputError(
+        f"cannot write to --workdir={workdir} ({e.strerror}); choose a folder you can "
+        f"write to") from None
 
 
 def restore_run_flags(workdir: str) -> dict:

@@ -57,8 +57,7 @@ def main(argv):
   if NUM_THREADS.value:
     tf.config.threading.set_intra_op_parallelism_threads(NUM_THREADS.value)
     tf.config.threading.set_inter_op_parallelism_threads(NUM_THREADS.value)
-  os.makedirs(WORKDIR.value, exist_ok=True)
-  run_flags.save_run_flags(WORKDIR.value)
+  run_flags.check_run_flags(WORKDIR.value)  # before the slow data loading
   splits = data_flags.class_splits()
   # The image transfer baseline pretrains on the training classes' own labels.
   pretrain = run_flags.ALGORITHM.value == "transfer" and splits is not None
@@ -81,6 +80,8 @@ def main(argv):
       metric = learner.objective.metric_name
       return {metric: summary[metric], f"{metric}_ci95": summary["ci95"]}
 
+  # Only now: a first start that fails on its data or flags writes nothing.
+  run_flags.save_run_flags(WORKDIR.value)
   results = training.train(
       learner=learner, optimizer=run_flags.make_optimizer(),
       make_batches=lambda start: data.meta_batches(

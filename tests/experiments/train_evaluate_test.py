@@ -175,6 +175,30 @@ def test_train_refuses_a_workdir_of_another_run(tmp_path):
   assert _read_json(workdir / "results.json")["num_steps"] == 3
 
 
+def test_a_failed_first_start_leaves_nothing_and_an_unwritable_workdir_is_one_line(tmp_path):
+  workdir = tmp_path / "run"
+  line = _one_error_line(_run("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
+                              f"--omniglot_dir={tmp_path / 'typo'}",
+                              f"--data_dir={tmp_path / 'tfds'}", f"--workdir={workdir}"))
+  assert "typo" in line
+  assert not workdir.exists()
+  # The same workdir then takes the run meant (another dataset altogether).
+  _run_ok("train", "--flagfile=experiments/configs/maml_sinusoid.flags", f"--workdir={workdir}",
+          "--num_steps=2", "--meta_batch_size=2", "--num_validation_tasks=0")
+  locked = tmp_path / "locked"
+  locked.mkdir()
+  locked.chmod(0o500)
+  try:
+    if os.access(locked, os.W_OK):  # root ignores the mode: a file in the way instead
+      (locked / "run").write_text("")
+    line = _one_error_line(_run("train", "--flagfile=experiments/configs/maml_sinusoid.flags",
+                                f"--workdir={locked / 'run'}", "--num_steps=2",
+                                "--num_validation_tasks=0"))
+    assert "cannot write to --workdir" in line
+  finally:
+    locked.chmod(0o700)
+
+
 def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
   workdir = tmp_path / "run"
   command = [sys.executable, "-m", "experiments.train",
