@@ -8,6 +8,7 @@ import sys
 from typing import Callable, Optional
 
 from absl import app
+from absl import flags
 
 from mann import errors
 
@@ -27,7 +28,17 @@ def run(main: Callable[[list[str]], None]) -> None:
     except KeyboardInterrupt:
       sys.exit(130)  # stopped by the user (Ctrl-C or SIGTERM); the trainer said where
 
-  app.run(main_with_clear_errors)
+  app.run(main_with_clear_errors, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, a bad flag (unknown, out of bounds, not in an enum, missing)
+  reported as one line with exit status 2, as every other bad input is."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e} (see --helpshort for the flags)", file=sys.stderr)
+    sys.exit(2)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -39,7 +39,7 @@ NUM_SHOTS = flags.DEFINE_integer(
     lower_bound=1)
 NUM_QUERIES = flags.DEFINE_integer(
     "num_queries", 15, "Q: query examples per class (sinusoid: points per task).",
-    lower_bound=0)
+    lower_bound=1)
 
 
 

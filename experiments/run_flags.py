@@ -36,7 +36,8 @@ MEMORY_SIZE = flags.DEFINE_integer("memory_size", 128, "mann: memory rows.", low
 WORD_SIZE = flags.DEFINE_integer("word_size", 40, "mann: memory row width.", lower_bound=1)
 NUM_READS = flags.DEFINE_integer("num_reads", 4, "mann: read (and write) heads.",
                                  lower_bound=1)
-USAGE_DECAY = flags.DEFINE_float("usage_decay", 0.95, "mann: gamma, usage decay per step.")
+USAGE_DECAY = flags.DEFINE_float("usage_decay", 0.95, "mann: gamma, usage decay per step.",
+                                  lower_bound=0.0, upper_bound=1.0)
 KEY_STRENGTH = flags.DEFINE_boolean(
     "key_strength", False, "mann: learn a read sharpness beta = 1 + softplus(W h) per head "
     "(the NTM's); off: Santoro et al.'s softmax of plain cosine similarities.")
@@ -87,8 +88,10 @@ NUM_INNER_STEPS = flags.DEFINE_integer("num_inner_steps", 1,
 NUM_EVAL_INNER_STEPS = flags.DEFINE_integer(
     "num_eval_inner_steps", 3, "Inner SGD steps per task at validation and meta-test.",
     lower_bound=0)
-INNER_LR = flags.DEFINE_float("inner_lr", 0.4, "Inner-loop SGD learning rate.")
-OUTER_LR = flags.DEFINE_float("outer_lr", 1e-3, "Outer (meta) learning rate.")
+INNER_LR = flags.DEFINE_float("inner_lr", 0.4, "Inner-loop SGD learning rate.",
+                              lower_bound=0.0)
+OUTER_LR = flags.DEFINE_float("outer_lr", 1e-3, "Outer (meta) learning rate.",
+                              lower_bound=0.0)
 OUTER_OPTIMIZER = flags.DEFINE_enum(
     "outer_optimizer", "adam", ["adam", "sgd"],
     "Outer optimiser: adam (MAML) or sgd (Reptile's interpolation, step = outer_lr).")
@@ -241,6 +244,10 @@ def check_combination() -> None:
                                          or sequence_model):
     raise errors.UserInputError(
         "--batch_norm=per_step needs --algorithm=maml or fomaml over conv4 or mlp")
+  for flag in (LEARN_INNER_LRS, MULTI_STEP_LOSS):
+    if flag.value and algorithm not in ("maml", "fomaml"):
+      raise errors.UserInputError(
+          f"--{flag.name} (MAML++) needs --algorithm=maml or fomaml, not {algorithm}")
   if INNER_WEIGHTS.value != "all" and algorithm not in ("maml", "fomaml"):
     raise errors.UserInputError(
         f"--inner_weights={INNER_WEIGHTS.value} needs --algorithm=maml or fomaml (reptile "

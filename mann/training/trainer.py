@@ -100,12 +100,23 @@ def _duration(seconds: float) -> str:
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
+def _read_log_line(line: str) -> Optional[dict]:
+  """A log record, or None for a line torn by a crash mid-write (the file's last)."""
+  try:
+    record = json.loads(line)
+  except json.JSONDecodeError:
+    return None
+  return record if isinstance(record, dict) and "step" in record else None
+
+
 def _truncate_log(path: str, last_step: int) -> None:
-  """Drops log lines past `last_step`: they belong to steps the resumed run redoes."""
+  """Drops log lines past `last_step` (they belong to steps the resumed run redoes) and
+  any torn line."""
   if not os.path.exists(path):
     return
   with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= last_step]
+    lines = [l if l.endswith("\n") else l + "\n" for l in f
+             if (record := _read_log_line(l)) is not None and record["step"] <= last_step]
   with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
     f.writelines(lines)
 
@@ -269,7 +280,7 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
 
   if not last_train_record and os.path.exists(log_path):  # resumed at the end already
     with open(log_path) as f:
-      records = [json.loads(l) for l in f if l.strip()]
+      records = [r for r in map(_read_log_line, f) if r is not None]
     last_train_record = next((r for r in reversed(records) if "train_loss" in r), {})
     last_validation = next((r for r in reversed(records)
                             if any(k.startswith("validation_") for k in r)), {})

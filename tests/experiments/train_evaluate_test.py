@@ -154,6 +154,19 @@ def test_evaluate_needs_a_trained_workdir(tmp_path):
      "--inner_weights=head needs --algorithm=maml or fomaml"),
     (["--dataset=sinusoid", "--model=mlp", "--inner_weights=controller"],
      "--inner_weights=controller: mlp has no controller weights"),
+    # absl's own checks, one line and exit 2 like the others.
+    (["--inner_lr=-0.1"], "--inner_lr=-0.1"),
+    (["--outer_lr=-1"], "--outer_lr=-1"),
+    (["--model=mann", "--usage_decay=1.5"], "--usage_decay=1.5"),
+    (["--num_queries=0"], "--num_queries=0"),
+    (["--algorithm=maml_plus"], "--algorithm"),
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["--dataset=sinusoid", "--model=mlp", "--algorithm=reptile", "--learn_inner_lrs"],
+     "--learn_inner_lrs (MAML++) needs --algorithm=maml or fomaml"),
+    (["--model=conv4", "--algorithm=transfer", "--multi_step_loss"],
+     "--multi_step_loss (MAML++) needs --algorithm=maml or fomaml"),
+    (["--dataset=sinusoid", "--model=mlp", "--mlp_hidden_sizes=40,x"],
+     "--mlp_hidden_sizes=40,x must be positive integers"),
 ])
 def test_train_rejects_impossible_combinations(tmp_path, flags, expected):
   line = _one_error_line(_run("train", f"--workdir={tmp_path / 'run'}", *flags))

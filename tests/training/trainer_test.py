@@ -78,3 +78,13 @@ def test_results_and_logs_are_written(tmp_path):
   assert saved["num_steps"] == 4 and saved["train_seconds"] > 0
   assert np.isfinite(saved["final_loss"]) and saved == results
   assert os.listdir(tmp_path / "tensorboard")
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path):
+  # A crash mid-write leaves half a JSON line at the end of log.jsonl.
+  _run(tmp_path, 4)
+  with open(tmp_path / "log.jsonl", "a") as f:
+    f.write('{"step": 6, "train_lo')
+  _run(tmp_path, 8)
+  with open(tmp_path / "log.jsonl") as f:
+    assert [json.loads(l)["step"] for l in f] == [2, 4, 6, 8]
