@@ -14,9 +14,9 @@ from mann import errors
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """app.run(main), printing a UserInputError as one line and exiting with status 2,
-  and exiting with 130 on a stop by the user. Any other exception is a bug and keeps
-  its traceback.
+  """app.run(main), printing a UserInputError as one line and exiting with status 2, a
+  diverged run (errors.RunDiverged) as one line with status 3, and exiting with 130 on
+  a stop by the user. Any other exception is a bug and keeps its traceback.
   """
 
   def main_with_clear_errors(argv):
@@ -25,6 +25,9 @@ def run(main: Callable[[list[str]], None]) -> None:
     except errors.UserInputError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except errors.RunDiverged as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(3)
     except KeyboardInterrupt:
       sys.exit(130)  # stopped by the user (Ctrl-C or SIGTERM); the trainer said where
 

@@ -116,14 +116,24 @@ CHECKPOINT_INNER_STEPS = flags.DEFINE_boolean(
     "maml, fomaml: recompute each inner step in the backward pass instead of keeping its "
     "activations (gradient checkpointing: memory for many inner steps, for more time); "
     "needs --task_mapping=batched or auto with conv4/mlp.")
+CLIP_GRAD_NORM = flags.DEFINE_float(
+    "clip_grad_norm", 0.0, "Clip the meta-gradients to this global norm (0: no clipping).",
+    lower_bound=0.0)
+SKIP_NONFINITE = flags.DEFINE_boolean(
+    "skip_nonfinite", False, "A meta-step with a non-finite loss or meta-gradient is "
+    "skipped (no update) and counted (nonfinite_skipped in log.jsonl and results.json); "
+    "off: the run stops there with exit status 3, keeping its checkpoints, and may be "
+    "resumed with this flag or --clip_grad_norm.")
 SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights and of every task drawn.")
 
 # Flags that define a run; train.py saves them, evaluate.py restores them.
 RUN_FLAG_MODULES = ("experiments.data_flags", "experiments.run_flags")
 FLAGS_FILE = "flags.json"
 # Run flags a resumed or evaluated run may change: the step budget, and where the data lie
-# (not what they are), so a workdir moves between machines.
-FLAGS_FREE_ACROSS_RESUMES = ("num_steps", "data_dir", "omniglot_dir")
+# (not what they are), so a workdir moves between machines; flags.json holds the latest.
+# The divergence guards too, so that a run stopped by a non-finite step resumes with them.
+FLAGS_FREE_ACROSS_RESUMES = ("num_steps", "data_dir", "omniglot_dir", "clip_grad_norm",
+                             "skip_nonfinite")
 
 
 def run_flag_values() -> dict:

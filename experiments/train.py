@@ -91,6 +91,8 @@ def main(argv):
       jit_compile=JIT_COMPILE.value,
       validate=validate, validate_every=VALIDATE_EVERY.value,
       steps_per_call=STEPS_PER_CALL.value,
+      clip_grad_norm=run_flags.CLIP_GRAD_NORM.value or None,
+      skip_nonfinite=run_flags.SKIP_NONFINITE.value,
       # The model adapted and tested (not a transfer baseline's pretraining head).
       run_facts={"num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights))})
   print(f"results: {os.path.join(WORKDIR.value, 'results.json')}: {results}")

@@ -1,4 +1,4 @@
-"""The one exception type for a user's bad input (paths, files, sizes, names)."""
+"""The exceptions binaries report as one line: a user's bad input, a diverged run."""
 
 
 class UserInputError(ValueError):
@@ -6,4 +6,11 @@ class UserInputError(ValueError):
 
   Binaries in experiments/ catch exactly this type and print the message alone,
   without a traceback; any other exception is a bug and keeps its traceback.
+  """
+
+
+class RunDiverged(RuntimeError):
+  """A meta-step gave a non-finite loss or meta-gradient; the run stopped before
+  applying it, and its checkpoints are the good ones from before. The message is one
+  line: where it happened, what was kept, what to try.
   """

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mann import errors
 from mann import files
 from mann.meta import learner as learner_lib
 
@@ -46,7 +47,7 @@ class _Progress:
     elapsed = time.perf_counter() - self._start
     rate = done / elapsed if elapsed > 0 else 0.0
     eta = (self._num_steps - step) / rate if rate > 0 else float("nan")
-    shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
+    shown = " ".join(f"{k} {'n/a' if v is None else f'{v:.4g}'}" for k, v in values.items())
     self._stream.write(f"step {step}/{self._num_steps} ({100.0 * step / self._num_steps:.1f}%)"
                        f" {rate:.2f} steps/s ETA {_duration(eta)} | {shown}\n")
     self._stream.flush()
@@ -143,6 +144,7 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
           validate: Optional[Callable[[], dict]] = None, validate_every: int = 1000,
           steps_per_call: int = 1, jit_compile: bool = False,
           strategy: Optional[tf.distribute.Strategy] = None,
+          clip_grad_norm: Optional[float] = None, skip_nonfinite: bool = False,
           progress_stream=sys.stderr, run_facts: Optional[dict] = None) -> dict:
   """Meta-trains `learner` for num_steps meta-steps, resuming from workdir if it can.
 
@@ -166,11 +168,19 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
     strategy: the tf.distribute strategy the steps run under (default: the current
       one, tf.distribute.get_strategy()). The learner's variables must have been made
       under its scope.
+    clip_grad_norm: clip the meta-gradients to this global norm (None: no clipping).
+    skip_nonfinite: a meta-step whose loss or meta-gradient is not finite is skipped
+      (no update; counted in log.jsonl as nonfinite_skipped and in results.json);
+      False: the run stops there with errors.RunDiverged, its update not applied and
+      no checkpoint written after it.
     progress_stream: where the progress lines go.
     run_facts: more entries for results.json (e.g. the model's parameter count).
 
   Returns:
     The results dict also written to workdir/results.json.
+
+  Raises:
+    errors.RunDiverged: a non-finite meta-step, without skip_nonfinite.
   """
   os.makedirs(workdir, exist_ok=True)
   strategy = strategy or tf.distribute.get_strategy()
@@ -179,7 +189,9 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
     optimizer.build(variables)
     step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
+    skipped_total = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_skipped")
   checkpoint = tf.train.Checkpoint(step=step_counter, train_seconds=seconds,
+                                   nonfinite_skipped=skipped_total,
                                    optimizer=optimizer, **learner.checkpoint_items())
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_FOLDER),
                                        max_to_keep=3)
@@ -193,26 +205,57 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
   writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
   def meta_step(meta_batch, step):
+    """One meta-step; a non-finite loss or meta-gradient (on any replica) skips its
+    update. Returns (metrics, 1.0 if it was non-finite else 0.0)."""
     gradients, metrics = learner.compute_gradients(meta_batch, step)
-    optimizer.apply(gradients, variables)
-    return metrics
+    if clip_grad_norm:
+      gradients, _ = tf.clip_by_global_norm(gradients, clip_grad_norm)
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients]
+                           + [tf.reduce_all(tf.math.is_finite(metrics["loss"]))])
+    nonfinite = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+
+    def apply():
+      optimizer.apply(gradients, variables)
+      return tf.constant(True)
+
+    # Every replica sees the same reduced count, so all take the same branch.
+    tf.cond(nonfinite == 0, apply, lambda: tf.constant(False))
+    return metrics, tf.minimum(nonfinite, 1.0)
 
   step_function = tf.function(meta_step, jit_compile=True) if jit_compile else meta_step
 
   def replicated_step(meta_batch, step):
-    metrics = strategy.run(step_function, args=(meta_batch, step))
-    return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-            for k, v in metrics.items()}
+    metrics, nonfinite = strategy.run(step_function, args=(meta_batch, step))
+    mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+    return {k: mean(v) for k, v in metrics.items()}, mean(nonfinite)
+
+  def finite_part(metrics, nonfinite):
+    """A non-finite step's metrics count as zeros: means are over the finite steps."""
+    return {k: tf.where(nonfinite > 0, tf.zeros_like(v), v) for k, v in metrics.items()}
 
   @tf.function
   def run_steps(iterator, start, count):
-    """`count` meta-steps from `start`; the mean of each metric over them."""
-    totals = replicated_step(next(iterator), start)
+    """`count` meta-steps from `start` (fewer: stopped at a non-finite one, without
+    skip_nonfinite). Returns the mean of each metric over the finite steps, the
+    number of non-finite steps, and the 0-based index of the first (-1: none)."""
+    metrics, nonfinite = replicated_step(next(iterator), start)
+    totals = finite_part(metrics, nonfinite)
+    bad_steps = nonfinite
+    first_bad = tf.where(nonfinite > 0, start, tf.constant(-1, tf.int64))
+    steps_run = tf.constant(1, tf.int64)
     if steps_per_call > 1:  # one step outside the loop fixes the metrics' structure
       for offset in tf.range(tf.constant(1, tf.int64), count):
-        totals = tf.nest.map_structure(tf.add, totals, replicated_step(next(iterator),
-                                                                       start + offset))
-    return {k: v / tf.cast(count, v.dtype) for k, v in totals.items()}
+        if not skip_nonfinite and bad_steps > 0:
+          break
+        metrics, nonfinite = replicated_step(next(iterator), start + offset)
+        totals = tf.nest.map_structure(tf.add, totals, finite_part(metrics, nonfinite))
+        first_bad = tf.where((first_bad < 0) & (nonfinite > 0), start + offset, first_bad)
+        bad_steps += nonfinite
+        steps_run += 1
+    finite_steps = tf.maximum(tf.cast(steps_run, tf.float32) - bad_steps, 1.0)
+    return ({k: v / tf.cast(finite_steps, v.dtype) for k, v in totals.items()},
+            bad_steps, first_bad)
 
   def steps_to_boundary(step):
     """Steps until the next log, validation, checkpoint or end, at most steps_per_call."""
@@ -231,6 +274,7 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
 
   progress = _Progress(first_step, num_steps, progress_stream)
   window: dict[str, list[float]] = {}
+  skipped_in_window = 0
   last_train_record: dict = {}
   last_validation: dict = {}
   clock = time.perf_counter()
@@ -248,10 +292,21 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
         raise KeyboardInterrupt
       started = time.perf_counter()
       count = steps_to_boundary(step)
-      metrics = run_steps(batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
+      metrics, bad_steps, first_bad = run_steps(
+          batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
+      bad_steps = int(bad_steps)  # waits for the steps
+      if bad_steps and not skip_nonfinite:
+        kept = manager.latest_checkpoint
+        raise errors.RunDiverged(
+            f"meta-step {int(first_bad) + 1} gave a non-finite loss or meta-gradient; "
+            f"stopped without applying it, checkpoints kept as they were (latest: "
+            f"{os.path.basename(kept) if kept else 'none'}); lower --outer_lr or "
+            f"--inner_lr, set --clip_grad_norm, or pass --skip_nonfinite to skip such steps")
+      skipped_total.assign_add(bad_steps)
+      skipped_in_window += bad_steps
       for name, value in metrics.items():
-        # float() waits for the steps; a mean over `count` steps counts `count` times.
-        window.setdefault(name, []).extend([float(value)] * count)
+        # A mean over the call's finite steps counts once for each of them.
+        window.setdefault(name, []).extend([float(value)] * (count - bad_steps))
       if trace_seconds is None:
         trace_seconds = time.perf_counter() - started
         logging.info("first call of %d meta-step(s) (trace + run): %.1f s", count,
@@ -263,8 +318,11 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
         seconds.assign_add(now - clock)
         clock = now
         last_train_record = {"step": step, "train_seconds": float(seconds.numpy()),
-                             **{f"train_{k}": float(np.mean(v)) for k, v in window.items()}}
-        window = {}
+                             **{f"train_{k}": float(np.mean(v)) if v else None
+                                for k, v in window.items()}}
+        if skip_nonfinite:
+          last_train_record["nonfinite_skipped"] = skipped_in_window
+        window, skipped_in_window = {}, 0
         write_log(last_train_record)
         progress.report(step, {k: v for k, v in last_train_record.items()
                                if k.startswith("train_") and k != "train_seconds"})
@@ -293,6 +351,7 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
          if k.startswith("train_") and k not in ("train_loss", "train_seconds")},
       **last_validation,
       "first_step_seconds_this_call": trace_seconds,
+      **({"nonfinite_skipped": int(skipped_total.numpy())} if skip_nonfinite else {}),
       **(run_facts or {}),
   }
   with files.atomic_write(os.path.join(workdir, RESULTS_FILE)) as tmp_path, \

@@ -212,6 +212,22 @@ def test_a_failed_first_start_leaves_nothing_and_an_unwritable_workdir_is_one_li
     locked.chmod(0o700)
 
 
+def test_a_diverging_run_stops_with_status_3_and_resumes_with_skip_nonfinite(tmp_path):
+  # Outer SGD at 1e30: the first update is huge, the next step's loss is not finite.
+  command = ["--flagfile=experiments/configs/maml_sinusoid.flags", f"--workdir={tmp_path}",
+             "--num_steps=4", "--meta_batch_size=2", "--num_validation_tasks=0",
+             "--steps_per_call=2", "--log_every=2", "--checkpoint_every=2",
+             "--outer_optimizer=sgd", "--outer_lr=1e30"]
+  result = _run("train", *command)
+  assert result.returncode == 3, result.stderr[-2000:]
+  (line,) = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert "non-finite loss or meta-gradient" in line and "--skip_nonfinite" in line
+  assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()
+  _run_ok("train", *command, "--skip_nonfinite")
+  results = _read_json(tmp_path / "results.json")
+  assert results["num_steps"] == 4 and results["nonfinite_skipped"] >= 1
+
+
 def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
   workdir = tmp_path / "run"
   command = [sys.executable, "-m", "experiments.train",

@@ -7,24 +7,43 @@ import keras
 import numpy as np
 import pytest
 
+import tensorflow as tf
+
 from mann import data
+from mann import errors
 from mann import meta
 from mann import models
 from mann import training
 
 
-def _run(workdir, num_steps, checkpoint_every=2, steps_per_call=1, jit_compile=False):
+class _PoisonedMAML(meta.MAML):
+  """MAML whose meta-gradients are NaN at the given 0-based meta-steps."""
+
+  def __init__(self, *args, poisoned_steps=(), **kwargs):
+    super().__init__(*args, **kwargs)
+    self.poisoned_steps = tf.constant(list(poisoned_steps) or [-1], tf.int64)
+
+  def compute_gradients(self, meta_batch, step=0):
+    gradients, metrics = super().compute_gradients(meta_batch, step)
+    poisoned = tf.reduce_any(tf.equal(tf.cast(step, tf.int64), self.poisoned_steps))
+    nan = tf.constant(float("nan"))
+    return [tf.where(poisoned, nan, g) for g in gradients], metrics
+
+
+def _run(workdir, num_steps, checkpoint_every=2, steps_per_call=1, jit_compile=False,
+         poisoned_steps=(), optimizer=None, **options):
   keras.utils.set_random_seed(0)
   model = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
-  learner = meta.MAML(model, objective=meta.REGRESSION, num_inner_steps=1, inner_lr=0.01)
+  learner = _PoisonedMAML(model, objective=meta.REGRESSION, num_inner_steps=1,
+                          inner_lr=0.01, poisoned_steps=poisoned_steps)
   sampler = data.SinusoidSampler(num_shots=5, num_queries=5, seed=0)
   results = training.train(
-      learner=learner, optimizer=keras.optimizers.Adam(1e-2),
+      learner=learner, optimizer=optimizer or keras.optimizers.Adam(1e-2),
       make_batches=lambda start: data.meta_batches(sampler, meta_batch_size=4,
                                                    start_step=start),
       num_steps=num_steps, workdir=str(workdir), log_every=2,
       checkpoint_every=checkpoint_every, steps_per_call=steps_per_call,
-      jit_compile=jit_compile)
+      jit_compile=jit_compile, **options)
   return model, results
 
 
@@ -88,3 +107,49 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path):
   _run(tmp_path, 8)
   with open(tmp_path / "log.jsonl") as f:
     assert [json.loads(l)["step"] for l in f] == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 3])
+def test_a_nonfinite_step_stops_the_run_and_keeps_the_good_checkpoints(tmp_path,
+                                                                       steps_per_call):
+  with pytest.raises(errors.RunDiverged, match="meta-step 6 gave a non-finite"):
+    _run(tmp_path, 8, checkpoint_every=2, steps_per_call=steps_per_call, poisoned_steps=[5])
+  assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+  assert not (tmp_path / "results.json").exists()
+  # The kept checkpoint is the uninterrupted run's at step 4.
+  clean, _ = _run(tmp_path / "clean", 4, steps_per_call=steps_per_call)
+  restored = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
+  learner = meta.MAML(restored, objective=meta.REGRESSION, num_inner_steps=1, inner_lr=0.01)
+  assert training.restore_latest(str(tmp_path), learner) == 4
+  for a, b in zip(clean.get_weights(), restored.get_weights()):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 3])
+def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path, steps_per_call):
+  model, results = _run(tmp_path, 8, checkpoint_every=8, steps_per_call=steps_per_call,
+                        poisoned_steps=[2, 5], skip_nonfinite=True)
+  assert results["nonfinite_skipped"] == 2 and np.isfinite(results["final_loss"])
+  with open(tmp_path / "log.jsonl") as f:
+    records = [json.loads(l) for l in f]
+  assert [r["nonfinite_skipped"] for r in records] == [0, 1, 1, 0]
+  assert all(np.isfinite(r["train_loss"]) for r in records)
+  assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+  # Skipping a step is not applying it: with SGD (no state), skipping the one poisoned
+  # step 0 leaves the weights where the initialisation was.
+  kept, _ = _run(tmp_path / "sgd", 1, optimizer=keras.optimizers.SGD(0.1),
+                 poisoned_steps=[0], skip_nonfinite=True)
+  keras.utils.set_random_seed(0)
+  initial = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
+  for a, b in zip(kept.get_weights(), initial.get_weights()):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_clip_grad_norm_bounds_the_update(tmp_path):
+  # SGD at rate 1: the update is minus the (clipped) meta-gradient.
+  keras.utils.set_random_seed(0)
+  before = [w.copy() for w in models.mlp(input_size=1, hidden_sizes=(8, 8),
+                                         output_size=1).get_weights()]
+  after, _ = _run(tmp_path, 1, optimizer=keras.optimizers.SGD(1.0), clip_grad_norm=1e-3)
+  step = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after.get_weights(), before)))
+  assert step == pytest.approx(1e-3, rel=1e-4)
