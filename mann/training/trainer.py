@@ -190,13 +190,16 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
     step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
     skipped_total = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_skipped")
-  checkpoint = tf.train.Checkpoint(step=step_counter, train_seconds=seconds,
-                                   nonfinite_skipped=skipped_total,
-                                   optimizer=optimizer, **learner.checkpoint_items())
+  items = dict(step=step_counter, train_seconds=seconds, optimizer=optimizer,
+               **learner.checkpoint_items())
+  checkpoint = tf.train.Checkpoint(nonfinite_skipped=skipped_total, **items)
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_FOLDER),
                                        max_to_keep=3)
   if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(manager.latest_checkpoint)}
+    # Checkpoints written before the skip counter existed hold everything else.
+    restored = checkpoint if "nonfinite_skipped" in saved else tf.train.Checkpoint(**items)
+    restored.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     logging.info("resumed from %s at step %d", manager.latest_checkpoint,
                  int(step_counter.numpy()))
   first_step = int(step_counter.numpy())

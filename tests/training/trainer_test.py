@@ -99,6 +99,31 @@ def test_results_and_logs_are_written(tmp_path):
   assert os.listdir(tmp_path / "tensorboard")
 
 
+def test_a_checkpoint_from_before_the_skip_counter_resumes(tmp_path):
+  whole, _ = _run(tmp_path / "whole", 8)
+  _run(tmp_path / "old", 4)
+  # Rewrite ckpt-4 as the trainer wrote it before it checkpointed nonfinite_skipped.
+  folder = tmp_path / "old" / "checkpoints"
+  keras.utils.set_random_seed(0)
+  model = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
+  optimizer = keras.optimizers.Adam(1e-2)
+  optimizer.build(model.trainable_variables)
+  step = tf.Variable(0, dtype=tf.int64)
+  seconds = tf.Variable(0.0, dtype=tf.float64)
+  items = dict(step=step, train_seconds=seconds, optimizer=optimizer, model=model)
+  tf.train.Checkpoint(nonfinite_skipped=tf.Variable(0, dtype=tf.int64), **items).restore(
+      tf.train.latest_checkpoint(str(folder))).assert_consumed()
+  for path in folder.iterdir():
+    path.unlink()
+  tf.train.CheckpointManager(tf.train.Checkpoint(**items), str(folder), max_to_keep=3).save(
+      checkpoint_number=4)
+  names = {n.split("/")[0] for n, _ in tf.train.list_variables(str(folder / "ckpt-4"))}
+  assert "nonfinite_skipped" not in names and "step" in names
+  resumed, _ = _run(tmp_path / "old", 8)
+  for a, b in zip(whole.get_weights(), resumed.get_weights()):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path):
   # A crash mid-write leaves half a JSON line at the end of log.jsonl.
   _run(tmp_path, 4)
