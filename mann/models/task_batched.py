@@ -8,7 +8,8 @@ the other; this module instead runs the T networks as single batched ops:
            T kernels become one grouped convolution (T groups of C input channels);
   BatchNormalization: per-task, per-channel moments of the folded tensor;
   Dense:   one batched matmul, einsum("tbd,tdu->tbu");
-  ReLU, Activation, MaxPooling2D: elementwise or per channel, layout-free;
+  ReLU, Activation, MaxPooling2D: elementwise or per channel, layout-free (a softmax or
+           other non-elementwise activation only where the tasks are not folded);
   Flatten: unfolds back to [T, B, H*W*C] in Keras's (h, w, c) order.
 
 The loss of task t depends on the weights of task t only, so the gradient of the sum
@@ -27,18 +28,47 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
+from mann.models import batch_norm
+
 _ELEMENTWISE = (keras.layers.ReLU, keras.layers.Activation)
 _SUPPORTED = (keras.layers.InputLayer, keras.layers.Conv2D, keras.layers.BatchNormalization,
               keras.layers.MaxPooling2D, keras.layers.Flatten, keras.layers.Dense) + _ELEMENTWISE
+
+
+# Activations that act on each value alone, so on the tasks' folded channels too; any
+# other (softmax across channels, a custom function) would mix the tasks.
+_ELEMENTWISE_ACTIVATIONS = frozenset({
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "sigmoid",
+    "hard_sigmoid", "tanh", "softplus", "softsign", "swish", "silu", "hard_swish",
+    "hard_silu", "mish", "exponential"})
+
+
+def _activation_name(layer) -> str:
+  function = layer.activation if hasattr(layer, "activation") else None
+  return getattr(function, "__name__", repr(function))
 
 
 def unsupported_reason(model: keras.Model) -> Optional[str]:
   """None when TaskBatchedModel can run `model`, else why not (one line)."""
   if not isinstance(model, keras.Sequential):
     return f"{model.name} is not a keras.Sequential model"
+  folded = False  # as stateless_call lays the tasks out: folded into channels or not
   for layer in model.layers:
     if not isinstance(layer, _SUPPORTED):
       return f"layer {layer.name} ({type(layer).__name__}) has no task-batched form"
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)):
+      folded = True
+    elif isinstance(layer, (keras.layers.Flatten, keras.layers.Dense)):
+      folded = False
+    if ((isinstance(layer, keras.layers.Conv2D)
+         or (folded and isinstance(layer, keras.layers.Activation)))
+        and _activation_name(layer) not in _ELEMENTWISE_ACTIVATIONS):
+      return (f"layer {layer.name}: activation {_activation_name(layer)} on the tasks' "
+              f"folded channels would mix tasks; use an elementwise one (relu, ...)")
+    if (isinstance(layer, keras.layers.BatchNormalization)
+        and not isinstance(layer, batch_norm.BatchNormalization)):
+      return (f"batch norm layer {layer.name} is Keras's, whose second derivative drops "
+              f"a term; use mann.models.BatchNormalization (same weights, exact)")
     if isinstance(layer, keras.layers.Conv2D):
       if (type(layer) is not keras.layers.Conv2D or layer.data_format != "channels_last"
           or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1):

@@ -94,6 +94,37 @@ def test_models_without_a_batched_form_are_named_and_fall_back_to_map_fn():
                    inner_lr=0.1).task_mapping == "batched"
 
 
+@pytest.mark.parametrize("layers,expected", [
+    ([keras.layers.Conv2D(2, 3, activation="softmax")], "activation softmax"),
+    ([keras.layers.Conv2D(2, 3), keras.layers.Activation("softmax")], "activation softmax"),
+    ([keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()],
+     "use mann.models.BatchNormalization"),
+])
+def test_layers_that_would_mix_tasks_or_change_gradients_have_no_batched_form(layers,
+                                                                           expected):
+  model = keras.Sequential([keras.Input((6, 6, 2)), *layers, keras.layers.Flatten(),
+                            keras.layers.Dense(3)])
+  assert expected in task_batched.unsupported_reason(model)
+  # Such a model still meta-learns, one task at a time.
+  assert meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1,
+                   inner_lr=0.1).task_mapping == "map_fn"
+
+
+def test_a_softmax_over_one_task_s_outputs_is_batched_and_equals_the_per_task_pass():
+  # After the dense layers the tasks lie on their own axis: a softmax there is per task.
+  model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(2, 3, activation="tanh"),
+                            keras.layers.Flatten(), keras.layers.Dense(3),
+                            keras.layers.Activation("softmax")])
+  assert task_batched.unsupported_reason(model) is None
+  weights = _stacked_weights(model, 4, seed=5)
+  x = tf.random.stateless_uniform([4, 2, 6, 6, 2], seed=[1, 2])
+  outputs, _ = task_batched.TaskBatchedModel(model).stateless_call(weights, [], x,
+                                                                   training=True)
+  for t in range(4):
+    want, _ = model.stateless_call([w[t] for w in weights], [], x[t], training=True)
+    np.testing.assert_allclose(outputs[t], want, rtol=1e-5, atol=1e-6)
+
+
 def _omniglot_like_tasks(num_tasks, ways, queries, seed):
   rng = np.random.default_rng(seed)
   return episode_lib.Episode(
