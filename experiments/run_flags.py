@@ -198,6 +198,12 @@ def restore_run_flags(workdir: str) -> dict:
       flags.FLAGS[name].value = value
     elif flags.FLAGS[name].value != value and name not in FLAGS_FREE_ACROSS_RESUMES:
       overrides[name] = flags.FLAGS[name].value
+  # A flag newer than the run: the run had its default; given otherwise, it overrides.
+  for name, value in run_flag_values().items():
+    flag = flags.FLAGS[name]
+    if (name not in saved and flag.present and value != flag.default
+        and name not in FLAGS_FREE_ACROSS_RESUMES):
+      overrides[name] = value
   return overrides
 
 

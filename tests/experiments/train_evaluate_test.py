@@ -64,6 +64,14 @@ def test_sinusoid_train_then_evaluate(tmp_path):
   assert report["checkpoint_step"] == 20 and report["num_queries"] == 20
   assert sorted(report["mse_by_steps"], key=int) == [str(s) for s in range(11)]
   assert report["mse"] == report["mse_by_steps"]["10"] and report["ci95"] > 0
+  # A run older than a flag (its flags.json lacks it) had the flag's default: the flag
+  # given at evaluate with another value is an override.
+  saved = _read_json(workdir / "flags.json")
+  del saved["multi_step_loss"]
+  (workdir / "flags.json").write_text(json.dumps(saved))
+  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=2", "--multi_step_loss",
+          "--output_name=newer_flag.json")
+  assert _read_json(workdir / "newer_flag.json")["overrides"] == {"multi_step_loss": True}
   # Adaptation stability: small steps descend; steps far above 2 / curvature diverge.
   reports = {}
   for lr in ("0.001", "100"):
