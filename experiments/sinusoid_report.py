@@ -33,7 +33,7 @@ SHOTS = (5, 10)
 STEPS = ("1", "5", "10")
 # Finn et al. 2017 as quoted in DESIGN.md: MSE after 1 / 5 / 10 steps, K=5 (Table 2).
 PAPER = {"maml": "0.67 / 0.38 / 0.35", "transfer": "2.41 / 2.23 / 2.19"}
-NAMES = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile (SGD inner)",
+NAMES = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile",
          "transfer": "pretrained + fine-tune"}
 
 
@@ -47,10 +47,12 @@ def _plot_curves(root, out):
   models before adaptation and after 1 and 10 SGD steps on the support points."""
   grid = np.linspace(-5, 5, 200, dtype=np.float32)[:, None]
   figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+  drawn = False
   for algorithm, colour in (("maml", "tab:blue"), ("transfer", "tab:red")):
     workdir = os.path.join(root, f"{algorithm}_k10")
-    if not os.path.exists(os.path.join(workdir, "eval.json")):
-      continue
+    if tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) is None:
+      continue  # e.g. results/sinusoid/runs keeps no checkpoints
+    drawn = True
     learner, sampler = _load_learner(workdir)
     weights = [v.value for v in learner.model.trainable_variables]
     for task, axis in enumerate(axes):
@@ -70,8 +72,15 @@ def _plot_curves(root, out):
         axis.scatter(episode.support_x[:, 0], episode.support_y[:, 0], color="black",
                      zorder=3, label="K=10 support points")
       axis.set_title(f"test task {task}")
+      axis.set_xlabel("x")
+      axis.set_ylabel("y")
   axes[0].legend(fontsize=7)
+  figure.suptitle("Sinusoid regression, K=10: the model before and after SGD steps on the "
+                  "support points")
   figure.tight_layout()
+  if not drawn:
+    print(f"no maml_k10 or transfer_k10 checkpoint under {root}: {out} not drawn")
+    return
   with files.atomic_write(out) as tmp_path:
     figure.savefig(tmp_path, dpi=100, format="png")
 
@@ -100,7 +109,13 @@ def main(argv):
       cells = [f"{report['mse_by_steps'][s]:.3g} +- {report['ci95_by_steps'][s]:.2g}"
                for s in STEPS]
       paper = PAPER.get(algorithm, "") if shots == 5 else ""
-      lines.append(f"| {NAMES[algorithm]} | {shots} | {' | '.join(cells)} | {paper} |")
+      with open(os.path.join(ROOT.value, f"{algorithm}_k{shots}", "flags.json")) as f:
+        outer = json.load(f)["outer_optimizer"]
+      # Reptile's paper step is SGD (interpolation); an Adam outer step is a variant.
+      name = (f"Reptile (SGD inner, {outer} outer step)" if algorithm == "reptile"
+              else NAMES[algorithm])
+      table[f"{algorithm}_k{shots}"]["outer_optimizer"] = outer
+      lines.append(f"| {name} | {shots} | {' | '.join(cells)} | {paper} |")
   if not table:
     raise errors.UserInputError(f"no */eval.json under --root={ROOT.value}")
   with files.atomic_write(os.path.join(OUT_DIR.value, "table.json")) as tmp, open(tmp, "w") as f:
