@@ -224,6 +224,12 @@ def load_trained_run(workdir: str, *, split: str,
     checkpoint_step = training.restore_latest(workdir, learner)
   except FileNotFoundError as e:
     raise errors.UserInputError(f"{e}: train the run first (experiments.train)") from None
+  except (ValueError, AssertionError) as e:  # weights of other shapes, or missing ones
+    given = ", ".join(f"--{k}" for k in overrides) or "none"
+    raise errors.UserInputError(
+        f"the checkpoint in {workdir} does not fit the model these flags build "
+        f"({str(e).splitlines()[0][:160]}); flags given that differ from the run's: "
+        f"{given}; drop those that change the model or the episode shapes") from None
   return learner, sampler, checkpoint_step, overrides
 
 

@@ -72,6 +72,11 @@ def test_sinusoid_train_then_evaluate(tmp_path):
   _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=2", "--multi_step_loss",
           "--output_name=newer_flag.json")
   assert _read_json(workdir / "newer_flag.json")["overrides"] == {"multi_step_loss": True}
+  # Flags that build another model than the checkpoint's: one line naming them.
+  line = _one_error_line(_run("evaluate", f"--workdir={workdir}", "--mlp_hidden_sizes=10",
+                              "--output_name=never.json"))
+  assert "does not fit the model" in line and "--mlp_hidden_sizes" in line
+  assert not (workdir / "never.json").exists()
   # Adaptation stability: small steps descend; steps far above 2 / curvature diverge.
   reports = {}
   for lr in ("0.001", "100"):
