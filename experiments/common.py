@@ -18,23 +18,24 @@ def run(main: Callable[[list[str]], None]) -> None:
   diverged run (errors.RunDiverged) as one line with status 3, and exiting with 130 on
   a stop by the user. Any other exception is a bug and keeps its traceback.
   """
-
-  def main_with_clear_errors(argv):
-    try:
-      main(argv)
-    except errors.UserInputError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
-    except errors.RunDiverged as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(3)
-    except KeyboardInterrupt:
-      sys.exit(130)  # stopped by the user (Ctrl-C or SIGTERM); the trainer said where
-
-  app.run(main_with_clear_errors, flags_parser=_parse_flags)
+  app.run(lambda argv: run_main(main, argv), flags_parser=parse_flags)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+def run_main(main: Callable[[list[str]], None], argv: list[str]) -> None:
+  """main(argv) with run's exit statuses and one-line errors (flags parsed already)."""
+  try:
+    main(argv)
+  except errors.UserInputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except errors.RunDiverged as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(3)
+  except KeyboardInterrupt:
+    sys.exit(130)  # stopped by the user (Ctrl-C or SIGTERM); the trainer said where
+
+
+def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, a bad flag (unknown, out of bounds, not in an enum, missing)
   reported as one line with exit status 2, as every other bad input is."""
   try:

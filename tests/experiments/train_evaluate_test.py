@@ -147,43 +147,7 @@ def test_gradient_learners_over_sequence_models_train_then_evaluate(
   assert 0.0 <= report["accuracy"] <= 1.0 and report["checkpoint_step"] == 2
 
 
-def test_evaluate_needs_a_trained_workdir(tmp_path):
-  line = _one_error_line(_run("evaluate", f"--workdir={tmp_path}"))
-  assert "flags.json" in line and str(tmp_path) in line
-
-
-@pytest.mark.parametrize("flags,expected", [
-    (["--dataset=sinusoid", "--model=conv4"], "needs --model=mlp"),
-    (["--dataset=sinusoid", "--model=mlp", "--algorithm=reptile", "--batch_norm=per_step"],
-     "needs --algorithm=maml or fomaml"),
-    (["--model=lstm", "--algorithm=episodic", "--zero_reads"], "need --model=mann"),
-    (["--dataset=sinusoid", "--model=mlp", "--task_mapping=map_fn",
-      "--checkpoint_inner_steps"], "needs --task_mapping=batched"),
-    (["--model=mann", "--algorithm=maml", "--protocol=online"],
-     "--protocol=online goes with --algorithm=episodic only"),
-    (["--model=mann", "--algorithm=transfer"], "goes with --algorithm=episodic, maml"),
-    (["--model=conv4", "--algorithm=episodic"], "--algorithm=episodic needs --model=mann"),
-    (["--model=mann", "--algorithm=reptile", "--inner_weights=head"],
-     "--inner_weights=head needs --algorithm=maml or fomaml"),
-    (["--dataset=sinusoid", "--model=mlp", "--inner_weights=controller"],
-     "--inner_weights=controller: mlp has no controller weights"),
-    # absl's own checks, one line and exit 2 like the others.
-    (["--inner_lr=-0.1"], "--inner_lr=-0.1"),
-    (["--outer_lr=-1"], "--outer_lr=-1"),
-    (["--model=mann", "--usage_decay=1.5"], "--usage_decay=1.5"),
-    (["--num_queries=0"], "--num_queries=0"),
-    (["--algorithm=maml_plus"], "--algorithm"),
-    (["--no_such_flag=1"], "no_such_flag"),
-    (["--dataset=sinusoid", "--model=mlp", "--algorithm=reptile", "--learn_inner_lrs"],
-     "--learn_inner_lrs (MAML++) needs --algorithm=maml or fomaml"),
-    (["--model=conv4", "--algorithm=transfer", "--multi_step_loss"],
-     "--multi_step_loss (MAML++) needs --algorithm=maml or fomaml"),
-    (["--dataset=sinusoid", "--model=mlp", "--mlp_hidden_sizes=40,x"],
-     "--mlp_hidden_sizes=40,x must be positive integers"),
-])
-def test_train_rejects_impossible_combinations(tmp_path, flags, expected):
-  line = _one_error_line(_run("train", f"--workdir={tmp_path / 'run'}", *flags))
-  assert expected in line
+# Bad input, one line each: tests/experiments/bad_input_test.py.
 
 
 def test_train_refuses_a_workdir_of_another_run(tmp_path):
