@@ -300,3 +300,44 @@ def test_string_labels_lstm_train_then_evaluate(tmp_path, omniglot_dir, tfds_dat
 def test_string_labels_need_a_sequence_model(tmp_path):
   line = _one_error_line(_run("train", "--string_labels", f"--workdir={tmp_path / 'run'}"))
   assert "--string_labels needs --model=mann or lstm" in line
+
+
+def _checkpoint_values(workdir):
+  """{variable name: value} of a run's latest checkpoint (weights, optimiser, step)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(workdir / "checkpoints")))
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if "train_seconds" not in name and "save_counter" not in name}
+
+
+def test_sigkill_at_a_random_step_then_resume_ends_as_an_uninterrupted_run(tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  num_steps = 40
+  command = ["--flagfile=experiments/configs/maml_sinusoid.flags", "--num_steps=40",
+             "--meta_batch_size=2", "--steps_per_call=1", "--log_every=1",
+             "--checkpoint_every=7", "--num_validation_tasks=0"]
+  _run_ok("train", *command, f"--workdir={tmp_path / 'whole'}")
+  killed = tmp_path / "killed"
+  kill_after = int(np.random.default_rng().integers(3, num_steps - 5))  # log lines
+  process = subprocess.Popen(
+      [sys.executable, "-m", "experiments.train", *command, f"--workdir={killed}"],
+      cwd=conftest.REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+      env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
+  log = killed / "log.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline and process.poll() is None:
+    if log.exists() and len(log.read_text().splitlines()) >= kill_after:
+      break
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)  # no handler runs: whatever was half-done stays
+  process.wait(timeout=60)
+  _run_ok("train", *command, f"--workdir={killed}")
+  whole_log = [json.loads(l) for l in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+  killed_log = [json.loads(l) for l in log.read_text().splitlines()]
+  assert [r["step"] for r in killed_log] == list(range(1, num_steps + 1)), kill_after
+  for a, b in zip(whole_log, killed_log):
+    assert a["train_loss"] == b["train_loss"], (kill_after, a["step"])
+  whole, resumed = _checkpoint_values(tmp_path / "whole"), _checkpoint_values(killed)
+  assert whole.keys() == resumed.keys()
+  for name in whole:
+    np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
