@@ -2,7 +2,8 @@
 
 A run lives in its workdir:
   checkpoints/     tf.train.CheckpointManager: weights, optimiser state, step, seconds
-  log.jsonl        one JSON line per logging step (and per validation)
+  log.jsonl        one JSON line per logging step (its metrics, train_seconds so far and
+                   rss_mib, the process's resident memory) and per validation
   tensorboard/     the same scalars for TensorBoard
   results.json     written at the end: num_steps, train_seconds, final_loss, ...
 Resuming restores the step, the weights and the optimiser, and restarts the data
@@ -99,6 +100,16 @@ def _duration(seconds: float) -> str:
     return "?"
   seconds = int(seconds)
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def _resident_mib() -> Optional[float]:
+  """This process's resident memory now, MiB (None where /proc is not there)."""
+  try:
+    with open("/proc/self/statm") as f:
+      pages = int(f.read().split()[1])
+  except (OSError, ValueError, IndexError):
+    return None
+  return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def _read_log_line(line: str) -> Optional[dict]:
@@ -325,6 +336,7 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
                                 for k, v in window.items()}}
         if skip_nonfinite:
           last_train_record["nonfinite_skipped"] = skipped_in_window
+        last_train_record["rss_mib"] = _resident_mib()
         window, skipped_in_window = {}, 0
         write_log(last_train_record)
         progress.report(step, {k: v for k, v in last_train_record.items()

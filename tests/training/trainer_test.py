@@ -95,6 +95,9 @@ def test_results_and_logs_are_written(tmp_path):
   with open(tmp_path / "results.json") as f:
     saved = json.load(f)
   assert saved["num_steps"] == 4 and saved["train_seconds"] > 0
+  with open(tmp_path / "log.jsonl") as f:
+    rss = [json.loads(l)["rss_mib"] for l in f]
+  assert len(rss) == 2 and all(100 < r < 100_000 for r in rss)  # TF alone is > 100 MiB
   assert np.isfinite(saved["final_loss"]) and saved == results
   assert os.listdir(tmp_path / "tensorboard")
 
