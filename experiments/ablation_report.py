@@ -29,6 +29,52 @@ def _percent(value: float) -> str:
   return f"{100 * value:.2f}"
 
 
+# The grid's questions, each a pair of cells whose 95% intervals are compared.
+COMPARISONS = (
+    ("mann_maml", "lstm_maml", "memory beyond a MAML initialisation"),
+    ("mann_episodic", "lstm_episodic", "memory without an initialisation"),
+    ("mann_maml", "mann_episodic", "a MAML initialisation beyond memory"),
+    ("mann_fine_tune", "mann_episodic", "gradient steps without meta-training for them"),
+    ("mann_maml", "conv4_maml", "MAML over the MANN against conv4 MAML"),
+    ("conv4_maml", "conv4_transfer", "meta-learning against pretraining (conv4)"),
+)
+
+
+def interval(result: dict) -> tuple[float, float]:
+  """(low, high) of accuracy +- ci95, in %."""
+  return (100 * (result["accuracy"] - result["ci95"]),
+          100 * (result["accuracy"] + result["ci95"]))
+
+
+def compare(first: dict, second: dict) -> str:
+  """Whether two results' 95% intervals overlap ("no difference measured") or which
+  one lies above the other."""
+  (a_low, a_high), (b_low, b_high) = interval(first), interval(second)
+  if a_low <= b_high and b_low <= a_high:
+    return "intervals overlap: no difference measured"
+  return "first higher" if a_low > b_high else "second higher"
+
+
+def _comparison_lines(grid: dict) -> list[str]:
+  keys = [("pooled", "in distribution")]
+  if grid["eval_transform"]:
+    keys.append(("pooled_transformed", "transformed"))
+  lines = ["", "Comparisons (95% intervals in %, from the table's rows):", "",
+           "| question | first | second | " + " | ".join(label for _, label in keys) + " |",
+           "|---|---|---|" + "---|" * len(keys)]
+  cells = grid["cells"]
+  for first, second, question in COMPARISONS:
+    if first not in cells or second not in cells:
+      continue
+    entries = []
+    for key, _ in keys:
+      (a_low, a_high), (b_low, b_high) = interval(cells[first][key]), interval(cells[second][key])
+      entries.append(f"[{a_low:.2f}, {a_high:.2f}] vs [{b_low:.2f}, {b_high:.2f}]: "
+                     f"{compare(cells[first][key], cells[second][key])}")
+    lines.append(f"| {question} | `{first}` | `{second}` | " + " | ".join(entries) + " |")
+  return lines
+
+
 def write_table(grid: dict, path: str) -> None:
   lines = [f"# Memory x initialisation, {grid['data']}",
            "",
@@ -65,6 +111,7 @@ def write_table(grid: dict, path: str) -> None:
               f"{row['train_hours']:.2f}" + (" (mann_episodic's)" if row["trained_by"] else ""),
               f"{parameters:,}{note}"]
     lines.append("| " + " | ".join(cells) + " |")
+  lines += _comparison_lines(grid)
   with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
     f.write("\n".join(lines) + "\n")
 

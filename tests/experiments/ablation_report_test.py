@@ -50,3 +50,19 @@ def test_table_and_plot_hold_every_cell_and_flag_parameter_gaps(tmp_path):
   ablation_report.plot(grid, tmp_path / "ablation.png")
   assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert ablation_report.transform_suffix("shear=0.5,scale=0.75") == "shear0p5_scale0p75"
+
+
+def test_comparisons_say_when_intervals_overlap(tmp_path):
+  result = lambda accuracy, ci95: {"accuracy": accuracy, "ci95": ci95}
+  assert ablation_report.compare(result(0.90, 0.01), result(0.915, 0.01)).startswith(
+      "intervals overlap")
+  assert ablation_report.compare(result(0.90, 0.01), result(0.93, 0.01)) == "second higher"
+  assert ablation_report.compare(result(0.95, 0.01), result(0.90, 0.02)) == "first higher"
+  grid = {"command": "c", "data": "omniglot 5-way 1-shot", "num_ways": 5, "budget_steps": 2,
+          "seeds": ["0"], "num_tasks": 600, "eval_transform": None,
+          "cells": {"mann_maml": _row("mann (LRUA)", "maml", 0.9, 400_000),
+                    "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000)}}
+  ablation_report.write_table(grid, tmp_path / "ablation.md")
+  (row,) = [l for l in (tmp_path / "ablation.md").read_text().splitlines()
+            if l.startswith("| MAML over the MANN against conv4 MAML")]
+  assert "[89.00, 91.00] vs [94.00, 96.00]: second higher" in row
