@@ -161,6 +161,38 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
   return summary
 
 
+def _write_table(report: dict, path: str) -> None:
+  """adaptation.md: the measures of each initialisation, read from the report."""
+  steps = report["steps"]
+  runs = report["runs"]
+  metric = "accuracy" if all("accuracy_by_steps" in r for r in runs.values()) else "loss"
+  scale = 100 if metric == "accuracy" else 1
+  cell = lambda d: f"{scale * d['mean']:.2f} +- {scale * d['ci95']:.2f}"
+  lines = [f"# Fine-tuning from each initialisation ({report['num_tasks']} test tasks)", "",
+           f"Query {metric}{' (%)' if metric == 'accuracy' else ''} after each number of "
+           f"SGD steps on the support set (mean +- 95% CI over the tasks):", "",
+           "| initialisation | " + " | ".join(str(s) for s in steps) + " |",
+           "|---|" + "---|" * len(steps)]
+  for name, run in runs.items():
+    by_steps = run[f"{metric}_by_steps"]
+    lines.append(f"| {name} | " + " | ".join(cell(by_steps[str(s)]) for s in steps) + " |")
+  blocks = list(next(iter(runs.values()))["cka_before_after"])
+  lines += ["", f"At the initialisation (support loss) and after {steps[-1]} steps:", "",
+            "| initialisation | inner rate | gradient norm | top Hessian eigenvalue | "
+            + " | ".join(f"CKA {b}" for b in blocks) + " |",
+            "|---|---|---|---|" + "---|" * len(blocks)]
+  for name, run in runs.items():
+    measured = [run.get("support_gradient_norm"), run.get("support_top_hessian_eigenvalue")]
+    shown = [f"{m['mean']:.3g} +- {m['ci95']:.2g}" if m else "n/a" for m in measured]
+    lines.append(f"| {name} | {run['inner_lr']:g} | {shown[0]} | {shown[1]} | "
+                 + " | ".join(f"{run['cka_before_after'].get(b, float('nan')):.3f}"
+                              for b in blocks) + " |")
+  lines += ["", "Relative travel ||w_S - w_0|| / ||w_0|| per weight tensor is in "
+            "adaptation.json (`relative_travel`, `absolute_travel`) and travel.png."]
+  with files.atomic_write(path) as tmp, open(tmp, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
 def _plots(report: dict) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -234,6 +266,7 @@ def main(argv):
       open(tmp, "w") as f:
     json.dump(report, f, indent=1)
   _plots(report)
+  _write_table(report, os.path.join(OUT_DIR.value, "adaptation.md"))
   print(f"adaptation: {len(rows)} initialisations in {time.time() - start:.0f} s; wrote "
         f"{os.path.join(OUT_DIR.value, 'adaptation.json')} and plots")
 

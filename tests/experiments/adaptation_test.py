@@ -40,6 +40,11 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
   assert random["relative_travel"][bias] is None and random["absolute_travel"][bias] > 0
   for name in ("accuracy_by_steps.png", "travel.png", "cka.png"):
     assert (tmp_path / "out" / name).stat().st_size > 5_000
+  table = (tmp_path / "out" / "adaptation.md").read_text()
+  (row,) = [l for l in table.splitlines() if l.startswith("| maml | ")
+            and "+-" in l.split("|")[2] and l.count("|") == 5]
+  first = maml["accuracy_by_steps"]["0"]
+  assert f"{100 * first['mean']:.2f} +- {100 * first['ci95']:.2f}" in row
   # 0 steps: no weight and no representation moves.
   binaries._run_ok("adaptation", f"--runs=maml={run}", "--steps=0", "--num_tasks=2",
                    "--num_curvature_tasks=0", f"--out_dir={tmp_path / 'zero'}")
