@@ -30,4 +30,4 @@ python3 -m experiments.adaptation \
   --random_init=maml --num_shots=1 --out_dir="$root/adaptation"
 
 python3 -m experiments.universality --workdir="$root/universality" \
-  --scratch_steps=100,1000
+  --scratch_steps=100,1000 --budget_steps=5000
