@@ -85,13 +85,18 @@ def _learner(workdir: str, *, restore: bool):
   return learner, sampler, step
 
 
-def _support_loss_fn(learner, task):
-  """weights -> the support loss of one task under the learner's Keras model."""
-  forward = learner.task_format.support_forward(
-      learner.model, task, training=learner.batch_norm == "transductive")
+def _support_loss_fn(learner):
+  """(weights, task) -> the support loss of one task under the learner's Keras model
+  (the task an argument, so that one compiled Hessian iteration serves every task)."""
   statistics = learner._statistics(0)  # pylint: disable=protected-access
-  return lambda weights: tf.reduce_mean(
-      learner.objective.loss(task.support_y, forward(list(weights), statistics)[0]))
+
+  def loss(weights, task):
+    forward = learner.task_format.support_forward(
+        learner.model, task, training=learner.batch_norm == "transductive")
+    return tf.reduce_mean(
+        learner.objective.loss(task.support_y, forward(list(weights), statistics)[0]))
+
+  return loss
 
 
 def _measure(learner, sampler, steps: list[int]) -> dict:
@@ -143,16 +148,16 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
   norms, eigenvalues = [], []
   if NUM_CURVATURE_TASKS.value:
     weights = [tf.constant(w) for w in initial]
+    loss_fn = _support_loss_fn(learner)
     for index in range(NUM_CURVATURE_TASKS.value):
       task = sampler.episode(index)
-      loss_fn = _support_loss_fn(learner, task)
       with tf.GradientTape() as tape:
         tape.watch(weights)
-        loss = loss_fn(weights)
+        loss = loss_fn(weights, task)
       gradient = tape.gradient(loss, weights)
       norms.append(float(tf.sqrt(sum(tf.reduce_sum(g * g) for g in gradient))))
-      eigenvalues.append(curvature.top_hessian_eigenvalue(loss_fn, weights, num_iterations=20,
-                                                          seed=index))
+      eigenvalues.append(curvature.top_hessian_eigenvalue(
+          loss_fn, weights, num_iterations=20, seed=index, args=(task,)))
     summary["support_gradient_norm"] = dict(zip(("mean", "ci95"),
                                                 metrics.mean_and_ci95(norms)))
     summary["support_top_hessian_eigenvalue"] = dict(zip(("mean", "ci95"),

@@ -16,31 +16,45 @@ def _dot(a: Weights, b: Weights) -> tf.Tensor:
   return tf.add_n([tf.reduce_sum(x * y) for x, y in zip(a, b)])
 
 
-def hessian_vector_product(loss_fn: Callable[[Weights], tf.Tensor], weights: Weights,
-                           vector: Weights) -> list[tf.Tensor]:
-  """H v, H the Hessian of the scalar loss_fn(weights) over all weights (each tensor of
-  `vector` shaped like its weight), by differentiating <grad, v> once more."""
+def hessian_vector_product(loss_fn: Callable[..., tf.Tensor], weights: Weights,
+                           vector: Weights, args: tuple = ()) -> list[tf.Tensor]:
+  """H v, H the Hessian of the scalar loss_fn(weights, *args) over all weights (each
+  tensor of `vector` shaped like its weight), by differentiating <grad, v> once more."""
   weights = [tf.convert_to_tensor(w) for w in weights]
   with tf.GradientTape() as outer:
     outer.watch(weights)
     with tf.GradientTape() as inner:
       inner.watch(weights)
-      loss = loss_fn(weights)
+      loss = loss_fn(weights, *args)
     gradient_dot_vector = _dot(inner.gradient(loss, weights), vector)
   return outer.gradient(gradient_dot_vector, weights)
 
 
-def top_hessian_eigenvalue(loss_fn: Callable[[Weights], tf.Tensor], weights: Weights, *,
-                           num_iterations: int = 50, seed: int = 0) -> float:
-  """The Hessian's eigenvalue of largest magnitude (signed), by power iteration from a
-  seeded random direction: the Rayleigh quotient v'Hv of the last unit vector v."""
-  vector = [tf.random.stateless_normal(tf.shape(w), seed=[seed, i], dtype=w.dtype)
-            for i, w in enumerate(weights)]
-  eigenvalue = tf.constant(0.0)
-  for _ in range(num_iterations):
+@tf.function
+def _power_iteration(loss_fn, weights, vector, num_iterations, args):
+  """num_iterations normalised Hessian-vector products from vector, in one graph (a
+  while loop: one product's ops, whatever the count); the last Rayleigh quotient."""
+  eigenvalue = tf.constant(0.0, weights[0].dtype)
+  for _ in tf.range(num_iterations):
     norm = tf.sqrt(_dot(vector, vector))
     vector = [v / norm for v in vector]
-    product = hessian_vector_product(loss_fn, weights, vector)
+    product = hessian_vector_product(loss_fn, weights, vector, args)
     eigenvalue = _dot(vector, product)
     vector = product
-  return float(eigenvalue)
+  return eigenvalue
+
+
+def top_hessian_eigenvalue(loss_fn: Callable[..., tf.Tensor], weights: Weights, *,
+                           num_iterations: int = 50, seed: int = 0,
+                           args: tuple = ()) -> float:
+  """The Hessian's eigenvalue of largest magnitude (signed), by power iteration from a
+  seeded random direction: the Rayleigh quotient v'Hv of the last unit vector v.
+
+  loss_fn(weights, *args): the same function (and args of the same shapes) on every
+  call reuses one compiled iteration, e.g. one per learner with the task in args.
+  """
+  weights = [tf.convert_to_tensor(w) for w in weights]
+  vector = [tf.random.stateless_normal(tf.shape(w), seed=[seed, i], dtype=w.dtype)
+            for i, w in enumerate(weights)]
+  return float(_power_iteration(loss_fn, weights, vector,
+                                tf.constant(num_iterations), tuple(args)))
