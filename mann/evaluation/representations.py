@@ -43,8 +43,11 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     raise ValueError(f"x has {len(x)} examples, y {len(y)}: CKA compares the same examples")
   x = x - x.mean(axis=0)
   y = y - y.mean(axis=0)
-  cross = np.linalg.norm(y.T @ x) ** 2
-  norms = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+  # The same quantities through the n x n Gram matrices (||Y'X||^2 = <XX', YY'>,
+  # ||X'X|| = ||XX'||): O(n^2 p), not O(n p^2), for few examples of wide layers.
+  gram_x, gram_y = x @ x.T, y @ y.T
+  cross = np.sum(gram_x * gram_y)
+  norms = np.linalg.norm(gram_x) * np.linalg.norm(gram_y)
   if norms == 0:
     raise ValueError("CKA of a constant representation is undefined")
   return float(cross / norms)
