@@ -51,6 +51,8 @@ NUM_CURVATURE_TASKS = flags.DEFINE_integer(
     "num_curvature_tasks", 10, "Tasks whose gradient norm and top Hessian eigenvalue are "
     "measured (power iteration, 20 Hessian-vector products each).", lower_bound=0)
 OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder for adaptation.json and the plots.")
+REPLOT = flags.DEFINE_boolean("replot", False, "Only redraw the plots and adaptation.md "
+                              "from OUT_DIR/adaptation.json (no measuring).")
 flags.mark_flag_as_required("out_dir")
 
 
@@ -190,7 +192,8 @@ def _write_table(report: dict, path: str) -> None:
     measured = [run.get("support_gradient_norm"), run.get("support_top_hessian_eigenvalue")]
     shown = [f"{m['mean']:.3g} +- {m['ci95']:.2g}" if m else "n/a" for m in measured]
     lines.append(f"| {name} | {run['inner_lr']:g} | {shown[0]} | {shown[1]} | "
-                 + " | ".join(f"{run['cka_before_after'].get(b, float('nan')):.3f}"
+                 + " | ".join(f"{run['cka_before_after'][b]:.3f}"
+                              if b in run["cka_before_after"] else "n/a"
                               for b in blocks) + " |")
   lines += ["", "Relative travel ||w_S - w_0|| / ||w_0|| per weight tensor is in "
             "adaptation.json (`relative_travel`, `absolute_travel`) and travel.png."]
@@ -198,7 +201,7 @@ def _write_table(report: dict, path: str) -> None:
     f.write("\n".join(lines) + "\n")
 
 
-def _plots(report: dict) -> None:
+def _plots(report: dict, out_dir: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -221,34 +224,46 @@ def _plots(report: dict) -> None:
   axes.set_title(f"Fine-tuning from each initialisation ({report['num_tasks']} test tasks)")
   axes.legend()
   figure.tight_layout()
-  with files.atomic_write(os.path.join(OUT_DIR.value, "accuracy_by_steps.png")) as tmp:
+  with files.atomic_write(os.path.join(out_dir, "accuracy_by_steps.png")) as tmp:
     figure.savefig(tmp, format="png", dpi=120)
   plt.close(figure)
   for key, label, file_name in (
       ("relative_travel", f"||w_S - w_0|| / ||w_0|| after {steps[-1]} steps", "travel.png"),
       ("cka_before_after", f"linear CKA, query activations, 0 vs {steps[-1]} steps",
        "cka.png")):
-    figure, axes = plt.subplots(figsize=(8, 4.2))
+    # One slot per weight (block) name across the runs, by its last two path parts (the
+    # conv4 and a sequence model's encoder share them): a run's bars stand at its own.
+    short = lambda n: "/".join(n.split("/")[-2:])
+    labels = list(dict.fromkeys(short(n) for run in runs.values() for n in run[key]))
+    figure, axes = plt.subplots(figsize=(max(8, 0.3 * len(labels) + 3), 4.2))
     width = 0.8 / len(runs)
     for i, (name, run) in enumerate(runs.items()):
-      entries = list(run[key].items())
-      positions = np.arange(len(entries)) + (i - (len(runs) - 1) / 2) * width
-      axes.bar(positions, [np.nan if v is None else v for _, v in entries], width,
-               label=name)
-    labels = [n.split("/")[-2] + "/" + n.split("/")[-1] if "/" in n else n
-              for n, _ in entries]
-    axes.set_xticks(np.arange(len(entries)))
+      values = {short(n): v for n, v in run[key].items()}
+      positions = np.arange(len(labels)) + (i - (len(runs) - 1) / 2) * width
+      axes.bar(positions, [np.nan if values.get(l) is None else values[l] for l in labels],
+               width, label=name)
+    axes.set_xticks(np.arange(len(labels)))
     axes.set_xticklabels(labels, rotation=60, ha="right", fontsize="small")
     axes.set_ylabel(label)
     axes.legend(fontsize="small")
     figure.tight_layout()
-    with files.atomic_write(os.path.join(OUT_DIR.value, file_name)) as tmp:
+    with files.atomic_write(os.path.join(out_dir, file_name)) as tmp:
       figure.savefig(tmp, format="png", dpi=120)
     plt.close(figure)
 
 
 def main(argv):
   del argv
+  if REPLOT.value:
+    path = os.path.join(OUT_DIR.value, "adaptation.json")
+    if not os.path.exists(path):
+      raise errors.UserInputError(f"--replot: {path} not found; run without --replot first")
+    with open(path) as f:
+      report = json.load(f)
+    _plots(report, OUT_DIR.value)
+    _write_table(report, os.path.join(OUT_DIR.value, "adaptation.md"))
+    print(f"adaptation: redrew the plots and adaptation.md from {path}")
+    return
   runs = _parse_runs()
   try:
     steps = [int(s) for s in STEPS.value]
@@ -270,7 +285,7 @@ def main(argv):
   with files.atomic_write(os.path.join(OUT_DIR.value, "adaptation.json")) as tmp, \
       open(tmp, "w") as f:
     json.dump(report, f, indent=1)
-  _plots(report)
+  _plots(report, OUT_DIR.value)
   _write_table(report, os.path.join(OUT_DIR.value, "adaptation.md"))
   print(f"adaptation: {len(rows)} initialisations in {time.time() - start:.0f} s; wrote "
         f"{os.path.join(OUT_DIR.value, 'adaptation.json')} and plots")
