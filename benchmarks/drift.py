@@ -20,6 +20,8 @@ import tempfile
 from absl import app
 from absl import flags
 
+from experiments import data_flags  # --omniglot_dir, --data_dir (defined once, there)
+
 SETTINGS = {
     # A small MAML setting: conv4 MAML on Omniglot 5w1s, 8 tasks a meta-step.
     "maml_conv4": ["--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
@@ -33,8 +35,6 @@ NAMES = flags.DEFINE_list("settings", list(SETTINGS), f"Runs: {', '.join(SETTING
 STEPS = flags.DEFINE_integer("steps", 2000, "Meta-steps of each run.", lower_bound=3)
 WINDOW = flags.DEFINE_integer("window", 200, "Steps in the first and the last window.",
                               lower_bound=1)
-OMNIGLOT_DIR = flags.DEFINE_string("omniglot_dir", None, "Folder of the Omniglot zips.")
-DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: TFDS's).")
 OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,9 +65,8 @@ def summarise(records: list[dict], window: int) -> dict:
 
 def main(argv):
   del argv
-  data = ([f"--omniglot_dir={os.path.abspath(OMNIGLOT_DIR.value)}"] if OMNIGLOT_DIR.value
-          else []) + ([f"--data_dir={os.path.abspath(DATA_DIR.value)}"] if DATA_DIR.value
-                      else [])
+  data = [f"--{flag.name}={os.path.abspath(flag.value)}"
+          for flag in (data_flags.OMNIGLOT_DIR, data_flags.DATA_DIR) if flag.value]
   report = {"steps": STEPS.value, "window": WINDOW.value, "settings": {}}
   for name in NAMES.value:
     if name not in SETTINGS:
