@@ -11,6 +11,7 @@ K support points and Q query points are drawn for each task; episode `i` is a pu
 function of (seed, i).
 """
 
+import abc
 import math
 
 import tensorflow as tf
@@ -34,7 +35,7 @@ def _check_ranges(**ranges) -> None:
       raise errors.UserInputError(f"{name}=({low}, {high}) needs low <= high")
 
 
-class _ScalarRegressionSampler:
+class _ScalarRegressionSampler(abc.ABC):
   """Episodes of y = f_task(x) with x, y scalars; subclasses draw f_task."""
 
   def __init__(self, *, num_shots: int, num_queries: int, seed: int,
@@ -62,9 +63,9 @@ class _ScalarRegressionSampler:
     seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(index, tf.int64)])
     return tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
 
+  @abc.abstractmethod
   def function(self, index, x: tf.Tensor) -> tf.Tensor:
     """f_task(x) of task `index`, elementwise on float32 x."""
-    raise NotImplementedError
 
   def episode(self, index) -> episode_lib.Episode:
     """Episode `index`: x, y of shape [K, 1] (support) and [Q, 1] (query)."""
