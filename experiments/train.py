@@ -3,6 +3,16 @@ r"""Meta-trains a model on few-shot tasks; rerun the same command to resume.
   python -m experiments.train --flagfile=experiments/configs/maml_omniglot_5w1s.flags \
       --omniglot_dir=../shared/data/omniglot --workdir=workdirs/maml_omniglot_5w1s
 
+On several devices, through tf.distribute (the update equals the one-device update up
+to float round-off; each replica takes meta_batch_size / R tasks of every meta-batch):
+
+  python -m experiments.train ... --strategy=mirrored             # every local GPU
+  python -m experiments.train ... --strategy=tpu --tpu=grpc://ADDRESS:8470
+  TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+              "task": {"type": "worker", "index": 0}}' \
+      python -m experiments.train ... --strategy=multi_worker   # one per machine
+  python -m experiments.train ... --strategy=mirrored --num_cpu_devices=2   # CPU test
+
 Writes to --workdir: flags.json (every setting of the run), checkpoints/, log.jsonl
 (a JSON line per logging step and per validation), tensorboard/, results.json (at
 the end: num_steps, train_seconds, final_loss, final metrics, last validation,
@@ -22,6 +32,7 @@ from mann import data
 from mann import errors
 from mann import evaluation
 from mann import training
+from mann.training import distribute
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run (created if missing).")
 LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Meta-steps between log lines.",
@@ -43,6 +54,19 @@ STEPS_PER_CALL = flags.DEFINE_integer(
 NUM_THREADS = flags.DEFINE_integer(
     "num_threads", 0, "CPU threads for TensorFlow's ops (0: TensorFlow's choice, all cores).",
     lower_bound=0)
+STRATEGY = flags.DEFINE_enum(
+    "strategy", "default", list(distribute.STRATEGIES),
+    "tf.distribute strategy: default (one device, TensorFlow's placement), one_device "
+    "(the first GPU, else the CPU), mirrored (every local GPU, else every logical CPU "
+    "device, see --num_cpu_devices), tpu (--tpu), multi_worker (the cluster in "
+    "$TF_CONFIG; only the chief writes the run's files). A run resumes under any "
+    "strategy and replica count.")
+TPU = flags.DEFINE_string("tpu", "", "--strategy=tpu: the TPU's name or grpc:// address "
+                          "('': the local TPU).")
+NUM_CPU_DEVICES = flags.DEFINE_integer(
+    "num_cpu_devices", 1, "Split the CPU into this many logical devices (for running and "
+    "testing the mirrored and multi_worker strategies without accelerators).",
+    lower_bound=1)
 flags.mark_flag_as_required("workdir")
 
 
@@ -53,6 +77,8 @@ def main(argv):
     raise errors.UserInputError(
         "--batch_norm=running is for experiments.evaluate (fine-tuning a trained run); "
         "train with --batch_norm=transductive or per_step")
+  if NUM_CPU_DEVICES.value > 1:
+    distribute.split_cpu(NUM_CPU_DEVICES.value)  # before anything initialises TensorFlow
   tf.config.experimental.enable_op_determinism()
   if NUM_THREADS.value:
     tf.config.threading.set_intra_op_parallelism_threads(NUM_THREADS.value)
@@ -62,8 +88,12 @@ def main(argv):
   # The image transfer baseline pretrains on the training classes' own labels.
   pretrain = run_flags.ALGORITHM.value == "transfer" and splits is not None
   train_sampler = run_flags.make_sampler(splits, split="train", class_labels=pretrain)
-  model = run_flags.make_model(train_sampler)
-  learner = run_flags.make_learner(model, splits)
+  strategy = distribute.make_strategy(STRATEGY.value, tpu=TPU.value)
+  distribute.check_meta_batch(run_flags.META_BATCH_SIZE.value, strategy)
+  with strategy.scope():
+    model = run_flags.make_model(train_sampler)
+    learner = run_flags.make_learner(model, splits)
+    optimizer = run_flags.make_optimizer()
   validate = None
   if NUM_VALIDATION_TASKS.value:
     validation_sampler = run_flags.make_sampler(splits, split="validation")
@@ -81,11 +111,14 @@ def main(argv):
       return {metric: summary[metric], f"{metric}_ci95": summary["ci95"]}
 
   # Only now: a first start that fails on its data or flags writes nothing.
-  run_flags.save_run_flags(WORKDIR.value)
+  chief = distribute.is_chief(strategy)
+  if chief:
+    run_flags.save_run_flags(WORKDIR.value)
   results = training.train(
-      learner=learner, optimizer=run_flags.make_optimizer(),
-      make_batches=lambda start: data.meta_batches(
-          train_sampler, meta_batch_size=run_flags.META_BATCH_SIZE.value, start_step=start),
+      learner=learner, optimizer=optimizer, strategy=strategy,
+      make_batches=lambda start, shard: data.meta_batches(
+          train_sampler, meta_batch_size=run_flags.META_BATCH_SIZE.value, start_step=start,
+          shard=shard),
       num_steps=run_flags.NUM_STEPS.value, workdir=WORKDIR.value,
       log_every=LOG_EVERY.value, checkpoint_every=CHECKPOINT_EVERY.value,
       jit_compile=JIT_COMPILE.value,
@@ -94,8 +127,10 @@ def main(argv):
       clip_grad_norm=run_flags.CLIP_GRAD_NORM.value or None,
       skip_nonfinite=run_flags.SKIP_NONFINITE.value,
       # The model adapted and tested (not a transfer baseline's pretraining head).
-      run_facts={"num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights))})
-  print(f"results: {os.path.join(WORKDIR.value, 'results.json')}: {results}")
+      run_facts={"num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+                 "num_replicas": strategy.num_replicas_in_sync})
+  if chief:
+    print(f"results: {os.path.join(WORKDIR.value, 'results.json')}: {results}")
 
 
 if __name__ == "__main__":

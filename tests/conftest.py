@@ -13,6 +13,17 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
   sys.path.insert(0, str(REPO_ROOT))
 
+# Two logical CPU devices in every test process, before TensorFlow initialises them, so
+# that multi-replica strategies run here (tests/training/distribute_test.py). Ops are
+# placed on the first unless a strategy says otherwise.
+NUM_TEST_CPU_DEVICES = 2
+
+
+def pytest_configure(config):
+  del config
+  from mann.training import distribute  # pylint: disable=g-import-not-at-top
+  distribute.split_cpu(NUM_TEST_CPU_DEVICES)
+
 
 @pytest.fixture(scope="session")
 def omniglot_dir() -> str:

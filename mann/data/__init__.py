@@ -4,6 +4,8 @@ from mann.data.episode import Episode
 from mann.data.episode import EpisodeSampler
 from mann.data.pipeline import episodes
 from mann.data.pipeline import meta_batches
+from mann.data.pipeline import ONE_REPLICA
+from mann.data.pipeline import Shard
 from mann.data.sampler import FewShotSampler
 from mann.data.sinusoid import SinusoidSampler
 from mann.data.source import ClassIndexedImages

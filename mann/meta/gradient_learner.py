@@ -116,10 +116,12 @@ class GradientMetaLearner:
                        f"weights, got {adapted_weights}")
     self.batch_norm = batch_norm
     # Per-step running statistics: step_statistics[s] mirrors model.non_trainable_variables.
+    # Under several replicas each moves them by its own tasks' statistics; the mean is kept.
     self.step_statistics: Optional[list[list[tf.Variable]]] = None
     if batch_norm == "per_step":
       self.step_statistics = [
-          [tf.Variable(v.value, trainable=False, name=f"step{s}_{v.name}")
+          [tf.Variable(v.value, trainable=False, name=f"step{s}_{v.name}",
+                       aggregation=tf.VariableAggregation.MEAN)
            for v in model.non_trainable_variables] for s in range(num_inner_steps + 1)]
     self.objective = objective
     self.num_inner_steps = num_inner_steps

@@ -7,10 +7,15 @@ that derivative loses the mean's term, so a second-order MAML meta-gradient thro
 a batch-normalised inner step is off (by 0.5% relative on a small network, in the
 weights before the norm; see tests/models/batch_norm_test.py and
 tests/meta/maml_test.py). This layer computes both moments with every gradient path.
+
+Under a tf.distribute strategy with several replicas its moments are those of the
+whole batch across the replicas (each replica holds a slice of the meta-batch), so that
+an R-replica step normalises as the one-replica step does.
 """
 
 import keras
 from keras import ops
+import tensorflow as tf
 
 
 class BatchNormalization(keras.layers.BatchNormalization):
@@ -20,6 +25,14 @@ class BatchNormalization(keras.layers.BatchNormalization):
   def _moments(self, inputs, mask):
     if mask is not None or self.synchronized:
       return super()._moments(inputs, mask)
-    mean = ops.mean(inputs, axis=self._reduction_axes, keepdims=True)
-    variance = ops.mean(ops.square(inputs - mean), axis=self._reduction_axes, keepdims=True)
-    return ops.squeeze(mean, self._reduction_axes), ops.squeeze(variance, self._reduction_axes)
+    axes = self._reduction_axes
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+      mean = ops.mean(inputs, axis=axes, keepdims=True)
+      variance = ops.mean(ops.square(inputs - mean), axis=axes, keepdims=True)
+    else:
+      add = lambda value: context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+      count = add(tf.cast(tf.reduce_prod(tf.gather(tf.shape(inputs), axes)), inputs.dtype))
+      mean = add(ops.sum(inputs, axis=axes, keepdims=True)) / count
+      variance = add(ops.sum(ops.square(inputs - mean), axis=axes, keepdims=True)) / count
+    return ops.squeeze(mean, axes), ops.squeeze(variance, axes)

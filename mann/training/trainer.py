@@ -27,7 +27,9 @@ import tensorflow as tf
 
 from mann import errors
 from mann import files
+from mann.data import pipeline
 from mann.meta import learner as learner_lib
+from mann.training import distribute
 
 CHECKPOINT_FOLDER = "checkpoints"
 LOG_FILE = "log.jsonl"
@@ -150,7 +152,8 @@ def restore_latest(workdir: str, learner: learner_lib.MetaLearner) -> int:
 
 
 def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optimizer,
-          make_batches: Callable[[int], tf.data.Dataset], num_steps: int, workdir: str,
+          make_batches: Callable[[int, pipeline.Shard], tf.data.Dataset], num_steps: int,
+          workdir: str,
           log_every: int = 100, checkpoint_every: int = 1000,
           validate: Optional[Callable[[], dict]] = None, validate_every: int = 1000,
           steps_per_call: int = 1, jit_compile: bool = False,
@@ -163,7 +166,9 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
     learner: any MetaLearner (mann.meta.learner): its trainable_variables,
       checkpoint_items() and compute_gradients(meta_batch, step) are used.
     optimizer: the outer optimiser (Adam in the MAML paper).
-    make_batches: start_step -> dataset of meta-batches from that step on.
+    make_batches: (start_step, shard) -> dataset of meta-batches from that step on, the
+      shard's slices of each (mann.data.meta_batches(..., shard=shard)); with one
+      replica, shard is data.ONE_REPLICA: whole meta-batches.
     num_steps: total meta-steps of the run (not of this call).
     workdir: where checkpoints, logs and results go (created if needed).
     log_every: meta-steps between log lines.
@@ -178,7 +183,11 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
       TPUs want it; the same steps up to rounding.
     strategy: the tf.distribute strategy the steps run under (default: the current
       one, tf.distribute.get_strategy()). The learner's variables must have been made
-      under its scope.
+      under its scope. R replicas each take T/R tasks of every meta-batch; the update
+      is the one-replica update up to round-off (the replicas' mean meta-gradients are
+      averaged before clipping, the finiteness check and the optimiser). In a cluster
+      only the chief writes log.jsonl, results.json and TensorBoard; the other workers
+      write their checkpoints to workdir/workers/<task id> (every worker must save).
     clip_grad_norm: clip the meta-gradients to this global norm (None: no clipping).
     skip_nonfinite: a meta-step whose loss or meta-gradient is not finite is skipped
       (no update; counted in log.jsonl as nonfinite_skipped and in results.json);
@@ -193,8 +202,11 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
   Raises:
     errors.RunDiverged: a non-finite meta-step, without skip_nonfinite.
   """
-  os.makedirs(workdir, exist_ok=True)
   strategy = strategy or tf.distribute.get_strategy()
+  chief = distribute.is_chief(strategy)
+  if not chief:  # every worker takes part in a save; only the chief's is the run's
+    workdir = os.path.join(workdir, "workers", str(strategy.cluster_resolver.task_id))
+  os.makedirs(workdir, exist_ok=True)
   variables = learner.trainable_variables
   with strategy.scope():
     optimizer.build(variables)
@@ -216,32 +228,57 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
   first_step = int(step_counter.numpy())
   log_path = os.path.join(workdir, LOG_FILE)
   _truncate_log(log_path, first_step)
-  writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+  writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief
+            else tf.summary.create_noop_writer())
 
-  def meta_step(meta_batch, step):
-    """One meta-step; a non-finite loss or meta-gradient (on any replica) skips its
-    update. Returns (metrics, 1.0 if it was non-finite else 0.0)."""
+  def gradients_step(meta_batch, step):
+    """A replica's part of a meta-step: (the meta-batch's meta-gradients, clipped;
+    metrics; 1.0 if a loss or meta-gradient on any replica was non-finite else 0.0).
+    Every replica returns the same gradients and flag."""
+    meta_batch = tf.nest.map_structure(lambda x, spec: tf.ensure_shape(x, spec.shape),
+                                       meta_batch, replica_spec[0])
     gradients, metrics = learner.compute_gradients(meta_batch, step)
+    context = tf.distribute.get_replica_context()
+    if context.num_replicas_in_sync > 1:  # each replica's gradient: the mean of its T/R
+      gradients = context.all_reduce(tf.distribute.ReduceOp.MEAN, gradients)
     if clip_grad_norm:
       gradients, _ = tf.clip_by_global_norm(gradients, clip_grad_norm)
     finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients]
                            + [tf.reduce_all(tf.math.is_finite(metrics["loss"]))])
-    nonfinite = tf.distribute.get_replica_context().all_reduce(
-        tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    nonfinite = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                   1.0 - tf.cast(finite, tf.float32))
+    return gradients, metrics, tf.minimum(nonfinite, 1.0)
 
-    def apply():
-      optimizer.apply(gradients, variables)
-      return tf.constant(True)
+  def apply_step(gradients):
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    # Keras sums the replicas' gradients: 1/R of the mean from each sums to the mean.
+    optimizer.apply([g / replicas for g in gradients] if replicas > 1 else gradients,
+                    variables)
+    return tf.constant(True)
 
-    # Every replica sees the same reduced count, so all take the same branch.
-    tf.cond(nonfinite == 0, apply, lambda: tf.constant(False))
-    return metrics, tf.minimum(nonfinite, 1.0)
+  def meta_step(meta_batch, step):
+    """One meta-step on one replica; a non-finite one skips its update."""
+    gradients, metrics, nonfinite = gradients_step(meta_batch, step)
+    tf.cond(nonfinite == 0, lambda: apply_step(gradients), lambda: tf.constant(False))
+    return metrics, nonfinite
 
-  step_function = tf.function(meta_step, jit_compile=True) if jit_compile else meta_step
+  compile_step = (lambda f: tf.function(f, jit_compile=True)) if jit_compile else (lambda f: f)
+  step_function, gradients_function, apply_function = map(
+      compile_step, (meta_step, gradients_step, apply_step))
+  mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
 
   def replicated_step(meta_batch, step):
-    metrics, nonfinite = strategy.run(step_function, args=(meta_batch, step))
-    mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+    if strategy.num_replicas_in_sync == 1:
+      metrics, nonfinite = strategy.run(step_function, args=(meta_batch, step))
+    else:
+      # An update inside control flow in a replica cannot synchronise the replicas
+      # (tf.distribute refuses it), so the skip decision is taken across them.
+      gradients, metrics, nonfinite = strategy.run(gradients_function,
+                                                   args=(meta_batch, step))
+      tf.cond(mean(nonfinite) == 0,
+              lambda: strategy.experimental_local_results(
+                  strategy.run(apply_function, args=(gradients,)))[0],
+              lambda: tf.constant(False))
     return {k: mean(v) for k, v in metrics.items()}, mean(nonfinite)
 
   def finite_part(metrics, nonfinite):
@@ -278,6 +315,8 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
     return min(until, steps_per_call)
 
   def write_log(record: dict) -> None:
+    if not chief:
+      return
     with open(log_path, "a") as f:
       f.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
     with writer.as_default(step=record["step"]):
@@ -293,7 +332,18 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
   last_validation: dict = {}
   clock = time.perf_counter()
   step = first_step
-  batches = (iter(strategy.experimental_distribute_dataset(make_batches(first_step)))
+
+  def replica_batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    local = context.num_replicas_in_sync // context.num_input_pipelines
+    dataset = make_batches(first_step, pipeline.Shard(
+        first_replica=context.input_pipeline_id * local, num_local_replicas=local,
+        num_replicas=context.num_replicas_in_sync))
+    replica_spec.append(dataset.element_spec)
+    return dataset
+
+  replica_spec = []  # a replica's meta-batch, static shapes (a cluster's loses them)
+
+  batches = (iter(strategy.distribute_datasets_from_function(replica_batches))
              if first_step < num_steps else None)
   trace_seconds = None
   with _stop_requests() as stop:
@@ -369,7 +419,8 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
       **({"nonfinite_skipped": int(skipped_total.numpy())} if skip_nonfinite else {}),
       **(run_facts or {}),
   }
-  with files.atomic_write(os.path.join(workdir, RESULTS_FILE)) as tmp_path, \
-      open(tmp_path, "w") as f:
-    json.dump({k: _json_safe(v) for k, v in results.items()}, f, indent=1)
+  if chief:
+    with files.atomic_write(os.path.join(workdir, RESULTS_FILE)) as tmp_path, \
+        open(tmp_path, "w") as f:
+      json.dump({k: _json_safe(v) for k, v in results.items()}, f, indent=1)
   return results

@@ -39,8 +39,8 @@ def _run(workdir, num_steps, checkpoint_every=2, steps_per_call=1, jit_compile=F
   sampler = data.SinusoidSampler(num_shots=5, num_queries=5, seed=0)
   results = training.train(
       learner=learner, optimizer=optimizer or keras.optimizers.Adam(1e-2),
-      make_batches=lambda start: data.meta_batches(sampler, meta_batch_size=4,
-                                                   start_step=start),
+      make_batches=lambda start, shard: data.meta_batches(
+          sampler, meta_batch_size=4, start_step=start, shard=shard),
       num_steps=num_steps, workdir=str(workdir), log_every=2,
       checkpoint_every=checkpoint_every, steps_per_call=steps_per_call,
       jit_compile=jit_compile, **options)
