@@ -20,6 +20,7 @@ import tempfile
 from absl import app
 from absl import flags
 
+from benchmarks import report as report_lib
 from experiments import data_flags  # --omniglot_dir, --data_dir (defined once, there)
 
 SETTINGS = {
@@ -81,11 +82,7 @@ def main(argv):
         records = [json.loads(line) for line in f if line.strip()]
     report["settings"][name] = {"train_flags": SETTINGS[name],
                                 **summarise(records, WINDOW.value)}
-  text = json.dumps(report, indent=1)
-  print(text)
-  if OUT.value:
-    with open(OUT.value, "w") as f:
-      f.write(text + "\n")
+  report_lib.emit(report, OUT.value)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Prints one JSON object (and writes it to --out); `pipeline_to_step_ratio` is how
 pipeline makes in the time one step takes (the target is >= 10).
 """
 
-import json
 import statistics
 import time
 
@@ -23,10 +22,10 @@ from absl import flags
 import keras
 import tensorflow as tf
 
+from benchmarks import report as report_lib
 from experiments import common
 from experiments import data_flags
 from mann import data
-from mann import files
 from mann import models
 
 META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32, "T: episodes per meta-batch.")
@@ -89,7 +88,7 @@ def main(argv):
   step_seconds = statistics.median(fixed_times)
   images_per_batch = meta_batch_size * sampler.num_ways * (sampler.num_shots +
                                                             sampler.num_queries)
-  report = json.dumps({
+  report_lib.emit({
       "benchmark": "pipeline_throughput",
       "dataset": data_flags.DATASET.value,
       "num_ways": sampler.num_ways, "num_shots": sampler.num_shots,
@@ -102,11 +101,7 @@ def main(argv):
       "conv4_step_seconds_fed_by_pipeline_median": round(statistics.median(fed_times), 4),
       "conv4_step_trace_seconds": round(trace_seconds, 2),
       "pipeline_to_step_ratio": round(batches_per_second * step_seconds, 1),
-  }, indent=1)
-  print(report)
-  if OUT.value:
-    with files.atomic_write(OUT.value) as tmp_path, open(tmp_path, "w") as f:
-      f.write(report + "\n")
+  }, OUT.value)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import tempfile
 from absl import app
 from absl import flags
 
+from benchmarks import report as report_lib
+
 DEVICE_COUNTS = flags.DEFINE_list("device_counts", ["1", "2", "4"],
                                   "Logical CPU devices (= replicas) per measurement.")
 STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per count (after the first).",
@@ -101,11 +103,7 @@ def main(argv):
                                                                 *sys.argv[1:]]),
             "cpu_count": os.cpu_count(), "steps": STEPS.value,
             "meta_batch_size": META_BATCH_SIZE.value, "runs": runs}
-  text = json.dumps(report, indent=1)
-  print(text)
-  if OUT.value:
-    with open(OUT.value, "w") as f:
-      f.write(text + "\n")
+  report_lib.emit(report, OUT.value)
 
 
 if __name__ == "__main__":

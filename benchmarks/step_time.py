@@ -263,13 +263,9 @@ def main(argv):
                                                entry["peer"]["seconds_per_step"])
       report["results"].append(entry)
       print(json.dumps(entry), file=sys.stderr, flush=True)
-  text = json.dumps(report, indent=1)
-  print(text)
-  if OUT.value:
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from mann import files  # pylint: disable=g-import-not-at-top
-    with files.atomic_write(OUT.value) as tmp_path, open(tmp_path, "w") as f:
-      f.write(text + "\n")
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+  from benchmarks import report as report_lib  # pylint: disable=g-import-not-at-top
+  report_lib.emit(report, OUT.value)
 
 
 if __name__ == "__main__":
