@@ -18,6 +18,11 @@ OMNIGLOT = "--flagfile=experiments/configs/maml_omniglot_5w1s.flags"
 # (flags, a substring of the error line); {new}: a workdir that must not appear,
 # {run}: a trained sinusoid run that must not change, {omniglot}/{tfds}: the test data.
 TRAIN_CASES = [
+    # First: it splits the CPU, which must come before anything initialises TensorFlow.
+    ([SINUSOID, "--strategy=mirrored", "--num_cpu_devices=2", "--meta_batch_size=3",
+      "--workdir={new}"], "--meta_batch_size=3 does not split over 2 replicas"),
+    ([SINUSOID, "--num_cpu_devices=0", "--workdir={new}"], "--num_cpu_devices"),
+    ([SINUSOID, "--strategy=horovod", "--workdir={new}"], "--strategy"),
     (["--dataset=sinusoid", "--model=conv4", "--workdir={new}"], "needs --model=mlp"),
     ([SINUSOID, "--algorithm=reptile", "--batch_norm=per_step", "--workdir={new}"],
      "needs --algorithm=maml or fomaml"),

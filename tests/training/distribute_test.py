@@ -54,8 +54,10 @@ def _train(row, strategy, optimizer_name, workdir, num_steps=NUM_STEPS):
           sampler, meta_batch_size=META_BATCH_SIZE, start_step=start, shard=shard),
       num_steps=num_steps, workdir=str(workdir), log_every=1, checkpoint_every=1,
       strategy=strategy)
-  return [(_name(v), np.asarray(v.numpy()))
-          for v in learner.trainable_variables + learner.model.non_trainable_variables]
+  # MAML++'s per-step batch-norm statistics are the learner's, not the model's.
+  step_statistics = learner.checkpoint_items().get("step_statistics", [])
+  return [(_name(v), np.asarray(v.numpy())) for v in learner.trainable_variables
+          + learner.model.non_trainable_variables + step_statistics]
 
 
 def _name(variable) -> str:
