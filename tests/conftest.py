@@ -9,7 +9,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as mann/__init__.py says why
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Not resolved through symlinks: under `bazel test` this is the test's runfiles tree, which
+# holds only the files its target declares (BUILD), and the binaries run from there.
+REPO_ROOT = pathlib.Path(os.path.abspath(__file__)).parents[1]
 if str(REPO_ROOT) not in sys.path:
   sys.path.insert(0, str(REPO_ROOT))
 

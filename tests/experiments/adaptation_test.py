@@ -4,18 +4,18 @@ and plots are written."""
 
 import json
 
-from tests.experiments import train_evaluate_test as binaries
+from tests.experiments import binaries
 
 
 def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
     tmp_path, omniglot_dir, tfds_data_dir):
   run = tmp_path / "run"
-  binaries._run_ok("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
-                   *binaries._omniglot(omniglot_dir, tfds_data_dir), f"--workdir={run}",
+  binaries.run_ok("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
+                   *binaries.omniglot_flags(omniglot_dir, tfds_data_dir), f"--workdir={run}",
                    "--num_steps=3", "--meta_batch_size=2", "--num_filters=4", "--log_every=1",
                    "--num_validation_tasks=0")
-  binaries._run_ok("evaluate", f"--workdir={run}", "--num_tasks=4", "--tasks_per_batch=4")
-  binaries._run_ok("adaptation", f"--runs=maml={run}", "--random_init=maml",
+  binaries.run_ok("evaluate", f"--workdir={run}", "--num_tasks=4", "--tasks_per_batch=4")
+  binaries.run_ok("adaptation", f"--runs=maml={run}", "--random_init=maml",
                    "--steps=0,1,3", "--num_tasks=4", "--tasks_per_batch=4",
                    "--num_curvature_tasks=2", f"--out_dir={tmp_path / 'out'}")
   with open(run / "eval.json") as f:
@@ -46,11 +46,11 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
   first = maml["accuracy_by_steps"]["0"]
   assert f"{100 * first['mean']:.2f} +- {100 * first['ci95']:.2f}" in row
   # 0 steps: no weight and no representation moves.
-  binaries._run_ok("adaptation", f"--runs=maml={run}", "--steps=0", "--num_tasks=2",
+  binaries.run_ok("adaptation", f"--runs=maml={run}", "--steps=0", "--num_tasks=2",
                    "--num_curvature_tasks=0", f"--out_dir={tmp_path / 'zero'}")
   with open(tmp_path / "zero" / "adaptation.json") as f:
     unmoved = json.load(f)["runs"]["maml"]
   assert all(v == 0 for v in unmoved["absolute_travel"].values())
   assert all(abs(v - 1) < 1e-6 for v in unmoved["cka_before_after"].values())
-  bad = binaries._run("adaptation", "--runs=maml", f"--out_dir={tmp_path / 'x'}")
+  bad = binaries.run("adaptation", "--runs=maml", f"--out_dir={tmp_path / 'x'}")
   assert bad.returncode == 2 and "NAME=WORKDIR" in bad.stderr

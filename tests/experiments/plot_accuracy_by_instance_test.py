@@ -2,7 +2,7 @@
 
 import json
 
-from tests.experiments import train_evaluate_test as binaries
+from tests.experiments import binaries
 
 
 def test_writes_a_png_and_a_table_of_the_reports(tmp_path):
@@ -14,7 +14,7 @@ def test_writes_a_png_and_a_table_of_the_reports(tmp_path):
                                 "checkpoint_step": 1234}))
     paths.append(f"{name.upper()}={path}")
   out = tmp_path / "plot.png"
-  result = binaries._run("plot_accuracy_by_instance", f"--runs={','.join(paths)}",
+  result = binaries.run("plot_accuracy_by_instance", f"--runs={','.join(paths)}",
                          f"--out={out}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -27,7 +27,7 @@ def test_writes_a_png_and_a_table_of_the_reports(tmp_path):
 
 
 def test_a_missing_report_is_one_clear_line(tmp_path):
-  line = binaries._one_error_line(binaries._run(
+  line = binaries.one_error_line(binaries.run(
       "plot_accuracy_by_instance", f"--runs=X={tmp_path}/none.json",
       f"--out={tmp_path}/p.png"))
   assert "none.json not found" in line

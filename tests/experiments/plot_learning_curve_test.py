@@ -2,7 +2,7 @@
 
 import json
 
-from tests.experiments import train_evaluate_test as binaries
+from tests.experiments import binaries
 
 
 def _log(workdir, losses, cosines=None):
@@ -19,18 +19,18 @@ def _log(workdir, losses, cosines=None):
 def test_one_run_and_a_comparison_are_drawn(tmp_path):
   _log(tmp_path / "a", [0.9, 0.5, 0.3])
   _log(tmp_path / "b", [0.8, 0.6, 0.2])
-  result = binaries._run("plot_learning_curve", f"--workdir={tmp_path / 'a'}")
+  result = binaries.run("plot_learning_curve", f"--workdir={tmp_path / 'a'}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert (tmp_path / "a" / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
   out = tmp_path / "both.png"
-  result = binaries._run("plot_learning_curve", f"--workdir={tmp_path / 'a'}",
+  result = binaries.run("plot_learning_curve", f"--workdir={tmp_path / 'a'}",
                          f"--compare={tmp_path / 'b'}", f"--out={out}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert out.read_bytes()[:4] == b"\x89PNG"
   # A run that logged its tasks' update cosine gets a third panel.
   _log(tmp_path / "c", [0.8, 0.6, 0.2], cosines=[0.4, 0.1, -0.05])
   with_cosine = tmp_path / "with_cosine.png"
-  result = binaries._run("plot_learning_curve", f"--workdir={tmp_path / 'c'}",
+  result = binaries.run("plot_learning_curve", f"--workdir={tmp_path / 'c'}",
                          f"--compare={tmp_path / 'b'}", f"--out={with_cosine}")
   assert result.returncode == 0, result.stderr[-2000:]
   width = lambda png: int.from_bytes(png.read_bytes()[16:20], "big")
@@ -39,7 +39,7 @@ def test_one_run_and_a_comparison_are_drawn(tmp_path):
 
 def test_a_missing_log_is_one_clear_line(tmp_path):
   _log(tmp_path / "a", [0.9])
-  line = binaries._one_error_line(binaries._run(
+  line = binaries.one_error_line(binaries.run(
       "plot_learning_curve", f"--workdir={tmp_path / 'a'}", f"--compare={tmp_path / 'x'}",
       f"--out={tmp_path / 'p.png'}"))
   assert "log.jsonl not found" in line and not (tmp_path / "p.png").exists()

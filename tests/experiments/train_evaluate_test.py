@@ -10,29 +10,7 @@ import time
 import pytest
 
 from tests import conftest
-
-
-def _run(binary, *flags):
-  return subprocess.run([sys.executable, "-m", f"experiments.{binary}", *flags],
-                        cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
-
-
-def _run_ok(binary, *flags):
-  """_run, asserting the binary succeeded."""
-  result = _run(binary, *flags)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result
-
-
-def _read_json(path):
-  with open(path) as f:
-    return json.load(f)
-
-
-def _omniglot(omniglot_dir, tfds_data_dir):
-  """The flags that read the test Omniglot data offline."""
-  return ["--dataset=omniglot", f"--omniglot_dir={omniglot_dir}", f"--data_dir={tfds_data_dir}"]
+from tests.experiments import binaries
 
 
 # A MANN small enough for a 2-step end-to-end run.
@@ -40,50 +18,42 @@ _TINY_MANN = ["--model=mann", "--algorithm=episodic", "--controller_units=8", "-
               "--word_size=4", "--num_reads=1"]
 
 
-def _one_error_line(result):
-  assert result.returncode == 2, result.stderr[-2000:]
-  assert "Traceback" not in result.stderr
-  lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-  assert len(lines) == 1, result.stderr[-2000:]
-  return lines[0]
-
-
 def test_sinusoid_train_then_evaluate(tmp_path):
   workdir = tmp_path / "run"
-  result = _run_ok("train", "--flagfile=experiments/configs/maml_sinusoid.flags",
+  result = binaries.run_ok("train", "--flagfile=experiments/configs/maml_sinusoid.flags",
                    f"--workdir={workdir}", "--num_steps=20", "--meta_batch_size=4",
                    "--steps_per_call=5", "--log_every=10", "--validate_every=10",
                    "--num_validation_tasks=8", "--checkpoint_every=10")
   assert "ETA" in result.stderr  # progress with rate and ETA
-  results = _read_json(workdir / "results.json")
+  results = binaries.read_json(workdir / "results.json")
   assert results["num_steps"] == 20 and results["train_seconds"] > 0
   assert results["final_loss"] > 0 and "validation_mse" in results
-  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=10", "--num_queries=20")
-  report = _read_json(workdir / "eval.json")
+  binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=10", "--num_queries=20")
+  report = binaries.read_json(workdir / "eval.json")
   assert report["split"] == "test" and report["num_tasks"] == 10
   assert report["checkpoint_step"] == 20 and report["num_queries"] == 20
   assert sorted(report["mse_by_steps"], key=int) == [str(s) for s in range(11)]
   assert report["mse"] == report["mse_by_steps"]["10"] and report["ci95"] > 0
   # A run older than a flag (its flags.json lacks it) had the flag's default: the flag
   # given at evaluate with another value is an override.
-  saved = _read_json(workdir / "flags.json")
+  saved = binaries.read_json(workdir / "flags.json")
   del saved["multi_step_loss"]
   (workdir / "flags.json").write_text(json.dumps(saved))
-  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=2", "--multi_step_loss",
+  binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=2", "--multi_step_loss",
           "--output_name=newer_flag.json")
-  assert _read_json(workdir / "newer_flag.json")["overrides"] == {"multi_step_loss": True}
+  assert binaries.read_json(workdir / "newer_flag.json")["overrides"] == {"multi_step_loss": True}
   # Flags that build another model than the checkpoint's: one line naming them.
-  line = _one_error_line(_run("evaluate", f"--workdir={workdir}", "--mlp_hidden_sizes=10",
+  line = binaries.one_error_line(binaries.run("evaluate", f"--workdir={workdir}", "--mlp_hidden_sizes=10",
                               "--output_name=never.json"))
   assert "does not fit the model" in line and "--mlp_hidden_sizes" in line
   assert not (workdir / "never.json").exists()
   # Adaptation stability: small steps descend; steps far above 2 / curvature diverge.
   reports = {}
   for lr in ("0.001", "100"):
-    _run_ok("adaptation_stability", f"--workdir={workdir}", "--num_tasks=3",
+    binaries.run_ok("adaptation_stability", f"--workdir={workdir}", "--num_tasks=3",
             f"--inner_lr={lr}", "--num_eval_inner_steps=5", "--eigen_steps=2",
             f"--out={tmp_path / lr}.json")
-    reports[lr] = _read_json(tmp_path / f"{lr}.json")
+    reports[lr] = binaries.read_json(tmp_path / f"{lr}.json")
   small, large = reports["0.001"], reports["100"]
   assert small["num_diverging"] == 0 and large["num_diverging"] == 3
   def reject(constant):
@@ -104,20 +74,20 @@ def test_omniglot_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
                                       omniglot_characters, algorithm):
   del omniglot_characters  # prepared by the fixture; the binaries read the cache
   workdir = tmp_path / "run"
-  _run_ok("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
-          *_omniglot(omniglot_dir, tfds_data_dir), f"--workdir={workdir}", "--num_steps=3",
+  binaries.run_ok("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
+          *binaries.omniglot_flags(omniglot_dir, tfds_data_dir), f"--workdir={workdir}", "--num_steps=3",
           "--meta_batch_size=2", "--num_filters=8", "--log_every=1",
           "--num_validation_tasks=0", f"--algorithm={algorithm}")
-  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=5", "--tasks_per_batch=5")
-  report = _read_json(workdir / "eval.json")
+  binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=5", "--tasks_per_batch=5")
+  report = binaries.read_json(workdir / "eval.json")
   assert report["num_eval_inner_steps"] == 3 and report["num_tasks"] == 5
   assert 0.0 <= report["accuracy"] <= 1.0 and set(report["accuracy_by_steps"]) == {
       "0", "1", "2", "3"}
   if algorithm == "maml":
     # Out of distribution: the same tasks, every image sheared and scaled.
-    _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=5", "--tasks_per_batch=5",
+    binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=5", "--tasks_per_batch=5",
             "--eval_transform=shear=0.5,scale=0.75", "--output_name=shifted.json")
-    shifted = _read_json(workdir / "shifted.json")
+    shifted = binaries.read_json(workdir / "shifted.json")
     assert shifted["tasks_digest"] == report["tasks_digest"] is not None
     assert shifted["eval_transform"] == "shear=0.5,scale=0.75"
     assert report["eval_transform"] is None
@@ -133,15 +103,15 @@ def test_gradient_learners_over_sequence_models_train_then_evaluate(
     tmp_path, omniglot_dir, tfds_data_dir, omniglot_characters, model, algorithm, extra):
   del omniglot_characters  # prepared by the fixture; the binaries read the cache
   workdir = tmp_path / "run"
-  _run_ok("train", "--flagfile=experiments/configs/maml_mann_omniglot_5w1s.flags",
-          *_omniglot(omniglot_dir, tfds_data_dir), f"--workdir={workdir}", "--num_steps=2",
+  binaries.run_ok("train", "--flagfile=experiments/configs/maml_mann_omniglot_5w1s.flags",
+          *binaries.omniglot_flags(omniglot_dir, tfds_data_dir), f"--workdir={workdir}", "--num_steps=2",
           "--meta_batch_size=2", "--num_filters=4", "--controller_units=8",
           "--memory_size=8", "--word_size=4", "--num_reads=1", "--image_size=12",
           "--log_every=1", "--num_validation_tasks=0", f"--model={model}",
           f"--algorithm={algorithm}", "--nokey_strength", *extra)
-  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=4",
+  binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=4",
           "--num_eval_inner_steps=2")
-  report = _read_json(workdir / "eval.json")
+  report = binaries.read_json(workdir / "eval.json")
   assert report["num_eval_inner_steps"] == 2 and report["num_tasks"] == 4
   assert set(report["accuracy_by_steps"]) == {"0", "1", "2"}
   assert 0.0 <= report["accuracy"] <= 1.0 and report["checkpoint_step"] == 2
@@ -154,26 +124,26 @@ def test_train_refuses_a_workdir_of_another_run(tmp_path):
   workdir = tmp_path / "run"
   common = ["--flagfile=experiments/configs/maml_sinusoid.flags", f"--workdir={workdir}",
             "--num_steps=2", "--meta_batch_size=2", "--num_validation_tasks=0"]
-  assert _run("train", *common).returncode == 0
-  line = _one_error_line(_run("train", *common, "--inner_lr=0.5"))
+  assert binaries.run("train", *common).returncode == 0
+  line = binaries.one_error_line(binaries.run("train", *common, "--inner_lr=0.5"))
   assert "inner_lr" in line and "use a new --workdir" in line
   # Where the data lie is not what the run is: a workdir moved to a machine with the data
   # elsewhere resumes (and its budget may grow).
   moved = [f if not f.startswith("--num_steps=") else "--num_steps=3" for f in common]
-  _run_ok("train", *moved, f"--data_dir={tmp_path / 'elsewhere'}",
+  binaries.run_ok("train", *moved, f"--data_dir={tmp_path / 'elsewhere'}",
           f"--omniglot_dir={tmp_path / 'elsewhere'}")
-  assert _read_json(workdir / "results.json")["num_steps"] == 3
+  assert binaries.read_json(workdir / "results.json")["num_steps"] == 3
 
 
 def test_a_failed_first_start_leaves_nothing_and_an_unwritable_workdir_is_one_line(tmp_path):
   workdir = tmp_path / "run"
-  line = _one_error_line(_run("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
+  line = binaries.one_error_line(binaries.run("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
                               f"--omniglot_dir={tmp_path / 'typo'}",
                               f"--data_dir={tmp_path / 'tfds'}", f"--workdir={workdir}"))
   assert "typo" in line
   assert not workdir.exists()
   # The same workdir then takes the run meant (another dataset altogether).
-  _run_ok("train", "--flagfile=experiments/configs/maml_sinusoid.flags", f"--workdir={workdir}",
+  binaries.run_ok("train", "--flagfile=experiments/configs/maml_sinusoid.flags", f"--workdir={workdir}",
           "--num_steps=2", "--meta_batch_size=2", "--num_validation_tasks=0")
   locked = tmp_path / "locked"
   locked.mkdir()
@@ -181,7 +151,7 @@ def test_a_failed_first_start_leaves_nothing_and_an_unwritable_workdir_is_one_li
   try:
     if os.access(locked, os.W_OK):  # root ignores the mode: a file in the way instead
       (locked / "run").write_text("")
-    line = _one_error_line(_run("train", "--flagfile=experiments/configs/maml_sinusoid.flags",
+    line = binaries.one_error_line(binaries.run("train", "--flagfile=experiments/configs/maml_sinusoid.flags",
                                 f"--workdir={locked / 'run'}", "--num_steps=2",
                                 "--num_validation_tasks=0"))
     assert "cannot write to --workdir" in line
@@ -195,13 +165,13 @@ def test_a_diverging_run_stops_with_status_3_and_resumes_with_skip_nonfinite(tmp
              "--num_steps=4", "--meta_batch_size=2", "--num_validation_tasks=0",
              "--steps_per_call=2", "--log_every=2", "--checkpoint_every=2",
              "--outer_optimizer=sgd", "--outer_lr=1e30"]
-  result = _run("train", *command)
+  result = binaries.run("train", *command)
   assert result.returncode == 3, result.stderr[-2000:]
   (line,) = [l for l in result.stderr.splitlines() if l.startswith("error:")]
   assert "non-finite loss or meta-gradient" in line and "--skip_nonfinite" in line
   assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()
-  _run_ok("train", *command, "--skip_nonfinite")
-  results = _read_json(tmp_path / "results.json")
+  binaries.run_ok("train", *command, "--skip_nonfinite")
+  results = binaries.read_json(tmp_path / "results.json")
   assert results["num_steps"] == 4 and results["nonfinite_skipped"] >= 1
 
 
@@ -226,37 +196,37 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
   assert step >= 20 and (workdir / "checkpoints" / f"ckpt-{step}.index").exists()
   resume = [f if not f.startswith("--num_steps=") else f"--num_steps={step + 20}"
             for f in command[3:]]
-  _run_ok("train", *resume)
-  assert _read_json(workdir / "results.json")["num_steps"] == step + 20
+  binaries.run_ok("train", *resume)
+  assert binaries.read_json(workdir / "results.json")["num_steps"] == step + 20
 
 
 def test_online_protocol_mann_train_then_evaluate(tmp_path, omniglot_dir, tfds_data_dir,
                                                   omniglot_characters):
   del omniglot_characters  # prepared by the fixture
   workdir = tmp_path / "run"
-  _run_ok("train", *_omniglot(omniglot_dir, tfds_data_dir), *_TINY_MANN, "--protocol=online",
+  binaries.run_ok("train", *binaries.omniglot_flags(omniglot_dir, tfds_data_dir), *_TINY_MANN, "--protocol=online",
           "--num_ways=3", "--num_instances=4", "--meta_batch_size=2", "--num_steps=2",
           "--log_every=1", "--validate_every=2", "--num_validation_tasks=2",
           f"--workdir={workdir}")
   with open(workdir / "log.jsonl") as f:
     records = [json.loads(l) for l in f]
   assert "validation_accuracy_instance_2" in records[-1]
-  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
-  report = _read_json(workdir / "eval.json")
+  binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
+  report = binaries.read_json(workdir / "eval.json")
   assert report["protocol"] == "online" and len(report["accuracy_by_instance"]) == 4
   assert all(0.0 <= a <= 1.0 for a in report["accuracy_by_instance"])
   assert report["overrides"] == {}
   # The memory ablation loads the same checkpoint and says so in its report.
-  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2",
+  binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2",
           "--zero_reads", "--output_name=eval_zero_reads.json")
-  ablated = _read_json(workdir / "eval_zero_reads.json")
+  ablated = binaries.read_json(workdir / "eval_zero_reads.json")
   assert ablated["overrides"] == {"zero_reads": True}
   assert ablated["checkpoint_step"] == report["checkpoint_step"]
   # The same weights scored in the few-shot protocol, beside MAML's numbers.
-  _run_ok("evaluate", f"--workdir={workdir}", "--protocol=few_shot", "--num_shots=1",
+  binaries.run_ok("evaluate", f"--workdir={workdir}", "--protocol=few_shot", "--num_shots=1",
           "--num_queries=2", "--num_tasks=4", "--tasks_per_batch=2",
           "--output_name=eval_few_shot.json")
-  report = _read_json(workdir / "eval_few_shot.json")
+  report = binaries.read_json(workdir / "eval_few_shot.json")
   assert report["num_tasks"] == 4 and report["num_eval_inner_steps"] == 0
   assert 0.0 <= report["accuracy"] <= 1.0
 
@@ -265,7 +235,7 @@ def test_few_shot_protocol_mann_trains(tmp_path, omniglot_dir, tfds_data_dir,
                                        omniglot_characters):
   del omniglot_characters  # prepared by the fixture
   workdir = tmp_path / "run"
-  _run_ok("train", *_omniglot(omniglot_dir, tfds_data_dir), *_TINY_MANN, "--protocol=few_shot",
+  binaries.run_ok("train", *binaries.omniglot_flags(omniglot_dir, tfds_data_dir), *_TINY_MANN, "--protocol=few_shot",
           "--num_ways=3", "--num_shots=2", "--num_queries=1", "--sequence_encoder=conv4",
           "--num_filters=4", "--meta_batch_size=2", "--num_steps=2", "--log_every=1",
           "--validate_every=2", "--num_validation_tasks=2", f"--workdir={workdir}")
@@ -275,7 +245,7 @@ def test_few_shot_protocol_mann_trains(tmp_path, omniglot_dir, tfds_data_dir,
 
 
 def test_online_protocol_needs_a_sequence_model(tmp_path):
-  line = _one_error_line(_run("train", "--protocol=online", "--model=conv4",
+  line = binaries.one_error_line(binaries.run("train", "--protocol=online", "--model=conv4",
                               f"--workdir={tmp_path / 'run'}"))
   assert "--protocol=online" in line
 
@@ -284,13 +254,13 @@ def test_string_labels_lstm_train_then_evaluate(tmp_path, omniglot_dir, tfds_dat
                                                 omniglot_characters):
   del omniglot_characters  # prepared by the fixture
   workdir = tmp_path / "run"
-  _run_ok("train", *_omniglot(omniglot_dir, tfds_data_dir), "--protocol=online", "--model=lstm",
+  binaries.run_ok("train", *binaries.omniglot_flags(omniglot_dir, tfds_data_dir), "--protocol=online", "--model=lstm",
           "--algorithm=episodic", "--string_labels", "--num_ways=3", "--num_instances=3",
           "--controller_units=8", "--meta_batch_size=2", "--num_steps=2",
           "--num_validation_tasks=0", "--augment_max_shift=2", "--augment_max_degrees=10",
           f"--workdir={workdir}")
-  _run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
-  report = _read_json(workdir / "eval.json")
+  binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
+  report = binaries.read_json(workdir / "eval.json")
   assert len(report["accuracy_by_instance"]) == 3
   # A 5-character guess is right by chance with probability 5**-5: the first
   # presentations are all wrong before the labels have been seen.
@@ -298,7 +268,7 @@ def test_string_labels_lstm_train_then_evaluate(tmp_path, omniglot_dir, tfds_dat
 
 
 def test_string_labels_need_a_sequence_model(tmp_path):
-  line = _one_error_line(_run("train", "--string_labels", f"--workdir={tmp_path / 'run'}"))
+  line = binaries.one_error_line(binaries.run("train", "--string_labels", f"--workdir={tmp_path / 'run'}"))
   assert "--string_labels needs --model=mann or lstm" in line
 
 
@@ -316,7 +286,7 @@ def test_sigkill_at_a_random_step_then_resume_ends_as_an_uninterrupted_run(tmp_p
   command = ["--flagfile=experiments/configs/maml_sinusoid.flags", "--num_steps=40",
              "--meta_batch_size=2", "--steps_per_call=1", "--log_every=1",
              "--checkpoint_every=7", "--num_validation_tasks=0"]
-  _run_ok("train", *command, f"--workdir={tmp_path / 'whole'}")
+  binaries.run_ok("train", *command, f"--workdir={tmp_path / 'whole'}")
   killed = tmp_path / "killed"
   kill_after = int(np.random.default_rng().integers(3, num_steps - 5))  # log lines
   process = subprocess.Popen(
@@ -331,7 +301,7 @@ def test_sigkill_at_a_random_step_then_resume_ends_as_an_uninterrupted_run(tmp_p
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)  # no handler runs: whatever was half-done stays
   process.wait(timeout=60)
-  _run_ok("train", *command, f"--workdir={killed}")
+  binaries.run_ok("train", *command, f"--workdir={killed}")
   whole_log = [json.loads(l) for l in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
   killed_log = [json.loads(l) for l in log.read_text().splitlines()]
   assert [r["step"] for r in killed_log] == list(range(1, num_steps + 1)), kill_after
