@@ -30,7 +30,10 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def omniglot_dir() -> str:
   """The Omniglot zips: $MANN_OMNIGLOT_DIR, else ../shared/data/omniglot beside the repo."""
-  path = os.environ.get("MANN_OMNIGLOT_DIR", str(REPO_ROOT.parent / "shared/data/omniglot"))
+  # Beside the source tree, found through this file's real path (under `bazel test` the
+  # repository root above is the runfiles tree).
+  source_root = pathlib.Path(os.path.realpath(__file__)).parents[1]
+  path = os.environ.get("MANN_OMNIGLOT_DIR", str(source_root.parent / "shared/data/omniglot"))
   assert os.path.isdir(path), (
       f"Omniglot zips not found at {path}: set MANN_OMNIGLOT_DIR to the folder that holds "
       f"images_background.zip and images_evaluation.zip")
