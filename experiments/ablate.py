@@ -28,7 +28,6 @@ probe). Writes WORKDIR/ablation.json, ablation.md and ablation.png.
 """
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -192,9 +191,7 @@ def main(argv):
           "num_ways": data_flags.NUM_WAYS.value, "num_shots": shots,
           "budget_steps": BUDGET_STEPS.value, "seeds": seeds, "num_tasks": NUM_TASKS.value,
           "eval_transform": transform, "cells": rows}
-  with files.atomic_write(os.path.join(grid_dir, "ablation.json")) as tmp_path, \
-      open(tmp_path, "w") as f:
-    json.dump(grid, f, indent=1)
+  files.write_json(os.path.join(grid_dir, "ablation.json"), grid)
   ablation_report.write_table(grid, os.path.join(grid_dir, "ablation.md"))
   ablation_report.plot(grid, os.path.join(grid_dir, "ablation.png"))
   print(f"ablate: {len(names)} cells x {len(seeds)} seeds in {time.time() - start:.0f} s; "

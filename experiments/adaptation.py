@@ -282,9 +282,7 @@ def main(argv):
     report["runs"][name] = {"workdir": workdir, "checkpoint_step": checkpoint_step,
                             **_measure(learner, sampler, steps)}
   os.makedirs(OUT_DIR.value, exist_ok=True)
-  with files.atomic_write(os.path.join(OUT_DIR.value, "adaptation.json")) as tmp, \
-      open(tmp, "w") as f:
-    json.dump(report, f, indent=1)
+  files.write_json(os.path.join(OUT_DIR.value, "adaptation.json"), report)
   _plots(report, OUT_DIR.value)
   _write_table(report, os.path.join(OUT_DIR.value, "adaptation.md"))
   print(f"adaptation: {len(rows)} initialisations in {time.time() - start:.0f} s; wrote "

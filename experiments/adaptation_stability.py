@@ -10,7 +10,6 @@ Reads the run's flags (flags.json) and latest checkpoint like experiments.evalua
 steps and rate are the run's --num_eval_inner_steps and --inner_lr unless given here.
 """
 
-import json
 import math
 import time
 
@@ -35,10 +34,6 @@ OUT = flags.DEFINE_string("out", None, "JSON report to write.")
 flags.mark_flags_as_required(["workdir", "out"])
 
 _TASKS_FOR_SCALE = 20  # the median curvature at the initialisation is over these
-
-
-def _finite_or_none(value: float):
-  return value if math.isfinite(value) else None  # strict JSON has no inf or NaN
 
 
 def main(argv):
@@ -67,13 +62,13 @@ def main(argv):
                                 learning_rates=[[inner_lr] * len(weights)] * num_steps,
                                 first_order=True)
     losses = [float(support_loss(ws)) for ws in trajectory]
-    record = {"task": task, "support_loss_by_step": [_finite_or_none(l) for l in losses]}
+    record = {"task": task, "support_loss_by_step": [float(l) for l in losses]}
     if task < _TASKS_FOR_SCALE:
       at_start.append(curvature.top_hessian_eigenvalue(support_loss, weights))
     if not (math.isfinite(losses[-1]) and losses[-1] <= losses[0]):
       eigenvalues = [curvature.top_hessian_eigenvalue(support_loss, trajectory[s])
                      for s in range(min(EIGEN_STEPS.value, len(trajectory)))]
-      record["top_hessian_eigenvalue_by_step"] = [_finite_or_none(e) for e in eigenvalues]
+      record["top_hessian_eigenvalue_by_step"] = [float(e) for e in eigenvalues]
       diverging.append(record)
       shown = " ".join(f"{l:.3g}" for l in losses)
       eigen = " ".join(f"{e:.0f}" for e in eigenvalues)
@@ -87,8 +82,7 @@ def main(argv):
             "diverging_tasks": [r["task"] for r in diverging],
             "median_top_eigenvalue_at_start": float(np.median(at_start)),
             "tasks": tasks, "seconds": round(time.time() - start, 1)}
-  with files.atomic_write(OUT.value) as tmp_path, open(tmp_path, "w") as f:
-    json.dump(report, f, indent=1)
+  files.write_json(OUT.value, report)
   print(f"{len(diverging)} of {NUM_TASKS.value} {SPLIT.value} tasks end above their start "
         f"after {num_steps} steps at {inner_lr}; median top Hessian eigenvalue at the "
         f"initialisation (first {len(at_start)} tasks) {report['median_top_eigenvalue_at_start']:.0f}; "

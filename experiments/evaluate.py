@@ -18,7 +18,6 @@ flags given here with another value than the run's, e.g. {"zero_reads": true}), 
   online protocol: accuracy, accuracy_by_instance [1st, 2nd, ...], ci95_by_instance.
 """
 
-import json
 import os
 import time
 
@@ -50,8 +49,7 @@ flags.mark_flag_as_required("workdir")
 
 def _write(report: dict) -> str:
   path = os.path.join(WORKDIR.value, OUTPUT_NAME.value)
-  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
-    json.dump(report, f, indent=1)
+  files.write_json(path, report)
   return path
 
 

@@ -168,9 +168,7 @@ def save_run_flags(workdir: str) -> None:
   check_run_flags(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
-    with files.atomic_write(os.path.join(workdir, FLAGS_FILE)) as tmp_path, \
-        open(tmp_path, "w") as f:
-      json.dump(run_flag_values(), f, indent=1, sort_keys=True)
+    files.write_json(os.path.join(workdir, FLAGS_FILE), run_flag_values(), sort_keys=True)
   except OSError as e:
     raise errors.UserInputError(
         f"cannot write to --workdir={workdir} ({e.strerror}); choose a folder you can "

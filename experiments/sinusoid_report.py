@@ -118,8 +118,7 @@ def main(argv):
       lines.append(f"| {name} | {shots} | {' | '.join(cells)} | {paper} |")
   if not table:
     raise errors.UserInputError(f"no */eval.json under --root={ROOT.value}")
-  with files.atomic_write(os.path.join(OUT_DIR.value, "table.json")) as tmp, open(tmp, "w") as f:
-    json.dump(table, f, indent=1)
+  files.write_json(os.path.join(OUT_DIR.value, "table.json"), table)
   with files.atomic_write(os.path.join(OUT_DIR.value, "table.md")) as tmp, open(tmp, "w") as f:
     f.write("\n".join(lines) + "\n")
   _plot_curves(ROOT.value, os.path.join(OUT_DIR.value, "adapted_curves.png"))

@@ -17,7 +17,6 @@ Writes WORKDIR/universality.json, universality.md and universality.png (MSE agai
 and width). Rerunning the same command keeps finished runs and resumes unfinished ones.
 """
 
-import json
 import os
 import sys
 import time
@@ -221,9 +220,7 @@ def main(argv):
             "families": FAMILIES.value, "width": WIDTH.value, "budget_steps": BUDGET_STEPS.value,
             "num_tasks": NUM_TASKS.value, "scratch_steps": scratch_steps,
             "scratch_lr": SCRATCH_LR.value, "seed": run_flags.SEED.value, "rows": rows}
-  with files.atomic_write(os.path.join(sweep_dir, "universality.json")) as tmp, \
-      open(tmp, "w") as f:
-    json.dump(report, f, indent=1)
+  files.write_json(os.path.join(sweep_dir, "universality.json"), report)
   _write_table(report, os.path.join(sweep_dir, "universality.md"))
   _plot(report, os.path.join(sweep_dir, "universality.png"))
   print(f"universality: {len(rows)} networks in {time.time() - start:.0f} s; wrote "

@@ -1,9 +1,12 @@
 """Atomic file writes: a run that fails midway leaves nothing half-written behind."""
 
 import contextlib
+import json
+import math
+import numbers
 import os
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
 from mann import errors
 
@@ -29,3 +32,27 @@ def atomic_write(path: str) -> Iterator[str]:
   finally:
     if os.path.exists(tmp_path):
       os.unlink(tmp_path)
+
+
+def json_safe(value: Any) -> Any:
+  """`value` with every non-finite number (nan, inf: strict JSON has neither) as None, and
+  numpy scalars as Python numbers, through dicts, lists and tuples."""
+  if isinstance(value, dict):
+    return {key: json_safe(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(item) for item in value]
+  if isinstance(value, bool) or value is None or isinstance(value, str):
+    return value
+  if isinstance(value, numbers.Integral):
+    return int(value)
+  if isinstance(value, numbers.Real):
+    return float(value) if math.isfinite(value) else None
+  return value
+
+
+def write_json(path: str, value: Any, *, sort_keys: bool = False) -> None:
+  """Writes `value` to `path` as strict, indented JSON (non-finite numbers as null),
+  whole or not at all."""
+  text = json.dumps(json_safe(value), indent=1, sort_keys=sort_keys, allow_nan=False)
+  with atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
+    f.write(text + "\n")

@@ -90,13 +90,6 @@ def _stop_requests():
       signal.signal(signum, handler)
 
 
-def _json_safe(value):
-  """None for a non-finite float (JSON has no inf or nan), the value otherwise."""
-  if isinstance(value, float) and not np.isfinite(value):
-    return None
-  return value
-
-
 def _duration(seconds: float) -> str:
   if not np.isfinite(seconds):
     return "?"
@@ -318,7 +311,7 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
     if not chief:
       return
     with open(log_path, "a") as f:
-      f.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
+      f.write(json.dumps(files.json_safe(record)) + "\n")
     with writer.as_default(step=record["step"]):
       for name, value in record.items():
         if name != "step" and isinstance(value, float):
@@ -420,7 +413,5 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
       **(run_facts or {}),
   }
   if chief:
-    with files.atomic_write(os.path.join(workdir, RESULTS_FILE)) as tmp_path, \
-        open(tmp_path, "w") as f:
-      json.dump({k: _json_safe(v) for k, v in results.items()}, f, indent=1)
+    files.write_json(os.path.join(workdir, RESULTS_FILE), results)
   return results
