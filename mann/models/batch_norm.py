@@ -18,6 +18,7 @@ from keras import ops
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="mann")
 class BatchNormalization(keras.layers.BatchNormalization):
   """keras.layers.BatchNormalization with exact gradients of all orders through the
   batch statistics (no stop_gradient in the variance). Same weights, same config."""

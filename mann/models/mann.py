@@ -28,6 +28,7 @@ from keras import ops
 from mann.memory import access
 
 
+@keras.saving.register_keras_serializable(package="mann")
 class MANNCell(keras.layers.Layer):
   """One step of the MANN, for keras.layers.RNN. Inputs [B, D]; outputs [B, num_outputs].
 
@@ -55,6 +56,7 @@ class MANNCell(keras.layers.Layer):
     self.num_reads = num_reads
     self.usage_decay = usage_decay
     self.zero_reads = zero_reads
+    self.key_strength = key_strength
     self.controller = keras.layers.LSTMCell(controller_units, name="controller")
     self.key_layer = keras.layers.Dense(num_reads * word_size, activation="tanh", name="keys")
     self.gate_layer = keras.layers.Dense(num_reads, name="write_gates")
@@ -64,6 +66,13 @@ class MANNCell(keras.layers.Layer):
     self.state_size = [controller_units, controller_units, memory_size * word_size,
                        memory_size, num_reads * memory_size, num_reads * word_size]
     self.output_size = num_outputs
+
+  def get_config(self):
+    return {**super().get_config(), "num_outputs": self.num_outputs,
+            "controller_units": self.controller_units, "memory_size": self.memory_size,
+            "word_size": self.word_size, "num_reads": self.num_reads,
+            "usage_decay": self.usage_decay, "key_strength": self.key_strength,
+            "zero_reads": self.zero_reads}
 
   def build(self, input_shape):
     self.controller.build((input_shape[0], input_shape[-1] + self.num_reads * self.word_size))
@@ -131,6 +140,7 @@ def lstm(*, num_classes: int, input_size: int, units: int = 200,
                          name=name)
 
 
+@keras.saving.register_keras_serializable(package="mann")
 class StepEncoder(keras.layers.Layer):
   """Encodes the image of every step: [B, L, H, W, C] -> features [B, L, F].
 
@@ -143,6 +153,16 @@ class StepEncoder(keras.layers.Layer):
   def __init__(self, encoder: keras.Model, **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
+
+  def get_config(self):
+    return {**super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder)}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+    return cls(**config)
 
   def call(self, images, training=None):
     shape = ops.shape(images)

@@ -136,3 +136,41 @@ def test_an_encoder_feeds_each_steps_image_features_and_label_to_the_controller(
 def test_lstm_baseline_has_the_same_interface():
   model = models.lstm(num_classes=4, input_size=10, units=6)
   assert model(np.zeros((2, 7, 10), np.float32)).shape == (2, 7, 4)
+
+
+def _round_trip(layer):
+  """The layer rebuilt from its serialized config (Keras's own layer-test check)."""
+  return keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+
+
+@pytest.mark.parametrize("key_strength, zero_reads", [(False, False), (True, True)])
+def test_mann_cell_round_trips_its_config_and_computes_the_same(key_strength, zero_reads):
+  from mann.models.mann import MANNCell  # pylint: disable=g-import-not-at-top
+  cell = MANNCell(num_outputs=3, controller_units=5, memory_size=6, word_size=2,
+                  num_reads=2, usage_decay=0.9, key_strength=key_strength,
+                  zero_reads=zero_reads, name="cell")
+  rnn = keras.layers.RNN(cell, return_sequences=True)
+  inputs = np.random.default_rng(0).normal(size=(2, 4, 7)).astype(np.float32)
+  expected = rnn(inputs)
+  copy = _round_trip(rnn)
+  assert copy.cell.get_config() == cell.get_config()
+  assert isinstance(copy.cell, MANNCell) and copy.cell.key_strength == key_strength
+  copy(inputs)  # builds it
+  copy.set_weights(rnn.get_weights())
+  np.testing.assert_allclose(copy(inputs), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_step_encoder_and_batch_norm_round_trip_their_configs():
+  from mann.models.mann import StepEncoder  # pylint: disable=g-import-not-at-top
+  layer = StepEncoder(models.conv4_features(image_shape=(8, 8, 1), num_filters=2), name="enc")
+  images = np.random.default_rng(1).uniform(size=(2, 3, 8, 8, 1)).astype(np.float32)
+  expected = layer(images, training=False)
+  copy = _round_trip(layer)
+  assert type(copy) is StepEncoder and copy.name == "enc"
+  copy(images, training=False)
+  copy.set_weights(layer.get_weights())
+  np.testing.assert_allclose(copy(images, training=False), expected, rtol=1e-6, atol=1e-6)
+  norm = models.BatchNormalization(momentum=0.5, epsilon=1e-3, name="bn")
+  norm_copy = _round_trip(norm)
+  assert type(norm_copy) is models.BatchNormalization
+  assert norm_copy.get_config() == norm.get_config()
