@@ -20,7 +20,7 @@ from mann import training
 from mann.data import augment
 from mann.data import datasets
 from mann.data import santoro
-from mann.models.weight_groups import GROUPS as WEIGHT_GROUPS
+from mann.models.parameter_groups import GROUPS as WEIGHT_GROUPS
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "transfer", "episodic")
 SEQUENCE_MODELS = ("mann", "lstm")

@@ -11,3 +11,6 @@ import os
 # convolutions (the task-batched conv4), and TF turns them on for some CPUs only (not
 # on AMD EPYC, where the grappler's fused Eigen convolution then rejects the groups).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+# The subpackages are the public surface (imported by name: `from mann import meta`).
+__all__ = ["data", "errors", "evaluation", "files", "memory", "meta", "models", "training"]

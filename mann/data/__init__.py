@@ -12,3 +12,18 @@ from mann.data.source import ClassIndexedImages
 from mann.data.source import split_classes
 from mann.data.source import with_rotations
 from mann.data.santoro import SequenceSampler
+
+__all__ = [
+    "ClassIndexedImages",
+    "Episode",
+    "episodes",
+    "EpisodeSampler",
+    "FewShotSampler",
+    "meta_batches",
+    "ONE_REPLICA",
+    "SequenceSampler",
+    "Shard",
+    "SinusoidSampler",
+    "split_classes",
+    "with_rotations",
+]

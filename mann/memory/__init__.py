@@ -9,3 +9,15 @@ from mann.memory.lrua import update_usage
 from mann.memory.lrua import write
 from mann.memory.lrua import write_weights
 from mann.memory.access import lrua_step
+
+__all__ = [
+    "content_weights",
+    "cosine_similarity",
+    "least_used_weights",
+    "lrua_step",
+    "read",
+    "safe_norm",
+    "update_usage",
+    "write",
+    "write_weights",
+]

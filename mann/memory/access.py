@@ -1,6 +1,6 @@
 """One step of the MANN's memory access (Santoro et al. 2016): address, write, read, usage.
 
-The function the Keras MANN cell (mann.models.mann) and its task-batched form
+The function the Keras MANN cell (mann.models.recurrent) and its task-batched form
 (mann.models.task_batched_sequence) both call, so that the two run the same equations.
 """
 

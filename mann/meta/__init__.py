@@ -16,3 +16,22 @@ from mann.meta.task_format import SequenceFormat
 from mann.meta.reptile import Reptile
 from mann.meta.transfer import Transfer
 from mann.meta.episodic import Episodic
+
+__all__ = [
+    "CLASSIFICATION",
+    "Episodic",
+    "ExampleFormat",
+    "forward",
+    "GradientMetaLearner",
+    "INNER_LOSSES",
+    "MAML",
+    "MetaLearner",
+    "REGRESSION",
+    "Reptile",
+    "SequenceFormat",
+    "sgd_adapt",
+    "STRING_CLASSIFICATION",
+    "TASK_MAPPINGS",
+    "TaskObjective",
+    "Transfer",
+]

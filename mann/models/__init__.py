@@ -1,10 +1,23 @@
-"""Keras models: backbones without memory (conv4, mlp); all run through stateless_call."""
+"""Keras models: conv4 and MLP backbones (convolutional, feedforward), the MANN and its LSTM
+baseline (recurrent), batch norm with exact higher-order gradients; all run through
+stateless_call."""
 
-from mann.models.conv4 import conv4
-from mann.models.conv4 import conv4_features
-from mann.models.mlp import mlp
+from mann.models.convolutional import conv4
+from mann.models.convolutional import conv4_features
+from mann.models.feedforward import mlp
 from mann.models.batch_norm import BatchNormalization
-from mann.models.mann import lstm
-from mann.models.mann import mann
-from mann.models.weight_groups import adapted_weights
-from mann.models.weight_groups import weight_groups
+from mann.models.recurrent import lstm
+from mann.models.recurrent import mann
+from mann.models.parameter_groups import adapted_weights
+from mann.models.parameter_groups import weight_groups
+
+__all__ = [
+    "adapted_weights",
+    "BatchNormalization",
+    "conv4",
+    "conv4_features",
+    "lstm",
+    "mann",
+    "mlp",
+    "weight_groups",
+]

@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from mann.memory import access
 from mann.models import low_rank
-from mann.models.mann import MANNCell
+from mann.models.recurrent import MANNCell
 from mann.models import task_batched
 
 

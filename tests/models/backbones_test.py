@@ -1,4 +1,4 @@
-"""Tests of mann/models/conv4.py and mlp.py against numpy forward passes."""
+"""Tests of mann/models/convolutional.py and feedforward.py against numpy forward passes."""
 
 import keras
 import numpy as np

@@ -1,4 +1,4 @@
-"""Tests of mann/models/mann.py against a numpy transcription of Santoro et al.'s equations."""
+"""Tests of mann/models/recurrent.py against a numpy transcription of Santoro et al.'s equations."""
 
 import keras
 import numpy as np
@@ -145,7 +145,7 @@ def _round_trip(layer):
 
 @pytest.mark.parametrize("key_strength, zero_reads", [(False, False), (True, True)])
 def test_mann_cell_round_trips_its_config_and_computes_the_same(key_strength, zero_reads):
-  from mann.models.mann import MANNCell  # pylint: disable=g-import-not-at-top
+  from mann.models.recurrent import MANNCell  # pylint: disable=g-import-not-at-top
   cell = MANNCell(num_outputs=3, controller_units=5, memory_size=6, word_size=2,
                   num_reads=2, usage_decay=0.9, key_strength=key_strength,
                   zero_reads=zero_reads, name="cell")
@@ -161,7 +161,7 @@ def test_mann_cell_round_trips_its_config_and_computes_the_same(key_strength, ze
 
 
 def test_step_encoder_and_batch_norm_round_trip_their_configs():
-  from mann.models.mann import StepEncoder  # pylint: disable=g-import-not-at-top
+  from mann.models.recurrent import StepEncoder  # pylint: disable=g-import-not-at-top
   layer = StepEncoder(models.conv4_features(image_shape=(8, 8, 1), num_filters=2), name="enc")
   images = np.random.default_rng(1).uniform(size=(2, 3, 8, 8, 1)).astype(np.float32)
   expected = layer(images, training=False)
