@@ -3,7 +3,7 @@ exactly one, and each target's direct deps cover what its files import (first-pa
 and pinned requirements), its data the binaries and flagfiles its files start or read.
 
 The BUILD and .bzl files are read here as Python (Starlark is close to a subset of it)
-with the rules replaced by recorders, so the check needs no Bazel; tests/build/
+with the rules replaced by recorders, so the check needs no Bazel; tests/bazel/
 layering_test.py is the part that does (visibility is Bazel's to enforce).
 """
 

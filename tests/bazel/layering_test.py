@@ -2,7 +2,7 @@
 
 Runs a second Bazel (its own output base, under the test's temporary folder) on a copy of
 the repository's build files and sources with one rogue target added, analysis only
-(--nobuild). Needs Bazel: `bazel test //tests:build_layering_test` runs it; plain pytest
+(--nobuild). Needs Bazel: `bazel test //tests:bazel_layering_test` runs it; plain pytest
 deselects it (marker `bazel`, pytest.ini).
 """
 
