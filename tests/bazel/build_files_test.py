@@ -41,9 +41,10 @@ class _Build:
 
   def __init__(self):
     self.targets = {}
+    self.exported = set()  # labels of exports_files
     for build in sorted(REPO_ROOT.glob("**/BUILD")):
       package = build.parent.relative_to(REPO_ROOT).as_posix()
-      if package.split("/")[0] in FIRST_PARTY + (".",) or package == ".":
+      if package.split("/")[0] in FIRST_PARTY + (".",):
         self._read(build, "" if package == "." else package)
 
   def _label(self, package: str, label: str) -> str:
@@ -72,7 +73,9 @@ class _Build:
 
     namespace = {kind: record(kind) for kind in RULES}
     namespace.update(
-        glob=glob, package=lambda **kwargs: None, exports_files=lambda *args, **kw: None,
+        glob=glob, package=lambda **kwargs: None,
+        exports_files=lambda names, **kw: self.exported.update(
+            self._label(package, f":{name}") for name in names),
         package_group=lambda **kwargs: None,
         requirement=lambda name: f"@pypi//:{_normalize(name)}",
         native=types.SimpleNamespace(package_name=lambda: package))
@@ -190,7 +193,7 @@ def test_every_dependency_names_a_target_or_a_pinned_requirement():
       if dep.startswith("@pypi//:"):
         assert dep.split(":")[-1] in _pinned_requirements(), (label, dep)
       else:
-        assert dep in BUILD.targets or dep in ("//:pytest.ini", "//:requirements.txt"), (
+        assert dep in BUILD.targets or dep in BUILD.exported, (
             f"{label} depends on {dep}, which no BUILD defines")
     for src in target.srcs:
       assert (REPO_ROOT / src).exists(), f"{label} lists {src}, which does not exist"

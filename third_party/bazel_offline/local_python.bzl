@@ -100,9 +100,10 @@ def _installed_requirements_impl(repository_ctx):
     repository_ctx.file("requirements.bzl", "\n".join([
         '"""requirement(name): the label of an installed requirement (rules_python\'s name)."""',
         "",
+        'load("@//third_party/bazel_offline:local_python.bzl", "normalize")',
+        "",
         "def requirement(name):",
-        '    return "@%s//:" + name.lower().replace("-", "_").replace(".", "_")' %
-        repository_ctx.name,
+        '    return "@%s//:" + normalize(name)' % repository_ctx.name,
     ]) + "\n")
 
 installed_requirements = repository_rule(
