@@ -1,7 +1,7 @@
 """The meta-trainer."""
 
+from mann.training.checkpointing import restore_latest
 from mann.training.trainer import train
-from mann.training.trainer import restore_latest
 
 __all__ = [
     "restore_latest",

@@ -1,4 +1,5 @@
-"""The meta-trainer: compiled meta-steps, checkpoints that resume the exact run, logs.
+"""The meta-trainer's step loop: compiled meta-steps, checkpoints that resume the exact
+run, logs, progress.
 
 A run lives in its workdir:
   checkpoints/     tf.train.CheckpointManager: weights, optimiser state, step, seconds
@@ -9,10 +10,13 @@ A run lives in its workdir:
 Resuming restores the step, the weights and the optimiser, and restarts the data
 stream at the restored step (meta-batch s is always episodes sT..sT+T-1), so an
 interrupted run ends where an uninterrupted one of the same length would.
+
+Its parts: steps.py (the compiled meta-steps and their input), checkpointing.py,
+run_log.py (log.jsonl and TensorBoard), and here the clock, the metric window, the
+progress line and the stop request that the loop in train() ties together.
 """
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -29,10 +33,11 @@ from mann import errors
 from mann import files
 from mann.data import pipeline
 from mann.meta import learner as learner_lib
+from mann.training import checkpointing
 from mann.training import distribute
+from mann.training import run_log
+from mann.training import steps as steps_lib
 
-CHECKPOINT_FOLDER = "checkpoints"
-LOG_FILE = "log.jsonl"
 RESULTS_FILE = "results.json"
 
 
@@ -107,41 +112,64 @@ def _resident_mib() -> Optional[float]:
   return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def _read_log_line(line: str) -> Optional[dict]:
-  """A log record, or None for a line torn by a crash mid-write (the file's last)."""
-  try:
-    record = json.loads(line)
-  except json.JSONDecodeError:
-    return None
-  return record if isinstance(record, dict) and "step" in record else None
+class TrainingClock:
+  """The run's training seconds: a checkpointed total (so it counts across resumes)
+  plus the time since the last charge; time the loop spends validating is excluded."""
+
+  def __init__(self):
+    self.total = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
+    self._since = time.perf_counter()
+
+  def charge(self) -> float:
+    """Adds the time since the last charge (or skip) to the total; returns the total."""
+    now = time.perf_counter()
+    self.total.assign_add(now - self._since)
+    self._since = now
+    return float(self.total.numpy())
+
+  def skip(self) -> None:
+    """The time since the last charge is not training time (it was validation)."""
+    self._since = time.perf_counter()
 
 
-def _truncate_log(path: str, last_step: int) -> None:
-  """Drops log lines past `last_step` (they belong to steps the resumed run redoes) and
-  any torn line."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = [l if l.endswith("\n") else l + "\n" for l in f
-             if (record := _read_log_line(l)) is not None and record["step"] <= last_step]
-  with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
-    f.writelines(lines)
+class MetricWindow:
+  """The train metrics of the meta-steps since the last log line, for their means."""
+
+  def __init__(self):
+    self._values: dict[str, list[float]] = {}
+    self.nonfinite_skipped = 0
+
+  def add(self, means: dict, num_steps: int, num_nonfinite: int) -> None:
+    """Adds a call's metrics: `means` over its finite steps, of `num_steps` run, of
+    which `num_nonfinite` were skipped."""
+    self.nonfinite_skipped += num_nonfinite
+    for name, value in means.items():  # a mean counts once for each finite step
+      self._values.setdefault(name, []).extend([float(value)] * (num_steps - num_nonfinite))
+
+  def drain(self) -> tuple[dict, int]:
+    """({train_<metric>: its mean over the window's finite steps (None: none)}, the
+    number of non-finite steps skipped); then the window is empty."""
+    means = {f"train_{k}": float(np.mean(v)) if v else None for k, v in self._values.items()}
+    skipped = self.nonfinite_skipped
+    self._values, self.nonfinite_skipped = {}, 0
+    return means, skipped
 
 
-def restore_latest(workdir: str, learner: learner_lib.MetaLearner) -> int:
-  """Loads the learner's weights from the run's latest checkpoint; returns its step.
+def steps_to_boundary(step: int, *, num_steps: int, steps_per_call: int,
+                      every: list[int]) -> int:
+  """Meta-steps from `step` to the next multiple of any of `every` (log, validation,
+  checkpoint) or to the end, at most steps_per_call."""
+  until = min([n - step % n for n in every] + [num_steps - step])
+  return min(until, steps_per_call)
 
-  Raises:
-    FileNotFoundError: the workdir has no checkpoint.
-  """
-  folder = os.path.join(workdir, CHECKPOINT_FOLDER)
-  latest = tf.train.latest_checkpoint(folder)
-  if latest is None:
-    raise FileNotFoundError(f"no checkpoint in {folder}")
-  step = tf.Variable(0, dtype=tf.int64, trainable=False)
-  tf.train.Checkpoint(step=step, **learner.checkpoint_items()).restore(
-      latest).expect_partial().assert_existing_objects_matched()
-  return int(step.numpy())
+
+def _diverged(first_bad: int, checkpoint: checkpointing.RunCheckpoint) -> errors.RunDiverged:
+  kept = checkpoint.latest
+  return errors.RunDiverged(
+      f"meta-step {first_bad + 1} gave a non-finite loss or meta-gradient; stopped "
+      f"without applying it, checkpoints kept as they were (latest: "
+      f"{os.path.basename(kept) if kept else 'none'}); lower --outer_lr or --inner_lr, "
+      f"set --clip_grad_norm, or pass --skip_nonfinite to skip such steps")
 
 
 def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optimizer,
@@ -200,170 +228,47 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
   if not chief:  # every worker takes part in a save; only the chief's is the run's
     workdir = os.path.join(workdir, "workers", str(strategy.cluster_resolver.task_id))
   os.makedirs(workdir, exist_ok=True)
-  variables = learner.trainable_variables
   with strategy.scope():
-    optimizer.build(variables)
+    optimizer.build(learner.trainable_variables)
     step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
+    clock = TrainingClock()
     skipped_total = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_skipped")
-  items = dict(step=step_counter, train_seconds=seconds, optimizer=optimizer,
-               **learner.checkpoint_items())
-  checkpoint = tf.train.Checkpoint(nonfinite_skipped=skipped_total, **items)
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_FOLDER),
-                                       max_to_keep=3)
-  if manager.latest_checkpoint:
-    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(manager.latest_checkpoint)}
-    # Checkpoints written before the skip counter existed hold everything else.
-    restored = checkpoint if "nonfinite_skipped" in saved else tf.train.Checkpoint(**items)
-    restored.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("resumed from %s at step %d", manager.latest_checkpoint,
-                 int(step_counter.numpy()))
-  first_step = int(step_counter.numpy())
-  log_path = os.path.join(workdir, LOG_FILE)
-  _truncate_log(log_path, first_step)
-  writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief
-            else tf.summary.create_noop_writer())
-
-  def gradients_step(meta_batch, step):
-    """A replica's part of a meta-step: (the meta-batch's meta-gradients, clipped;
-    metrics; 1.0 if a loss or meta-gradient on any replica was non-finite else 0.0).
-    Every replica returns the same gradients and flag."""
-    meta_batch = tf.nest.map_structure(lambda x, spec: tf.ensure_shape(x, spec.shape),
-                                       meta_batch, replica_spec[0])
-    gradients, metrics = learner.compute_gradients(meta_batch, step)
-    context = tf.distribute.get_replica_context()
-    if context.num_replicas_in_sync > 1:  # each replica's gradient: the mean of its T/R
-      gradients = context.all_reduce(tf.distribute.ReduceOp.MEAN, gradients)
-    if clip_grad_norm:
-      gradients, _ = tf.clip_by_global_norm(gradients, clip_grad_norm)
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients]
-                           + [tf.reduce_all(tf.math.is_finite(metrics["loss"]))])
-    nonfinite = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                   1.0 - tf.cast(finite, tf.float32))
-    return gradients, metrics, tf.minimum(nonfinite, 1.0)
-
-  def apply_step(gradients):
-    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-    # Keras sums the replicas' gradients: 1/R of the mean from each sums to the mean.
-    optimizer.apply([g / replicas for g in gradients] if replicas > 1 else gradients,
-                    variables)
-    return tf.constant(True)
-
-  def meta_step(meta_batch, step):
-    """One meta-step on one replica; a non-finite one skips its update."""
-    gradients, metrics, nonfinite = gradients_step(meta_batch, step)
-    tf.cond(nonfinite == 0, lambda: apply_step(gradients), lambda: tf.constant(False))
-    return metrics, nonfinite
-
-  compile_step = (lambda f: tf.function(f, jit_compile=True)) if jit_compile else (lambda f: f)
-  step_function, gradients_function, apply_function = map(
-      compile_step, (meta_step, gradients_step, apply_step))
-  mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-
-  def replicated_step(meta_batch, step):
-    if strategy.num_replicas_in_sync == 1:
-      metrics, nonfinite = strategy.run(step_function, args=(meta_batch, step))
-    else:
-      # An update inside control flow in a replica cannot synchronise the replicas
-      # (tf.distribute refuses it), so the skip decision is taken across them.
-      gradients, metrics, nonfinite = strategy.run(gradients_function,
-                                                   args=(meta_batch, step))
-      tf.cond(mean(nonfinite) == 0,
-              lambda: strategy.experimental_local_results(
-                  strategy.run(apply_function, args=(gradients,)))[0],
-              lambda: tf.constant(False))
-    return {k: mean(v) for k, v in metrics.items()}, mean(nonfinite)
-
-  def finite_part(metrics, nonfinite):
-    """A non-finite step's metrics count as zeros: means are over the finite steps."""
-    return {k: tf.where(nonfinite > 0, tf.zeros_like(v), v) for k, v in metrics.items()}
-
-  @tf.function
-  def run_steps(iterator, start, count):
-    """`count` meta-steps from `start` (fewer: stopped at a non-finite one, without
-    skip_nonfinite). Returns the mean of each metric over the finite steps, the
-    number of non-finite steps, and the 0-based index of the first (-1: none)."""
-    metrics, nonfinite = replicated_step(next(iterator), start)
-    totals = finite_part(metrics, nonfinite)
-    bad_steps = nonfinite
-    first_bad = tf.where(nonfinite > 0, start, tf.constant(-1, tf.int64))
-    steps_run = tf.constant(1, tf.int64)
-    if steps_per_call > 1:  # one step outside the loop fixes the metrics' structure
-      for offset in tf.range(tf.constant(1, tf.int64), count):
-        if not skip_nonfinite and bad_steps > 0:
-          break
-        metrics, nonfinite = replicated_step(next(iterator), start + offset)
-        totals = tf.nest.map_structure(tf.add, totals, finite_part(metrics, nonfinite))
-        first_bad = tf.where((first_bad < 0) & (nonfinite > 0), start + offset, first_bad)
-        bad_steps += nonfinite
-        steps_run += 1
-    finite_steps = tf.maximum(tf.cast(steps_run, tf.float32) - bad_steps, 1.0)
-    return ({k: v / tf.cast(finite_steps, v.dtype) for k, v in totals.items()},
-            bad_steps, first_bad)
-
-  def steps_to_boundary(step):
-    """Steps until the next log, validation, checkpoint or end, at most steps_per_call."""
-    boundaries = [log_every, checkpoint_every] + ([validate_every] if validate else [])
-    until = min([every - step % every for every in boundaries] + [num_steps - step])
-    return min(until, steps_per_call)
-
-  def write_log(record: dict) -> None:
-    if not chief:
-      return
-    with open(log_path, "a") as f:
-      f.write(json.dumps(files.json_safe(record)) + "\n")
-    with writer.as_default(step=record["step"]):
-      for name, value in record.items():
-        if name != "step" and isinstance(value, float):
-          tf.summary.scalar(name, value)
-    writer.flush()
-
+  checkpoint = checkpointing.RunCheckpoint(
+      workdir, learner=learner, optimizer=optimizer, step=step_counter,
+      train_seconds=clock.total, nonfinite_skipped=skipped_total)
+  if resumed_from := checkpoint.restore_latest():
+    logging.info("resumed from %s at step %d", resumed_from, int(step_counter.numpy()))
+  step = first_step = int(step_counter.numpy())
+  log = run_log.RunLog(workdir, first_step=first_step, enabled=chief)
   progress = _Progress(first_step, num_steps, progress_stream)
-  window: dict[str, list[float]] = {}
-  skipped_in_window = 0
-  last_train_record: dict = {}
-  last_validation: dict = {}
-  clock = time.perf_counter()
-  step = first_step
-
-  def replica_batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
-    local = context.num_replicas_in_sync // context.num_input_pipelines
-    dataset = make_batches(first_step, pipeline.Shard(
-        first_replica=context.input_pipeline_id * local, num_local_replicas=local,
-        num_replicas=context.num_replicas_in_sync))
-    replica_spec.append(dataset.element_spec)
-    return dataset
-
-  replica_spec = []  # a replica's meta-batch, static shapes (a cluster's loses them)
-
-  batches = (iter(strategy.distribute_datasets_from_function(replica_batches))
-             if first_step < num_steps else None)
+  window = MetricWindow()
+  boundaries = [log_every, checkpoint_every] + ([validate_every] if validate else [])
   trace_seconds = None
+  clock.skip()
+  if step < num_steps:
+    batches, replica_spec = steps_lib.replica_batches(strategy, make_batches, first_step)
+    meta_steps = steps_lib.MetaSteps(
+        learner=learner, optimizer=optimizer, strategy=strategy, replica_spec=replica_spec,
+        clip_grad_norm=clip_grad_norm, skip_nonfinite=skip_nonfinite,
+        steps_per_call=steps_per_call, jit_compile=jit_compile)
   with _stop_requests() as stop:
     while step < num_steps:
       if stop.requested:
-        seconds.assign_add(time.perf_counter() - clock)
-        manager.save(checkpoint_number=step)
+        clock.charge()
+        checkpoint.save(step)
         progress_stream.write(f"stopped: checkpoint saved at step {step}; rerun the same "
                               f"command to resume\n")
         raise KeyboardInterrupt
       started = time.perf_counter()
-      count = steps_to_boundary(step)
-      metrics, bad_steps, first_bad = run_steps(
+      count = steps_to_boundary(step, num_steps=num_steps, steps_per_call=steps_per_call,
+                                every=boundaries)
+      means, bad_steps, first_bad = meta_steps.run(
           batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
       bad_steps = int(bad_steps)  # waits for the steps
       if bad_steps and not skip_nonfinite:
-        kept = manager.latest_checkpoint
-        raise errors.RunDiverged(
-            f"meta-step {int(first_bad) + 1} gave a non-finite loss or meta-gradient; "
-            f"stopped without applying it, checkpoints kept as they were (latest: "
-            f"{os.path.basename(kept) if kept else 'none'}); lower --outer_lr or "
-            f"--inner_lr, set --clip_grad_norm, or pass --skip_nonfinite to skip such steps")
+        raise _diverged(int(first_bad), checkpoint)
       skipped_total.assign_add(bad_steps)
-      skipped_in_window += bad_steps
-      for name, value in metrics.items():
-        # A mean over the call's finite steps counts once for each of them.
-        window.setdefault(name, []).extend([float(value)] * (count - bad_steps))
+      window.add(means, count, bad_steps)
       if trace_seconds is None:
         trace_seconds = time.perf_counter() - started
         logging.info("first call of %d meta-step(s) (trace + run): %.1f s", count,
@@ -371,43 +276,30 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
       step += count
       step_counter.assign(step)
       if step % log_every == 0 or step == num_steps:
-        now = time.perf_counter()
-        seconds.assign_add(now - clock)
-        clock = now
-        last_train_record = {"step": step, "train_seconds": float(seconds.numpy()),
-                             **{f"train_{k}": float(np.mean(v)) if v else None
-                                for k, v in window.items()}}
-        if skip_nonfinite:
-          last_train_record["nonfinite_skipped"] = skipped_in_window
-        last_train_record["rss_mib"] = _resident_mib()
-        window, skipped_in_window = {}, 0
-        write_log(last_train_record)
-        progress.report(step, {k: v for k, v in last_train_record.items()
+        means, skipped = window.drain()
+        record = {"step": step, "train_seconds": clock.charge(), **means,
+                  **({"nonfinite_skipped": skipped} if skip_nonfinite else {}),
+                  "rss_mib": _resident_mib()}
+        log.write(record)
+        progress.report(step, {k: v for k, v in record.items()
                                if k.startswith("train_") and k != "train_seconds"})
       if validate is not None and (step % validate_every == 0 or step == num_steps):
-        last_validation = {f"validation_{k}": float(v) for k, v in validate().items()}
-        write_log({"step": step, **last_validation})
-        progress.report(step, last_validation)
-        clock = time.perf_counter()  # validation time is not training time
+        clock.charge()
+        validation = {f"validation_{k}": float(v) for k, v in validate().items()}
+        log.write({"step": step, **validation})
+        progress.report(step, validation)
+        clock.skip()
       if step % checkpoint_every == 0 or step == num_steps:
-        seconds.assign_add(time.perf_counter() - clock)
-        clock = time.perf_counter()
-        manager.save(checkpoint_number=step)
+        clock.charge()
+        checkpoint.save(step)
 
-  if not last_train_record and os.path.exists(log_path):  # resumed at the end already
-    with open(log_path) as f:
-      records = [r for r in map(_read_log_line, f) if r is not None]
-    last_train_record = next((r for r in reversed(records) if "train_loss" in r), {})
-    last_validation = next((r for r in reversed(records)
-                            if any(k.startswith("validation_") for k in r)), {})
-    last_validation = {k: v for k, v in last_validation.items() if k != "step"}
   results = {
       "num_steps": num_steps,
-      "train_seconds": float(seconds.numpy()),
-      "final_loss": last_train_record.get("train_loss"),
-      **{f"final_{k}": v for k, v in last_train_record.items()
+      "train_seconds": float(clock.total.numpy()),
+      "final_loss": log.last_train.get("train_loss"),
+      **{f"final_{k}": v for k, v in log.last_train.items()
          if k.startswith("train_") and k not in ("train_loss", "train_seconds")},
-      **last_validation,
+      **log.last_validation,
       "first_step_seconds_this_call": trace_seconds,
       **({"nonfinite_skipped": int(skipped_total.numpy())} if skip_nonfinite else {}),
       **(run_facts or {}),

@@ -1,7 +1,9 @@
-"""Tests of mann/training/trainer.py: resumption is exact, files are written."""
+"""Tests of mann/training/trainer.py: resumption is exact, files are written; the loop's
+parts (clock, metric window, call boundaries) alone."""
 
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -14,28 +16,17 @@ from mann import errors
 from mann import meta
 from mann import models
 from mann import training
-
-
-class _PoisonedMAML(meta.MAML):
-  """MAML whose meta-gradients are NaN at the given 0-based meta-steps."""
-
-  def __init__(self, *args, poisoned_steps=(), **kwargs):
-    super().__init__(*args, **kwargs)
-    self.poisoned_steps = tf.constant(list(poisoned_steps) or [-1], tf.int64)
-
-  def compute_gradients(self, meta_batch, step=0):
-    gradients, metrics = super().compute_gradients(meta_batch, step)
-    poisoned = tf.reduce_any(tf.equal(tf.cast(step, tf.int64), self.poisoned_steps))
-    nan = tf.constant(float("nan"))
-    return [tf.where(poisoned, nan, g) for g in gradients], metrics
+from mann.training import trainer
+from tests.training import poisoned_learner
 
 
 def _run(workdir, num_steps, checkpoint_every=2, steps_per_call=1, jit_compile=False,
          poisoned_steps=(), optimizer=None, **options):
   keras.utils.set_random_seed(0)
   model = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
-  learner = _PoisonedMAML(model, objective=meta.REGRESSION, num_inner_steps=1,
-                          inner_lr=0.01, poisoned_steps=poisoned_steps)
+  learner = poisoned_learner.PoisonedMAML(model, objective=meta.REGRESSION,
+                                          num_inner_steps=1, inner_lr=0.01,
+                                          poisoned_steps=poisoned_steps)
   sampler = data.SinusoidSampler(num_shots=5, num_queries=5, seed=0)
   results = training.train(
       learner=learner, optimizer=optimizer or keras.optimizers.Adam(1e-2),
@@ -181,3 +172,47 @@ def test_clip_grad_norm_bounds_the_update(tmp_path):
   after, _ = _run(tmp_path, 1, optimizer=keras.optimizers.SGD(1.0), clip_grad_norm=1e-3)
   step = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after.get_weights(), before)))
   assert step == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_results_of_a_run_resumed_at_its_end_are_the_runs_own(tmp_path):
+  _, results = _run(tmp_path, 4)
+  _, again = _run(tmp_path, 4)  # nothing left to train: results from the kept log
+  assert again["first_step_seconds_this_call"] is None
+  del results["first_step_seconds_this_call"], again["first_step_seconds_this_call"]
+  assert again == results
+
+
+def test_the_clock_counts_charged_time_and_not_skipped_time():
+  clock = trainer.TrainingClock()
+  clock.total.assign(100.0)  # as restored from a checkpoint
+  time.sleep(0.05)
+  first = clock.charge()
+  assert 100.04 < first < 101.0
+  time.sleep(0.05)
+  clock.skip()  # e.g. a validation: not training time
+  assert clock.charge() - first < 0.04
+
+
+def test_the_metric_window_weights_each_call_by_its_finite_steps():
+  window = trainer.MetricWindow()
+  window.add({"loss": 1.0, "accuracy": 0.5}, num_steps=3, num_nonfinite=0)
+  window.add({"loss": 4.0, "accuracy": 0.0}, num_steps=2, num_nonfinite=1)
+  means, skipped = window.drain()
+  assert means == {"train_loss": pytest.approx((3 * 1.0 + 4.0) / 4),
+                   "train_accuracy": pytest.approx(1.5 / 4)}
+  assert skipped == 1
+  window.add({"loss": 2.0}, num_steps=1, num_nonfinite=1)  # every step skipped
+  assert window.drain() == ({"train_loss": None}, 1)
+  assert window.drain() == ({}, 0)
+
+
+@pytest.mark.parametrize("step, expected", [
+    (0, 4),  # steps_per_call
+    (7, 1),  # log at 8
+    (8, 2),  # validation at 10
+    (10, 2),  # log at 12
+    (29, 1),  # the end at 30
+])
+def test_a_call_stops_at_the_next_log_validation_checkpoint_or_end(step, expected):
+  assert trainer.steps_to_boundary(step, num_steps=30, steps_per_call=4,
+                                   every=[4, 10, 100]) == expected

@@ -1,0 +1,63 @@
+"""A run's checkpoints: what a resumed run restores, and weights for evaluation."""
+
+import os
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from mann.meta import learner as learner_lib
+
+CHECKPOINT_FOLDER = "checkpoints"
+_SKIP_COUNTER = "nonfinite_skipped"
+
+
+class RunCheckpoint:
+  """workdir/checkpoints: the learner's weights, the optimiser, the step, the training
+  seconds and the count of skipped non-finite steps; the latest three are kept."""
+
+  def __init__(self, workdir: str, *, learner: learner_lib.MetaLearner,
+               optimizer: keras.optimizers.Optimizer, step: tf.Variable,
+               train_seconds: tf.Variable, nonfinite_skipped: tf.Variable):
+    self._items = dict(step=step, train_seconds=train_seconds, optimizer=optimizer,
+                       **learner.checkpoint_items())
+    self._checkpoint = tf.train.Checkpoint(**{_SKIP_COUNTER: nonfinite_skipped},
+                                           **self._items)
+    self._manager = tf.train.CheckpointManager(
+        self._checkpoint, os.path.join(workdir, CHECKPOINT_FOLDER), max_to_keep=3)
+
+  @property
+  def latest(self) -> Optional[str]:
+    """The latest checkpoint's path prefix (None: none saved)."""
+    return self._manager.latest_checkpoint
+
+  def restore_latest(self) -> Optional[str]:
+    """Restores every item from the latest checkpoint, if any; returns its path."""
+    latest = self.latest
+    if latest is None:
+      return None
+    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+    # Checkpoints written before the skip counter existed hold everything else.
+    checkpoint = (self._checkpoint if _SKIP_COUNTER in saved
+                  else tf.train.Checkpoint(**self._items))
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    return latest
+
+  def save(self, step: int) -> None:
+    self._manager.save(checkpoint_number=step)
+
+
+def restore_latest(workdir: str, learner: learner_lib.MetaLearner) -> int:
+  """Loads the learner's weights from the run's latest checkpoint; returns its step.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+  """
+  folder = os.path.join(workdir, CHECKPOINT_FOLDER)
+  latest = tf.train.latest_checkpoint(folder)
+  if latest is None:
+    raise FileNotFoundError(f"no checkpoint in {folder}")
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  tf.train.Checkpoint(step=step, **learner.checkpoint_items()).restore(
+      latest).expect_partial().assert_existing_objects_matched()
+  return int(step.numpy())
