@@ -102,13 +102,8 @@ def main(argv):
       scores = evaluation.score_tasks(
           learner, validation_sampler, num_tasks=NUM_VALIDATION_TASKS.value,
           num_inner_steps=run_flags.NUM_EVAL_INNER_STEPS.value)
-      if "accuracy_by_instance" in scores:  # online protocol
-        by_instance = evaluation.summarise_by_instance(scores)["accuracy_by_instance"]
-        return {f"accuracy_instance_{i + 1}": a for i, a in enumerate(by_instance)
-                if i + 1 in (1, 2, 5, 10)}
-      summary = evaluation.summarise(scores, learner.objective.metric_name)
-      metric = learner.objective.metric_name
-      return {metric: summary[metric], f"{metric}_ci95": summary["ci95"]}
+      return evaluation.report_scalars(
+          evaluation.report(scores, metric_name=learner.objective.metric_name))
 
   # Only now: a first start that fails on its data or flags writes nothing.
   chief = distribute.is_chief(strategy)

@@ -1,5 +1,10 @@
 """Meta-test loops and metrics."""
 
+from mann.evaluation.evaluate import FEW_SHOT
+from mann.evaluation.evaluate import ONLINE
+from mann.evaluation.evaluate import report
+from mann.evaluation.evaluate import report_line
+from mann.evaluation.evaluate import report_scalars
 from mann.evaluation.evaluate import score_tasks
 from mann.evaluation.evaluate import summarise
 from mann.evaluation.metrics import mean_and_ci95
@@ -7,7 +12,12 @@ from mann.evaluation.evaluate import summarise_by_instance
 from mann.evaluation.evaluate import tasks_digest
 
 __all__ = [
+    "FEW_SHOT",
+    "ONLINE",
     "mean_and_ci95",
+    "report",
+    "report_line",
+    "report_scalars",
     "score_tasks",
     "summarise",
     "summarise_by_instance",

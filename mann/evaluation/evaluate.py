@@ -62,6 +62,66 @@ def summarise_by_instance(scores: dict[str, np.ndarray]) -> dict:
           "ci95_by_instance": [c for _, c in summaries], "num_tasks": per_instance.shape[0]}
 
 
+ONLINE = "online"
+FEW_SHOT = "few_shot"
+_ONLINE_SCORES = "accuracy_by_instance"  # what evaluate_tasks returns for online episodes
+_LOGGED_INSTANCES = (1, 2, 5, 10)  # Santoro et al.'s Table 1 columns
+
+
+def report(scores: dict[str, np.ndarray], *, metric_name: str) -> dict:
+  """score_tasks' scores summarised for either protocol, which the scores tell apart
+  (learner.MetaLearner.evaluate_tasks).
+
+  Args:
+    scores: score_tasks' result.
+    metric_name: the learner's objective.metric_name ("accuracy", "mse").
+
+  Returns:
+    few-shot: {"protocol": "few_shot", "metric": METRIC, "num_tasks", METRIC: the mean
+      after the last step,
+      "ci95", "METRIC_by_steps": {"s": mean after s steps}, "ci95_by_steps": {"s": ...}};
+    online: {"protocol": "online", "num_tasks", "accuracy": the mean over instances,
+      "accuracy_by_instance": [L means], "ci95_by_instance": [L]}.
+  """
+  if _ONLINE_SCORES in scores:
+    summary = summarise_by_instance(scores)
+    return {"protocol": ONLINE, "num_tasks": summary["num_tasks"],
+            "accuracy": float(np.mean(scores[_ONLINE_SCORES])),
+            "accuracy_by_instance": summary["accuracy_by_instance"],
+            "ci95_by_instance": summary["ci95_by_instance"]}
+  summary = summarise(scores, metric_name)
+  by_steps = summary[f"{metric_name}_by_steps"]
+  return {"protocol": FEW_SHOT, "metric": metric_name, "num_tasks": summary["num_tasks"],
+          metric_name: summary[metric_name], "ci95": summary["ci95"],
+          f"{metric_name}_by_steps": {k: v["mean"] for k, v in by_steps.items()},
+          "ci95_by_steps": {k: v["ci95"] for k, v in by_steps.items()}}
+
+
+def report_scalars(summary: dict) -> dict[str, float]:
+  """A report's headline numbers as flat scalars, for a log line: few-shot {METRIC,
+  METRIC_ci95} after the last step; online the accuracy at the 1st, 2nd, 5th and 10th
+  instance, {accuracy_instance_1: ..., ...} (those the episodes have)."""
+  if summary["protocol"] == ONLINE:
+    return {f"accuracy_instance_{i + 1}": a
+            for i, a in enumerate(summary["accuracy_by_instance"]) if i + 1 in _LOGGED_INSTANCES}
+  metric = summary["metric"]
+  return {metric: summary[metric], f"{metric}_ci95": summary["ci95"]}
+
+
+def report_line(summary: dict) -> str:
+  """A report in words, e.g. "accuracy 93.93 +- 0.82 % over 600 tasks after 3 steps"."""
+  if summary["protocol"] == ONLINE:
+    shown = " / ".join(f"{100 * a:.1f}" for a in summary["accuracy_by_instance"])
+    return f"accuracy by instance {shown} % over {summary['num_tasks']} episodes"
+  metric = summary["metric"]
+  steps = len(summary["ci95_by_steps"]) - 1
+  if metric == "accuracy":
+    shown = f"{100 * summary[metric]:.2f} +- {100 * summary['ci95']:.2f} %"
+  else:
+    shown = f"{summary[metric]:.4g} +- {summary['ci95']:.2g}"
+  return f"{metric} {shown} over {summary['num_tasks']} tasks after {steps} steps"
+
+
 def tasks_digest(sampler, num_tasks: int, first_task: int = 0):
   """A hex digest of which classes and images tasks first..first+num-1 hold (before
   any augmentation or support shuffle): two evaluations with equal digests scored the
