@@ -26,8 +26,10 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from experiments import builders
 from experiments import common
 from experiments import run_flags
+from experiments import run_folder
 from mann import errors
 from mann import files
 from mann.data import pipeline
@@ -73,13 +75,13 @@ def _parse_runs() -> list[tuple[str, str]]:
 def _learner(workdir: str, *, restore: bool):
   """(learner, test sampler, checkpoint step or None) of a run, restored or fresh."""
   if restore:
-    learner, sampler, step, _ = run_flags.load_trained_run(workdir, split="test")
+    learner, sampler, step, _ = run_folder.load_trained_run(workdir, split="test")
   else:
-    run_flags.restore_run_flags(workdir)
+    run_folder.restore_run_flags(workdir)
     from experiments import data_flags  # pylint: disable=g-import-not-at-top
     splits = data_flags.class_splits()
-    sampler = run_flags.make_sampler(splits, split="test")
-    learner, step = run_flags.make_learner(run_flags.make_model(sampler), splits), None
+    sampler = builders.make_sampler(splits, split="test")
+    learner, step = builders.make_learner(builders.make_model(sampler), splits), None
   if not isinstance(learner, gradient_learner.GradientMetaLearner):
     raise errors.UserInputError(
         f"{workdir} is an --algorithm={run_flags.ALGORITHM.value} run: fine-tuning curves "
@@ -109,10 +111,7 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
   non_trainable = [v.numpy() for v in learner.model.non_trainable_weights]
   training = learner.batch_norm == "transductive"
   scores, travel, absolute_travel, cka = {}, [], [], []
-  try:
-    tuner = long_adaptation.FineTuner(learner)
-  except ValueError as e:
-    raise errors.UserInputError(f"{learner.model.name}: {e}") from None
+  tuner = common.library_checks(learner.model.name)(long_adaptation.FineTuner)(learner)
   for batch in pipeline.episodes(sampler, num_episodes=NUM_TASKS.value,
                                  batch_size=TASKS_PER_BATCH.value):
     result = tuner.scores(batch, checkpoints=steps)

@@ -18,6 +18,7 @@ import numpy as np
 
 from experiments import common
 from experiments import run_flags
+from experiments import run_folder
 from mann import errors
 from mann import files
 from mann import meta
@@ -38,7 +39,7 @@ _TASKS_FOR_SCALE = 20  # the median curvature at the initialisation is over thes
 
 def main(argv):
   del argv
-  learner, sampler, checkpoint_step, overrides = run_flags.load_trained_run(
+  learner, sampler, checkpoint_step, overrides = run_folder.load_trained_run(
       WORKDIR.value, split=SPLIT.value)
   if run_flags.ALGORITHM.value == "episodic" or run_flags.LEARN_INNER_LRS.value:
     raise errors.UserInputError(

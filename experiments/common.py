@@ -1,6 +1,7 @@
 """What every binary shares: one-line errors for a user's bad input, and running other
 experiments binaries from a driver (ablate, universality)."""
 
+import functools
 import json
 import os
 import subprocess
@@ -43,6 +44,26 @@ def parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     print(f"error: {e} (see --helpshort for the flags)", file=sys.stderr)
     sys.exit(2)
+
+
+def library_checks(what: str):
+  """Decorates a function that calls the library with flag values: a ValueError the
+  library raises for them becomes one errors.UserInputError line, "WHAT: its message"
+  (the library's keyword arguments carry the flags' names). The one place where that
+  translation happens: binaries do not re-check what the library checks."""
+
+  def decorate(function):
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+      try:
+        return function(*args, **kwargs)
+      except errors.UserInputError:
+        raise
+      except ValueError as e:
+        raise errors.UserInputError(f"{what}: {str(e).splitlines()[0]}") from None
+    return checked
+
+  return decorate
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -29,6 +29,7 @@ from absl import flags
 from experiments import common
 from experiments import data_flags
 from experiments import run_flags
+from experiments import run_folder
 from mann import evaluation
 from mann import files
 from mann.data import augment
@@ -53,7 +54,7 @@ def main(argv):
   del argv
   distortion = (augment.parse_distortion(EVAL_TRANSFORM.value) if EVAL_TRANSFORM.value
                 else augment.Augmentation())
-  learner, sampler, checkpoint_step, overrides = run_flags.load_trained_run(
+  learner, sampler, checkpoint_step, overrides = run_folder.load_trained_run(
       WORKDIR.value, split=SPLIT.value, distortion=distortion)
   num_steps = (0 if run_flags.ALGORITHM.value == "episodic"  # no inner steps
                else run_flags.NUM_EVAL_INNER_STEPS.value)

@@ -1,25 +1,16 @@
-"""Flags of a training run (model, algorithm, optimisation) and the builders they feed.
+"""Flags of a training run (model, algorithm, optimisation) and the rules between them.
 
-train.py writes every flag of this module and of data_flags to WORKDIR/flags.json;
-evaluate.py reads them back, so that a run is evaluated as it was trained.
+experiments/builders.py turns them into a model, a learner and an optimiser;
+experiments/run_folder.py saves every flag of this module and of data_flags with a run
+(WORKDIR/flags.json) and restores them, so that a run is evaluated as it was trained.
 """
 
-import json
-import os
-
 from absl import flags
-import keras
-import numpy as np
 
 from experiments import data_flags
 from mann import errors
-from mann import files
 from mann import meta
-from mann import models
-from mann import training
-from mann.data import augment
 from mann.data import datasets
-from mann.data import santoro
 from mann.models.parameter_groups import GROUPS as WEIGHT_GROUPS
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "transfer", "episodic")
@@ -115,7 +106,7 @@ CHECKPOINT_INNER_STEPS = flags.DEFINE_boolean(
     "checkpoint_inner_steps", False,
     "maml, fomaml: recompute each inner step in the backward pass instead of keeping its "
     "activations (gradient checkpointing: memory for many inner steps, for more time); "
-    "needs --task_mapping=batched or auto with conv4/mlp.")
+    "needs --task_mapping=batched or auto (conv4, mlp, mann, lstm).")
 CLIP_GRAD_NORM = flags.DEFINE_float(
     "clip_grad_norm", 0.0, "Clip the meta-gradients to this global norm (0: no clipping).",
     lower_bound=0.0)
@@ -125,111 +116,6 @@ SKIP_NONFINITE = flags.DEFINE_boolean(
     "off: the run stops there with exit status 3, keeping its checkpoints, and may be "
     "resumed with this flag or --clip_grad_norm.")
 SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights and of every task drawn.")
-
-# Flags that define a run; train.py saves them, evaluate.py restores them.
-RUN_FLAG_MODULES = ("experiments.data_flags", "experiments.run_flags")
-FLAGS_FILE = "flags.json"
-# Run flags a resumed or evaluated run may change: the step budget, and where the data lie
-# (not what they are), so a workdir moves between machines; flags.json holds the latest.
-# The divergence guards too, so that a run stopped by a non-finite step resumes with them.
-FLAGS_FREE_ACROSS_RESUMES = ("num_steps", "data_dir", "omniglot_dir", "clip_grad_norm",
-                             "skip_nonfinite")
-
-
-def run_flag_values() -> dict:
-  """{flag name: value} of every flag that defines the run."""
-  values = {}
-  for module in RUN_FLAG_MODULES:
-    for flag in flags.FLAGS.get_flags_for_module(module):
-      values[flag.name] = flag.value
-  return values
-
-
-def check_run_flags(workdir: str) -> None:
-  """Refuses a workdir that holds a run with other settings (one line); reads only."""
-  path = os.path.join(workdir, FLAGS_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    saved = json.load(f)
-  values = run_flag_values()
-  changed = sorted(k for k in values if k in saved and saved[k] != values[k]
-                   and k not in FLAGS_FREE_ACROSS_RESUMES)
-  if changed:
-    raise errors.UserInputError(
-        f"workdir {workdir} holds a run with other settings ({', '.join(changed)}); "
-        f"use a new --workdir, or the same flags to resume it")
-
-
-def save_run_flags(workdir: str) -> None:
-  """Writes the run's flags to workdir (created if missing); refuses a workdir of a
-  different run. Call it once the data and model are known to be good, so that a
-  failed first start leaves nothing behind."""
-  check_run_flags(workdir)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    files.write_json(os.path.join(workdir, FLAGS_FILE), run_flag_values(), sort_keys=True)
-  except OSError as e:
-    raise errors.UserInputError(
-        f"cannot write to --workdir={workdir} ({e.strerror}); choose a folder you can "
-        f"write to") from None
-
-
-def restore_run_flags(workdir: str) -> dict:
-  """Sets every run flag not given on the command line to the value saved in workdir.
-
-  Returns the overrides: {name: value} of the saved flags given on the command line with
-  another value (e.g. {"zero_reads": True}), for the report to say how it differs from
-  the run.
-  """
-  path = os.path.join(workdir, FLAGS_FILE)
-  if not os.path.exists(path):
-    raise errors.UserInputError(
-        f"{path} not found: --workdir must be the folder of a run made by experiments.train")
-  with open(path) as f:
-    saved = json.load(f)
-  overrides = {}
-  for name, value in saved.items():
-    if name not in flags.FLAGS:
-      continue
-    if not flags.FLAGS[name].present:
-      flags.FLAGS[name].value = value
-    elif flags.FLAGS[name].value != value and name not in FLAGS_FREE_ACROSS_RESUMES:
-      overrides[name] = flags.FLAGS[name].value
-  # A flag newer than the run: the run had its default; given otherwise, it overrides.
-  for name, value in run_flag_values().items():
-    flag = flags.FLAGS[name]
-    if (name not in saved and flag.present and value != flag.default
-        and name not in FLAGS_FREE_ACROSS_RESUMES):
-      overrides[name] = value
-  return overrides
-
-
-def load_trained_run(workdir: str, *, split: str,
-                     distortion: augment.Augmentation = augment.Augmentation()):
-  """A trained run as it was trained: its flags (those given on the command line win),
-  the sampler of `split` (its images distorted by `distortion`), the learner with its
-  latest checkpoint.
-
-  Returns (learner, sampler, checkpoint_step, overrides); overrides as restore_run_flags.
-  """
-  overrides = restore_run_flags(workdir)
-  check_combination()
-  splits = data_flags.class_splits()
-  sampler = make_sampler(splits, split=split, distortion=distortion)
-  learner = make_learner(make_model(sampler), splits)
-  try:
-    checkpoint_step = training.restore_latest(workdir, learner)
-  except FileNotFoundError as e:
-    raise errors.UserInputError(f"{e}: train the run first (experiments.train)") from None
-  except (ValueError, AssertionError) as e:  # weights of other shapes, or missing ones
-    given = ", ".join(f"--{k}" for k in overrides) or "none"
-    raise errors.UserInputError(
-        f"the checkpoint in {workdir} does not fit the model these flags build "
-        f"({str(e).splitlines()[0][:160]}); flags given that differ from the run's: "
-        f"{given}; drop those that change the model or the episode shapes") from None
-  return learner, sampler, checkpoint_step, overrides
-
 
 def check_combination() -> None:
   """One line for flag combinations that cannot work together."""
@@ -257,9 +143,6 @@ def check_combination() -> None:
     raise errors.UserInputError("--string_labels needs --model=mann or lstm")
   if CHECKPOINT_INNER_STEPS.value and algorithm not in ("maml", "fomaml"):
     raise errors.UserInputError("--checkpoint_inner_steps needs --algorithm=maml or fomaml")
-  if CHECKPOINT_INNER_STEPS.value and TASK_MAPPING.value in ("map_fn", "vectorized_map"):
-    raise errors.UserInputError(
-        "--checkpoint_inner_steps needs --task_mapping=batched (or auto)")
   if BATCH_NORM.value == "per_step" and (algorithm not in ("maml", "fomaml")
                                          or sequence_model):
     raise errors.UserInputError(
@@ -296,77 +179,3 @@ def is_sequence_model() -> bool:
   return MODEL.value in SEQUENCE_MODELS
 
 
-def make_sampler(splits, *, split: str, class_labels: bool = False,
-                 distortion: augment.Augmentation = augment.Augmentation()):
-  """The run's sampler of `split`, seeded by --seed; a sequence model's few-shot
-  support sets come in a random order, not class by class."""
-  return data_flags.make_sampler(splits, split=split, seed=SEED.value,
-                                 class_labels=class_labels,
-                                 shuffle_support=is_sequence_model(), distortion=distortion)
-
-
-def make_model(sampler) -> keras.Model:
-  """The flags' model, sized for the sampler's episodes, weights seeded by --seed."""
-  keras.utils.set_random_seed(SEED.value)
-  if is_sequence_model():
-    labels = santoro.label_size(sampler.num_ways, data_flags.STRING_LABELS.value)
-    image_shape = tuple(sampler.source.image_shape)
-    input_size = int(np.prod(image_shape)) + labels
-    encoder = None
-    if SEQUENCE_ENCODER.value == "conv4":
-      encoder = models.conv4_features(image_shape=image_shape, num_filters=NUM_FILTERS.value,
-                                      downsample=DOWNSAMPLE.value)
-    if MODEL.value == "lstm":
-      return models.lstm(num_classes=labels, input_size=input_size,
-                         units=CONTROLLER_UNITS.value, encoder=encoder, image_shape=image_shape)
-    return models.mann(num_classes=labels, input_size=input_size, encoder=encoder,
-                       image_shape=image_shape,
-                       controller_units=CONTROLLER_UNITS.value, memory_size=MEMORY_SIZE.value,
-                       word_size=WORD_SIZE.value, num_reads=NUM_READS.value,
-                       usage_decay=USAGE_DECAY.value, key_strength=KEY_STRENGTH.value,
-                       zero_reads=ZERO_READS.value)
-  if MODEL.value == "mlp":
-    return models.mlp(input_size=1, hidden_sizes=mlp_hidden_sizes(), output_size=1)
-  return models.conv4(num_classes=sampler.num_ways, image_shape=sampler.source.image_shape,
-                      num_filters=NUM_FILTERS.value, downsample=DOWNSAMPLE.value)
-
-
-def make_learner(model: keras.Model, splits=None):
-  """The flags' meta-learner over `model`; `splits` (the class splits, None for
-  sinusoid) sizes the image transfer baseline's pretraining head."""
-  string_labels = data_flags.STRING_LABELS.value
-  if datasets.is_regression(data_flags.DATASET.value):
-    objective = meta.REGRESSION
-  else:
-    objective = meta.STRING_CLASSIFICATION if string_labels else meta.CLASSIFICATION
-  if ALGORITHM.value == "episodic":
-    return meta.Episodic(model, num_classes=data_flags.NUM_WAYS.value,
-                         string_labels=string_labels,
-                         num_instances=data_flags.NUM_INSTANCES.value)
-  common = dict(objective=objective, num_inner_steps=NUM_INNER_STEPS.value,
-                inner_lr=INNER_LR.value, task_mapping=TASK_MAPPING.value)
-  if is_sequence_model():
-    common["task_format"] = meta.SequenceFormat(
-        num_classes=data_flags.NUM_WAYS.value, string_labels=string_labels,
-        inner_loss=INNER_LOSS.value)
-  if ALGORITHM.value == "reptile":
-    return meta.Reptile(model, **common)
-  if ALGORITHM.value == "transfer":
-    return meta.Transfer(model, **common, num_pretrain_classes=(
-        splits["train"].num_classes if splits else None))
-  try:
-    adapted = models.adapted_weights(model, INNER_WEIGHTS.value)
-  except ValueError as e:
-    raise errors.UserInputError(f"--inner_weights={INNER_WEIGHTS.value}: {e}") from None
-  return meta.MAML(model, **common, first_order=ALGORITHM.value == "fomaml",
-                   batch_norm=BATCH_NORM.value,
-                   learn_inner_lrs=LEARN_INNER_LRS.value,
-                   multi_step_loss=MULTI_STEP_LOSS.value,
-                   checkpoint_inner_steps=CHECKPOINT_INNER_STEPS.value,
-                   adapted_weights=adapted)
-
-
-def make_optimizer() -> keras.optimizers.Optimizer:
-  if OUTER_OPTIMIZER.value == "sgd":
-    return keras.optimizers.SGD(OUTER_LR.value)
-  return keras.optimizers.Adam(OUTER_LR.value)

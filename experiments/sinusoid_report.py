@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from experiments import common
-from experiments import run_flags
+from experiments import run_folder
 from mann import errors
 from mann import files
 from mann import meta
@@ -38,7 +38,7 @@ NAMES = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile",
 
 
 def _load_learner(workdir):
-  learner, sampler, _, _ = run_flags.load_trained_run(workdir, split="test")
+  learner, sampler, _, _ = run_folder.load_trained_run(workdir, split="test")
   return learner, sampler
 
 

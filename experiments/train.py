@@ -25,9 +25,11 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from experiments import builders
 from experiments import common
 from experiments import data_flags
 from experiments import run_flags
+from experiments import run_folder
 from mann import data
 from mann import errors
 from mann import evaluation
@@ -83,20 +85,20 @@ def main(argv):
   if NUM_THREADS.value:
     tf.config.threading.set_intra_op_parallelism_threads(NUM_THREADS.value)
     tf.config.threading.set_inter_op_parallelism_threads(NUM_THREADS.value)
-  run_flags.check_run_flags(WORKDIR.value)  # before the slow data loading
+  run_folder.check_run_flags(WORKDIR.value)  # before the slow data loading
   splits = data_flags.class_splits()
   # The image transfer baseline pretrains on the training classes' own labels.
   pretrain = run_flags.ALGORITHM.value == "transfer" and splits is not None
-  train_sampler = run_flags.make_sampler(splits, split="train", class_labels=pretrain)
+  train_sampler = builders.make_sampler(splits, split="train", class_labels=pretrain)
   strategy = distribute.make_strategy(STRATEGY.value, tpu=TPU.value)
   distribute.check_meta_batch(run_flags.META_BATCH_SIZE.value, strategy)
   with strategy.scope():
-    model = run_flags.make_model(train_sampler)
-    learner = run_flags.make_learner(model, splits)
-    optimizer = run_flags.make_optimizer()
+    model = builders.make_model(train_sampler)
+    learner = builders.make_learner(model, splits)
+    optimizer = builders.make_optimizer()
   validate = None
   if NUM_VALIDATION_TASKS.value:
-    validation_sampler = run_flags.make_sampler(splits, split="validation")
+    validation_sampler = builders.make_sampler(splits, split="validation")
 
     def validate():
       scores = evaluation.score_tasks(
@@ -108,7 +110,7 @@ def main(argv):
   # Only now: a first start that fails on its data or flags writes nothing.
   chief = distribute.is_chief(strategy)
   if chief:
-    run_flags.save_run_flags(WORKDIR.value)
+    run_folder.save_run_flags(WORKDIR.value)
   results = training.train(
       learner=learner, optimizer=optimizer, strategy=strategy,
       make_batches=lambda start, shard: data.meta_batches(

@@ -28,6 +28,7 @@ import numpy as np
 from experiments import common
 from experiments import data_flags
 from experiments import run_flags
+from experiments import run_folder
 from mann import errors
 from mann import files
 from mann import meta
@@ -101,7 +102,7 @@ def _mse_by_steps(tuner: long_adaptation.FineTuner, sampler, steps: list[int]) -
 
 def _measure(family: str, hidden_sizes: tuple[int, ...], workdir: str,
              scratch_steps: list[int]) -> dict:
-  learner, _, checkpoint_step, _ = run_flags.load_trained_run(workdir, split="test")
+  learner, _, checkpoint_step, _ = run_folder.load_trained_run(workdir, split="test")
   # The run's K, a larger query set: the same test tasks for the meta-learned and the
   # from-scratch network.
   sampler = datasets.make_sampler(

@@ -1,0 +1,121 @@
+"""A run's folder as the binaries see it: the run's flags saved with it (flags.json),
+checked when it resumes, restored when it is evaluated, and a trained run loaded back."""
+
+import json
+import os
+
+from absl import flags
+
+from experiments import builders
+from experiments import data_flags
+from experiments import run_flags
+from mann import errors
+from mann import files
+from mann import training
+from mann.data import augment
+
+# Flags that define a run; train.py saves them, evaluate.py restores them.
+RUN_FLAG_MODULES = ("experiments.data_flags", "experiments.run_flags")
+FLAGS_FILE = "flags.json"
+# Run flags a resumed or evaluated run may change: the step budget, and where the data lie
+# (not what they are), so a workdir moves between machines; flags.json holds the latest.
+# The divergence guards too, so that a run stopped by a non-finite step resumes with them.
+FLAGS_FREE_ACROSS_RESUMES = ("num_steps", "data_dir", "omniglot_dir", "clip_grad_norm",
+                             "skip_nonfinite")
+
+
+def run_flag_values() -> dict:
+  """{flag name: value} of every flag that defines the run."""
+  values = {}
+  for module in RUN_FLAG_MODULES:
+    for flag in flags.FLAGS.get_flags_for_module(module):
+      values[flag.name] = flag.value
+  return values
+
+
+def check_run_flags(workdir: str) -> None:
+  """Refuses a workdir that holds a run with other settings (one line); reads only."""
+  path = os.path.join(workdir, FLAGS_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  values = run_flag_values()
+  changed = sorted(k for k in values if k in saved and saved[k] != values[k]
+                   and k not in FLAGS_FREE_ACROSS_RESUMES)
+  if changed:
+    raise errors.UserInputError(
+        f"workdir {workdir} holds a run with other settings ({', '.join(changed)}); "
+        f"use a new --workdir, or the same flags to resume it")
+
+
+def save_run_flags(workdir: str) -> None:
+  """Writes the run's flags to workdir (created if missing); refuses a workdir of a
+  different run. Call it once the data and model are known to be good, so that a
+  failed first start leaves nothing behind."""
+  check_run_flags(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    files.write_json(os.path.join(workdir, FLAGS_FILE), run_flag_values(), sort_keys=True)
+  except OSError as e:
+    raise errors.UserInputError(
+        f"cannot write to --workdir={workdir} ({e.strerror}); choose a folder you can "
+        f"write to") from None
+
+
+def restore_run_flags(workdir: str) -> dict:
+  """Sets every run flag not given on the command line to the value saved in workdir.
+
+  Returns the overrides: {name: value} of the saved flags given on the command line with
+  another value (e.g. {"zero_reads": True}), for the report to say how it differs from
+  the run.
+  """
+  path = os.path.join(workdir, FLAGS_FILE)
+  if not os.path.exists(path):
+    raise errors.UserInputError(
+        f"{path} not found: --workdir must be the folder of a run made by experiments.train")
+  with open(path) as f:
+    saved = json.load(f)
+  overrides = {}
+  for name, value in saved.items():
+    if name not in flags.FLAGS:
+      continue
+    if not flags.FLAGS[name].present:
+      flags.FLAGS[name].value = value
+    elif flags.FLAGS[name].value != value and name not in FLAGS_FREE_ACROSS_RESUMES:
+      overrides[name] = flags.FLAGS[name].value
+  # A flag newer than the run: the run had its default; given otherwise, it overrides.
+  for name, value in run_flag_values().items():
+    flag = flags.FLAGS[name]
+    if (name not in saved and flag.present and value != flag.default
+        and name not in FLAGS_FREE_ACROSS_RESUMES):
+      overrides[name] = value
+  return overrides
+
+
+def load_trained_run(workdir: str, *, split: str,
+                     distortion: augment.Augmentation = augment.Augmentation()):
+  """A trained run as it was trained: its flags (those given on the command line win),
+  the sampler of `split` (its images distorted by `distortion`), the learner with its
+  latest checkpoint.
+
+  Returns (learner, sampler, checkpoint_step, overrides); overrides as restore_run_flags.
+  """
+  overrides = restore_run_flags(workdir)
+  run_flags.check_combination()
+  splits = data_flags.class_splits()
+  sampler = builders.make_sampler(splits, split=split, distortion=distortion)
+  learner = builders.make_learner(builders.make_model(sampler), splits)
+  try:
+    checkpoint_step = training.restore_latest(workdir, learner)
+  except FileNotFoundError as e:
+    raise errors.UserInputError(f"{e}: train the run first (experiments.train)") from None
+  except (ValueError, AssertionError) as e:  # weights of other shapes, or missing ones
+    given = ", ".join(f"--{k}" for k in overrides) or "none"
+    raise errors.UserInputError(
+        f"the checkpoint in {workdir} does not fit the model these flags build "
+        f"({str(e).splitlines()[0][:160]}); flags given that differ from the run's: "
+        f"{given}; drop those that change the model or the episode shapes") from None
+  return learner, sampler, checkpoint_step, overrides
+
+
