@@ -12,7 +12,7 @@ from mann import meta
 from mann import models
 from mann.data import augment
 from mann.data import datasets
-from mann.data import santoro
+from mann.data import labels as labels_lib
 
 
 def make_sampler(splits, *, split: str, class_labels: bool = False,
@@ -31,7 +31,7 @@ def make_model(sampler) -> keras.Model:
   keras.utils.set_random_seed(run_flags.SEED.value)
   conv4 = dict(num_filters=run_flags.NUM_FILTERS.value, downsample=run_flags.DOWNSAMPLE.value)
   if run_flags.is_sequence_model():
-    labels = santoro.label_size(sampler.num_ways, data_flags.STRING_LABELS.value)
+    labels = labels_lib.label_size(sampler.num_ways, data_flags.STRING_LABELS.value)
     image_shape = tuple(sampler.source.image_shape)
     sequence = dict(num_classes=labels, input_size=int(np.prod(image_shape)) + labels,
                     image_shape=image_shape,

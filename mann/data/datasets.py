@@ -10,6 +10,7 @@ from typing import Optional, Sequence, Union
 
 from mann import errors
 from mann.data import augment
+from mann.data import labels as labels_lib
 from mann.data import omniglot
 from mann.data import sampler as sampler_lib
 from mann.data import santoro
@@ -117,7 +118,7 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
     augmentation: per-image random translation and rotation of image episodes
       (give it to the training split only).
     string_labels: image episodes labelled with random 5-character strings (integers
-      in [0, 3125), mann.data.santoro) instead of 0..N-1, for sequence models.
+      in [0, 3125), mann.data.labels) instead of 0..N-1, for sequence models.
   """
   check_dataset_name(dataset)
   stream_seed = split_seed(seed, split)
@@ -137,4 +138,4 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
                                     class_labels=class_labels,
                                     shuffle_support=shuffle_support,
                                     augmentation=augmentation,
-                                    label_space=santoro.label_space(string_labels))
+                                    label_space=labels_lib.label_space(string_labels))

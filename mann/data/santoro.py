@@ -6,49 +6,13 @@ predict each image's label before it sees it, and can only be right from the 2nd
 instance of a class on by remembering the 1st.
 """
 
-from typing import Optional
-
 import tensorflow as tf
 
 from mann.data import augment
 from mann.data import episode as episode_lib
+from mann.data import labels as labels_lib
 from mann.data import sampler as sampler_lib
 from mann.data import source as source_lib
-
-
-# Santoro et al.'s string labels: 5 characters over a 5-letter alphabet, so an episode's
-# classes get labels from 3125 possible strings; the network reads a string as 5
-# one-hots (25 inputs) and writes it with 5 softmaxes of 5.
-STRING_LENGTH = 5
-STRING_ALPHABET = 5
-STRING_LABEL_SPACE = STRING_ALPHABET ** STRING_LENGTH
-
-
-def string_characters(labels: tf.Tensor) -> tf.Tensor:
-  """The characters of string labels: int [...] in [0, 3125) -> int32 [..., 5] in [0, 5)
-  (the base-5 digits, least significant first)."""
-  powers = tf.constant([STRING_ALPHABET ** k for k in range(STRING_LENGTH)], tf.int32)
-  return (tf.cast(labels, tf.int32)[..., None] // powers) % STRING_ALPHABET
-
-
-def label_space(string_labels: bool) -> Optional[int]:
-  """FewShotSampler's label_space: the 3125 strings with string labels, else None
-  (labels 0..N-1)."""
-  return STRING_LABEL_SPACE if string_labels else None
-
-
-def label_size(num_classes: int, string_labels: bool) -> int:
-  """Width of a label vector, read and predicted: N, or 25 with string labels."""
-  return STRING_LENGTH * STRING_ALPHABET if string_labels else num_classes
-
-
-def label_vectors(labels: tf.Tensor, num_classes: int, string_labels: bool) -> tf.Tensor:
-  """What a sequence model reads for a label: int [...] -> float32 [..., N] one-hot,
-  or [..., 25] (5 one-hot characters) with string labels."""
-  if string_labels:
-    one_hots = tf.one_hot(string_characters(labels), STRING_ALPHABET)
-    return tf.reshape(one_hots, [*labels.shape, label_size(num_classes, True)])
-  return tf.one_hot(labels, num_classes)
 
 
 class SequenceSampler:
@@ -67,14 +31,14 @@ class SequenceSampler:
       seed: the seed of every draw; episode i is a function of (seed, i).
       augmentation: random per-image translation and rotation (training sequences).
       string_labels: label the classes with random 5-character strings (integers in
-        [0, 3125), see string_characters) instead of 0..N-1.
+        [0, 3125), see labels.string_characters) instead of 0..N-1.
     """
     # A sequence is a task's support set, shuffled, with no queries.
     self._tasks = sampler_lib.FewShotSampler(source, num_ways=num_ways,
                                              num_shots=num_instances, num_queries=0,
                                              seed=seed, shuffle_support=True,
                                              augmentation=augmentation,
-                                             label_space=label_space(string_labels))
+                                             label_space=labels_lib.label_space(string_labels))
     self.num_ways = num_ways
     self.num_instances = num_instances
     self.seed = seed
@@ -96,12 +60,12 @@ def previous_label_inputs(labels: tf.Tensor, num_classes: int,
   Args:
     labels: int [..., T].
     num_classes: N.
-    string_labels: labels are strings (see label_vectors).
+    string_labels: labels are strings (see labels.label_vectors).
 
   Returns:
     float32 [..., T, N] (one-hot), or [..., T, 25] with string labels.
   """
-  vectors = label_vectors(labels, num_classes, string_labels)
+  vectors = labels_lib.label_vectors(labels, num_classes, string_labels)
   return tf.concat([tf.zeros_like(vectors[..., :1, :]), vectors[..., :-1, :]], axis=-2)
 
 

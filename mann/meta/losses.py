@@ -4,7 +4,7 @@ import typing
 
 import tensorflow as tf
 
-from mann.data import santoro
+from mann.data import labels as labels_lib
 
 
 class TaskObjective(typing.NamedTuple):
@@ -38,22 +38,22 @@ def _mean_squared_error(targets, predictions):
 
 def _string_logits(logits):
   """[..., 25] -> [..., 5 characters, 5 letters]."""
-  return tf.reshape(logits, [*logits.shape[:-1], santoro.STRING_LENGTH,
-                             santoro.STRING_ALPHABET])
+  return tf.reshape(logits, [*logits.shape[:-1], labels_lib.STRING_LENGTH,
+                             labels_lib.STRING_ALPHABET])
 
 
 def _string_cross_entropy(labels, logits):
   """Santoro et al.'s string labels: the sum over the 5 characters of each one's
   softmax cross-entropy, averaged over the examples."""
   per_character = tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=santoro.string_characters(labels), logits=_string_logits(logits))
+      labels=labels_lib.string_characters(labels), logits=_string_logits(logits))
   return tf.reduce_mean(tf.reduce_sum(per_character, axis=-1), axis=-1)
 
 
 def _string_accuracy(labels, logits):
   """An example is right when every character of its string is."""
   predicted = tf.argmax(_string_logits(logits), axis=-1, output_type=tf.int32)
-  right = tf.reduce_all(tf.equal(predicted, santoro.string_characters(labels)), axis=-1)
+  right = tf.reduce_all(tf.equal(predicted, labels_lib.string_characters(labels)), axis=-1)
   return tf.reduce_mean(tf.cast(right, logits.dtype), axis=-1)
 
 
