@@ -42,7 +42,11 @@ def _time_here(num_devices: int, steps: int, meta_batch_size: int) -> dict:
   distribute.split_cpu(num_devices)
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from mann import data, meta, models, training  # pylint: disable=g-import-not-at-top
+
+  from mann import data  # pylint: disable=g-import-not-at-top
+  from mann import meta  # pylint: disable=g-import-not-at-top
+  from mann import models  # pylint: disable=g-import-not-at-top
+  from mann import training  # pylint: disable=g-import-not-at-top
   from mann.data import episode as episode_lib  # pylint: disable=g-import-not-at-top
 
   class RandomTasks:

@@ -90,6 +90,7 @@ def _time_ours(ways, shots, queries, tasks, inner_steps, order, task_mapping, st
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from mann import meta  # pylint: disable=g-import-not-at-top
   from mann.data import episode as episode_lib  # pylint: disable=g-import-not-at-top
 
@@ -163,6 +164,7 @@ def _profile_ops(run_step, steps) -> dict:
   import collections  # pylint: disable=g-import-not-at-top
   import glob  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
+
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
 
@@ -194,7 +196,7 @@ def _run_ours(setting, order, task_mapping, model_name="conv4") -> dict:
              f"--profile={PROFILE.value}", f"--inner_loss={INNER_LOSS.value}"]
   result = subprocess.run(command, capture_output=True, text=True,
                           cwd=os.path.join(os.path.dirname(__file__), ".."))
-  lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
+  lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
   if result.returncode != 0 or not lines:
     raise RuntimeError(f"our step failed on {setting} {order} {task_mapping}:\n"
                        f"{result.stderr[-3000:]}")

@@ -239,7 +239,7 @@ def _plots(report: dict, out_dir: str) -> None:
     for i, (name, run) in enumerate(runs.items()):
       values = {short(n): v for n, v in run[key].items()}
       positions = np.arange(len(labels)) + (i - (len(runs) - 1) / 2) * width
-      axes.bar(positions, [np.nan if values.get(l) is None else values[l] for l in labels],
+      axes.bar(positions, [np.nan if values.get(label) is None else values[label] for label in labels],
                width, label=name)
     axes.set_xticks(np.arange(len(labels)))
     axes.set_xticklabels(labels, rotation=60, ha="right", fontsize="small")

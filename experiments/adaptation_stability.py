@@ -33,7 +33,7 @@ flags.mark_flags_as_required(["workdir", "out"])
 
 
 def _show(record: dict, bound: float) -> None:
-  shown = " ".join(f"{l:.3g}" for l in record["support_loss_by_step"])
+  shown = " ".join(f"{loss:.3g}" for loss in record["support_loss_by_step"])
   eigen = " ".join(f"{e:.0f}" for e in record["top_hessian_eigenvalue_by_step"])
   print(f"task {record['task']}: support loss by step {shown}; top Hessian eigenvalue "
         f"{eigen} (stable below 2/lr = {bound:.0f})")

@@ -2,16 +2,16 @@
 
 from mann.data.episode import Episode
 from mann.data.episode import EpisodeSampler
-from mann.data.pipeline import episodes
-from mann.data.pipeline import meta_batches
 from mann.data.pipeline import ONE_REPLICA
 from mann.data.pipeline import Shard
+from mann.data.pipeline import episodes
+from mann.data.pipeline import meta_batches
 from mann.data.sampler import FewShotSampler
+from mann.data.santoro import SequenceSampler
 from mann.data.sinusoid import SinusoidSampler
 from mann.data.source import ClassIndexedImages
 from mann.data.source import split_classes
 from mann.data.source import with_rotations
-from mann.data.santoro import SequenceSampler
 
 __all__ = [
     "ClassIndexedImages",

@@ -14,8 +14,8 @@ zero background; training may add rotations by 90/180/270 degrees as new classes
 """
 
 import os
-import zipfile
 from typing import Optional
+import zipfile
 
 import numpy as np
 import tensorflow_datasets as tfds

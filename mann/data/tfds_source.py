@@ -94,7 +94,7 @@ def decode_images(dataset: tf.data.Dataset, *, image_size: Optional[int],
   for image_batch, label_batch in dataset.as_numpy_iterator():
     images.append(image_batch)
     labels.append(label_batch)
-  logging.info("decoded %d images in %.1f s", sum(len(l) for l in labels),
+  logging.info("decoded %d images in %.1f s", sum(len(part) for part in labels),
                time.time() - start)
   if not images:
     raise errors.UserInputError("the dataset has no images")
@@ -172,5 +172,5 @@ def source_from_arrays(images: np.ndarray, labels: np.ndarray,
   present, dense_labels = np.unique(labels, return_inverse=True)
   return source_lib.ClassIndexedImages(
       images=np.ascontiguousarray(images), labels=dense_labels.astype(np.int32),
-      class_names=tuple(str(class_names[l]) for l in present),
+      class_names=tuple(str(class_names[label]) for label in present),
       base_class_ids=present.astype(np.int32))

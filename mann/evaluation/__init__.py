@@ -7,9 +7,9 @@ from mann.evaluation.evaluate import report_line
 from mann.evaluation.evaluate import report_scalars
 from mann.evaluation.evaluate import score_tasks
 from mann.evaluation.evaluate import summarise
-from mann.evaluation.metrics import mean_and_ci95
 from mann.evaluation.evaluate import summarise_by_instance
 from mann.evaluation.evaluate import tasks_digest
+from mann.evaluation.metrics import mean_and_ci95
 
 __all__ = [
     "FEW_SHOT",

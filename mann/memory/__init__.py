@@ -1,5 +1,6 @@
 """Pure tensor functions of the MANN's external memory (Santoro et al. 2016). Imports TF only."""
 
+from mann.memory.access import lrua_step
 from mann.memory.addressing import content_weights
 from mann.memory.addressing import cosine_similarity
 from mann.memory.addressing import read
@@ -8,7 +9,6 @@ from mann.memory.lrua import least_used_weights
 from mann.memory.lrua import update_usage
 from mann.memory.lrua import write
 from mann.memory.lrua import write_weights
-from mann.memory.access import lrua_step
 
 __all__ = [
     "content_weights",

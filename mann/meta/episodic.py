@@ -25,7 +25,6 @@ from mann.meta import learner
 from mann.meta import losses
 from mann.meta import task_format
 
-
 # The sequence format shared with gradient-based learners over sequence models.
 sequence_inputs = task_format.sequence_inputs
 

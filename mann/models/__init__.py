@@ -2,14 +2,14 @@
 baseline (recurrent), batch norm with exact higher-order gradients; all run through
 stateless_call."""
 
+from mann.models.batch_norm import BatchNormalization
 from mann.models.convolutional import conv4
 from mann.models.convolutional import conv4_features
 from mann.models.feedforward import mlp
-from mann.models.batch_norm import BatchNormalization
-from mann.models.recurrent import lstm
-from mann.models.recurrent import mann
 from mann.models.parameter_groups import adapted_weights
 from mann.models.parameter_groups import weight_groups
+from mann.models.recurrent import lstm
+from mann.models.recurrent import mann
 
 __all__ = [
     "adapted_weights",

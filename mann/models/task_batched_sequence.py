@@ -34,8 +34,8 @@ import tensorflow as tf
 
 from mann.memory import access
 from mann.models import low_rank
-from mann.models.recurrent import MANNCell
 from mann.models import task_batched
+from mann.models.recurrent import MANNCell
 
 
 def unsupported_reason(model: keras.Model) -> Optional[str]:

@@ -47,7 +47,7 @@ def _check_episode(episode, num_ways, num_shots, num_queries):
   # Support and query never share an image; no image twice.
   all_rows = np.concatenate([support_row, query_row])
   assert len(np.unique(all_rows)) == len(all_rows)
-  return [label_to_class[l] for l in range(num_ways)]
+  return [label_to_class[label] for label in range(num_ways)]
 
 
 @pytest.mark.parametrize("num_ways,num_shots,num_queries", [(5, 1, 15), (20, 5, 5), (3, 2, 0)])

@@ -18,9 +18,10 @@ def _hsic_cka(x, y):
   """CKA from its definition: HSIC with centring matrix H, linear kernels."""
   n = len(x)
   h = np.eye(n) - np.ones((n, n)) / n
-  k, l = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h
+  centred_x, centred_y = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h  # K and L of the paper
   hsic = lambda a, b: np.trace(a @ b)
-  return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+  return hsic(centred_x, centred_y) / np.sqrt(hsic(centred_x, centred_x)
+                                              * hsic(centred_y, centred_y))
 
 
 def test_linear_cka_equals_the_hsic_definition_and_its_invariances():

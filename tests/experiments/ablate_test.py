@@ -74,6 +74,6 @@ def test_unknown_cells_and_a_missing_trained_cell_are_one_line_errors(
                          ("--cells=mann_fine_tune", "add mann_episodic")):
     result = _ablate(tmp_path, omniglot_dir, tfds_data_dir, flag)
     assert result.returncode == 2, result.stderr[-2000:]
-    errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
     assert not (tmp_path / "grid").exists()

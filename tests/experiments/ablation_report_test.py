@@ -40,7 +40,7 @@ def test_table_and_plot_hold_every_cell_and_flag_parameter_gaps(tmp_path):
                     "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000)}}
   ablation_report.write_table(grid, tmp_path / "ablation.md")
   table = (tmp_path / "ablation.md").read_text()
-  rows = [l for l in table.splitlines() if l.startswith("| `")]
+  rows = [line for line in table.splitlines() if line.startswith("| `")]
   assert [r.split("|")[1].strip() for r in rows] == ["`mann_maml`", "`mann_fine_tune`",
                                                      "`conv4_maml`"]
   assert "transformed (shear=0.5,scale=0.75)" in table and "per seed" in table
@@ -63,6 +63,6 @@ def test_comparisons_say_when_intervals_overlap(tmp_path):
           "cells": {"mann_maml": _row("mann (LRUA)", "maml", 0.9, 400_000),
                     "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000)}}
   ablation_report.write_table(grid, tmp_path / "ablation.md")
-  (row,) = [l for l in (tmp_path / "ablation.md").read_text().splitlines()
-            if l.startswith("| MAML over the MANN against conv4 MAML")]
+  (row,) = [line for line in (tmp_path / "ablation.md").read_text().splitlines()
+            if line.startswith("| MAML over the MANN against conv4 MAML")]
   assert "[89.00, 91.00] vs [94.00, 96.00]: second higher" in row

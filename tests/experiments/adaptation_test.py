@@ -41,8 +41,8 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
   for name in ("accuracy_by_steps.png", "travel.png", "cka.png"):
     assert (tmp_path / "out" / name).stat().st_size > 5_000
   table = (tmp_path / "out" / "adaptation.md").read_text()
-  (row,) = [l for l in table.splitlines() if l.startswith("| maml | ")
-            and "+-" in l.split("|")[2] and l.count("|") == 5]
+  (row,) = [line for line in table.splitlines() if line.startswith("| maml | ")
+            and "+-" in line.split("|")[2] and line.count("|") == 5]
   first = maml["accuracy_by_steps"]["0"]
   assert f"{100 * first['mean']:.2f} +- {100 * first['ci95']:.2f}" in row
   # 0 steps: no weight and no representation moves.

@@ -126,15 +126,15 @@ def _run_cases(binary, cases, places):
   with open(out) as f:
     outcomes = json.load(f)
   failures = []
-  for (args, expected), case, outcome, (watch, is_new) in zip(cases, inputs, outcomes,
+  for (_, expected), case, outcome, (watch, is_new) in zip(cases, inputs, outcomes,
                                                                 watched):
-    errors = [l for l in outcome["stderr"] if l.startswith("error:")]
+    errors = [line for line in outcome["stderr"] if line.startswith("error:")]
     problems = []
     if outcome["status"] != 2:
       problems.append(f"exit status {outcome['status']}")
     if len(errors) != 1 or expected not in errors[0]:
       problems.append(f"error lines {errors}, expected one with {expected!r}")
-    if any("Traceback" in l for l in outcome["stderr"]):
+    if any("Traceback" in line for line in outcome["stderr"]):
       problems.append("a traceback")
     if not outcome["unchanged"] or (is_new and os.path.exists(watch)):
       problems.append(f"{watch} written or changed")

@@ -37,6 +37,6 @@ def one_error_line(result) -> str:
   """The one `error:` line of a run refused for bad input (exit 2, no traceback)."""
   assert result.returncode == 2, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
-  lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(lines) == 1, result.stderr[-2000:]
   return lines[0]

@@ -16,7 +16,7 @@ CONFIGS = sorted(glob.glob(os.path.join(conftest.REPO_ROOT, "experiments/configs
 def _check_settings(path):
   """Each setting of the flagfile at path (and of the flagfiles it includes) parses."""
   with open(path) as f:
-    settings = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+    settings = [line.strip() for line in f if line.strip() and not line.startswith("#")]
   assert settings
   for setting in settings:
     assert setting.startswith("--")
@@ -36,9 +36,9 @@ def _check_settings(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_parses_against_the_train_binary(path):
-  import experiments.train  # pylint: disable=g-import-not-at-top,unused-import  (defines flags)
+  import experiments.train  # noqa: F401  (defines the flags)
   with open(path) as f:
-    header = "\n".join(l for l in f if l.startswith("#"))
+    header = "\n".join(line for line in f if line.startswith("#"))
   assert "python3 -m experiments.train --flagfile=" in header
   assert "Paper" in header and "runtime" in header
   _check_settings(path)

@@ -7,13 +7,13 @@ from tests.experiments import binaries
 
 def _log(workdir, losses, cosines=None):
   workdir.mkdir()
-  lines = [{"step": 10 * (i + 1), "train_loss": l, "train_accuracy": 1 - l}
-           for i, l in enumerate(losses)]
+  lines = [{"step": 10 * (i + 1), "train_loss": loss, "train_accuracy": 1 - loss}
+           for i, loss in enumerate(losses)]
   for line, cosine in zip(lines, cosines or []):
     line["train_task_update_cosine"] = cosine
   lines.append({"step": 10 * len(losses), "validation_accuracy": 0.5,
                 "validation_accuracy_ci95": 0.1})
-  (workdir / "log.jsonl").write_text("\n".join(json.dumps(l) for l in lines) + "\n")
+  (workdir / "log.jsonl").write_text("\n".join(json.dumps(record) for record in lines) + "\n")
 
 
 def test_one_run_and_a_comparison_are_drawn(tmp_path):

@@ -43,7 +43,7 @@ def test_wrong_omniglot_dir_is_one_clear_line(tmp_path):
                 f"--out={out}", cwd=tmp_path)
   assert result.returncode == 2
   assert "Traceback" not in result.stderr
-  error_lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(error_lines) == 1
   assert str(wrong) in error_lines[0] and "images_background.zip" in error_lines[0]
   assert sorted(os.listdir(tmp_path)) == ["not_omniglot"]  # nothing half-written

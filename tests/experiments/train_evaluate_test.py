@@ -12,7 +12,6 @@ import pytest
 from tests import conftest
 from tests.experiments import binaries
 
-
 # A MANN small enough for a 2-step end-to-end run.
 _TINY_MANN = ["--model=mann", "--algorithm=episodic", "--controller_units=8", "--memory_size=8",
               "--word_size=4", "--num_reads=1"]
@@ -167,7 +166,7 @@ def test_a_diverging_run_stops_with_status_3_and_resumes_with_skip_nonfinite(tmp
              "--outer_optimizer=sgd", "--outer_lr=1e30"]
   result = binaries.run("train", *command)
   assert result.returncode == 3, result.stderr[-2000:]
-  (line,) = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert "non-finite loss or meta-gradient" in line and "--skip_nonfinite" in line
   assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()
   binaries.run_ok("train", *command, "--skip_nonfinite")
@@ -191,7 +190,7 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=120)
   assert process.returncode == 130, stderr[-2000:]
-  (stopped,) = [l for l in stderr.splitlines() if l.startswith("stopped: checkpoint saved")]
+  (stopped,) = [line for line in stderr.splitlines() if line.startswith("stopped: checkpoint saved")]
   step = int(stopped.split("at step ")[1].split(";")[0])
   assert step >= 20 and (workdir / "checkpoints" / f"ckpt-{step}.index").exists()
   resume = [f if not f.startswith("--num_steps=") else f"--num_steps={step + 20}"
@@ -209,7 +208,7 @@ def test_online_protocol_mann_train_then_evaluate(tmp_path, omniglot_dir, tfds_d
           "--log_every=1", "--validate_every=2", "--num_validation_tasks=2",
           f"--workdir={workdir}")
   with open(workdir / "log.jsonl") as f:
-    records = [json.loads(l) for l in f]
+    records = [json.loads(line) for line in f]
   assert "validation_accuracy_instance_2" in records[-1]
   binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
   report = binaries.read_json(workdir / "eval.json")
@@ -240,7 +239,7 @@ def test_few_shot_protocol_mann_trains(tmp_path, omniglot_dir, tfds_data_dir,
           "--num_filters=4", "--meta_batch_size=2", "--num_steps=2", "--log_every=1",
           "--validate_every=2", "--num_validation_tasks=2", f"--workdir={workdir}")
   with open(workdir / "log.jsonl") as f:
-    records = [json.loads(l) for l in f]
+    records = [json.loads(line) for line in f]
   assert 0.0 <= records[-1]["validation_accuracy"] <= 1.0
 
 
@@ -302,8 +301,8 @@ def test_sigkill_at_a_random_step_then_resume_ends_as_an_uninterrupted_run(tmp_p
   process.send_signal(signal.SIGKILL)  # no handler runs: whatever was half-done stays
   process.wait(timeout=60)
   binaries.run_ok("train", *command, f"--workdir={killed}")
-  whole_log = [json.loads(l) for l in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
-  killed_log = [json.loads(l) for l in log.read_text().splitlines()]
+  whole_log = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+  killed_log = [json.loads(line) for line in log.read_text().splitlines()]
   assert [r["step"] for r in killed_log] == list(range(1, num_steps + 1)), kill_after
   for a, b in zip(whole_log, killed_log):
     assert a["train_loss"] == b["train_loss"], (kill_after, a["step"])

@@ -99,7 +99,7 @@ def test_queries_are_predicted_from_the_memory_the_adapted_network_writes(float6
       # The wrong composition: the memory written by the initial network, read by the
       # adapted one at the query step.
       stale.append(_cell_by_cell(model, [initial] * len(support_y) + [adapted], x)[-1])
-    query_loss = lambda outputs: float(tf.reduce_mean(
+    query_loss = lambda outputs, t=t: float(tf.reduce_mean(
         tf.nn.sparse_softmax_cross_entropy_with_logits(tasks.query_y[t], tf.stack(outputs))))
     np.testing.assert_allclose(scores["loss"][t, 1], query_loss(expected), rtol=1e-10)
     assert abs(float(scores["loss"][t, 1]) - query_loss(stale)) > 1e-4

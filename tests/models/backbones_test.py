@@ -1,6 +1,5 @@
 """Tests of mann/models/convolutional.py and feedforward.py against numpy forward passes."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf

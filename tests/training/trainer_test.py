@@ -8,7 +8,6 @@ import time
 import keras
 import numpy as np
 import pytest
-
 import tensorflow as tf
 
 from mann import data
@@ -46,7 +45,7 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
     np.testing.assert_array_equal(a, b)
   assert resumed_results["final_loss"] == whole_results["final_loss"]
   with open(tmp_path / "split" / "log.jsonl") as f:
-    steps = [json.loads(l)["step"] for l in f]
+    steps = [json.loads(line)["step"] for line in f]
   assert steps == [2, 4, 6, 8]
 
 
@@ -75,10 +74,10 @@ def test_resume_redoes_steps_after_the_last_checkpoint(tmp_path):
   # drops the log lines past 4 before logging them again.
   _run(tmp_path, 6, checkpoint_every=4)
   with open(tmp_path / "log.jsonl") as f:
-    assert [json.loads(l)["step"] for l in f] == [2, 4, 6]
+    assert [json.loads(line)["step"] for line in f] == [2, 4, 6]
   _run(tmp_path, 8, checkpoint_every=4)
   with open(tmp_path / "log.jsonl") as f:
-    assert [json.loads(l)["step"] for l in f] == [2, 4, 6, 8]
+    assert [json.loads(line)["step"] for line in f] == [2, 4, 6, 8]
 
 
 def test_results_and_logs_are_written(tmp_path):
@@ -87,7 +86,7 @@ def test_results_and_logs_are_written(tmp_path):
     saved = json.load(f)
   assert saved["num_steps"] == 4 and saved["train_seconds"] > 0
   with open(tmp_path / "log.jsonl") as f:
-    rss = [json.loads(l)["rss_mib"] for l in f]
+    rss = [json.loads(line)["rss_mib"] for line in f]
   assert len(rss) == 2 and all(100 < r < 100_000 for r in rss)  # TF alone is > 100 MiB
   assert np.isfinite(saved["final_loss"]) and saved == results
   assert os.listdir(tmp_path / "tensorboard")
@@ -125,7 +124,7 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path):
     f.write('{"step": 6, "train_lo')
   _run(tmp_path, 8)
   with open(tmp_path / "log.jsonl") as f:
-    assert [json.loads(l)["step"] for l in f] == [2, 4, 6, 8]
+    assert [json.loads(line)["step"] for line in f] == [2, 4, 6, 8]
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 3])
@@ -150,7 +149,7 @@ def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path, steps_per_call)
                         poisoned_steps=[2, 5], skip_nonfinite=True)
   assert results["nonfinite_skipped"] == 2 and np.isfinite(results["final_loss"])
   with open(tmp_path / "log.jsonl") as f:
-    records = [json.loads(l) for l in f]
+    records = [json.loads(line) for line in f]
   assert [r["nonfinite_skipped"] for r in records] == [0, 1, 1, 0]
   assert all(np.isfinite(r["train_loss"]) for r in records)
   assert all(np.all(np.isfinite(w)) for w in model.get_weights())
