@@ -52,6 +52,12 @@ def _time_here(num_devices: int, steps: int, meta_batch_size: int) -> dict:
   class RandomTasks:
     """5-way 1-shot, 1 query per class, random 28x28 images (fixed per index)."""
 
+    @property
+    def element_spec(self):
+      images = tf.TensorSpec([5, 28, 28, 1], tf.float32)
+      labels = tf.TensorSpec([5], tf.int32)
+      return episode_lib.Episode(images, labels, images, labels)
+
     def episode(self, index):
       seed = tf.stack([index, tf.constant(0, tf.int64)])
       labels = tf.range(5, dtype=tf.int32)

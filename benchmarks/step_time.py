@@ -177,7 +177,7 @@ def _profile_ops(run_step, steps) -> dict:
     with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0],
               "rb") as f:
       space.ParseFromString(f.read())
-  totals = collections.Counter()
+  totals: collections.Counter[str] = collections.Counter()
   for plane in space.planes:
     for line in plane.lines:
       if not line.name.startswith("tf_Compute"):  # the executor threads that run ops
@@ -204,7 +204,7 @@ def _run_ours(setting, order, task_mapping, model_name="conv4") -> dict:
 
 
 def _run_peer(ways, shots, queries, tasks, order) -> dict:
-  command = [PEER_PYTHON.value, "-c", _PEAK_RSS_SNIPPET, PEER_SCRIPT.value,
+  command = [str(PEER_PYTHON.value), "-c", _PEAK_RSS_SNIPPET, PEER_SCRIPT.value,
              f"--tasks={tasks}", f"--ways={ways}", f"--shots={shots}", f"--query={queries}",
              f"--steps={STEPS.value}"] + (["--first_order"] if order == "first" else [])
   result = subprocess.run(command, capture_output=True, text=True)
@@ -227,7 +227,8 @@ def _parse_setting(setting: str) -> tuple[int, int, int, int, int]:
   values = [int(v) for v in setting.split(":")]
   if len(values) not in (4, 5):
     raise ValueError(f"a setting is ways:shots:queries:tasks[:inner_steps], got {setting!r}")
-  return tuple(values + [1] * (5 - len(values)))
+  ways, shots, queries, tasks, inner_steps = values + [1] * (5 - len(values))
+  return ways, shots, queries, tasks, inner_steps
 
 
 def main(argv):

@@ -109,6 +109,7 @@ def _train(name: str, cell: Cell, workdir: str, seed: str) -> None:
     print(f"ablate: seed {seed} {name}: trained ({BUDGET_STEPS.value} steps), kept",
           flush=True)
     return
+  assert cell.flagfile is not None, f"{name} trains, so it names a flagfile"
   common.run_binary(
       ["experiments.train", f"--flagfile={os.path.join(CONFIGS, cell.flagfile)}",
        *cell.train_flags, *_data_flags(), f"--num_steps={BUDGET_STEPS.value}",
@@ -129,7 +130,7 @@ def _evaluate(name: str, cell: Cell, workdir: str, seed: str, output_name: str,
          *([f"--eval_transform={transform}"] if transform else [])],
         f"seed {seed} {name}: evaluating" + (f" ({transform})" if transform else ""),
         driver="ablate")
-    report = common.read_json(path)
+    report = common.require_json(path, written_by="experiments.evaluate")
   return report
 
 

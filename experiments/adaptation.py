@@ -21,6 +21,7 @@ Writes OUT_DIR/adaptation.json, accuracy_by_steps.png, travel.png and cka.png.
 import json
 import os
 import time
+from typing import Any
 
 from absl import flags
 import numpy as np
@@ -110,7 +111,10 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
   network, weight_ids, statistic_ids = activations.feed_forward_part(learner.model)
   non_trainable = [v.numpy() for v in learner.model.non_trainable_weights]
   training = learner.batch_norm == "transductive"
-  scores, travel, absolute_travel, cka = {}, [], [], []
+  scores: dict[str, list[np.ndarray]] = {}
+  travel: list[list[float]] = []
+  absolute_travel: list[list[float]] = []
+  cka: list[dict[str, float]] = []
   tuner = common.library_checks(learner.model.name)(long_adaptation.FineTuner)(learner)
   for batch in pipeline.episodes(sampler, num_episodes=NUM_TASKS.value,
                                  batch_size=TASKS_PER_BATCH.value):
@@ -130,7 +134,7 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
           [non_trainable[i] for i in statistic_ids], queries, training=training)
       cka.append({name: representations.linear_cka(before[name].numpy(), after[name].numpy())
                   for name in before})
-  summary = {}
+  summary: dict[str, Any] = {}
   for key, parts in scores.items():
     per_task = np.concatenate(parts)
     summary[f"{key}_by_steps"] = {
@@ -138,10 +142,9 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
         for i, s in enumerate(steps)}
   # Relative travel of a weight that starts at zero (a fresh bias) is undefined: null,
   # with its absolute travel beside it.
-  travel = np.array(travel)
   absolute = np.array(absolute_travel).mean(axis=0)
   summary["relative_travel"] = {n: (float(v) if np.isfinite(v) else None)
-                                for n, v in zip(names, travel.mean(axis=0))}
+                                for n, v in zip(names, np.array(travel).mean(axis=0))}
   summary["absolute_travel"] = {n: float(v) for n, v in zip(names, absolute)}
   blocks = list(cka[0])
   summary["cka_before_after"] = {
@@ -238,9 +241,9 @@ def _plots(report: dict, out_dir: str) -> None:
     width = 0.8 / len(runs)
     for i, (name, run) in enumerate(runs.items()):
       values = {short(n): v for n, v in run[key].items()}
-      positions = np.arange(len(labels)) + (i - (len(runs) - 1) / 2) * width
-      axes.bar(positions, [np.nan if values.get(label) is None else values[label] for label in labels],
-               width, label=name)
+      bar_positions = np.arange(len(labels)) + (i - (len(runs) - 1) / 2) * width
+      heights = [np.nan if values.get(tick) is None else values[tick] for tick in labels]
+      axes.bar(bar_positions, heights, width, label=name)
     axes.set_xticks(np.arange(len(labels)))
     axes.set_xticklabels(labels, rotation=60, ha="right", fontsize="small")
     axes.set_ylabel(label)

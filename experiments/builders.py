@@ -2,6 +2,8 @@
 meta-learner, the outer optimiser. The library checks the values it is given; a
 ValueError it raises becomes one line for the user (common.library_checks)."""
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -29,11 +31,11 @@ def make_sampler(splits, *, split: str, class_labels: bool = False,
 def make_model(sampler) -> keras.Model:
   """The flags' model, sized for the sampler's episodes, weights seeded by --seed."""
   keras.utils.set_random_seed(run_flags.SEED.value)
-  conv4 = dict(num_filters=run_flags.NUM_FILTERS.value, downsample=run_flags.DOWNSAMPLE.value)
+  conv4: dict[str, Any] = dict(num_filters=run_flags.NUM_FILTERS.value, downsample=run_flags.DOWNSAMPLE.value)
   if run_flags.is_sequence_model():
     labels = labels_lib.label_size(sampler.num_ways, data_flags.STRING_LABELS.value)
     image_shape = tuple(sampler.source.image_shape)
-    sequence = dict(num_classes=labels, input_size=int(np.prod(image_shape)) + labels,
+    sequence: dict[str, Any] = dict(num_classes=labels, input_size=int(np.prod(image_shape)) + labels,
                     image_shape=image_shape,
                     encoder=(models.conv4_features(image_shape=image_shape, **conv4)
                              if run_flags.SEQUENCE_ENCODER.value == "conv4" else None))
@@ -65,7 +67,7 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
     return meta.Episodic(model, num_classes=data_flags.NUM_WAYS.value,
                          string_labels=string_labels,
                          num_instances=data_flags.NUM_INSTANCES.value)
-  inner_loop = dict(objective=objective, num_inner_steps=run_flags.NUM_INNER_STEPS.value,
+  inner_loop: dict[str, Any] = dict(objective=objective, num_inner_steps=run_flags.NUM_INNER_STEPS.value,
                     inner_lr=run_flags.INNER_LR.value,
                     task_mapping=run_flags.TASK_MAPPING.value)
   if run_flags.is_sequence_model():

@@ -92,3 +92,12 @@ def read_json(path: str) -> Optional[dict]:
     return None
   with open(path) as f:
     return json.load(f)
+
+
+def require_json(path: str, *, written_by: str) -> dict:
+  """The JSON object in path, which `written_by` (a binary that exited 0) wrote; one
+  line if it is not there."""
+  found = read_json(path)
+  if found is None:
+    raise errors.UserInputError(f"{path} not found: {written_by} did not write it; rerun it")
+  return found

@@ -91,11 +91,10 @@ def _networks() -> list[tuple[int, ...]]:
 
 def _mse_by_steps(tuner: long_adaptation.FineTuner, sampler, steps: list[int]) -> dict:
   """{step: {"mean", "ci95"}} of the query MSE over the test tasks after each step."""
-  per_task = []
-  for batch in pipeline.episodes(sampler, num_episodes=NUM_TASKS.value,
-                                 batch_size=TASKS_PER_BATCH.value):
-    per_task.append(tuner.scores(batch, checkpoints=steps)["mse"])
-  per_task = np.concatenate(per_task)  # [num_tasks, len(steps)]
+  per_task = np.concatenate([  # [num_tasks, len(steps)]
+      tuner.scores(batch, checkpoints=steps)["mse"]
+      for batch in pipeline.episodes(sampler, num_episodes=NUM_TASKS.value,
+                                     batch_size=TASKS_PER_BATCH.value)])
   return {str(s): dict(zip(("mean", "ci95"), metrics.mean_and_ci95(per_task[:, i])))
           for i, s in enumerate(steps)}
 
@@ -115,12 +114,13 @@ def _measure(family: str, hidden_sizes: tuple[int, ...], workdir: str,
                       inner_lr=SCRATCH_LR.value, task_mapping="batched")
   from_scratch = _mse_by_steps(long_adaptation.FineTuner(scratch), sampler,
                                [0, *scratch_steps])
-  results = common.read_json(os.path.join(workdir, "results.json"))
+  results = common.require_json(os.path.join(workdir, "results.json"),
+                                written_by="experiments.train")
   return {"family": family, "hidden_sizes": list(hidden_sizes), "depth": len(hidden_sizes),
           "width": hidden_sizes[0], "num_parameters": results["num_parameters"],
           "num_steps": results["num_steps"], "checkpoint_step": checkpoint_step,
           "train_hours": results["train_seconds"] / 3600, "inner_lr": learner.inner_lr,
-          "num_shots": sampler.num_shots, "num_queries": sampler.num_queries,
+          "num_shots": data_flags.NUM_SHOTS.value, "num_queries": EVAL_NUM_QUERIES.value,
           "meta_mse_by_steps": meta_learned, "scratch_mse_by_steps": from_scratch}
 
 

@@ -35,7 +35,7 @@ class Augmentation(typing.NamedTuple):
 
 def parse_distortion(spec: str) -> Augmentation:
   """'shear=0.5,scale=0.75' (either or both) -> the fixed distortion Augmentation."""
-  values = {}
+  values: dict[str, float] = {}
   for part in spec.split(","):
     name, _, value = part.partition("=")
     name = name.strip()
@@ -49,7 +49,7 @@ def parse_distortion(spec: str) -> Augmentation:
           f"shear=0.5,scale=0.75") from None
   if values.get("scale", 1.0) <= 0:
     raise errors.UserInputError(f"--eval_transform={spec}: scale must be > 0")
-  return Augmentation(**values)
+  return Augmentation(shear=values.get("shear", 0.0), scale=values.get("scale", 1.0))
 
 
 def transform(images: tf.Tensor, shifts: tf.Tensor, radians: tf.Tensor,

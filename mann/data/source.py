@@ -6,7 +6,7 @@ that sampling an episode is a gather, never a decode.
 """
 
 import dataclasses
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -64,19 +64,19 @@ class ClassIndexedImages:
       table[c, :counts[c]] = order[starts[c]:starts[c] + counts[c]]
     return table
 
-  def subset(self, class_ids: Sequence[int]) -> "ClassIndexedImages":
+  def subset(self, class_ids: Union[Sequence[int], np.ndarray]) -> "ClassIndexedImages":
     """The classes `class_ids`, relabelled 0..len(class_ids)-1 in the given order."""
-    class_ids = np.asarray(class_ids, np.int64)
-    if len(np.unique(class_ids)) != len(class_ids):
+    ids = np.asarray(class_ids, np.int64)
+    if len(np.unique(ids)) != len(ids):
       raise ValueError("subset: class_ids repeat")
     new_label = np.full(self.num_classes, -1, np.int64)
-    new_label[class_ids] = np.arange(len(class_ids))
+    new_label[ids] = np.arange(len(ids))
     keep = new_label[self.labels] >= 0
     return ClassIndexedImages(
         images=self.images[keep],
         labels=new_label[self.labels[keep]].astype(np.int32),
-        class_names=tuple(self.class_names[c] for c in class_ids),
-        base_class_ids=self.base_class_ids[class_ids])
+        class_names=tuple(self.class_names[c] for c in ids),
+        base_class_ids=self.base_class_ids[ids])
 
 
 def split_classes(num_classes: int, *, split_sizes: Sequence[int],

@@ -26,7 +26,7 @@ def score_tasks(learner: learner_lib.MetaLearner, sampler, *, num_tasks: int, nu
     {"loss": [num_tasks, num_inner_steps + 1], METRIC: [...]} as float64 arrays.
   """
   evaluate = tf.function(lambda batch: learner.evaluate_tasks(batch, num_inner_steps))
-  scores = {}
+  scores: dict[str, list[np.ndarray]] = {}
   for batch in pipeline.episodes(sampler, num_episodes=num_tasks, first_episode=first_task,
                                  batch_size=batch_size):
     for name, value in evaluate(batch).items():

@@ -177,7 +177,7 @@ class MAML(gradient_learner.GradientMetaLearner):
     if self.batch_norm == "running":
       raise ValueError("batch_norm='running' is a meta-test mode: meta-training "
                        "normalises with batch statistics (transductive or per_step)")
-    task_start_weights = []
+    task_start_weights: list[list[tf.Tensor]] = []
     with tf.GradientTape() as tape:
       loss, metrics, statistics = self._meta_loss_and_statistics(meta_batch, step,
                                                                  task_start_weights)

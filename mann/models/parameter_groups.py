@@ -17,7 +17,7 @@ def weight_groups(model: keras.Model) -> list[str]:
   everything before it the "encoder" (ANIL's body).
   """
   names = {layer.name for layer in model.layers}
-  owner = {}
+  owner: dict[int, str] = {}
   def mark(layer, group):
     for weight in layer.trainable_weights:
       owner.setdefault(id(weight), group)

@@ -12,7 +12,7 @@ learner gets every guarantee by adding a row:
 
 import dataclasses
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -70,7 +70,7 @@ def _format(inner_loss="support_replay"):
   return meta.SequenceFormat(num_classes=NUM_WAYS, inner_loss=inner_loss)
 
 
-_GRADIENT = dict(objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4)
+_GRADIENT: dict[str, Any] = dict(objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4)
 
 LEARNERS = [
     Row("maml_conv4", lambda s: meta.MAML(_conv4(s), **_GRADIENT), _image_tasks),
