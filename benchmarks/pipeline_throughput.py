@@ -11,8 +11,8 @@ Measures, in one process, one after the other:
      ones); a second-order step costs more, so the ratio below is conservative;
   3. that step fed by the pipeline, against the same step on one fixed batch: the
      slowdown the data adds when both share the CPU.
-Prints one JSON object (and writes it to --out); `pipeline_to_step_ratio` is how many meta-batches the
-pipeline makes in the time one step takes (the target is >= 10).
+Prints one JSON object (and writes it to --out); `pipeline_to_step_ratio` is how many
+meta-batches the pipeline makes in the time one step takes (the target is >= 10).
 """
 
 import statistics
@@ -64,8 +64,7 @@ def main(argv):
     images = tf.reshape(images, [-1, *sampler.source.image_shape])
     with tf.GradientTape() as tape:
       loss = loss_fn(tf.reshape(labels, [-1]), model(images, training=True))
-    optimizer.apply(tape.gradient(loss, model.trainable_variables),
-                    model.trainable_variables)
+    optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
     return loss
 
   fixed = next(iter(dataset))
@@ -86,13 +85,15 @@ def main(argv):
   next(fed)
   fed_times = timed_steps(next(fed) for _ in range(NUM_STEPS.value))
   step_seconds = statistics.median(fixed_times)
-  images_per_batch = meta_batch_size * sampler.num_ways * (sampler.num_shots +
-                                                            sampler.num_queries)
-  report_lib.emit({
+  images_per_batch = meta_batch_size * sampler.num_ways * (sampler.num_shots + sampler.num_queries)
+  report_lib.emit(
+    {
       "benchmark": "pipeline_throughput",
       "dataset": data_flags.DATASET.value,
-      "num_ways": sampler.num_ways, "num_shots": sampler.num_shots,
-      "num_queries": sampler.num_queries, "meta_batch_size": meta_batch_size,
+      "num_ways": sampler.num_ways,
+      "num_shots": sampler.num_shots,
+      "num_queries": sampler.num_queries,
+      "meta_batch_size": meta_batch_size,
       "train_classes": sampler.source.num_classes,
       "images_per_meta_batch": images_per_batch,
       "pipeline_meta_batches_per_second": round(batches_per_second, 2),
@@ -101,7 +102,9 @@ def main(argv):
       "conv4_step_seconds_fed_by_pipeline_median": round(statistics.median(fed_times), 4),
       "conv4_step_trace_seconds": round(trace_seconds, 2),
       "pipeline_to_step_ratio": round(batches_per_second * step_seconds, 1),
-  }, OUT.value)
+    },
+    OUT.value,
+  )
 
 
 if __name__ == "__main__":

@@ -27,18 +27,20 @@ from absl import flags
 
 from benchmarks import report as report_lib
 
-DEVICE_COUNTS = flags.DEFINE_list("device_counts", ["1", "2", "4"],
-                                  "Logical CPU devices (= replicas) per measurement.")
-STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per count (after the first).",
-                             lower_bound=2)
-META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32, "Tasks per meta-step.",
-                                       lower_bound=1)
+DEVICE_COUNTS = flags.DEFINE_list(
+  "device_counts", ["1", "2", "4"], "Logical CPU devices (= replicas) per measurement."
+)
+STEPS = flags.DEFINE_integer(
+  "steps", 10, "Timed meta-steps per count (after the first).", lower_bound=2
+)
+META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32, "Tasks per meta-step.", lower_bound=1)
 OUT = flags.DEFINE_string("out", None, "Where to write the JSON (also printed).")
 SINGLE = flags.DEFINE_integer("single", 0, "Internal: time this device count here.")
 
 
 def _time_here(num_devices: int, steps: int, meta_batch_size: int) -> dict:
   from mann.training import distribute  # pylint: disable=g-import-not-at-top
+
   distribute.split_cpu(num_devices)
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -62,33 +64,49 @@ def _time_here(num_devices: int, steps: int, meta_batch_size: int) -> dict:
       seed = tf.stack([index, tf.constant(0, tf.int64)])
       labels = tf.range(5, dtype=tf.int32)
       return episode_lib.Episode(
-          tf.random.stateless_uniform([5, 28, 28, 1], seed), labels,
-          tf.random.stateless_uniform([5, 28, 28, 1], seed + 1), labels)
+        tf.random.stateless_uniform([5, 28, 28, 1], seed),
+        labels,
+        tf.random.stateless_uniform([5, 28, 28, 1], seed + 1),
+        labels,
+      )
 
   strategy = distribute.make_strategy("mirrored" if num_devices > 1 else "default")
   distribute.check_meta_batch(meta_batch_size, strategy)
   with strategy.scope():
     keras.utils.set_random_seed(0)
-    learner = meta.MAML(models.conv4(num_classes=5), objective=meta.CLASSIFICATION,
-                        num_inner_steps=1, inner_lr=0.4)
+    learner = meta.MAML(
+      models.conv4(num_classes=5), objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4
+    )
     optimizer = keras.optimizers.Adam(1e-3)
   sampler = RandomTasks()
   with tempfile.TemporaryDirectory() as workdir:
     results = training.train(
-        learner=learner, optimizer=optimizer, strategy=strategy,
-        make_batches=lambda start, shard: data.meta_batches(
-            sampler, meta_batch_size=meta_batch_size, start_step=start, shard=shard),
-        num_steps=steps + 1, workdir=workdir, log_every=1, checkpoint_every=steps + 1,
-        progress_stream=open(os.devnull, "w"))
+      learner=learner,
+      optimizer=optimizer,
+      strategy=strategy,
+      make_batches=lambda start, shard: data.meta_batches(
+        sampler, meta_batch_size=meta_batch_size, start_step=start, shard=shard
+      ),
+      num_steps=steps + 1,
+      workdir=workdir,
+      log_every=1,
+      checkpoint_every=steps + 1,
+      progress_stream=open(os.devnull, "w"),
+    )
     with open(os.path.join(workdir, "log.jsonl")) as f:
       seconds = [json.loads(line)["train_seconds"] for line in f]
   per_step = [b - a for a, b in zip(seconds, seconds[1:])]
   median = statistics.median(per_step)
-  return {"num_devices": num_devices, "replicas": strategy.num_replicas_in_sync,
-          "seconds_per_step": median, "steps_per_second": 1.0 / median,
-          "min": min(per_step), "max": max(per_step),
-          "first_call_seconds": results["first_step_seconds_this_call"],
-          "final_loss": results["final_loss"]}
+  return {
+    "num_devices": num_devices,
+    "replicas": strategy.num_replicas_in_sync,
+    "seconds_per_step": median,
+    "steps_per_second": 1.0 / median,
+    "min": min(per_step),
+    "max": max(per_step),
+    "first_call_seconds": results["first_step_seconds_this_call"],
+    "final_loss": results["final_loss"],
+  }
 
 
 def main(argv):
@@ -99,20 +117,32 @@ def main(argv):
   runs = []
   for count in DEVICE_COUNTS.value:
     output = subprocess.run(
-        [sys.executable, "-m", "benchmarks.replica_scaling", f"--single={int(count)}",
-         f"--steps={STEPS.value}", f"--meta_batch_size={META_BATCH_SIZE.value}"],
-        check=True, capture_output=True, text=True,
-        cwd=os.path.join(os.path.dirname(__file__), "..")).stdout
+      [
+        sys.executable,
+        "-m",
+        "benchmarks.replica_scaling",
+        f"--single={int(count)}",
+        f"--steps={STEPS.value}",
+        f"--meta_batch_size={META_BATCH_SIZE.value}",
+      ],
+      check=True,
+      capture_output=True,
+      text=True,
+      cwd=os.path.join(os.path.dirname(__file__), ".."),
+    ).stdout
     runs.append(json.loads(output.strip().splitlines()[-1]))
     print(json.dumps(runs[-1]), file=sys.stderr)
   one = runs[0]["seconds_per_step"]
   for run in runs:
     run["time_over_first_count"] = run["seconds_per_step"] / one
-  report = {"benchmark": "replica_scaling", "command": " ".join(["python3", "-m",
-                                                                "benchmarks.replica_scaling",
-                                                                *sys.argv[1:]]),
-            "cpu_count": os.cpu_count(), "steps": STEPS.value,
-            "meta_batch_size": META_BATCH_SIZE.value, "runs": runs}
+  report = {
+    "benchmark": "replica_scaling",
+    "command": " ".join(["python3", "-m", "benchmarks.replica_scaling", *sys.argv[1:]]),
+    "cpu_count": os.cpu_count(),
+    "steps": STEPS.value,
+    "meta_batch_size": META_BATCH_SIZE.value,
+    "runs": runs,
+  }
   report_lib.emit(report, OUT.value)
 
 

@@ -32,60 +32,89 @@ from absl import app
 from absl import flags
 
 MODELS = flags.DEFINE_list(
-    "models", ["conv4"], "Models whose MAML step is timed: conv4; mann (LSTM 200 controller, "
-    "memory 128 x 40, 4 reads, key strength, conv4 encoder), lstm (LSTM 200, conv4 encoder): "
-    "the settings of experiments/configs/maml_mann_omniglot_5w1s.flags. Each model but "
-    "conv4 gets its ratio to the conv4 step of the same mapping.")
-INNER_LOSS = flags.DEFINE_enum("inner_loss", "support_sequence",
-                               ["support_sequence", "support_replay"],
-                               "Inner loss of the sequence models (--models=mann, lstm).")
+  "models",
+  ["conv4"],
+  "Models whose MAML step is timed: conv4; mann (LSTM 200 controller, "
+  "memory 128 x 40, 4 reads, key strength, conv4 encoder), lstm (LSTM 200, conv4 encoder): "
+  "the settings of experiments/configs/maml_mann_omniglot_5w1s.flags. Each model but "
+  "conv4 gets its ratio to the conv4 step of the same mapping.",
+)
+INNER_LOSS = flags.DEFINE_enum(
+  "inner_loss",
+  "support_sequence",
+  ["support_sequence", "support_replay"],
+  "Inner loss of the sequence models (--models=mann, lstm).",
+)
 SETTINGS = flags.DEFINE_list(
-    "settings", ["5:1:15:32", "5:1:1:32", "20:1:1:16"],
-    "ways:shots:queries_per_class:meta_batch_size[:inner_steps] for each setting "
-    "(inner_steps 1 unless given; the peer is timed only with 1).")
+  "settings",
+  ["5:1:15:32", "5:1:1:32", "20:1:1:16"],
+  "ways:shots:queries_per_class:meta_batch_size[:inner_steps] for each setting "
+  "(inner_steps 1 unless given; the peer is timed only with 1).",
+)
 ORDERS = flags.DEFINE_list("orders", ["second", "first"], "second and/or first.")
-STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per setting (after one warm-up).",
-                             lower_bound=1)
+STEPS = flags.DEFINE_integer(
+  "steps", 5, "Timed steps per setting (after one warm-up).", lower_bound=1
+)
 JIT_COMPILE = flags.DEFINE_boolean("jit_compile", False, "Compile our step with XLA.")
 TASK_MAPPINGS = flags.DEFINE_list(
-    "task_mappings", ["batched", "map_fn"],
-    "How our step runs the tasks (mann.meta.TASK_MAPPINGS), each timed: batched "
-    "(grouped convolutions) and map_fn (tf.map_fn over a per-task function); "
-    "batched+checkpoint: batched with checkpoint_inner_steps (recomputed inner steps).")
+  "task_mappings",
+  ["batched", "map_fn"],
+  "How our step runs the tasks (mann.meta.TASK_MAPPINGS), each timed: batched "
+  "(grouped convolutions) and map_fn (tf.map_fn over a per-task function); "
+  "batched+checkpoint: batched with checkpoint_inner_steps (recomputed inner steps).",
+)
 PEER_PYTHON = flags.DEFINE_string(
-    "peer_python", None, "Python of a learn2learn venv (../shared/peers/README.md); "
-    "unset: ours only.")
+  "peer_python", None, "Python of a learn2learn venv (../shared/peers/README.md); unset: ours only."
+)
 PEER_SCRIPT = flags.DEFINE_string(
-    "peer_script", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers",
-                                "l2l_maml_step.py"), "The peer's timing script.")
+  "peer_script",
+  os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers", "l2l_maml_step.py"),
+  "The peer's timing script.",
+)
 PROFILE = flags.DEFINE_boolean(
-    "profile", False, "Also trace our timed steps with the TF profiler and report the "
-    "seconds per step of each op type (summed over TF's executor threads).")
+  "profile",
+  False,
+  "Also trace our timed steps with the TF profiler and report the "
+  "seconds per step of each op type (summed over TF's executor threads).",
+)
 OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 SINGLE = flags.DEFINE_string("single", None, "Internal: time one setting in this process.")
 
 _PEAK_RSS_SNIPPET = (
-    "import resource, runpy, sys; script = sys.argv[1]; sys.argv = sys.argv[1:]; "
-    "runpy.run_path(script, run_name='__main__'); "
-    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+  "import resource, runpy, sys; script = sys.argv[1]; sys.argv = sys.argv[1:]; "
+  "runpy.run_path(script, run_name='__main__'); "
+  "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+)
 
 
 def _model_and_format(name, ways):
   """The timed model and its task format (None: examples)."""
   from mann import meta  # pylint: disable=g-import-not-at-top
   from mann import models  # pylint: disable=g-import-not-at-top
+
   if name == "conv4":
     return models.conv4(num_classes=ways), None
   encoder = models.conv4_features(image_shape=(28, 28, 1))
-  common = dict(num_classes=ways, input_size=28 * 28 + ways, encoder=encoder,
-                image_shape=(28, 28, 1))
-  model = (models.mann(key_strength=True, **common) if name == "mann"
-           else models.lstm(**common))
+  common = dict(
+    num_classes=ways, input_size=28 * 28 + ways, encoder=encoder, image_shape=(28, 28, 1)
+  )
+  model = models.mann(key_strength=True, **common) if name == "mann" else models.lstm(**common)
   return model, meta.SequenceFormat(num_classes=ways, inner_loss=INNER_LOSS.value)
 
 
-def _time_ours(ways, shots, queries, tasks, inner_steps, order, task_mapping, steps,
-               jit_compile, profile=False, model_name="conv4") -> dict:
+def _time_ours(
+  ways,
+  shots,
+  queries,
+  tasks,
+  inner_steps,
+  order,
+  task_mapping,
+  steps,
+  jit_compile,
+  profile=False,
+  model_name="conv4",
+) -> dict:
   """Times our compiled meta-step in this process; returns the figures."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras  # pylint: disable=g-import-not-at-top
@@ -97,17 +126,24 @@ def _time_ours(ways, shots, queries, tasks, inner_steps, order, task_mapping, st
   keras.utils.set_random_seed(0)
   model, task_format = _model_and_format(model_name, ways)
   checkpoint = task_mapping.endswith("+checkpoint")
-  learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=inner_steps,
-                      inner_lr=0.4, first_order=order == "first",
-                      task_mapping=task_mapping.split("+")[0], checkpoint_inner_steps=checkpoint,
-                      task_format=task_format)
+  learner = meta.MAML(
+    model,
+    objective=meta.CLASSIFICATION,
+    num_inner_steps=inner_steps,
+    inner_lr=0.4,
+    first_order=order == "first",
+    task_mapping=task_mapping.split("+")[0],
+    checkpoint_inner_steps=checkpoint,
+    task_format=task_format,
+  )
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(learner.trainable_variables)
   batch = episode_lib.Episode(
-      support_x=tf.random.uniform([tasks, ways * shots, 28, 28, 1]),
-      support_y=tf.tile(tf.repeat(tf.range(ways), shots)[None], [tasks, 1]),
-      query_x=tf.random.uniform([tasks, ways * queries, 28, 28, 1]),
-      query_y=tf.tile(tf.repeat(tf.range(ways), queries)[None], [tasks, 1]))
+    support_x=tf.random.uniform([tasks, ways * shots, 28, 28, 1]),
+    support_y=tf.tile(tf.repeat(tf.range(ways), shots)[None], [tasks, 1]),
+    query_x=tf.random.uniform([tasks, ways * queries, 28, 28, 1]),
+    query_y=tf.tile(tf.repeat(tf.range(ways), queries)[None], [tasks, 1]),
+  )
 
   @tf.function(jit_compile=jit_compile)
   def step(meta_batch):
@@ -125,9 +161,14 @@ def _time_ours(ways, shots, queries, tasks, inner_steps, order, task_mapping, st
     float(step(batch))
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
-  result = {"seconds_per_step": median, "min": min(times), "max": max(times),
-            "first_call_seconds": first_call, "tasks_per_second": tasks / median,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  result = {
+    "seconds_per_step": median,
+    "min": min(times),
+    "max": max(times),
+    "first_call_seconds": first_call,
+    "tasks_per_second": tasks / median,
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+  }
   result["gflop_per_step"] = _graph_gflop(step.get_concrete_function(batch).graph)
   result["gemm_bound_seconds"] = result["gflop_per_step"] / _gemm_gflops_per_second()
   if profile:
@@ -139,6 +180,7 @@ def _graph_gflop(graph) -> float:
   """Floating-point operations of one run of a graph, by TF's per-op FLOP counters
   (convolutions, their gradients, matmuls, elementwise ops), in GFLOP."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options["output"] = "none"
   return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / 1e9
@@ -148,6 +190,7 @@ def _gemm_gflops_per_second(size=2048, repeats=10) -> float:
   """This CPU's float32 matmul rate (size x size), median of `repeats`: the step's
   arithmetic lower bound is its FLOPs over this rate."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   a = tf.random.uniform([size, size])
   matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
   float(matmul())
@@ -156,7 +199,7 @@ def _gemm_gflops_per_second(size=2048, repeats=10) -> float:
     start = time.perf_counter()
     float(matmul())
     times.append(time.perf_counter() - start)
-  return 2 * size ** 3 / statistics.median(times) / 1e9
+  return 2 * size**3 / statistics.median(times) / 1e9
 
 
 def _profile_ops(run_step, steps) -> dict:
@@ -174,8 +217,7 @@ def _profile_ops(run_step, steps) -> dict:
       run_step()
     tf.profiler.experimental.stop()
     space = xplane_pb2.XSpace()
-    with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0],
-              "rb") as f:
+    with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
       space.ParseFromString(f.read())
   totals: collections.Counter[str] = collections.Counter()
   for plane in space.planes:
@@ -190,23 +232,39 @@ def _profile_ops(run_step, steps) -> dict:
 
 
 def _run_ours(setting, order, task_mapping, model_name="conv4") -> dict:
-  command = [sys.executable, "-m", "benchmarks.step_time",
-             f"--single={setting}:{order}:{task_mapping}:{model_name}",
-             f"--steps={STEPS.value}", f"--jit_compile={JIT_COMPILE.value}",
-             f"--profile={PROFILE.value}", f"--inner_loss={INNER_LOSS.value}"]
-  result = subprocess.run(command, capture_output=True, text=True,
-                          cwd=os.path.join(os.path.dirname(__file__), ".."))
+  command = [
+    sys.executable,
+    "-m",
+    "benchmarks.step_time",
+    f"--single={setting}:{order}:{task_mapping}:{model_name}",
+    f"--steps={STEPS.value}",
+    f"--jit_compile={JIT_COMPILE.value}",
+    f"--profile={PROFILE.value}",
+    f"--inner_loss={INNER_LOSS.value}",
+  ]
+  result = subprocess.run(
+    command, capture_output=True, text=True, cwd=os.path.join(os.path.dirname(__file__), "..")
+  )
   lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
   if result.returncode != 0 or not lines:
-    raise RuntimeError(f"our step failed on {setting} {order} {task_mapping}:\n"
-                       f"{result.stderr[-3000:]}")
+    raise RuntimeError(
+      f"our step failed on {setting} {order} {task_mapping}:\n{result.stderr[-3000:]}"
+    )
   return json.loads(lines[-1])
 
 
 def _run_peer(ways, shots, queries, tasks, order) -> dict:
-  command = [str(PEER_PYTHON.value), "-c", _PEAK_RSS_SNIPPET, PEER_SCRIPT.value,
-             f"--tasks={tasks}", f"--ways={ways}", f"--shots={shots}", f"--query={queries}",
-             f"--steps={STEPS.value}"] + (["--first_order"] if order == "first" else [])
+  command = [
+    str(PEER_PYTHON.value),
+    "-c",
+    _PEAK_RSS_SNIPPET,
+    PEER_SCRIPT.value,
+    f"--tasks={tasks}",
+    f"--ways={ways}",
+    f"--shots={shots}",
+    f"--query={queries}",
+    f"--steps={STEPS.value}",
+  ] + (["--first_order"] if order == "first" else [])
   result = subprocess.run(command, capture_output=True, text=True)
   if result.returncode != 0:
     raise RuntimeError(f"peer failed:\n{result.stderr[-3000:]}")
@@ -217,13 +275,16 @@ def _run_peer(ways, shots, queries, tasks, order) -> dict:
     if line.startswith("PEAK_RSS_KB"):
       fields["peak_rss_kb"] = line.split()[1]
   median = float(fields["median"].rstrip("s"))
-  return {"seconds_per_step": median, "first_call_seconds": float(fields["first_call"].rstrip("s")),
-          "tasks_per_second": tasks / median,
-          "peak_rss_mb": float(fields["peak_rss_kb"]) / 1024}
+  return {
+    "seconds_per_step": median,
+    "first_call_seconds": float(fields["first_call"].rstrip("s")),
+    "tasks_per_second": tasks / median,
+    "peak_rss_mb": float(fields["peak_rss_kb"]) / 1024,
+  }
 
 
 def _parse_setting(setting: str) -> tuple[int, int, int, int, int]:
-  """"ways:shots:queries:tasks[:inner_steps]" -> the five integers."""
+  """ "ways:shots:queries:tasks[:inner_steps]" -> the five integers."""
   values = [int(v) for v in setting.split(":")]
   if len(values) not in (4, 5):
     raise ValueError(f"a setting is ways:shots:queries:tasks[:inner_steps], got {setting!r}")
@@ -236,38 +297,65 @@ def main(argv):
   if SINGLE.value:
     *setting, order, task_mapping, model_name = SINGLE.value.split(":")
     ways, shots, queries, tasks, inner_steps = _parse_setting(":".join(setting))
-    print(json.dumps(_time_ours(ways, shots, queries, tasks, inner_steps, order,
-                                task_mapping, STEPS.value, JIT_COMPILE.value,
-                                PROFILE.value, model_name)))
+    print(
+      json.dumps(
+        _time_ours(
+          ways,
+          shots,
+          queries,
+          tasks,
+          inner_steps,
+          order,
+          task_mapping,
+          STEPS.value,
+          JIT_COMPILE.value,
+          PROFILE.value,
+          model_name,
+        )
+      )
+    )
     return
   if PEER_PYTHON.value and not os.path.exists(PEER_SCRIPT.value):
     print(f"error: --peer_script={PEER_SCRIPT.value} not found", file=sys.stderr)
     sys.exit(2)
-  report = {"benchmark": "step_time",
-            "command": " ".join(["python3 -m benchmarks.step_time"] + sys.argv[1:]),
-            "jit_compile": JIT_COMPILE.value, "steps": STEPS.value,
-            "cpu_count": os.cpu_count(), "results": []}
+  report = {
+    "benchmark": "step_time",
+    "command": " ".join(["python3 -m benchmarks.step_time"] + sys.argv[1:]),
+    "jit_compile": JIT_COMPILE.value,
+    "steps": STEPS.value,
+    "cpu_count": os.cpu_count(),
+    "results": [],
+  }
   for setting in SETTINGS.value:
     ways, shots, queries, tasks, inner_steps = _parse_setting(setting)
     for order in ORDERS.value:
-      entry = {"ways": ways, "shots": shots, "queries_per_class": queries,
-               "meta_batch_size": tasks, "inner_steps": inner_steps, "order": order}
+      entry = {
+        "ways": ways,
+        "shots": shots,
+        "queries_per_class": queries,
+        "meta_batch_size": tasks,
+        "inner_steps": inner_steps,
+        "order": order,
+      }
       for model_name in MODELS.value:
         for mapping in TASK_MAPPINGS.value:
           key = f"ours_{mapping}" if model_name == "conv4" else f"ours_{model_name}_{mapping}"
           entry[key] = _run_ours(setting, order, mapping, model_name)
           if model_name != "conv4" and f"ours_{mapping}" in entry:
             entry[f"ratio_{model_name}_{mapping}_to_conv4"] = (
-                entry[key]["seconds_per_step"] / entry[f"ours_{mapping}"]["seconds_per_step"])
+              entry[key]["seconds_per_step"] / entry[f"ours_{mapping}"]["seconds_per_step"]
+            )
       if PEER_PYTHON.value and inner_steps == 1 and "conv4" in MODELS.value:
         entry["peer"] = _run_peer(ways, shots, queries, tasks, order)
         for mapping in TASK_MAPPINGS.value:
-          entry[f"ratio_{mapping}_to_peer"] = (entry[f"ours_{mapping}"]["seconds_per_step"] /
-                                               entry["peer"]["seconds_per_step"])
+          entry[f"ratio_{mapping}_to_peer"] = (
+            entry[f"ours_{mapping}"]["seconds_per_step"] / entry["peer"]["seconds_per_step"]
+          )
       report["results"].append(entry)
       print(json.dumps(entry), file=sys.stderr, flush=True)
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
   from benchmarks import report as report_lib  # pylint: disable=g-import-not-at-top
+
   report_lib.emit(report, OUT.value)
 
 

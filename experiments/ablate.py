@@ -49,6 +49,7 @@ _PATH_FLAGS = ("omniglot_dir", "data_dir")
 @dataclasses.dataclass(frozen=True)
 class Cell:
   """One cell: how it trains (a flagfile plus flags), or whose run it re-evaluates."""
+
   memory: str
   adaptation: str
   flagfile: Optional[str] = None
@@ -58,33 +59,50 @@ class Cell:
 
 
 CELLS = {
-    "lstm_episodic": Cell("lstm (none)", "episodic", "maml_lstm_omniglot_5w1s.flags",
-                          ("--algorithm=episodic",)),
-    "lstm_maml": Cell("lstm (none)", "maml", "maml_lstm_omniglot_5w1s.flags"),
-    "mann_episodic": Cell("mann (LRUA)", "episodic", "mann_episodic_omniglot_5w1s.flags"),
-    "mann_maml": Cell("mann (LRUA)", "maml", "maml_mann_omniglot_5w1s.flags"),
-    "mann_fine_tune": Cell("mann (LRUA)", "fine_tune", trained_by="mann_episodic",
-                           eval_flags=("--algorithm=maml", "--batch_norm=running")),
-    "conv4_maml": Cell("conv4 (reference)", "maml", "maml_omniglot_5w1s.flags"),
-    "conv4_transfer": Cell("conv4 (reference)", "transfer", "maml_omniglot_5w1s.flags",
-                           ("--algorithm=transfer",)),
+  "lstm_episodic": Cell(
+    "lstm (none)", "episodic", "maml_lstm_omniglot_5w1s.flags", ("--algorithm=episodic",)
+  ),
+  "lstm_maml": Cell("lstm (none)", "maml", "maml_lstm_omniglot_5w1s.flags"),
+  "mann_episodic": Cell("mann (LRUA)", "episodic", "mann_episodic_omniglot_5w1s.flags"),
+  "mann_maml": Cell("mann (LRUA)", "maml", "maml_mann_omniglot_5w1s.flags"),
+  "mann_fine_tune": Cell(
+    "mann (LRUA)",
+    "fine_tune",
+    trained_by="mann_episodic",
+    eval_flags=("--algorithm=maml", "--batch_norm=running"),
+  ),
+  "conv4_maml": Cell("conv4 (reference)", "maml", "maml_omniglot_5w1s.flags"),
+  "conv4_transfer": Cell(
+    "conv4 (reference)", "transfer", "maml_omniglot_5w1s.flags", ("--algorithm=transfer",)
+  ),
 }
 
-CELL_NAMES = flags.DEFINE_list("cells", list(CELLS), f"Cells to run: {', '.join(CELLS)} "
-                               "(mann_fine_tune needs mann_episodic).")
-SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds: each cell is trained and tested once per "
-                          "seed (weights and tasks), the same seeds for every cell.")
-BUDGET_STEPS = flags.DEFINE_integer("budget_steps", 2000, "Meta-steps of every cell.",
-                                    lower_bound=1)
-NUM_TASKS = flags.DEFINE_integer("num_tasks", 600, "Test tasks per cell and seed.",
-                                 lower_bound=1)
+CELL_NAMES = flags.DEFINE_list(
+  "cells", list(CELLS), f"Cells to run: {', '.join(CELLS)} (mann_fine_tune needs mann_episodic)."
+)
+SEEDS = flags.DEFINE_list(
+  "seeds",
+  ["0"],
+  "Seeds: each cell is trained and tested once per "
+  "seed (weights and tasks), the same seeds for every cell.",
+)
+BUDGET_STEPS = flags.DEFINE_integer(
+  "budget_steps", 2000, "Meta-steps of every cell.", lower_bound=1
+)
+NUM_TASKS = flags.DEFINE_integer("num_tasks", 600, "Test tasks per cell and seed.", lower_bound=1)
 EVAL_TRANSFORM = flags.DEFINE_string(
-    "eval_transform", None, "Also score every cell on the same test tasks with each image "
-    "sheared then scaled about its centre, e.g. 'shear=0.5,scale=0.75' (x += shear * y; "
-    "scale < 1 shrinks the character). Unset: in distribution only.")
+  "eval_transform",
+  None,
+  "Also score every cell on the same test tasks with each image "
+  "sheared then scaled about its centre, e.g. 'shear=0.5,scale=0.75' (x += shear * y; "
+  "scale < 1 shrinks the character). Unset: in distribution only.",
+)
 TRAIN_FLAGS = flags.DEFINE_list(
-    "train_flags", [], "Extra flags for every cell's experiments.train, e.g. "
-    "--train_flags=--validate_every=500 (tiny models in tests).")
+  "train_flags",
+  [],
+  "Extra flags for every cell's experiments.train, e.g. "
+  "--train_flags=--validate_every=500 (tiny models in tests).",
+)
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the grid (created if missing).")
 flags.mark_flag_as_required("workdir")
 
@@ -106,30 +124,48 @@ def _data_flags() -> list[str]:
 def _train(name: str, cell: Cell, workdir: str, seed: str) -> None:
   results = common.read_json(os.path.join(workdir, "results.json"))
   if results is not None and results["num_steps"] == BUDGET_STEPS.value:
-    print(f"ablate: seed {seed} {name}: trained ({BUDGET_STEPS.value} steps), kept",
-          flush=True)
+    print(f"ablate: seed {seed} {name}: trained ({BUDGET_STEPS.value} steps), kept", flush=True)
     return
   assert cell.flagfile is not None, f"{name} trains, so it names a flagfile"
   common.run_binary(
-      ["experiments.train", f"--flagfile={os.path.join(CONFIGS, cell.flagfile)}",
-       *cell.train_flags, *_data_flags(), f"--num_steps={BUDGET_STEPS.value}",
-       f"--seed={seed}", f"--workdir={workdir}", *TRAIN_FLAGS.value],
-      f"seed {seed} {name}: training", driver="ablate")
+    [
+      "experiments.train",
+      f"--flagfile={os.path.join(CONFIGS, cell.flagfile)}",
+      *cell.train_flags,
+      *_data_flags(),
+      f"--num_steps={BUDGET_STEPS.value}",
+      f"--seed={seed}",
+      f"--workdir={workdir}",
+      *TRAIN_FLAGS.value,
+    ],
+    f"seed {seed} {name}: training",
+    driver="ablate",
+  )
 
 
-def _evaluate(name: str, cell: Cell, workdir: str, seed: str, output_name: str,
-              transform: Optional[str]) -> dict:
+def _evaluate(
+  name: str, cell: Cell, workdir: str, seed: str, output_name: str, transform: Optional[str]
+) -> dict:
   """The cell's eval report, evaluating its run's last checkpoint when not done yet."""
   path = os.path.join(workdir, output_name)
   report = common.read_json(path)
-  if (report is None or report["checkpoint_step"] != BUDGET_STEPS.value
-      or report["num_tasks"] != NUM_TASKS.value):
+  if (
+    report is None
+    or report["checkpoint_step"] != BUDGET_STEPS.value
+    or report["num_tasks"] != NUM_TASKS.value
+  ):
     common.run_binary(
-        ["experiments.evaluate", f"--workdir={workdir}", f"--num_tasks={NUM_TASKS.value}",
-         f"--output_name={output_name}", *cell.eval_flags,
-         *([f"--eval_transform={transform}"] if transform else [])],
-        f"seed {seed} {name}: evaluating" + (f" ({transform})" if transform else ""),
-        driver="ablate")
+      [
+        "experiments.evaluate",
+        f"--workdir={workdir}",
+        f"--num_tasks={NUM_TASKS.value}",
+        f"--output_name={output_name}",
+        *cell.eval_flags,
+        *([f"--eval_transform={transform}"] if transform else []),
+      ],
+      f"seed {seed} {name}: evaluating" + (f" ({transform})" if transform else ""),
+      driver="ablate",
+    )
     report = common.require_json(path, written_by="experiments.evaluate")
   return report
 
@@ -138,14 +174,16 @@ def main(argv):
   del argv
   unknown = [n for n in CELL_NAMES.value if n not in CELLS]
   if unknown:
-    raise errors.UserInputError(f"--cells: unknown {', '.join(unknown)}; choose from "
-                                f"{', '.join(CELLS)}")
+    raise errors.UserInputError(
+      f"--cells: unknown {', '.join(unknown)}; choose from {', '.join(CELLS)}"
+    )
   names = [n for n in CELLS if n in CELL_NAMES.value]  # the table's order
   for name in names:
     trained_by = CELLS[name].trained_by
     if trained_by and trained_by not in names:
-      raise errors.UserInputError(f"--cells: {name} re-evaluates {trained_by}'s run; add "
-                                  f"{trained_by}")
+      raise errors.UserInputError(
+        f"--cells: {name} re-evaluates {trained_by}'s run; add {trained_by}"
+      )
   try:
     seeds = [str(int(s)) for s in SEEDS.value]
   except ValueError:
@@ -168,35 +206,69 @@ def main(argv):
       output = "eval" if cell.trained_by is None else f"eval_{cell.adaptation}"
       report = _evaluate(name, cell, workdir, seed, f"{output}.json", None)
       results = common.read_json(os.path.join(workdir, "results.json"))
-      row = rows.setdefault(name, {
-          "memory": cell.memory, "adaptation": cell.adaptation,
-          "trained_by": cell.trained_by, "per_seed": {}, "per_seed_transformed": {}})
-      row["per_seed"][seed] = {k: report[k] for k in (
-          "accuracy", "ci95", "accuracy_by_steps", "ci95_by_steps", "num_tasks",
-          "num_eval_inner_steps", "checkpoint_step")}
-      row.update(num_steps=results["num_steps"], train_hours=results["train_seconds"] / 3600,
-                 num_parameters=results["num_parameters"],
-                 num_eval_inner_steps=report["num_eval_inner_steps"])
+      row = rows.setdefault(
+        name,
+        {
+          "memory": cell.memory,
+          "adaptation": cell.adaptation,
+          "trained_by": cell.trained_by,
+          "per_seed": {},
+          "per_seed_transformed": {},
+        },
+      )
+      row["per_seed"][seed] = {
+        k: report[k]
+        for k in (
+          "accuracy",
+          "ci95",
+          "accuracy_by_steps",
+          "ci95_by_steps",
+          "num_tasks",
+          "num_eval_inner_steps",
+          "checkpoint_step",
+        )
+      }
+      row.update(
+        num_steps=results["num_steps"],
+        train_hours=results["train_seconds"] / 3600,
+        num_parameters=results["num_parameters"],
+        num_eval_inner_steps=report["num_eval_inner_steps"],
+      )
       if transform:
-        shifted = _evaluate(name, cell, workdir, seed,
-                            f"{output}_{ablation_report.transform_suffix(transform)}.json", transform)
-        row["per_seed_transformed"][seed] = {k: shifted[k] for k in (
-            "accuracy", "ci95", "num_tasks", "eval_transform")}
+        shifted = _evaluate(
+          name,
+          cell,
+          workdir,
+          seed,
+          f"{output}_{ablation_report.transform_suffix(transform)}.json",
+          transform,
+        )
+        row["per_seed_transformed"][seed] = {
+          k: shifted[k] for k in ("accuracy", "ci95", "num_tasks", "eval_transform")
+        }
   for row in rows.values():
     row["pooled"] = ablation_report.pooled(list(row["per_seed"].values()))
     if transform:
       row["pooled_transformed"] = ablation_report.pooled(list(row["per_seed_transformed"].values()))
   shots = data_flags.NUM_SHOTS.value
-  grid = {"command": " ".join(["python -m experiments.ablate", *sys.argv[1:]]),
-          "data": f"{data_flags.DATASET.value} {data_flags.NUM_WAYS.value}-way {shots}-shot",
-          "num_ways": data_flags.NUM_WAYS.value, "num_shots": shots,
-          "budget_steps": BUDGET_STEPS.value, "seeds": seeds, "num_tasks": NUM_TASKS.value,
-          "eval_transform": transform, "cells": rows}
+  grid = {
+    "command": " ".join(["python -m experiments.ablate", *sys.argv[1:]]),
+    "data": f"{data_flags.DATASET.value} {data_flags.NUM_WAYS.value}-way {shots}-shot",
+    "num_ways": data_flags.NUM_WAYS.value,
+    "num_shots": shots,
+    "budget_steps": BUDGET_STEPS.value,
+    "seeds": seeds,
+    "num_tasks": NUM_TASKS.value,
+    "eval_transform": transform,
+    "cells": rows,
+  }
   files.write_json(os.path.join(grid_dir, "ablation.json"), grid)
   ablation_report.write_table(grid, os.path.join(grid_dir, "ablation.md"))
   ablation_report.plot(grid, os.path.join(grid_dir, "ablation.png"))
-  print(f"ablate: {len(names)} cells x {len(seeds)} seeds in {time.time() - start:.0f} s; "
-        f"wrote {os.path.join(grid_dir, 'ablation.md')} (.json, .png)")
+  print(
+    f"ablate: {len(names)} cells x {len(seeds)} seeds in {time.time() - start:.0f} s; "
+    f"wrote {os.path.join(grid_dir, 'ablation.md')} (.json, .png)"
+  )
 
 
 if __name__ == "__main__":

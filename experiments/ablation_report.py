@@ -15,9 +15,11 @@ def pooled(per_seed: list[dict], key: str = "accuracy") -> dict:
   n = per_seed[0]["num_tasks"]
   variances = np.array([(r["ci95"] * np.sqrt(n) / 1.96) ** 2 for r in per_seed])
   total_variance = variances.mean() + means.var()
-  return {key: float(means.mean()),
-          "ci95": float(1.96 * np.sqrt(total_variance) / np.sqrt(n * len(per_seed))),
-          "num_tasks": n * len(per_seed)}
+  return {
+    key: float(means.mean()),
+    "ci95": float(1.96 * np.sqrt(total_variance) / np.sqrt(n * len(per_seed))),
+    "num_tasks": n * len(per_seed),
+  }
 
 
 def transform_suffix(transform: str) -> str:
@@ -31,19 +33,18 @@ def _percent(value: float) -> str:
 
 # The grid's questions, each a pair of cells whose 95% intervals are compared.
 COMPARISONS = (
-    ("mann_maml", "lstm_maml", "memory beyond a MAML initialisation"),
-    ("mann_episodic", "lstm_episodic", "memory without an initialisation"),
-    ("mann_maml", "mann_episodic", "a MAML initialisation beyond memory"),
-    ("mann_fine_tune", "mann_episodic", "gradient steps without meta-training for them"),
-    ("mann_maml", "conv4_maml", "MAML over the MANN against conv4 MAML"),
-    ("conv4_maml", "conv4_transfer", "meta-learning against pretraining (conv4)"),
+  ("mann_maml", "lstm_maml", "memory beyond a MAML initialisation"),
+  ("mann_episodic", "lstm_episodic", "memory without an initialisation"),
+  ("mann_maml", "mann_episodic", "a MAML initialisation beyond memory"),
+  ("mann_fine_tune", "mann_episodic", "gradient steps without meta-training for them"),
+  ("mann_maml", "conv4_maml", "MAML over the MANN against conv4 MAML"),
+  ("conv4_maml", "conv4_transfer", "meta-learning against pretraining (conv4)"),
 )
 
 
 def interval(result: dict) -> tuple[float, float]:
   """(low, high) of accuracy +- ci95, in %."""
-  return (100 * (result["accuracy"] - result["ci95"]),
-          100 * (result["accuracy"] + result["ci95"]))
+  return (100 * (result["accuracy"] - result["ci95"]), 100 * (result["accuracy"] + result["ci95"]))
 
 
 def compare(first: dict, second: dict) -> str:
@@ -59,9 +60,13 @@ def _comparison_lines(grid: dict) -> list[str]:
   keys = [("pooled", "in distribution")]
   if grid["eval_transform"]:
     keys.append(("pooled_transformed", "transformed"))
-  lines = ["", "Comparisons (95% intervals in %, from the table's rows):", "",
-           "| question | first | second | " + " | ".join(label for _, label in keys) + " |",
-           "|---|---|---|" + "---|" * len(keys)]
+  lines = [
+    "",
+    "Comparisons (95% intervals in %, from the table's rows):",
+    "",
+    "| question | first | second | " + " | ".join(label for _, label in keys) + " |",
+    "|---|---|---|" + "---|" * len(keys),
+  ]
   cells = grid["cells"]
   for first, second, question in COMPARISONS:
     if first not in cells or second not in cells:
@@ -69,21 +74,25 @@ def _comparison_lines(grid: dict) -> list[str]:
     entries = []
     for key, _ in keys:
       (a_low, a_high), (b_low, b_high) = interval(cells[first][key]), interval(cells[second][key])
-      entries.append(f"[{a_low:.2f}, {a_high:.2f}] vs [{b_low:.2f}, {b_high:.2f}]: "
-                     f"{compare(cells[first][key], cells[second][key])}")
+      entries.append(
+        f"[{a_low:.2f}, {a_high:.2f}] vs [{b_low:.2f}, {b_high:.2f}]: "
+        f"{compare(cells[first][key], cells[second][key])}"
+      )
     lines.append(f"| {question} | `{first}` | `{second}` | " + " | ".join(entries) + " |")
   return lines
 
 
 def write_table(grid: dict, path: str) -> None:
-  lines = [f"# Memory x initialisation, {grid['data']}",
-           "",
-           f"Command: `{grid['command']}`",
-           "",
-           f"Every cell: {grid['budget_steps']} meta-steps, seeds {', '.join(grid['seeds'])}, "
-           f"{grid['num_tasks']} test tasks per seed (the same tasks for every cell); "
-           "accuracy in % with its 95% interval over the test tasks (pooled over seeds).",
-           ""]
+  lines = [
+    f"# Memory x initialisation, {grid['data']}",
+    "",
+    f"Command: `{grid['command']}`",
+    "",
+    f"Every cell: {grid['budget_steps']} meta-steps, seeds {', '.join(grid['seeds'])}, "
+    f"{grid['num_tasks']} test tasks per seed (the same tasks for every cell); "
+    "accuracy in % with its 95% interval over the test tasks (pooled over seeds).",
+    "",
+  ]
   transform = grid["eval_transform"]
   header = ["cell", "memory", "adaptation", "test accuracy"]
   if len(grid["seeds"]) > 1:
@@ -95,21 +104,32 @@ def write_table(grid: dict, path: str) -> None:
   reference = grid["cells"].get("mann_maml", next(iter(grid["cells"].values())))
   for name, row in grid["cells"].items():
     pooled = row["pooled"]
-    cells = [f"`{name}`", row["memory"], row["adaptation"],
-             f"{_percent(pooled['accuracy'])} +- {_percent(pooled['ci95'])}"]
+    cells = [
+      f"`{name}`",
+      row["memory"],
+      row["adaptation"],
+      f"{_percent(pooled['accuracy'])} +- {_percent(pooled['ci95'])}",
+    ]
     if len(grid["seeds"]) > 1:
-      cells.append(" / ".join(f"{_percent(r['accuracy'])} +- {_percent(r['ci95'])}"
-                              for r in row["per_seed"].values()))
+      cells.append(
+        " / ".join(
+          f"{_percent(r['accuracy'])} +- {_percent(r['ci95'])}" for r in row["per_seed"].values()
+        )
+      )
     if transform:
       shifted = row["pooled_transformed"]
       cells.append(f"{_percent(shifted['accuracy'])} +- {_percent(shifted['ci95'])}")
     parameters = row["num_parameters"]
     difference = parameters / reference["num_parameters"] - 1
-    note = (f" ({100 * difference:+.0f}% vs mann_maml: more than 10%)"
-            if abs(difference) > 0.10 else "")
-    cells += [str(row["num_eval_inner_steps"]), str(row["num_steps"]),
-              f"{row['train_hours']:.2f}" + (" (mann_episodic's)" if row["trained_by"] else ""),
-              f"{parameters:,}{note}"]
+    note = (
+      f" ({100 * difference:+.0f}% vs mann_maml: more than 10%)" if abs(difference) > 0.10 else ""
+    )
+    cells += [
+      str(row["num_eval_inner_steps"]),
+      str(row["num_steps"]),
+      f"{row['train_hours']:.2f}" + (" (mann_episodic's)" if row["trained_by"] else ""),
+      f"{parameters:,}{note}",
+    ]
     lines.append("| " + " | ".join(cells) + " |")
   lines += _comparison_lines(grid)
   with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
@@ -118,8 +138,10 @@ def write_table(grid: dict, path: str) -> None:
 
 def plot(grid: dict, path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
   names = list(grid["cells"])
   series = [("in distribution", "pooled")]
   if grid["eval_transform"]:
@@ -135,11 +157,12 @@ def plot(grid: dict, path: str) -> None:
   axes.set_xticklabels(names, rotation=20, ha="right")
   axes.set_ylabel("test accuracy (%), 95% interval")
   axes.set_ylim(0, 100)
-  axes.axhline(100 / grid["num_ways"], color="grey", linestyle=":", linewidth=1,
-               label="chance")
-  axes.set_title(f"Memory x initialisation: {grid['data']}, {grid['budget_steps']} "
-                 f"meta-steps, seed{'s' if len(grid['seeds']) > 1 else ''} "
-                 f"{','.join(grid['seeds'])}")
+  axes.axhline(100 / grid["num_ways"], color="grey", linestyle=":", linewidth=1, label="chance")
+  axes.set_title(
+    f"Memory x initialisation: {grid['data']}, {grid['budget_steps']} "
+    f"meta-steps, seed{'s' if len(grid['seeds']) > 1 else ''} "
+    f"{','.join(grid['seeds'])}"
+  )
   axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
   figure.tight_layout()
   with files.atomic_write(path) as tmp_path:

@@ -43,19 +43,33 @@ from mann.models import activations
 
 RUNS = flags.DEFINE_list("runs", [], "NAME=WORKDIR of each trained run to compare.")
 RANDOM_INIT = flags.DEFINE_string(
-    "random_init", None, "NAME of a run in --runs: also adapt its model from fresh random "
-    "weights (seed --seed of that run), the 'no meta-learning' row.")
-STEPS = flags.DEFINE_list("steps", ["0", "1", "2", "5", "10", "20", "50", "100"],
-                          "Fine-tuning step counts to score at (increasing, from 0).")
+  "random_init",
+  None,
+  "NAME of a run in --runs: also adapt its model from fresh random "
+  "weights (seed --seed of that run), the 'no meta-learning' row.",
+)
+STEPS = flags.DEFINE_list(
+  "steps",
+  ["0", "1", "2", "5", "10", "20", "50", "100"],
+  "Fine-tuning step counts to score at (increasing, from 0).",
+)
 NUM_TASKS = flags.DEFINE_integer("num_tasks", 100, "Test tasks per run.", lower_bound=1)
-TASKS_PER_BATCH = flags.DEFINE_integer("tasks_per_batch", 25, "Tasks adapted together.",
-                                       lower_bound=1)
+TASKS_PER_BATCH = flags.DEFINE_integer(
+  "tasks_per_batch", 25, "Tasks adapted together.", lower_bound=1
+)
 NUM_CURVATURE_TASKS = flags.DEFINE_integer(
-    "num_curvature_tasks", 10, "Tasks whose gradient norm and top Hessian eigenvalue are "
-    "measured (power iteration, 20 Hessian-vector products each).", lower_bound=0)
+  "num_curvature_tasks",
+  10,
+  "Tasks whose gradient norm and top Hessian eigenvalue are "
+  "measured (power iteration, 20 Hessian-vector products each).",
+  lower_bound=0,
+)
 OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder for adaptation.json and the plots.")
-REPLOT = flags.DEFINE_boolean("replot", False, "Only redraw the plots and adaptation.md "
-                              "from OUT_DIR/adaptation.json (no measuring).")
+REPLOT = flags.DEFINE_boolean(
+  "replot",
+  False,
+  "Only redraw the plots and adaptation.md from OUT_DIR/adaptation.json (no measuring).",
+)
 flags.mark_flag_as_required("out_dir")
 
 
@@ -80,13 +94,15 @@ def _learner(workdir: str, *, restore: bool):
   else:
     run_folder.restore_run_flags(workdir)
     from experiments import data_flags  # pylint: disable=g-import-not-at-top
+
     splits = data_flags.class_splits()
     sampler = builders.make_sampler(splits, split="test")
     learner, step = builders.make_learner(builders.make_model(sampler), splits), None
   if not isinstance(learner, gradient_learner.GradientMetaLearner):
     raise errors.UserInputError(
-        f"{workdir} is an --algorithm={run_flags.ALGORITHM.value} run: fine-tuning curves "
-        f"need a gradient-based learner (maml, fomaml, reptile, transfer)")
+      f"{workdir} is an --algorithm={run_flags.ALGORITHM.value} run: fine-tuning curves "
+      f"need a gradient-based learner (maml, fomaml, reptile, transfer)"
+    )
   return learner, sampler, step
 
 
@@ -97,9 +113,11 @@ def _support_loss_fn(learner):
 
   def loss(weights, task):
     forward = learner.task_format.support_forward(
-        learner.model, task, training=learner.batch_norm == "transductive")
+      learner.model, task, training=learner.batch_norm == "transductive"
+    )
     return tf.reduce_mean(
-        learner.objective.loss(task.support_y, forward(list(weights), statistics)[0]))
+      learner.objective.loss(task.support_y, forward(list(weights), statistics)[0])
+    )
 
   return loss
 
@@ -116,8 +134,9 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
   absolute_travel: list[list[float]] = []
   cka: list[dict[str, float]] = []
   tuner = common.library_checks(learner.model.name)(long_adaptation.FineTuner)(learner)
-  for batch in pipeline.episodes(sampler, num_episodes=NUM_TASKS.value,
-                                 batch_size=TASKS_PER_BATCH.value):
+  for batch in pipeline.episodes(
+    sampler, num_episodes=NUM_TASKS.value, batch_size=TASKS_PER_BATCH.value
+  ):
     result = tuner.scores(batch, checkpoints=steps)
     for key in ("loss", learner.objective.metric_name):
       scores.setdefault(key, []).append(result[key])
@@ -127,28 +146,41 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
       absolute_travel.append([float(np.linalg.norm(w[t] - w0)) for w, w0 in zip(adapted, initial)])
       queries = batch.query_x[t]
       before = activations.block_activations(
-          network, [initial[i] for i in weight_ids], [non_trainable[i] for i in statistic_ids],
-          queries, training=training)
+        network,
+        [initial[i] for i in weight_ids],
+        [non_trainable[i] for i in statistic_ids],
+        queries,
+        training=training,
+      )
       after = activations.block_activations(
-          network, [adapted[i][t] for i in weight_ids],
-          [non_trainable[i] for i in statistic_ids], queries, training=training)
-      cka.append({name: representations.linear_cka(before[name].numpy(), after[name].numpy())
-                  for name in before})
+        network,
+        [adapted[i][t] for i in weight_ids],
+        [non_trainable[i] for i in statistic_ids],
+        queries,
+        training=training,
+      )
+      cka.append(
+        {
+          name: representations.linear_cka(before[name].numpy(), after[name].numpy())
+          for name in before
+        }
+      )
   summary: dict[str, Any] = {}
   for key, parts in scores.items():
     per_task = np.concatenate(parts)
     summary[f"{key}_by_steps"] = {
-        str(s): dict(zip(("mean", "ci95"), metrics.mean_and_ci95(per_task[:, i])))
-        for i, s in enumerate(steps)}
+      str(s): dict(zip(("mean", "ci95"), metrics.mean_and_ci95(per_task[:, i])))
+      for i, s in enumerate(steps)
+    }
   # Relative travel of a weight that starts at zero (a fresh bias) is undefined: null,
   # with its absolute travel beside it.
   absolute = np.array(absolute_travel).mean(axis=0)
-  summary["relative_travel"] = {n: (float(v) if np.isfinite(v) else None)
-                                for n, v in zip(names, np.array(travel).mean(axis=0))}
+  summary["relative_travel"] = {
+    n: (float(v) if np.isfinite(v) else None) for n, v in zip(names, np.array(travel).mean(axis=0))
+  }
   summary["absolute_travel"] = {n: float(v) for n, v in zip(names, absolute)}
   blocks = list(cka[0])
-  summary["cka_before_after"] = {
-      b: float(np.nanmean([c[b] for c in cka])) for b in blocks}
+  summary["cka_before_after"] = {b: float(np.nanmean([c[b] for c in cka])) for b in blocks}
   norms, eigenvalues = [], []
   if NUM_CURVATURE_TASKS.value:
     weights = [tf.constant(w) for w in initial]
@@ -160,12 +192,15 @@ def _measure(learner, sampler, steps: list[int]) -> dict:
         loss = loss_fn(weights, task)
       gradient = tape.gradient(loss, weights)
       norms.append(float(tf.sqrt(sum(tf.reduce_sum(g * g) for g in gradient))))
-      eigenvalues.append(curvature.top_hessian_eigenvalue(
-          loss_fn, weights, num_iterations=20, seed=index, args=(task,)))
-    summary["support_gradient_norm"] = dict(zip(("mean", "ci95"),
-                                                metrics.mean_and_ci95(norms)))
-    summary["support_top_hessian_eigenvalue"] = dict(zip(("mean", "ci95"),
-                                                         metrics.mean_and_ci95(eigenvalues)))
+      eigenvalues.append(
+        curvature.top_hessian_eigenvalue(
+          loss_fn, weights, num_iterations=20, seed=index, args=(task,)
+        )
+      )
+    summary["support_gradient_norm"] = dict(zip(("mean", "ci95"), metrics.mean_and_ci95(norms)))
+    summary["support_top_hessian_eigenvalue"] = dict(
+      zip(("mean", "ci95"), metrics.mean_and_ci95(eigenvalues))
+    )
   summary["inner_lr"] = float(learner.inner_lr)
   return summary
 
@@ -177,36 +212,54 @@ def _write_table(report: dict, path: str) -> None:
   metric = "accuracy" if all("accuracy_by_steps" in r for r in runs.values()) else "loss"
   scale = 100 if metric == "accuracy" else 1
   cell = lambda d: f"{scale * d['mean']:.2f} +- {scale * d['ci95']:.2f}"
-  lines = [f"# Fine-tuning from each initialisation ({report['num_tasks']} test tasks)", "",
-           f"Query {metric}{' (%)' if metric == 'accuracy' else ''} after each number of "
-           f"SGD steps on the support set (mean +- 95% CI over the tasks):", "",
-           "| initialisation | " + " | ".join(str(s) for s in steps) + " |",
-           "|---|" + "---|" * len(steps)]
+  lines = [
+    f"# Fine-tuning from each initialisation ({report['num_tasks']} test tasks)",
+    "",
+    f"Query {metric}{' (%)' if metric == 'accuracy' else ''} after each number of "
+    f"SGD steps on the support set (mean +- 95% CI over the tasks):",
+    "",
+    "| initialisation | " + " | ".join(str(s) for s in steps) + " |",
+    "|---|" + "---|" * len(steps),
+  ]
   for name, run in runs.items():
     by_steps = run[f"{metric}_by_steps"]
     lines.append(f"| {name} | " + " | ".join(cell(by_steps[str(s)]) for s in steps) + " |")
   blocks = list(next(iter(runs.values()))["cka_before_after"])
-  lines += ["", f"At the initialisation (support loss) and after {steps[-1]} steps:", "",
-            "| initialisation | inner rate | gradient norm | top Hessian eigenvalue | "
-            + " | ".join(f"CKA {b}" for b in blocks) + " |",
-            "|---|---|---|---|" + "---|" * len(blocks)]
+  lines += [
+    "",
+    f"At the initialisation (support loss) and after {steps[-1]} steps:",
+    "",
+    "| initialisation | inner rate | gradient norm | top Hessian eigenvalue | "
+    + " | ".join(f"CKA {b}" for b in blocks)
+    + " |",
+    "|---|---|---|---|" + "---|" * len(blocks),
+  ]
   for name, run in runs.items():
     measured = [run.get("support_gradient_norm"), run.get("support_top_hessian_eigenvalue")]
     shown = [f"{m['mean']:.3g} +- {m['ci95']:.2g}" if m else "n/a" for m in measured]
-    lines.append(f"| {name} | {run['inner_lr']:g} | {shown[0]} | {shown[1]} | "
-                 + " | ".join(f"{run['cka_before_after'][b]:.3f}"
-                              if b in run["cka_before_after"] else "n/a"
-                              for b in blocks) + " |")
-  lines += ["", "Relative travel ||w_S - w_0|| / ||w_0|| per weight tensor is in "
-            "adaptation.json (`relative_travel`, `absolute_travel`) and travel.png."]
+    lines.append(
+      f"| {name} | {run['inner_lr']:g} | {shown[0]} | {shown[1]} | "
+      + " | ".join(
+        f"{run['cka_before_after'][b]:.3f}" if b in run["cka_before_after"] else "n/a"
+        for b in blocks
+      )
+      + " |"
+    )
+  lines += [
+    "",
+    "Relative travel ||w_S - w_0|| / ||w_0|| per weight tensor is in "
+    "adaptation.json (`relative_travel`, `absolute_travel`) and travel.png.",
+  ]
   with files.atomic_write(path) as tmp, open(tmp, "w") as f:
     f.write("\n".join(lines) + "\n")
 
 
 def _plots(report: dict, out_dir: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
   runs = report["runs"]
   steps = report["steps"]
   figure, axes = plt.subplots(figsize=(6.5, 4.2))
@@ -215,9 +268,14 @@ def _plots(report: dict, out_dir: str) -> None:
     means = np.array([by_steps[str(s)]["mean"] for s in steps])
     ci = np.array([by_steps[str(s)]["ci95"] for s in steps])
     positions = [max(s, 0.5) for s in steps]  # step 0 drawn at 0.5 on the log axis
-    axes.errorbar(positions, 100 * means if "accuracy_by_steps" in run else means,
-                  yerr=100 * ci if "accuracy_by_steps" in run else ci, marker="o",
-                  capsize=3, label=name)
+    axes.errorbar(
+      positions,
+      100 * means if "accuracy_by_steps" in run else means,
+      yerr=100 * ci if "accuracy_by_steps" in run else ci,
+      marker="o",
+      capsize=3,
+      label=name,
+    )
   axes.set_xscale("log")
   axes.set_xticks([max(s, 0.5) for s in steps])
   axes.set_xticklabels([str(s) for s in steps])
@@ -230,9 +288,9 @@ def _plots(report: dict, out_dir: str) -> None:
     figure.savefig(tmp, format="png", dpi=120)
   plt.close(figure)
   for key, label, file_name in (
-      ("relative_travel", f"||w_S - w_0|| / ||w_0|| after {steps[-1]} steps", "travel.png"),
-      ("cka_before_after", f"linear CKA, query activations, 0 vs {steps[-1]} steps",
-       "cka.png")):
+    ("relative_travel", f"||w_S - w_0|| / ||w_0|| after {steps[-1]} steps", "travel.png"),
+    ("cka_before_after", f"linear CKA, query activations, 0 vs {steps[-1]} steps", "cka.png"),
+  ):
     # One slot per weight (block) name across the runs, by its last two path parts (the
     # conv4 and a sequence model's encoder share them): a run's bars stand at its own.
     short = lambda n: "/".join(n.split("/")[-2:])
@@ -281,14 +339,19 @@ def main(argv):
   for name, workdir, restore in rows:
     learner, sampler, checkpoint_step = _learner(workdir, restore=restore)
     print(f"adaptation: {name}: {NUM_TASKS.value} tasks, steps {steps}", flush=True)
-    report["runs"][name] = {"workdir": workdir, "checkpoint_step": checkpoint_step,
-                            **_measure(learner, sampler, steps)}
+    report["runs"][name] = {
+      "workdir": workdir,
+      "checkpoint_step": checkpoint_step,
+      **_measure(learner, sampler, steps),
+    }
   os.makedirs(OUT_DIR.value, exist_ok=True)
   files.write_json(os.path.join(OUT_DIR.value, "adaptation.json"), report)
   _plots(report, OUT_DIR.value)
   _write_table(report, os.path.join(OUT_DIR.value, "adaptation.md"))
-  print(f"adaptation: {len(rows)} initialisations in {time.time() - start:.0f} s; wrote "
-        f"{os.path.join(OUT_DIR.value, 'adaptation.json')} and plots")
+  print(
+    f"adaptation: {len(rows)} initialisations in {time.time() - start:.0f} s; wrote "
+    f"{os.path.join(OUT_DIR.value, 'adaptation.json')} and plots"
+  )
 
 
 if __name__ == "__main__":

@@ -17,40 +17,60 @@ from mann.data import datasets
 from mann.data import labels as labels_lib
 
 
-def make_sampler(splits, *, split: str, class_labels: bool = False,
-                 distortion: augment.Augmentation = augment.Augmentation()):
+def make_sampler(
+  splits,
+  *,
+  split: str,
+  class_labels: bool = False,
+  distortion: augment.Augmentation = augment.Augmentation(),
+):
   """The run's sampler of `split`, seeded by --seed; a sequence model's few-shot
   support sets come in a random order, not class by class."""
-  return data_flags.make_sampler(splits, split=split, seed=run_flags.SEED.value,
-                                 class_labels=class_labels,
-                                 shuffle_support=run_flags.is_sequence_model(),
-                                 distortion=distortion)
+  return data_flags.make_sampler(
+    splits,
+    split=split,
+    seed=run_flags.SEED.value,
+    class_labels=class_labels,
+    shuffle_support=run_flags.is_sequence_model(),
+    distortion=distortion,
+  )
 
 
 @common.library_checks("the model these flags build")
 def make_model(sampler) -> keras.Model:
   """The flags' model, sized for the sampler's episodes, weights seeded by --seed."""
   keras.utils.set_random_seed(run_flags.SEED.value)
-  conv4: dict[str, Any] = dict(num_filters=run_flags.NUM_FILTERS.value, downsample=run_flags.DOWNSAMPLE.value)
+  conv4: dict[str, Any] = dict(
+    num_filters=run_flags.NUM_FILTERS.value, downsample=run_flags.DOWNSAMPLE.value
+  )
   if run_flags.is_sequence_model():
     labels = labels_lib.label_size(sampler.num_ways, data_flags.STRING_LABELS.value)
     image_shape = tuple(sampler.source.image_shape)
-    sequence: dict[str, Any] = dict(num_classes=labels, input_size=int(np.prod(image_shape)) + labels,
-                    image_shape=image_shape,
-                    encoder=(models.conv4_features(image_shape=image_shape, **conv4)
-                             if run_flags.SEQUENCE_ENCODER.value == "conv4" else None))
+    sequence: dict[str, Any] = dict(
+      num_classes=labels,
+      input_size=int(np.prod(image_shape)) + labels,
+      image_shape=image_shape,
+      encoder=(
+        models.conv4_features(image_shape=image_shape, **conv4)
+        if run_flags.SEQUENCE_ENCODER.value == "conv4"
+        else None
+      ),
+    )
     if run_flags.MODEL.value == "lstm":
       return models.lstm(**sequence, units=run_flags.CONTROLLER_UNITS.value)
-    return models.mann(**sequence, controller_units=run_flags.CONTROLLER_UNITS.value,
-                       memory_size=run_flags.MEMORY_SIZE.value,
-                       word_size=run_flags.WORD_SIZE.value, num_reads=run_flags.NUM_READS.value,
-                       usage_decay=run_flags.USAGE_DECAY.value,
-                       key_strength=run_flags.KEY_STRENGTH.value,
-                       zero_reads=run_flags.ZERO_READS.value)
+    return models.mann(
+      **sequence,
+      controller_units=run_flags.CONTROLLER_UNITS.value,
+      memory_size=run_flags.MEMORY_SIZE.value,
+      word_size=run_flags.WORD_SIZE.value,
+      num_reads=run_flags.NUM_READS.value,
+      usage_decay=run_flags.USAGE_DECAY.value,
+      key_strength=run_flags.KEY_STRENGTH.value,
+      zero_reads=run_flags.ZERO_READS.value,
+    )
   if run_flags.MODEL.value == "mlp":
     return models.mlp(input_size=1, hidden_sizes=run_flags.mlp_hidden_sizes(), output_size=1)
-  return models.conv4(num_classes=sampler.num_ways, image_shape=sampler.source.image_shape,
-                      **conv4)
+  return models.conv4(num_classes=sampler.num_ways, image_shape=sampler.source.image_shape, **conv4)
 
 
 @common.library_checks("the learner these flags build")
@@ -64,27 +84,40 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
   else:
     objective = meta.STRING_CLASSIFICATION if string_labels else meta.CLASSIFICATION
   if algorithm == "episodic":
-    return meta.Episodic(model, num_classes=data_flags.NUM_WAYS.value,
-                         string_labels=string_labels,
-                         num_instances=data_flags.NUM_INSTANCES.value)
-  inner_loop: dict[str, Any] = dict(objective=objective, num_inner_steps=run_flags.NUM_INNER_STEPS.value,
-                    inner_lr=run_flags.INNER_LR.value,
-                    task_mapping=run_flags.TASK_MAPPING.value)
+    return meta.Episodic(
+      model,
+      num_classes=data_flags.NUM_WAYS.value,
+      string_labels=string_labels,
+      num_instances=data_flags.NUM_INSTANCES.value,
+    )
+  inner_loop: dict[str, Any] = dict(
+    objective=objective,
+    num_inner_steps=run_flags.NUM_INNER_STEPS.value,
+    inner_lr=run_flags.INNER_LR.value,
+    task_mapping=run_flags.TASK_MAPPING.value,
+  )
   if run_flags.is_sequence_model():
     inner_loop["task_format"] = meta.SequenceFormat(
-        num_classes=data_flags.NUM_WAYS.value, string_labels=string_labels,
-        inner_loss=run_flags.INNER_LOSS.value)
+      num_classes=data_flags.NUM_WAYS.value,
+      string_labels=string_labels,
+      inner_loss=run_flags.INNER_LOSS.value,
+    )
   if algorithm == "reptile":
     return meta.Reptile(model, **inner_loop)
   if algorithm == "transfer":
-    return meta.Transfer(model, **inner_loop, num_pretrain_classes=(
-        splits["train"].num_classes if splits else None))
-  return meta.MAML(model, **inner_loop, first_order=algorithm == "fomaml",
-                   batch_norm=run_flags.BATCH_NORM.value,
-                   learn_inner_lrs=run_flags.LEARN_INNER_LRS.value,
-                   multi_step_loss=run_flags.MULTI_STEP_LOSS.value,
-                   checkpoint_inner_steps=run_flags.CHECKPOINT_INNER_STEPS.value,
-                   adapted_weights=models.adapted_weights(model, run_flags.INNER_WEIGHTS.value))
+    return meta.Transfer(
+      model, **inner_loop, num_pretrain_classes=(splits["train"].num_classes if splits else None)
+    )
+  return meta.MAML(
+    model,
+    **inner_loop,
+    first_order=algorithm == "fomaml",
+    batch_norm=run_flags.BATCH_NORM.value,
+    learn_inner_lrs=run_flags.LEARN_INNER_LRS.value,
+    multi_step_loss=run_flags.MULTI_STEP_LOSS.value,
+    checkpoint_inner_steps=run_flags.CHECKPOINT_INNER_STEPS.value,
+    adapted_weights=models.adapted_weights(model, run_flags.INNER_WEIGHTS.value),
+  )
 
 
 def make_optimizer() -> keras.optimizers.Optimizer:

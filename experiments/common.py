@@ -61,6 +61,7 @@ def library_checks(what: str):
         raise
       except ValueError as e:
         raise errors.UserInputError(f"{what}: {str(e).splitlines()[0]}") from None
+
     return checked
 
   return decorate
@@ -82,8 +83,9 @@ def run_binary(args: list[str], what: str, *, driver: str) -> None:
     raise KeyboardInterrupt
   if result.returncode != 0:
     raise errors.UserInputError(
-        f"{what} failed (exit {result.returncode}; its output is above); fix it and rerun "
-        f"the same command to resume")
+      f"{what} failed (exit {result.returncode}; its output is above); fix it and rerun "
+      f"the same command to resume"
+    )
 
 
 def read_json(path: str) -> Optional[dict]:

@@ -36,46 +36,68 @@ from mann.data import augment
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
 NUM_TASKS = flags.DEFINE_integer("num_tasks", 600, "Tasks to evaluate.", lower_bound=1)
-SPLIT = flags.DEFINE_enum("split", "test", ["train", "validation", "test"],
-                          "Which classes (or task stream) to evaluate on.")
+SPLIT = flags.DEFINE_enum(
+  "split", "test", ["train", "validation", "test"], "Which classes (or task stream) to evaluate on."
+)
 TASKS_PER_BATCH = flags.DEFINE_integer(
-    "tasks_per_batch", 25, "Tasks adapted together (memory vs speed; same scores).",
-    lower_bound=1)
-OUTPUT_NAME = flags.DEFINE_string("output_name", "eval.json",
-                                  "File name of the report inside --workdir.")
+  "tasks_per_batch", 25, "Tasks adapted together (memory vs speed; same scores).", lower_bound=1
+)
+OUTPUT_NAME = flags.DEFINE_string(
+  "output_name", "eval.json", "File name of the report inside --workdir."
+)
 EVAL_TRANSFORM = flags.DEFINE_string(
-    "eval_transform", None, "Out of distribution: every image of the tasks sheared then "
-    "scaled about its centre, e.g. 'shear=0.5,scale=0.75' (x += shear * y; scale < 1 "
-    "shrinks); the same tasks as without it. Unset: the images as they are.")
+  "eval_transform",
+  None,
+  "Out of distribution: every image of the tasks sheared then "
+  "scaled about its centre, e.g. 'shear=0.5,scale=0.75' (x += shear * y; scale < 1 "
+  "shrinks); the same tasks as without it. Unset: the images as they are.",
+)
 flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
   del argv
-  distortion = (augment.parse_distortion(EVAL_TRANSFORM.value) if EVAL_TRANSFORM.value
-                else augment.Augmentation())
+  distortion = (
+    augment.parse_distortion(EVAL_TRANSFORM.value)
+    if EVAL_TRANSFORM.value
+    else augment.Augmentation()
+  )
   learner, sampler, checkpoint_step, overrides = run_folder.load_trained_run(
-      WORKDIR.value, split=SPLIT.value, distortion=distortion)
-  num_steps = (0 if run_flags.ALGORITHM.value == "episodic"  # no inner steps
-               else run_flags.NUM_EVAL_INNER_STEPS.value)
+    WORKDIR.value, split=SPLIT.value, distortion=distortion
+  )
+  num_steps = (
+    0
+    if run_flags.ALGORITHM.value == "episodic"  # no inner steps
+    else run_flags.NUM_EVAL_INNER_STEPS.value
+  )
   start = time.time()
-  scores = evaluation.score_tasks(learner, sampler, num_tasks=NUM_TASKS.value,
-                                  num_inner_steps=num_steps,
-                                  batch_size=TASKS_PER_BATCH.value)
+  scores = evaluation.score_tasks(
+    learner,
+    sampler,
+    num_tasks=NUM_TASKS.value,
+    num_inner_steps=num_steps,
+    batch_size=TASKS_PER_BATCH.value,
+  )
   summary = evaluation.report(scores, metric_name=learner.objective.metric_name)
   report = {"split": SPLIT.value, **summary, "checkpoint_step": checkpoint_step}
   if summary["protocol"] == evaluation.ONLINE:
     report["num_instances"] = data_flags.NUM_INSTANCES.value
   else:
-    report.update(num_eval_inner_steps=num_steps, num_shots=data_flags.NUM_SHOTS.value,
-                  num_queries=data_flags.NUM_QUERIES.value,
-                  eval_transform=EVAL_TRANSFORM.value,
-                  tasks_digest=evaluation.tasks_digest(sampler, NUM_TASKS.value))
+    report.update(
+      num_eval_inner_steps=num_steps,
+      num_shots=data_flags.NUM_SHOTS.value,
+      num_queries=data_flags.NUM_QUERIES.value,
+      eval_transform=EVAL_TRANSFORM.value,
+      tasks_digest=evaluation.tasks_digest(sampler, NUM_TASKS.value),
+    )
   report.update(overrides=overrides, eval_seconds=round(time.time() - start, 1))
   path = os.path.join(WORKDIR.value, OUTPUT_NAME.value)
   files.write_json(path, report)
-  print(f"{SPLIT.value}: {evaluation.report_line(summary)} (checkpoint step "
-        f"{checkpoint_step}); wrote {path}")
+  print(
+    f"{SPLIT.value}: {evaluation.report_line(summary)} (checkpoint step "
+    f"{checkpoint_step}); wrote {path}"
+  )
+
 
 if __name__ == "__main__":
   common.run(main)

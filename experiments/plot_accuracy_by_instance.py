@@ -25,14 +25,13 @@ from mann import files
 # the 1st, 2nd, 3rd, 4th, 5th and 10th instance of a class.
 PAPER_INSTANCES = (1, 2, 3, 4, 5, 10)
 PAPER_ROWS = {
-    "MANN (Santoro et al. 2016)": (36.4, 82.8, 91.0, 92.6, 94.9, 98.1),
-    "LSTM (Santoro et al. 2016)": (24.4, 49.5, 55.3, 61.0, 63.6, 62.5),
+  "MANN (Santoro et al. 2016)": (36.4, 82.8, 91.0, 92.6, 94.9, 98.1),
+  "LSTM (Santoro et al. 2016)": (24.4, 49.5, 55.3, 61.0, 63.6, 62.5),
 }
 
 RUNS = flags.DEFINE_list("runs", None, "NAME=PATH/eval.json pairs, one per curve.")
 OUT = flags.DEFINE_string("out", None, "PNG to write; a .md table is written beside it.")
-TITLE = flags.DEFINE_string("title", "Omniglot, 5 classes, online protocol",
-                            "Figure title.")
+TITLE = flags.DEFINE_string("title", "Omniglot, 5 classes, online protocol", "Figure title.")
 flags.mark_flags_as_required(["runs", "out"])
 
 
@@ -47,8 +46,9 @@ def _read_runs(pairs: list[str]) -> dict[str, dict]:
     with open(path) as f:
       report = json.load(f)
     if "accuracy_by_instance" not in report:
-      raise errors.UserInputError(f"{path} is not an online-protocol report "
-                                  "(no accuracy_by_instance)")
+      raise errors.UserInputError(
+        f"{path} is not an online-protocol report (no accuracy_by_instance)"
+      )
     runs[name] = report
   return runs
 
@@ -60,10 +60,15 @@ def markdown_table(runs: dict[str, dict]) -> str:
   lines = [header, "|---" * (len(PAPER_INSTANCES) + 3) + "|"]
   for name, report in runs.items():
     accuracy, ci95 = report["accuracy_by_instance"], report["ci95_by_instance"]
-    cells = [f"{100 * accuracy[i - 1]:.1f} +- {100 * ci95[i - 1]:.1f}"
-             if i <= len(accuracy) else "-" for i in PAPER_INSTANCES]
-    lines.append(f"| {name} | " + " | ".join(cells)
-                 + f" | {report['num_tasks']} | {report['checkpoint_step']} |")
+    cells = [
+      f"{100 * accuracy[i - 1]:.1f} +- {100 * ci95[i - 1]:.1f}" if i <= len(accuracy) else "-"
+      for i in PAPER_INSTANCES
+    ]
+    lines.append(
+      f"| {name} | "
+      + " | ".join(cells)
+      + f" | {report['num_tasks']} | {report['checkpoint_step']} |"
+    )
   for name, row in PAPER_ROWS.items():
     lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row) + " | | |")
   return "\n".join(lines) + "\n"
@@ -77,8 +82,14 @@ def main(argv):
     accuracy = [100 * a for a in report["accuracy_by_instance"]]
     ci95 = [100 * c for c in report["ci95_by_instance"]]
     instances = list(range(1, len(accuracy) + 1))
-    axis.errorbar(instances, accuracy, yerr=ci95, marker="o", capsize=3,
-                  label=f"{name} (ours, step {report['checkpoint_step']})")
+    axis.errorbar(
+      instances,
+      accuracy,
+      yerr=ci95,
+      marker="o",
+      capsize=3,
+      label=f"{name} (ours, step {report['checkpoint_step']})",
+    )
   for (name, row), style in zip(PAPER_ROWS.items(), ("k--", "k:")):
     axis.plot(PAPER_INSTANCES, row, style, marker="x", label=name)
   axis.set_xlabel("instance (presentation of the class within the episode)")

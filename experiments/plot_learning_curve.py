@@ -47,35 +47,65 @@ def _plot_run(records, loss_axis, metric_axis, cosine_axis, name, colour):
   apart)."""
   train = [r for r in records if "train_loss" in r]
   validation = [r for r in records if any(k.startswith("validation_") for k in r)]
-  metric = next((k[len("train_"):] for k in (train[0] if train else {})
-                 if k.startswith("train_")
-                 and k not in ("train_loss", "train_seconds", _COSINE)), None)
+  metric = next(
+    (
+      k[len("train_") :]
+      for k in (train[0] if train else {})
+      if k.startswith("train_") and k not in ("train_loss", "train_seconds", _COSINE)
+    ),
+    None,
+  )
   cosine = [r for r in train if _COSINE in r]
   if cosine_axis is not None and cosine:
-    cosine_axis.plot([r["step"] for r in cosine], [r[_COSINE] for r in cosine],
-                     color=colour, label=f"tasks' updates, mean pairwise cosine{name}")
-  loss_axis.plot([r["step"] for r in train], [r["train_loss"] for r in train],
-                 color=colour, label=f"meta-train loss{name}")
+    cosine_axis.plot(
+      [r["step"] for r in cosine],
+      [r[_COSINE] for r in cosine],
+      color=colour,
+      label=f"tasks' updates, mean pairwise cosine{name}",
+    )
+  loss_axis.plot(
+    [r["step"] for r in train],
+    [r["train_loss"] for r in train],
+    color=colour,
+    label=f"meta-train loss{name}",
+  )
   if metric:
-    metric_axis.plot([r["step"] for r in train], [r[f"train_{metric}"] for r in train],
-                     color=colour, alpha=0.35, linewidth=0.8, label=f"meta-train {metric}{name}")
+    metric_axis.plot(
+      [r["step"] for r in train],
+      [r[f"train_{metric}"] for r in train],
+      color=colour,
+      alpha=0.35,
+      linewidth=0.8,
+      label=f"meta-train {metric}{name}",
+    )
     points = [r for r in validation if f"validation_{metric}" in r]
     if points:
-      metric_axis.errorbar([r["step"] for r in points], [r[f"validation_{metric}"] for r in points],
-                           yerr=[r.get(f"validation_{metric}_ci95", 0.0) for r in points],
-                           color=colour, marker="o", capsize=3,
-                           label=f"validation {metric} (95% CI){name}")
+      metric_axis.errorbar(
+        [r["step"] for r in points],
+        [r[f"validation_{metric}"] for r in points],
+        yerr=[r.get(f"validation_{metric}_ci95", 0.0) for r in points],
+        color=colour,
+        marker="o",
+        capsize=3,
+        label=f"validation {metric} (95% CI){name}",
+      )
     metric_axis.set_ylabel(metric)
   # The online protocol validates accuracy by instance (1st, 2nd, ... presentation).
-  instance_keys = sorted({k for r in validation for k in r
-                          if k.startswith("validation_accuracy_instance_")},
-                         key=lambda k: int(k.rsplit("_", 1)[1]))
+  instance_keys = sorted(
+    {k for r in validation for k in r if k.startswith("validation_accuracy_instance_")},
+    key=lambda k: int(k.rsplit("_", 1)[1]),
+  )
   for index, key in enumerate(instance_keys):
     points = [r for r in validation if key in r]
-    metric_axis.plot([r["step"] for r in points], [r[key] for r in points], color=colour,
-                     linestyle=_INSTANCE_STYLES[index % len(_INSTANCE_STYLES)],
-                     marker=_INSTANCE_MARKERS[index % len(_INSTANCE_MARKERS)], markersize=3,
-                     label=f"validation, instance {key.rsplit('_', 1)[1]}{name}")
+    metric_axis.plot(
+      [r["step"] for r in points],
+      [r[key] for r in points],
+      color=colour,
+      linestyle=_INSTANCE_STYLES[index % len(_INSTANCE_STYLES)],
+      marker=_INSTANCE_MARKERS[index % len(_INSTANCE_MARKERS)],
+      markersize=3,
+      label=f"validation, instance {key.rsplit('_', 1)[1]}{name}",
+    )
 
 
 def main(argv):
@@ -90,8 +120,7 @@ def main(argv):
   colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for index, (workdir, records) in enumerate(runs.items()):
     name = f" ({os.path.basename(os.path.normpath(workdir))})" if COMPARE.value else ""
-    _plot_run(records, loss_axis, metric_axis, cosine_axis, name,
-              colours[index % len(colours)])
+    _plot_run(records, loss_axis, metric_axis, cosine_axis, name, colours[index % len(colours)])
   loss_axis.set_ylabel("meta-train query loss (after inner steps)")
   loss_axis.set_yscale("log")
   if cosine_axis is not None:

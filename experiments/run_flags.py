@@ -17,105 +17,153 @@ ALGORITHMS = ("maml", "fomaml", "reptile", "transfer", "episodic")
 SEQUENCE_MODELS = ("mann", "lstm")
 
 MODEL = flags.DEFINE_enum(
-    "model", "conv4", ["conv4", "mlp", "mann", "lstm"],
-    "conv4: 4 conv blocks (images); mlp: ReLU MLP of --mlp_hidden_sizes (regression); "
-    "mann: LSTM controller with LRUA memory (Santoro et al. 2016); lstm: the same LSTM "
-    "without memory (baseline).")
-CONTROLLER_UNITS = flags.DEFINE_integer("controller_units", 200,
-                                        "mann/lstm: LSTM units.", lower_bound=1)
+  "model",
+  "conv4",
+  ["conv4", "mlp", "mann", "lstm"],
+  "conv4: 4 conv blocks (images); mlp: ReLU MLP of --mlp_hidden_sizes (regression); "
+  "mann: LSTM controller with LRUA memory (Santoro et al. 2016); lstm: the same LSTM "
+  "without memory (baseline).",
+)
+CONTROLLER_UNITS = flags.DEFINE_integer(
+  "controller_units", 200, "mann/lstm: LSTM units.", lower_bound=1
+)
 MEMORY_SIZE = flags.DEFINE_integer("memory_size", 128, "mann: memory rows.", lower_bound=1)
 WORD_SIZE = flags.DEFINE_integer("word_size", 40, "mann: memory row width.", lower_bound=1)
-NUM_READS = flags.DEFINE_integer("num_reads", 4, "mann: read (and write) heads.",
-                                 lower_bound=1)
-USAGE_DECAY = flags.DEFINE_float("usage_decay", 0.95, "mann: gamma, usage decay per step.",
-                                  lower_bound=0.0, upper_bound=1.0)
+NUM_READS = flags.DEFINE_integer("num_reads", 4, "mann: read (and write) heads.", lower_bound=1)
+USAGE_DECAY = flags.DEFINE_float(
+  "usage_decay", 0.95, "mann: gamma, usage decay per step.", lower_bound=0.0, upper_bound=1.0
+)
 KEY_STRENGTH = flags.DEFINE_boolean(
-    "key_strength", False, "mann: learn a read sharpness beta = 1 + softplus(W h) per head "
-    "(the NTM's); off: Santoro et al.'s softmax of plain cosine similarities.")
+  "key_strength",
+  False,
+  "mann: learn a read sharpness beta = 1 + softplus(W h) per head "
+  "(the NTM's); off: Santoro et al.'s softmax of plain cosine similarities.",
+)
 ZERO_READS = flags.DEFINE_boolean(
-    "zero_reads", False, "mann, ablation: every read vector is zero (as read from a wiped "
-    "memory), weights unchanged; e.g. evaluate a trained MANN with it to measure what its "
-    "memory adds: experiments.evaluate --workdir=RUN --zero_reads --output_name=eval_zero_reads.json")
+  "zero_reads",
+  False,
+  "mann, ablation: every read vector is zero (as read from a wiped "
+  "memory), weights unchanged; e.g. evaluate a trained MANN with it to measure what its "
+  "memory adds: experiments.evaluate --workdir=RUN --zero_reads --output_name=eval_zero_reads.json",
+)
 SEQUENCE_ENCODER = flags.DEFINE_enum(
-    "sequence_encoder", "pixels", ["pixels", "conv4"],
-    "mann, lstm: what the controller reads of each image: its pixels (Santoro et al.), or "
-    "conv4 features (4 conv blocks, --num_filters, --downsample) trained with it.")
-DOWNSAMPLE = flags.DEFINE_enum("downsample", "stride", ["stride", "max_pool"],
-                               "conv4 downsampling: stride-2 convs (MAML's Omniglot) or 2x2 max pool.")
+  "sequence_encoder",
+  "pixels",
+  ["pixels", "conv4"],
+  "mann, lstm: what the controller reads of each image: its pixels (Santoro et al.), or "
+  "conv4 features (4 conv blocks, --num_filters, --downsample) trained with it.",
+)
+DOWNSAMPLE = flags.DEFINE_enum(
+  "downsample",
+  "stride",
+  ["stride", "max_pool"],
+  "conv4 downsampling: stride-2 convs (MAML's Omniglot) or 2x2 max pool.",
+)
 NUM_FILTERS = flags.DEFINE_integer("num_filters", 64, "conv4 channels.", lower_bound=1)
 MLP_HIDDEN_SIZES = flags.DEFINE_list(
-    "mlp_hidden_sizes", ["40", "40"], "mlp: the hidden layers' widths (depth = their "
-    "number; the MAML paper's sinusoid regressor is 40,40).")
+  "mlp_hidden_sizes",
+  ["40", "40"],
+  "mlp: the hidden layers' widths (depth = their "
+  "number; the MAML paper's sinusoid regressor is 40,40).",
+)
 ALGORITHM = flags.DEFINE_enum(
-    "algorithm", "maml", list(ALGORITHMS),
-    "maml: second-order MAML; fomaml: first-order MAML; reptile: Reptile (SGD inner loop); "
-    "transfer: pretrain on all tasks pooled (images: over all training classes), "
-    "fine-tune by SGD on the support set at test; episodic: train a sequence model (mann, "
-    "lstm) end to end over episodes, no inner steps. maml, fomaml and reptile also adapt "
-    "the sequence models (--protocol=few_shot; see --inner_loss).")
+  "algorithm",
+  "maml",
+  list(ALGORITHMS),
+  "maml: second-order MAML; fomaml: first-order MAML; reptile: Reptile (SGD inner loop); "
+  "transfer: pretrain on all tasks pooled (images: over all training classes), "
+  "fine-tune by SGD on the support set at test; episodic: train a sequence model (mann, "
+  "lstm) end to end over episodes, no inner steps. maml, fomaml and reptile also adapt "
+  "the sequence models (--protocol=few_shot; see --inner_loss).",
+)
 INNER_LOSS = flags.DEFINE_enum(
-    "inner_loss", "support_sequence", list(meta.INNER_LOSSES),
-    "maml, fomaml, reptile over mann or lstm: the support loss the inner steps descend. "
-    "support_sequence: each step of the shuffled support sequence scored (in 1-shot a "
-    "class is never seen before its own step: only elimination can score); "
-    "support_replay: the support sequence shown twice, the second pass scored (what the "
-    "memory recalls). Measured, MAML over the MANN, Omniglot 5w1s "
-    "(maml_mann_omniglot_5w1s.flags), validation accuracy on 200 tasks after 250 / 500 "
-    "meta-steps: support_sequence 82.1 +- 2.3 / 88.7 +- 1.9 %, support_replay 79.7 +- 2.3 / "
-    "88.1 +- 1.9 %: no difference beyond the intervals, and support_sequence runs half the "
-    "recurrent steps per inner step, hence the default. Queries are always predicted "
-    "after the support sequence, under the adapted weights.")
+  "inner_loss",
+  "support_sequence",
+  list(meta.INNER_LOSSES),
+  "maml, fomaml, reptile over mann or lstm: the support loss the inner steps descend. "
+  "support_sequence: each step of the shuffled support sequence scored (in 1-shot a "
+  "class is never seen before its own step: only elimination can score); "
+  "support_replay: the support sequence shown twice, the second pass scored (what the "
+  "memory recalls). Measured, MAML over the MANN, Omniglot 5w1s "
+  "(maml_mann_omniglot_5w1s.flags), validation accuracy on 200 tasks after 250 / 500 "
+  "meta-steps: support_sequence 82.1 +- 2.3 / 88.7 +- 1.9 %, support_replay 79.7 +- 2.3 / "
+  "88.1 +- 1.9 %: no difference beyond the intervals, and support_sequence runs half the "
+  "recurrent steps per inner step, hence the default. Queries are always predicted "
+  "after the support sequence, under the adapted weights.",
+)
 INNER_WEIGHTS = flags.DEFINE_enum(
-    "inner_weights", "all", ["all", *WEIGHT_GROUPS],
-    "maml, fomaml: which weights the inner steps adapt: all; head (the last Dense / the "
-    "output layer; ANIL); controller (mann, lstm: the recurrent core without its output "
-    "layer); encoder (conv4: the conv blocks; mann, lstm: the conv4 encoder). The others "
-    "stay at the initialisation within a task and are still meta-learned.")
-META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32, "T: tasks per meta-step.",
-                                       lower_bound=1)
-NUM_INNER_STEPS = flags.DEFINE_integer("num_inner_steps", 1,
-                                       "Inner SGD steps per task in meta-training.",
-                                       lower_bound=0)
+  "inner_weights",
+  "all",
+  ["all", *WEIGHT_GROUPS],
+  "maml, fomaml: which weights the inner steps adapt: all; head (the last Dense / the "
+  "output layer; ANIL); controller (mann, lstm: the recurrent core without its output "
+  "layer); encoder (conv4: the conv blocks; mann, lstm: the conv4 encoder). The others "
+  "stay at the initialisation within a task and are still meta-learned.",
+)
+META_BATCH_SIZE = flags.DEFINE_integer(
+  "meta_batch_size", 32, "T: tasks per meta-step.", lower_bound=1
+)
+NUM_INNER_STEPS = flags.DEFINE_integer(
+  "num_inner_steps", 1, "Inner SGD steps per task in meta-training.", lower_bound=0
+)
 NUM_EVAL_INNER_STEPS = flags.DEFINE_integer(
-    "num_eval_inner_steps", 3, "Inner SGD steps per task at validation and meta-test.",
-    lower_bound=0)
-INNER_LR = flags.DEFINE_float("inner_lr", 0.4, "Inner-loop SGD learning rate.",
-                              lower_bound=0.0)
-OUTER_LR = flags.DEFINE_float("outer_lr", 1e-3, "Outer (meta) learning rate.",
-                              lower_bound=0.0)
+  "num_eval_inner_steps", 3, "Inner SGD steps per task at validation and meta-test.", lower_bound=0
+)
+INNER_LR = flags.DEFINE_float("inner_lr", 0.4, "Inner-loop SGD learning rate.", lower_bound=0.0)
+OUTER_LR = flags.DEFINE_float("outer_lr", 1e-3, "Outer (meta) learning rate.", lower_bound=0.0)
 OUTER_OPTIMIZER = flags.DEFINE_enum(
-    "outer_optimizer", "adam", ["adam", "sgd"],
-    "Outer optimiser: adam (MAML) or sgd (Reptile's interpolation, step = outer_lr).")
+  "outer_optimizer",
+  "adam",
+  ["adam", "sgd"],
+  "Outer optimiser: adam (MAML) or sgd (Reptile's interpolation, step = outer_lr).",
+)
 LEARN_INNER_LRS = flags.DEFINE_boolean(
-    "learn_inner_lrs", False, "MAML++ LSLR: learn one inner rate per step and weight tensor.")
+  "learn_inner_lrs", False, "MAML++ LSLR: learn one inner rate per step and weight tensor."
+)
 MULTI_STEP_LOSS = flags.DEFINE_boolean(
-    "multi_step_loss", False, "MAML++ multi-step loss, annealed to the last step.")
+  "multi_step_loss", False, "MAML++ multi-step loss, annealed to the last step."
+)
 NUM_STEPS = flags.DEFINE_integer("num_steps", 60000, "Meta-steps of the run.", lower_bound=1)
 BATCH_NORM = flags.DEFINE_enum(
-    "batch_norm", "transductive", ["transductive", "per_step", "running"],
-    "transductive: batch statistics everywhere, at meta-test too (the MAML code); "
-    "per_step: MAML++ running statistics per inner step, used at meta-test (maml, fomaml); "
-    "running: experiments.evaluate only, the model's running statistics in every pass (as "
-    "the episodic learner tests): fine-tuning an episodic run with --algorithm=maml.")
+  "batch_norm",
+  "transductive",
+  ["transductive", "per_step", "running"],
+  "transductive: batch statistics everywhere, at meta-test too (the MAML code); "
+  "per_step: MAML++ running statistics per inner step, used at meta-test (maml, fomaml); "
+  "running: experiments.evaluate only, the model's running statistics in every pass (as "
+  "the episodic learner tests): fine-tuning an episodic run with --algorithm=maml.",
+)
 TASK_MAPPING = flags.DEFINE_enum(
-    "task_mapping", "auto", list(meta.TASK_MAPPINGS),
-    "How the tasks of a meta-batch run: batched (all tasks as one set of ops, grouped "
-    "convolutions; conv4 and mlp), map_fn (tf.map_fn, any model), vectorized_map; auto: "
-    "batched where the model allows it, else map_fn.")
+  "task_mapping",
+  "auto",
+  list(meta.TASK_MAPPINGS),
+  "How the tasks of a meta-batch run: batched (all tasks as one set of ops, grouped "
+  "convolutions; conv4 and mlp), map_fn (tf.map_fn, any model), vectorized_map; auto: "
+  "batched where the model allows it, else map_fn.",
+)
 CHECKPOINT_INNER_STEPS = flags.DEFINE_boolean(
-    "checkpoint_inner_steps", False,
-    "maml, fomaml: recompute each inner step in the backward pass instead of keeping its "
-    "activations (gradient checkpointing: memory for many inner steps, for more time); "
-    "needs --task_mapping=batched or auto (conv4, mlp, mann, lstm).")
+  "checkpoint_inner_steps",
+  False,
+  "maml, fomaml: recompute each inner step in the backward pass instead of keeping its "
+  "activations (gradient checkpointing: memory for many inner steps, for more time); "
+  "needs --task_mapping=batched or auto (conv4, mlp, mann, lstm).",
+)
 CLIP_GRAD_NORM = flags.DEFINE_float(
-    "clip_grad_norm", 0.0, "Clip the meta-gradients to this global norm (0: no clipping).",
-    lower_bound=0.0)
+  "clip_grad_norm",
+  0.0,
+  "Clip the meta-gradients to this global norm (0: no clipping).",
+  lower_bound=0.0,
+)
 SKIP_NONFINITE = flags.DEFINE_boolean(
-    "skip_nonfinite", False, "A meta-step with a non-finite loss or meta-gradient is "
-    "skipped (no update) and counted (nonfinite_skipped in log.jsonl and results.json); "
-    "off: the run stops there with exit status 3, keeping its checkpoints, and may be "
-    "resumed with this flag or --clip_grad_norm.")
+  "skip_nonfinite",
+  False,
+  "A meta-step with a non-finite loss or meta-gradient is "
+  "skipped (no update) and counted (nonfinite_skipped in log.jsonl and results.json); "
+  "off: the run stops there with exit status 3, keeping its checkpoints, and may be "
+  "resumed with this flag or --clip_grad_norm.",
+)
 SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights and of every task drawn.")
+
 
 def check_combination() -> None:
   """One line for flag combinations that cannot work together."""
@@ -126,13 +174,15 @@ def check_combination() -> None:
     raise errors.UserInputError("--algorithm=episodic needs --model=mann or lstm")
   if sequence_model and algorithm == "transfer":
     raise errors.UserInputError(
-        "--model=mann or lstm goes with --algorithm=episodic, maml, fomaml or reptile")
+      "--model=mann or lstm goes with --algorithm=episodic, maml, fomaml or reptile"
+    )
   if data_flags.PROTOCOL.value == "online" and not sequence_model:
     raise errors.UserInputError("--protocol=online needs --model=mann or lstm")
   if data_flags.PROTOCOL.value == "online" and algorithm != "episodic":
     raise errors.UserInputError(
-        f"--protocol=online goes with --algorithm=episodic only (an online sequence has no "
-        f"support set to adapt on); use --protocol=few_shot with --algorithm={algorithm}")
+      f"--protocol=online goes with --algorithm=episodic only (an online sequence has no "
+      f"support set to adapt on); use --protocol=few_shot with --algorithm={algorithm}"
+    )
   if regression and MODEL.value != "mlp":
     raise errors.UserInputError(f"--dataset={data_flags.DATASET.value} needs --model=mlp")
   if MODEL.value == "mlp":
@@ -143,22 +193,25 @@ def check_combination() -> None:
     raise errors.UserInputError("--string_labels needs --model=mann or lstm")
   if CHECKPOINT_INNER_STEPS.value and algorithm not in ("maml", "fomaml"):
     raise errors.UserInputError("--checkpoint_inner_steps needs --algorithm=maml or fomaml")
-  if BATCH_NORM.value == "per_step" and (algorithm not in ("maml", "fomaml")
-                                         or sequence_model):
+  if BATCH_NORM.value == "per_step" and (algorithm not in ("maml", "fomaml") or sequence_model):
     raise errors.UserInputError(
-        "--batch_norm=per_step needs --algorithm=maml or fomaml over conv4 or mlp")
+      "--batch_norm=per_step needs --algorithm=maml or fomaml over conv4 or mlp"
+    )
   for flag in (LEARN_INNER_LRS, MULTI_STEP_LOSS):
     if flag.value and algorithm not in ("maml", "fomaml"):
       raise errors.UserInputError(
-          f"--{flag.name} (MAML++) needs --algorithm=maml or fomaml, not {algorithm}")
+        f"--{flag.name} (MAML++) needs --algorithm=maml or fomaml, not {algorithm}"
+      )
   if INNER_WEIGHTS.value != "all" and algorithm not in ("maml", "fomaml"):
     raise errors.UserInputError(
-        f"--inner_weights={INNER_WEIGHTS.value} needs --algorithm=maml or fomaml (reptile "
-        f"moves the initialisation toward the adapted weights: weights that do not adapt "
-        f"would never move)")
+      f"--inner_weights={INNER_WEIGHTS.value} needs --algorithm=maml or fomaml (reptile "
+      f"moves the initialisation toward the adapted weights: weights that do not adapt "
+      f"would never move)"
+    )
   if not regression and MODEL.value == "mlp":
     raise errors.UserInputError(
-        f"--model=mlp takes vectors; use --model=conv4 for {data_flags.DATASET.value}")
+      f"--model=mlp takes vectors; use --model=conv4 for {data_flags.DATASET.value}"
+    )
 
 
 def mlp_hidden_sizes() -> tuple[int, ...]:
@@ -169,13 +222,11 @@ def mlp_hidden_sizes() -> tuple[int, ...]:
     sizes = ()
   if not sizes or min(sizes) < 1:
     raise errors.UserInputError(
-        f"--mlp_hidden_sizes={','.join(MLP_HIDDEN_SIZES.value)} must be positive integers, "
-        f"e.g. 40,40")
+      f"--mlp_hidden_sizes={','.join(MLP_HIDDEN_SIZES.value)} must be positive integers, e.g. 40,40"
+    )
   return sizes
 
 
 def is_sequence_model() -> bool:
   """A model that reads an episode one example at a time (mann, lstm)."""
   return MODEL.value in SEQUENCE_MODELS
-
-

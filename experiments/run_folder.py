@@ -20,8 +20,13 @@ FLAGS_FILE = "flags.json"
 # Run flags a resumed or evaluated run may change: the step budget, and where the data lie
 # (not what they are), so a workdir moves between machines; flags.json holds the latest.
 # The divergence guards too, so that a run stopped by a non-finite step resumes with them.
-FLAGS_FREE_ACROSS_RESUMES = ("num_steps", "data_dir", "omniglot_dir", "clip_grad_norm",
-                             "skip_nonfinite")
+FLAGS_FREE_ACROSS_RESUMES = (
+  "num_steps",
+  "data_dir",
+  "omniglot_dir",
+  "clip_grad_norm",
+  "skip_nonfinite",
+)
 
 
 def run_flag_values() -> dict:
@@ -41,12 +46,14 @@ def check_run_flags(workdir: str) -> None:
   with open(path) as f:
     saved = json.load(f)
   values = run_flag_values()
-  changed = sorted(k for k in values if k in saved and saved[k] != values[k]
-                   and k not in FLAGS_FREE_ACROSS_RESUMES)
+  changed = sorted(
+    k for k in values if k in saved and saved[k] != values[k] and k not in FLAGS_FREE_ACROSS_RESUMES
+  )
   if changed:
     raise errors.UserInputError(
-        f"workdir {workdir} holds a run with other settings ({', '.join(changed)}); "
-        f"use a new --workdir, or the same flags to resume it")
+      f"workdir {workdir} holds a run with other settings ({', '.join(changed)}); "
+      f"use a new --workdir, or the same flags to resume it"
+    )
 
 
 def save_run_flags(workdir: str) -> None:
@@ -59,8 +66,8 @@ def save_run_flags(workdir: str) -> None:
     files.write_json(os.path.join(workdir, FLAGS_FILE), run_flag_values(), sort_keys=True)
   except OSError as e:
     raise errors.UserInputError(
-        f"cannot write to --workdir={workdir} ({e.strerror}); choose a folder you can "
-        f"write to") from None
+      f"cannot write to --workdir={workdir} ({e.strerror}); choose a folder you can write to"
+    ) from None
 
 
 def restore_run_flags(workdir: str) -> dict:
@@ -73,7 +80,8 @@ def restore_run_flags(workdir: str) -> dict:
   path = os.path.join(workdir, FLAGS_FILE)
   if not os.path.exists(path):
     raise errors.UserInputError(
-        f"{path} not found: --workdir must be the folder of a run made by experiments.train")
+      f"{path} not found: --workdir must be the folder of a run made by experiments.train"
+    )
   with open(path) as f:
     saved = json.load(f)
   overrides = {}
@@ -87,14 +95,19 @@ def restore_run_flags(workdir: str) -> dict:
   # A flag newer than the run: the run had its default; given otherwise, it overrides.
   for name, value in run_flag_values().items():
     flag = flags.FLAGS[name]
-    if (name not in saved and flag.present and value != flag.default
-        and name not in FLAGS_FREE_ACROSS_RESUMES):
+    if (
+      name not in saved
+      and flag.present
+      and value != flag.default
+      and name not in FLAGS_FREE_ACROSS_RESUMES
+    ):
       overrides[name] = value
   return overrides
 
 
-def load_trained_run(workdir: str, *, split: str,
-                     distortion: augment.Augmentation = augment.Augmentation()):
+def load_trained_run(
+  workdir: str, *, split: str, distortion: augment.Augmentation = augment.Augmentation()
+):
   """A trained run as it was trained: its flags (those given on the command line win),
   the sampler of `split` (its images distorted by `distortion`), the learner with its
   latest checkpoint.
@@ -113,9 +126,8 @@ def load_trained_run(workdir: str, *, split: str,
   except (ValueError, AssertionError) as e:  # weights of other shapes, or missing ones
     given = ", ".join(f"--{k}" for k in overrides) or "none"
     raise errors.UserInputError(
-        f"the checkpoint in {workdir} does not fit the model these flags build "
-        f"({str(e).splitlines()[0][:160]}); flags given that differ from the run's: "
-        f"{given}; drop those that change the model or the episode shapes") from None
+      f"the checkpoint in {workdir} does not fit the model these flags build "
+      f"({str(e).splitlines()[0][:160]}); flags given that differ from the run's: "
+      f"{given}; drop those that change the model or the episode shapes"
+    ) from None
   return learner, sampler, checkpoint_step, overrides
-
-

@@ -33,8 +33,12 @@ SHOTS = (5, 10)
 STEPS = ("1", "5", "10")
 # Finn et al. 2017 as quoted in DESIGN.md: MSE after 1 / 5 / 10 steps, K=5 (Table 2).
 PAPER = {"maml": "0.67 / 0.38 / 0.35", "transfer": "2.41 / 2.23 / 2.19"}
-NAMES = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile",
-         "transfer": "pretrained + fine-tune"}
+NAMES = {
+  "maml": "MAML",
+  "fomaml": "first-order MAML",
+  "reptile": "Reptile",
+  "transfer": "pretrained + fine-tune",
+}
 
 
 def _load_learner(workdir):
@@ -58,25 +62,41 @@ def _plot_curves(root, out):
     for task, axis in enumerate(axes):
       episode = sampler.episode(task)
       trajectory = meta.sgd_adapt(
-          learner.model, weights, [], episode.support_x, episode.support_y,
-          objective=learner.objective,
-          learning_rates=[[learner.inner_lr] * len(weights)] * 10, first_order=True)
+        learner.model,
+        weights,
+        [],
+        episode.support_x,
+        episode.support_y,
+        objective=learner.objective,
+        learning_rates=[[learner.inner_lr] * len(weights)] * 10,
+        first_order=True,
+      )
       for steps, style in ((0, ":"), (1, "--"), (10, "-")):
         prediction = meta.forward(learner.model, trajectory[steps], [], grid, training=False)
-        axis.plot(grid[:, 0], prediction[:, 0], style, color=colour,
-                  label=f"{NAMES[algorithm]}, {steps} steps")
+        axis.plot(
+          grid[:, 0],
+          prediction[:, 0],
+          style,
+          color=colour,
+          label=f"{NAMES[algorithm]}, {steps} steps",
+        )
       if algorithm == "maml":
         amplitude, phase = (float(v) for v in sampler.task_parameters(task))
-        axis.plot(grid[:, 0], amplitude * np.sin(grid[:, 0] - phase), color="black",
-                  label="truth")
-        axis.scatter(episode.support_x[:, 0], episode.support_y[:, 0], color="black",
-                     zorder=3, label="K=10 support points")
+        axis.plot(grid[:, 0], amplitude * np.sin(grid[:, 0] - phase), color="black", label="truth")
+        axis.scatter(
+          episode.support_x[:, 0],
+          episode.support_y[:, 0],
+          color="black",
+          zorder=3,
+          label="K=10 support points",
+        )
       axis.set_title(f"test task {task}")
       axis.set_xlabel("x")
       axis.set_ylabel("y")
   axes[0].legend(fontsize=7)
-  figure.suptitle("Sinusoid regression, K=10: the model before and after SGD steps on the "
-                  "support points")
+  figure.suptitle(
+    "Sinusoid regression, K=10: the model before and after SGD steps on the support points"
+  )
   figure.tight_layout()
   if not drawn:
     print(f"no maml_k10 or transfer_k10 checkpoint under {root}: {out} not drawn")
@@ -90,8 +110,10 @@ def main(argv):
   if not os.path.isdir(OUT_DIR.value):
     raise errors.UserInputError(f"--out_dir={OUT_DIR.value} does not exist; create it first")
   table = {}
-  lines = ["| algorithm | K | MSE after 1 step | 5 steps | 10 steps | paper (K=5), 1 / 5 / 10 |",
-           "|---|---|---|---|---|---|"]
+  lines = [
+    "| algorithm | K | MSE after 1 step | 5 steps | 10 steps | paper (K=5), 1 / 5 / 10 |",
+    "|---|---|---|---|---|---|",
+  ]
   for algorithm in ALGORITHMS:
     for shots in SHOTS:
       path = os.path.join(ROOT.value, f"{algorithm}_k{shots}", "eval.json")
@@ -102,18 +124,23 @@ def main(argv):
       with open(os.path.join(ROOT.value, f"{algorithm}_k{shots}", "results.json")) as f:
         trained = json.load(f)
       table[f"{algorithm}_k{shots}"] = {
-          "num_tasks": report["num_tasks"], "num_queries": report["num_queries"],
-          "num_steps": trained["num_steps"], "train_seconds": trained["train_seconds"],
-          **{f"mse_after_{s}": report["mse_by_steps"][s] for s in STEPS},
-          **{f"ci95_after_{s}": report["ci95_by_steps"][s] for s in STEPS}}
-      cells = [f"{report['mse_by_steps'][s]:.3g} +- {report['ci95_by_steps'][s]:.2g}"
-               for s in STEPS]
+        "num_tasks": report["num_tasks"],
+        "num_queries": report["num_queries"],
+        "num_steps": trained["num_steps"],
+        "train_seconds": trained["train_seconds"],
+        **{f"mse_after_{s}": report["mse_by_steps"][s] for s in STEPS},
+        **{f"ci95_after_{s}": report["ci95_by_steps"][s] for s in STEPS},
+      }
+      cells = [
+        f"{report['mse_by_steps'][s]:.3g} +- {report['ci95_by_steps'][s]:.2g}" for s in STEPS
+      ]
       paper = PAPER.get(algorithm, "") if shots == 5 else ""
       with open(os.path.join(ROOT.value, f"{algorithm}_k{shots}", "flags.json")) as f:
         outer = json.load(f)["outer_optimizer"]
       # Reptile's paper step is SGD (interpolation); an Adam outer step is a variant.
-      name = (f"Reptile (SGD inner, {outer} outer step)" if algorithm == "reptile"
-              else NAMES[algorithm])
+      name = (
+        f"Reptile (SGD inner, {outer} outer step)" if algorithm == "reptile" else NAMES[algorithm]
+      )
       table[f"{algorithm}_k{shots}"]["outer_optimizer"] = outer
       lines.append(f"| {name} | {shots} | {' | '.join(cells)} | {paper} |")
   if not table:

@@ -37,38 +37,56 @@ from mann import training
 from mann.training import distribute
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run (created if missing).")
-LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Meta-steps between log lines.",
-                                 lower_bound=1)
-CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 1000,
-                                        "Meta-steps between checkpoints.", lower_bound=1)
+LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Meta-steps between log lines.", lower_bound=1)
+CHECKPOINT_EVERY = flags.DEFINE_integer(
+  "checkpoint_every", 1000, "Meta-steps between checkpoints.", lower_bound=1
+)
 JIT_COMPILE = flags.DEFINE_boolean(
-    "jit_compile", False, "Compile each meta-step with XLA (for GPU and TPU; on this CPU the "
-    "grouped convolutions of conv4 compile to a much slower step).")
-VALIDATE_EVERY = flags.DEFINE_integer("validate_every", 1000,
-                                      "Meta-steps between validations.", lower_bound=1)
+  "jit_compile",
+  False,
+  "Compile each meta-step with XLA (for GPU and TPU; on this CPU the "
+  "grouped convolutions of conv4 compile to a much slower step).",
+)
+VALIDATE_EVERY = flags.DEFINE_integer(
+  "validate_every", 1000, "Meta-steps between validations.", lower_bound=1
+)
 NUM_VALIDATION_TASKS = flags.DEFINE_integer(
-    "num_validation_tasks", 200, "Validation tasks per validation (0: none).", lower_bound=0)
+  "num_validation_tasks", 200, "Validation tasks per validation (0: none).", lower_bound=0
+)
 STEPS_PER_CALL = flags.DEFINE_integer(
-    "steps_per_call", 1, "Meta-steps per compiled call (e.g. 100 for sinusoid, whose steps "
-    "are too small to pay a Python round trip each); results do not depend on it (beyond "
-    "float32 round-off).",
-    lower_bound=1)
+  "steps_per_call",
+  1,
+  "Meta-steps per compiled call (e.g. 100 for sinusoid, whose steps "
+  "are too small to pay a Python round trip each); results do not depend on it (beyond "
+  "float32 round-off).",
+  lower_bound=1,
+)
 NUM_THREADS = flags.DEFINE_integer(
-    "num_threads", 0, "CPU threads for TensorFlow's ops (0: TensorFlow's choice, all cores).",
-    lower_bound=0)
+  "num_threads",
+  0,
+  "CPU threads for TensorFlow's ops (0: TensorFlow's choice, all cores).",
+  lower_bound=0,
+)
 STRATEGY = flags.DEFINE_enum(
-    "strategy", "default", list(distribute.STRATEGIES),
-    "tf.distribute strategy: default (one device, TensorFlow's placement), one_device "
-    "(the first GPU, else the CPU), mirrored (every local GPU, else every logical CPU "
-    "device, see --num_cpu_devices), tpu (--tpu), multi_worker (the cluster in "
-    "$TF_CONFIG; only the chief writes the run's files). A run resumes under any "
-    "strategy and replica count.")
-TPU = flags.DEFINE_string("tpu", "", "--strategy=tpu: the TPU's name or grpc:// address "
-                          "('': the local TPU).")
+  "strategy",
+  "default",
+  list(distribute.STRATEGIES),
+  "tf.distribute strategy: default (one device, TensorFlow's placement), one_device "
+  "(the first GPU, else the CPU), mirrored (every local GPU, else every logical CPU "
+  "device, see --num_cpu_devices), tpu (--tpu), multi_worker (the cluster in "
+  "$TF_CONFIG; only the chief writes the run's files). A run resumes under any "
+  "strategy and replica count.",
+)
+TPU = flags.DEFINE_string(
+  "tpu", "", "--strategy=tpu: the TPU's name or grpc:// address ('': the local TPU)."
+)
 NUM_CPU_DEVICES = flags.DEFINE_integer(
-    "num_cpu_devices", 1, "Split the CPU into this many logical devices (for running and "
-    "testing the mirrored and multi_worker strategies without accelerators).",
-    lower_bound=1)
+  "num_cpu_devices",
+  1,
+  "Split the CPU into this many logical devices (for running and "
+  "testing the mirrored and multi_worker strategies without accelerators).",
+  lower_bound=1,
+)
 flags.mark_flag_as_required("workdir")
 
 
@@ -77,8 +95,9 @@ def main(argv):
   run_flags.check_combination()
   if run_flags.BATCH_NORM.value == "running":
     raise errors.UserInputError(
-        "--batch_norm=running is for experiments.evaluate (fine-tuning a trained run); "
-        "train with --batch_norm=transductive or per_step")
+      "--batch_norm=running is for experiments.evaluate (fine-tuning a trained run); "
+      "train with --batch_norm=transductive or per_step"
+    )
   if NUM_CPU_DEVICES.value > 1:
     distribute.split_cpu(NUM_CPU_DEVICES.value)  # before anything initialises TensorFlow
   tf.config.experimental.enable_op_determinism()
@@ -102,30 +121,42 @@ def main(argv):
 
     def validate():
       scores = evaluation.score_tasks(
-          learner, validation_sampler, num_tasks=NUM_VALIDATION_TASKS.value,
-          num_inner_steps=run_flags.NUM_EVAL_INNER_STEPS.value)
+        learner,
+        validation_sampler,
+        num_tasks=NUM_VALIDATION_TASKS.value,
+        num_inner_steps=run_flags.NUM_EVAL_INNER_STEPS.value,
+      )
       return evaluation.report_scalars(
-          evaluation.report(scores, metric_name=learner.objective.metric_name))
+        evaluation.report(scores, metric_name=learner.objective.metric_name)
+      )
 
   # Only now: a first start that fails on its data or flags writes nothing.
   chief = distribute.is_chief(strategy)
   if chief:
     run_folder.save_run_flags(WORKDIR.value)
   results = training.train(
-      learner=learner, optimizer=optimizer, strategy=strategy,
-      make_batches=lambda start, shard: data.meta_batches(
-          train_sampler, meta_batch_size=run_flags.META_BATCH_SIZE.value, start_step=start,
-          shard=shard),
-      num_steps=run_flags.NUM_STEPS.value, workdir=WORKDIR.value,
-      log_every=LOG_EVERY.value, checkpoint_every=CHECKPOINT_EVERY.value,
-      jit_compile=JIT_COMPILE.value,
-      validate=validate, validate_every=VALIDATE_EVERY.value,
-      steps_per_call=STEPS_PER_CALL.value,
-      clip_grad_norm=run_flags.CLIP_GRAD_NORM.value or None,
-      skip_nonfinite=run_flags.SKIP_NONFINITE.value,
-      # The model adapted and tested (not a transfer baseline's pretraining head).
-      run_facts={"num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-                 "num_replicas": strategy.num_replicas_in_sync})
+    learner=learner,
+    optimizer=optimizer,
+    strategy=strategy,
+    make_batches=lambda start, shard: data.meta_batches(
+      train_sampler, meta_batch_size=run_flags.META_BATCH_SIZE.value, start_step=start, shard=shard
+    ),
+    num_steps=run_flags.NUM_STEPS.value,
+    workdir=WORKDIR.value,
+    log_every=LOG_EVERY.value,
+    checkpoint_every=CHECKPOINT_EVERY.value,
+    jit_compile=JIT_COMPILE.value,
+    validate=validate,
+    validate_every=VALIDATE_EVERY.value,
+    steps_per_call=STEPS_PER_CALL.value,
+    clip_grad_norm=run_flags.CLIP_GRAD_NORM.value or None,
+    skip_nonfinite=run_flags.SKIP_NONFINITE.value,
+    # The model adapted and tested (not a transfer baseline's pretraining head).
+    run_facts={
+      "num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+      "num_replicas": strategy.num_replicas_in_sync,
+    },
+  )
   if chief:
     print(f"results: {os.path.join(WORKDIR.value, 'results.json')}: {results}")
 

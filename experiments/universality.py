@@ -41,30 +41,42 @@ from mann.meta import long_adaptation
 FLAGFILE = os.path.join("experiments", "configs", "maml_sinusoid.flags")
 
 FAMILIES = flags.DEFINE_list(
-    "families", ["sinusoid_sum", "sinusoid"], "Regression families (--dataset values): "
-    "sinusoid_sum (sums of 5 sinusoids of random amplitude, frequency and phase), "
-    "sinusoid (the MAML paper's).")
-DEPTHS = flags.DEFINE_list("depths", ["1", "2", "4", "8"],
-                           "Hidden layers of the depth sweep, each --width units wide.")
-WIDTH = flags.DEFINE_integer("width", 40, "Units per hidden layer in the depth sweep.",
-                             lower_bound=1)
-WIDTHS = flags.DEFINE_list("widths", ["10", "40", "160"],
-                           "Units per hidden layer in the width sweep, at depth 2.")
-BUDGET_STEPS = flags.DEFINE_integer("budget_steps", 10000, "Meta-steps of every network.",
-                                    lower_bound=1)
+  "families",
+  ["sinusoid_sum", "sinusoid"],
+  "Regression families (--dataset values): "
+  "sinusoid_sum (sums of 5 sinusoids of random amplitude, frequency and phase), "
+  "sinusoid (the MAML paper's).",
+)
+DEPTHS = flags.DEFINE_list(
+  "depths", ["1", "2", "4", "8"], "Hidden layers of the depth sweep, each --width units wide."
+)
+WIDTH = flags.DEFINE_integer(
+  "width", 40, "Units per hidden layer in the depth sweep.", lower_bound=1
+)
+WIDTHS = flags.DEFINE_list(
+  "widths", ["10", "40", "160"], "Units per hidden layer in the width sweep, at depth 2."
+)
+BUDGET_STEPS = flags.DEFINE_integer(
+  "budget_steps", 10000, "Meta-steps of every network.", lower_bound=1
+)
 NUM_TASKS = flags.DEFINE_integer("num_tasks", 600, "Test tasks per network.", lower_bound=1)
 EVAL_NUM_QUERIES = flags.DEFINE_integer(
-    "eval_num_queries", 100, "Query points per test task (the support set stays K).",
-    lower_bound=1)
+  "eval_num_queries", 100, "Query points per test task (the support set stays K).", lower_bound=1
+)
 SCRATCH_STEPS = flags.DEFINE_list(
-    "scratch_steps", ["100", "1000", "10000"],
-    "SGD steps from the random initialisation at which its query MSE is read.")
+  "scratch_steps",
+  ["100", "1000", "10000"],
+  "SGD steps from the random initialisation at which its query MSE is read.",
+)
 SCRATCH_LR = flags.DEFINE_float("scratch_lr", 0.01, "SGD rate of the from-scratch fits.")
-TASKS_PER_BATCH = flags.DEFINE_integer("tasks_per_batch", 100, "Tasks adapted together.",
-                                       lower_bound=1)
+TASKS_PER_BATCH = flags.DEFINE_integer(
+  "tasks_per_batch", 100, "Tasks adapted together.", lower_bound=1
+)
 TRAIN_FLAGS = flags.DEFINE_list(
-    "train_flags", [], "Extra flags for every experiments.train, e.g. "
-    "--train_flags=--validate_every=500.")
+  "train_flags",
+  [],
+  "Extra flags for every experiments.train, e.g. --train_flags=--validate_every=500.",
+)
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the sweep (created if missing).")
 flags.mark_flag_as_required("workdir")
 
@@ -75,8 +87,7 @@ def _positive_ints(flag, *, allow_empty: bool = False) -> list[int]:
   except ValueError:
     values = [0]
   if (not values and not allow_empty) or (values and min(values) < 1):
-    raise errors.UserInputError(
-        f"--{flag.name}={','.join(flag.value)} must be positive integers")
+    raise errors.UserInputError(f"--{flag.name}={','.join(flag.value)} must be positive integers")
   return values
 
 
@@ -91,89 +102,141 @@ def _networks() -> list[tuple[int, ...]]:
 
 def _mse_by_steps(tuner: long_adaptation.FineTuner, sampler, steps: list[int]) -> dict:
   """{step: {"mean", "ci95"}} of the query MSE over the test tasks after each step."""
-  per_task = np.concatenate([  # [num_tasks, len(steps)]
+  per_task = np.concatenate(
+    [  # [num_tasks, len(steps)]
       tuner.scores(batch, checkpoints=steps)["mse"]
-      for batch in pipeline.episodes(sampler, num_episodes=NUM_TASKS.value,
-                                     batch_size=TASKS_PER_BATCH.value)])
-  return {str(s): dict(zip(("mean", "ci95"), metrics.mean_and_ci95(per_task[:, i])))
-          for i, s in enumerate(steps)}
+      for batch in pipeline.episodes(
+        sampler, num_episodes=NUM_TASKS.value, batch_size=TASKS_PER_BATCH.value
+      )
+    ]
+  )
+  return {
+    str(s): dict(zip(("mean", "ci95"), metrics.mean_and_ci95(per_task[:, i])))
+    for i, s in enumerate(steps)
+  }
 
 
-def _measure(family: str, hidden_sizes: tuple[int, ...], workdir: str,
-             scratch_steps: list[int]) -> dict:
+def _measure(
+  family: str, hidden_sizes: tuple[int, ...], workdir: str, scratch_steps: list[int]
+) -> dict:
   learner, _, checkpoint_step, _ = run_folder.load_trained_run(workdir, split="test")
   # The run's K, a larger query set: the same test tasks for the meta-learned and the
   # from-scratch network.
   sampler = datasets.make_sampler(
-      family, split="test", num_ways=1, num_shots=data_flags.NUM_SHOTS.value,
-      num_queries=EVAL_NUM_QUERIES.value, seed=run_flags.SEED.value)
+    family,
+    split="test",
+    num_ways=1,
+    num_shots=data_flags.NUM_SHOTS.value,
+    num_queries=EVAL_NUM_QUERIES.value,
+    seed=run_flags.SEED.value,
+  )
   meta_learned = _mse_by_steps(long_adaptation.FineTuner(learner), sampler, [0, 1])
   keras.utils.set_random_seed(run_flags.SEED.value)  # as experiments.train seeds its weights
   fresh = models.mlp(input_size=1, hidden_sizes=hidden_sizes, output_size=1)
-  scratch = meta.MAML(fresh, objective=meta.REGRESSION, num_inner_steps=1,
-                      inner_lr=SCRATCH_LR.value, task_mapping="batched")
-  from_scratch = _mse_by_steps(long_adaptation.FineTuner(scratch), sampler,
-                               [0, *scratch_steps])
-  results = common.require_json(os.path.join(workdir, "results.json"),
-                                written_by="experiments.train")
-  return {"family": family, "hidden_sizes": list(hidden_sizes), "depth": len(hidden_sizes),
-          "width": hidden_sizes[0], "num_parameters": results["num_parameters"],
-          "num_steps": results["num_steps"], "checkpoint_step": checkpoint_step,
-          "train_hours": results["train_seconds"] / 3600, "inner_lr": learner.inner_lr,
-          "num_shots": data_flags.NUM_SHOTS.value, "num_queries": EVAL_NUM_QUERIES.value,
-          "meta_mse_by_steps": meta_learned, "scratch_mse_by_steps": from_scratch}
+  scratch = meta.MAML(
+    fresh,
+    objective=meta.REGRESSION,
+    num_inner_steps=1,
+    inner_lr=SCRATCH_LR.value,
+    task_mapping="batched",
+  )
+  from_scratch = _mse_by_steps(long_adaptation.FineTuner(scratch), sampler, [0, *scratch_steps])
+  results = common.require_json(
+    os.path.join(workdir, "results.json"), written_by="experiments.train"
+  )
+  return {
+    "family": family,
+    "hidden_sizes": list(hidden_sizes),
+    "depth": len(hidden_sizes),
+    "width": hidden_sizes[0],
+    "num_parameters": results["num_parameters"],
+    "num_steps": results["num_steps"],
+    "checkpoint_step": checkpoint_step,
+    "train_hours": results["train_seconds"] / 3600,
+    "inner_lr": learner.inner_lr,
+    "num_shots": data_flags.NUM_SHOTS.value,
+    "num_queries": EVAL_NUM_QUERIES.value,
+    "meta_mse_by_steps": meta_learned,
+    "scratch_mse_by_steps": from_scratch,
+  }
 
 
 def _write_table(report: dict, path: str) -> None:
   last = str(report["scratch_steps"][-1])
-  lines = [f"# One inner step from a meta-learned initialisation ({report['num_tasks']} "
-           f"test tasks, K={report['rows'][0]['num_shots']}, "
-           f"{report['rows'][0]['num_queries']} queries each; MSE +- 95% CI)", "",
-           f"Command: `{report['command']}`", "",
-           "| family | hidden sizes | parameters | meta-steps | train h | MSE at init | "
-           "MSE after 1 step | from scratch, " + " / ".join(
-               f"{s}" for s in report["scratch_steps"]) + " SGD steps |",
-           "|---|---|---|---|---|---|---|---|"]
+  lines = [
+    f"# One inner step from a meta-learned initialisation ({report['num_tasks']} "
+    f"test tasks, K={report['rows'][0]['num_shots']}, "
+    f"{report['rows'][0]['num_queries']} queries each; MSE +- 95% CI)",
+    "",
+    f"Command: `{report['command']}`",
+    "",
+    "| family | hidden sizes | parameters | meta-steps | train h | MSE at init | "
+    "MSE after 1 step | from scratch, "
+    + " / ".join(f"{s}" for s in report["scratch_steps"])
+    + " SGD steps |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
   for row in report["rows"]:
     cell = lambda d, s: f"{d[s]['mean']:.3f} +- {d[s]['ci95']:.3f}"
     lines.append(
-        f"| {row['family']} | {'x'.join(map(str, row['hidden_sizes']))} | "
-        f"{row['num_parameters']:,} | {row['num_steps']} | {row['train_hours']:.2f} | "
-        f"{cell(row['meta_mse_by_steps'], '0')} | {cell(row['meta_mse_by_steps'], '1')} | "
-        + " / ".join(cell(row["scratch_mse_by_steps"], str(s))
-                     for s in report["scratch_steps"]) + " |")
-  lines += ["", f"From scratch: the same network at its random initialisation, SGD at rate "
-            f"{report['scratch_lr']} on the K support points; the last column's "
-            f"{last} steps is the closest to a full fit measured."]
+      f"| {row['family']} | {'x'.join(map(str, row['hidden_sizes']))} | "
+      f"{row['num_parameters']:,} | {row['num_steps']} | {row['train_hours']:.2f} | "
+      f"{cell(row['meta_mse_by_steps'], '0')} | {cell(row['meta_mse_by_steps'], '1')} | "
+      + " / ".join(cell(row["scratch_mse_by_steps"], str(s)) for s in report["scratch_steps"])
+      + " |"
+    )
+  lines += [
+    "",
+    f"From scratch: the same network at its random initialisation, SGD at rate "
+    f"{report['scratch_lr']} on the K support points; the last column's "
+    f"{last} steps is the closest to a full fit measured.",
+  ]
   with files.atomic_write(path) as tmp, open(tmp, "w") as f:
     f.write("\n".join(lines) + "\n")
 
 
 def _plot(report: dict, path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
   families = report["families"]
-  both = (("depth", lambda r: r["width"] == report["width"], "hidden layers"),
-          ("width", lambda r: r["depth"] == 2, "units per hidden layer (depth 2)"))
+  both = (
+    ("depth", lambda r: r["width"] == report["width"], "hidden layers"),
+    ("width", lambda r: r["depth"] == 2, "units per hidden layer (depth 2)"),
+  )
   # A panel per sweep of two networks or more (the depth sweep where neither is).
-  sweeps = [sweep for sweep in both
-            if len({r[sweep[0]] for r in report["rows"] if sweep[1](r)}) > 1] or both[:1]
-  figure, axes = plt.subplots(len(families), len(sweeps),
-                              figsize=(5 * len(sweeps), 3.6 * len(families)), squeeze=False)
+  sweeps = [
+    sweep for sweep in both if len({r[sweep[0]] for r in report["rows"] if sweep[1](r)}) > 1
+  ] or both[:1]
+  figure, axes = plt.subplots(
+    len(families), len(sweeps), figsize=(5 * len(sweeps), 3.6 * len(families)), squeeze=False
+  )
   for row_axes, family in zip(axes, families):
     for axis, (key, selects, label) in zip(row_axes, sweeps):
-      rows = sorted((r for r in report["rows"] if r["family"] == family and selects(r)),
-                    key=lambda r: r[key])
+      rows = sorted(
+        (r for r in report["rows"] if r["family"] == family and selects(r)), key=lambda r: r[key]
+      )
       x = [r[key] for r in rows]
-      curves = [("meta-learned init, 0 steps", "meta_mse_by_steps", "0", "C7"),
-                ("meta-learned init, 1 step", "meta_mse_by_steps", "1", "C0")]
-      curves += [(f"from scratch, {s} SGD steps", "scratch_mse_by_steps", str(s), f"C{i + 1}")
-                 for i, s in enumerate(report["scratch_steps"])]
+      curves = [
+        ("meta-learned init, 0 steps", "meta_mse_by_steps", "0", "C7"),
+        ("meta-learned init, 1 step", "meta_mse_by_steps", "1", "C0"),
+      ]
+      curves += [
+        (f"from scratch, {s} SGD steps", "scratch_mse_by_steps", str(s), f"C{i + 1}")
+        for i, s in enumerate(report["scratch_steps"])
+      ]
       for name, field, step, colour in curves:
-        axis.errorbar(x, [r[field][step]["mean"] for r in rows],
-                      yerr=[r[field][step]["ci95"] for r in rows], marker="o", capsize=3,
-                      label=name, color=colour)
+        axis.errorbar(
+          x,
+          [r[field][step]["mean"] for r in rows],
+          yerr=[r[field][step]["ci95"] for r in rows],
+          marker="o",
+          capsize=3,
+          label=name,
+          color=colour,
+        )
       axis.set_xscale("log", base=2)
       axis.set_xticks(x)
       axis.set_xticklabels([str(v) for v in x])
@@ -193,7 +256,8 @@ def main(argv):
   for family in FAMILIES.value:
     if not datasets.is_regression(family):
       raise errors.UserInputError(
-          f"--families: {family} is not a regression family; use sinusoid_sum or sinusoid")
+        f"--families: {family} is not a regression family; use sinusoid_sum or sinusoid"
+      )
   networks = _networks()
   scratch_steps = _positive_ints(SCRATCH_STEPS)
   if scratch_steps != sorted(set(scratch_steps)):
@@ -209,23 +273,41 @@ def main(argv):
       results = common.read_json(os.path.join(workdir, "results.json"))
       if results is None or results["num_steps"] != BUDGET_STEPS.value:
         common.run_binary(
-            ["experiments.train", f"--flagfile={FLAGFILE}", f"--dataset={family}",
-             f"--mlp_hidden_sizes={','.join(map(str, hidden_sizes))}",
-             "--num_inner_steps=1", "--num_eval_inner_steps=1",
-             f"--num_steps={BUDGET_STEPS.value}", f"--seed={run_flags.SEED.value}",
-             f"--workdir={workdir}", *TRAIN_FLAGS.value],
-            f"{name}: training", driver="universality")
+          [
+            "experiments.train",
+            f"--flagfile={FLAGFILE}",
+            f"--dataset={family}",
+            f"--mlp_hidden_sizes={','.join(map(str, hidden_sizes))}",
+            "--num_inner_steps=1",
+            "--num_eval_inner_steps=1",
+            f"--num_steps={BUDGET_STEPS.value}",
+            f"--seed={run_flags.SEED.value}",
+            f"--workdir={workdir}",
+            *TRAIN_FLAGS.value,
+          ],
+          f"{name}: training",
+          driver="universality",
+        )
       print(f"universality: {name}: scoring {NUM_TASKS.value} test tasks", flush=True)
       rows.append(_measure(family, hidden_sizes, workdir, scratch_steps))
-  report = {"command": " ".join(["python -m experiments.universality", *sys.argv[1:]]),
-            "families": FAMILIES.value, "width": WIDTH.value, "budget_steps": BUDGET_STEPS.value,
-            "num_tasks": NUM_TASKS.value, "scratch_steps": scratch_steps,
-            "scratch_lr": SCRATCH_LR.value, "seed": run_flags.SEED.value, "rows": rows}
+  report = {
+    "command": " ".join(["python -m experiments.universality", *sys.argv[1:]]),
+    "families": FAMILIES.value,
+    "width": WIDTH.value,
+    "budget_steps": BUDGET_STEPS.value,
+    "num_tasks": NUM_TASKS.value,
+    "scratch_steps": scratch_steps,
+    "scratch_lr": SCRATCH_LR.value,
+    "seed": run_flags.SEED.value,
+    "rows": rows,
+  }
   files.write_json(os.path.join(sweep_dir, "universality.json"), report)
   _write_table(report, os.path.join(sweep_dir, "universality.md"))
   _plot(report, os.path.join(sweep_dir, "universality.png"))
-  print(f"universality: {len(rows)} networks in {time.time() - start:.0f} s; wrote "
-        f"{os.path.join(sweep_dir, 'universality.md')} (.json, .png)")
+  print(
+    f"universality: {len(rows)} networks in {time.time() - start:.0f} s; wrote "
+    f"{os.path.join(sweep_dir, 'universality.md')} (.json, .png)"
+  )
 
 
 if __name__ == "__main__":

@@ -8,22 +8,72 @@ import types
 import pytest
 
 PUBLIC = {
-    "mann.data": ["ClassIndexedImages", "Episode", "episodes", "EpisodeSampler",
-                  "FewShotSampler", "meta_batches", "ONE_REPLICA", "SequenceSampler",
-                  "Shard", "SinusoidSampler", "split_classes", "with_rotations"],
-    "mann.evaluation": ["FEW_SHOT", "mean_and_ci95", "ONLINE", "report", "report_line",
-                        "report_scalars", "score_tasks", "summarise",
-                        "summarise_by_instance", "tasks_digest"],
-    "mann.memory": ["content_weights", "cosine_similarity", "least_used_weights",
-                    "lrua_step", "read", "safe_norm", "update_usage", "write",
-                    "write_weights"],
-    "mann.meta": ["CLASSIFICATION", "Episodic", "ExampleFormat", "forward",
-                  "GradientMetaLearner", "INNER_LOSSES", "MAML", "MetaLearner",
-                  "REGRESSION", "Reptile", "SequenceFormat", "sgd_adapt",
-                  "STRING_CLASSIFICATION", "TASK_MAPPINGS", "TaskObjective", "Transfer"],
-    "mann.models": ["adapted_weights", "BatchNormalization", "conv4", "conv4_features",
-                    "lstm", "mann", "mlp", "weight_groups"],
-    "mann.training": ["restore_latest", "train"],
+  "mann.data": [
+    "ClassIndexedImages",
+    "Episode",
+    "episodes",
+    "EpisodeSampler",
+    "FewShotSampler",
+    "meta_batches",
+    "ONE_REPLICA",
+    "SequenceSampler",
+    "Shard",
+    "SinusoidSampler",
+    "split_classes",
+    "with_rotations",
+  ],
+  "mann.evaluation": [
+    "FEW_SHOT",
+    "mean_and_ci95",
+    "ONLINE",
+    "report",
+    "report_line",
+    "report_scalars",
+    "score_tasks",
+    "summarise",
+    "summarise_by_instance",
+    "tasks_digest",
+  ],
+  "mann.memory": [
+    "content_weights",
+    "cosine_similarity",
+    "least_used_weights",
+    "lrua_step",
+    "read",
+    "safe_norm",
+    "update_usage",
+    "write",
+    "write_weights",
+  ],
+  "mann.meta": [
+    "CLASSIFICATION",
+    "Episodic",
+    "ExampleFormat",
+    "forward",
+    "GradientMetaLearner",
+    "INNER_LOSSES",
+    "MAML",
+    "MetaLearner",
+    "REGRESSION",
+    "Reptile",
+    "SequenceFormat",
+    "sgd_adapt",
+    "STRING_CLASSIFICATION",
+    "TASK_MAPPINGS",
+    "TaskObjective",
+    "Transfer",
+  ],
+  "mann.models": [
+    "adapted_weights",
+    "BatchNormalization",
+    "conv4",
+    "conv4_features",
+    "lstm",
+    "mann",
+    "mlp",
+    "weight_groups",
+  ],
+  "mann.training": ["restore_latest", "train"],
 }
 
 
@@ -35,8 +85,11 @@ def test_all_lists_the_public_names(package):
     assert hasattr(module, name), f"{package}.__all__ names {name}, which it lacks"
   # Every public name the package binds, other than its own submodules, is in __all__.
   submodules = {info.name for info in pkgutil.iter_modules(module.__path__)}
-  bound = {name for name, value in vars(module).items()
-           if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+  bound = {
+    name
+    for name, value in vars(module).items()
+    if not name.startswith("_") and not isinstance(value, types.ModuleType)
+  }
   assert bound - submodules == set(module.__all__)
 
 
@@ -46,11 +99,12 @@ def test_no_export_shadows_a_module(package):
   for info in pkgutil.iter_modules(module.__path__):
     value = getattr(module, info.name, None)
     assert value is None or isinstance(value, types.ModuleType), (
-        f"{package}.{info.name} is a {type(value).__name__}, hiding module "
-        f"{package}.{info.name}: rename the module or the export")
+      f"{package}.{info.name} is a {type(value).__name__}, hiding module "
+      f"{package}.{info.name}: rename the module or the export"
+    )
 
 
 def test_the_root_package_lists_its_subpackages():
   import mann  # pylint: disable=g-import-not-at-top
-  assert sorted(mann.__all__) == sorted(
-      info.name for info in pkgutil.iter_modules(mann.__path__))
+
+  assert sorted(mann.__all__) == sorted(info.name for info in pkgutil.iter_modules(mann.__path__))

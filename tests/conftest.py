@@ -24,6 +24,7 @@ NUM_TEST_CPU_DEVICES = 2
 def pytest_configure(config):
   del config
   from mann.training import distribute  # pylint: disable=g-import-not-at-top
+
   distribute.split_cpu(NUM_TEST_CPU_DEVICES)
 
 
@@ -35,8 +36,9 @@ def omniglot_dir() -> str:
   source_root = pathlib.Path(os.path.realpath(__file__)).parents[1]
   path = os.environ.get("MANN_OMNIGLOT_DIR", str(source_root.parent / "shared/data/omniglot"))
   assert os.path.isdir(path), (
-      f"Omniglot zips not found at {path}: set MANN_OMNIGLOT_DIR to the folder that holds "
-      f"images_background.zip and images_evaluation.zip")
+    f"Omniglot zips not found at {path}: set MANN_OMNIGLOT_DIR to the folder that holds "
+    f"images_background.zip and images_evaluation.zip"
+  )
   return path
 
 
@@ -45,6 +47,7 @@ def _load_omniglot(omniglot_dir: str, data_dir: str):
   lock: the test workers (pytest -n, one process each) share the folder, and only the
   first may prepare it."""
   from mann.data import omniglot  # pylint: disable=g-import-not-at-top
+
   with open(os.path.join(data_dir, ".prepare.lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     return omniglot.load_omniglot(data_dir=data_dir, omniglot_dir=omniglot_dir)
@@ -55,8 +58,7 @@ def tfds_data_dir(omniglot_dir) -> str:
   """A TFDS data_dir kept between test runs ($MANN_TEST_DATA_DIR or ~/.cache/mann/tfds),
   with Omniglot prepared and decoded in it (once per machine), so that the binaries a
   test runs read it and never prepare it themselves."""
-  path = os.environ.get("MANN_TEST_DATA_DIR",
-                        os.path.expanduser("~/.cache/mann/tfds"))
+  path = os.environ.get("MANN_TEST_DATA_DIR", os.path.expanduser("~/.cache/mann/tfds"))
   os.makedirs(path, exist_ok=True)
   _load_omniglot(omniglot_dir, path)
   return path
@@ -73,6 +75,7 @@ def float64():
   """Keras models built in float64 (floatx and the dtype policy: a policy another test set
   would otherwise win over floatx), float32 again afterwards."""
   import keras  # pylint: disable=g-import-not-at-top
+
   keras.config.set_floatx("float64")
   keras.config.set_dtype_policy("float64")
   yield

@@ -42,16 +42,25 @@ def test_missing_folder_is_a_user_error(tmp_path):
 
 
 def test_write_json_is_strict_json_with_null_for_non_finite_numbers(tmp_path):
-  value = {"loss": float("nan"), "steps": np.int64(3), "by_step": [1.5, float("inf"),
-           np.float32(0.25)], "nested": {"bad": -float("inf"), "ok": (True, None, "x")}}
+  value = {
+    "loss": float("nan"),
+    "steps": np.int64(3),
+    "by_step": [1.5, float("inf"), np.float32(0.25)],
+    "nested": {"bad": -float("inf"), "ok": (True, None, "x")},
+  }
   path = tmp_path / "out.json"
   files.write_json(str(path), value)
 
   def refuse(constant):
     raise AssertionError(f"non-strict JSON constant {constant}")
+
   read = json.loads(path.read_text(), parse_constant=refuse)
-  assert read == {"loss": None, "steps": 3, "by_step": [1.5, None, 0.25],
-                  "nested": {"bad": None, "ok": [True, None, "x"]}}
+  assert read == {
+    "loss": None,
+    "steps": 3,
+    "by_step": [1.5, None, 0.25],
+    "nested": {"bad": None, "ok": [True, None, "x"]},
+  }
   assert os.listdir(tmp_path) == ["out.json"]
 
 

@@ -28,8 +28,7 @@ def assert_gradients_close(analytic, numeric, rtol):
   np.testing.assert_allclose(flat_a, flat_n, rtol=1e-4, atol=1e-8)
 
 
-def assert_directional_derivatives_close(loss_fn, variables, analytic, *, rtol, seed=0,
-                                         h=1e-5):
+def assert_directional_derivatives_close(loss_fn, variables, analytic, *, rtol, seed=0, h=1e-5):
   """Checks each variable's analytic gradient along one random direction against the
   central difference of loss_fn() along it: a test of every variable's gradient at two
   loss evaluations per variable (instead of two per element)."""

@@ -14,16 +14,16 @@ from mann.data.source import split_classes
 from mann.data.source import with_rotations
 
 __all__ = [
-    "ClassIndexedImages",
-    "Episode",
-    "episodes",
-    "EpisodeSampler",
-    "FewShotSampler",
-    "meta_batches",
-    "ONE_REPLICA",
-    "SequenceSampler",
-    "Shard",
-    "SinusoidSampler",
-    "split_classes",
-    "with_rotations",
+  "ClassIndexedImages",
+  "Episode",
+  "episodes",
+  "EpisodeSampler",
+  "FewShotSampler",
+  "meta_batches",
+  "ONE_REPLICA",
+  "SequenceSampler",
+  "Shard",
+  "SinusoidSampler",
+  "split_classes",
+  "with_rotations",
 ]

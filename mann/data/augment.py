@@ -22,6 +22,7 @@ class Augmentation(typing.NamedTuple):
   test set, Finn & Levine 2018): about the centre, x += shear * y, then both axes times
   scale, before any random rotation and shift.
   """
+
   max_shift: int = 0
   max_degrees: float = 0.0
   shear: float = 0.0
@@ -29,8 +30,7 @@ class Augmentation(typing.NamedTuple):
 
   @property
   def active(self) -> bool:
-    return (self.max_shift > 0 or self.max_degrees > 0 or self.shear != 0
-            or self.scale != 1)
+    return self.max_shift > 0 or self.max_degrees > 0 or self.shear != 0 or self.scale != 1
 
 
 def parse_distortion(spec: str) -> Augmentation:
@@ -45,15 +45,16 @@ def parse_distortion(spec: str) -> Augmentation:
       values[name] = float(value)
     except ValueError:
       raise errors.UserInputError(
-          f"--eval_transform={spec}: expected shear=S and/or scale=Z, e.g. "
-          f"shear=0.5,scale=0.75") from None
+        f"--eval_transform={spec}: expected shear=S and/or scale=Z, e.g. shear=0.5,scale=0.75"
+      ) from None
   if values.get("scale", 1.0) <= 0:
     raise errors.UserInputError(f"--eval_transform={spec}: scale must be > 0")
   return Augmentation(shear=values.get("shear", 0.0), scale=values.get("scale", 1.0))
 
 
-def transform(images: tf.Tensor, shifts: tf.Tensor, radians: tf.Tensor,
-              shear: float = 0.0, scale: float = 1.0) -> tf.Tensor:
+def transform(
+  images: tf.Tensor, shifts: tf.Tensor, radians: tf.Tensor, shear: float = 0.0, scale: float = 1.0
+) -> tf.Tensor:
   """Shears and scales, rotates, then shifts each image: images [B, H, W, C], shifts
   [B, 2] (dx, dy, pixels; +dx moves the content right, +dy down), radians [B]
   (counter-clockwise on screen), shear and scale as Augmentation's. Bilinear, zero
@@ -76,13 +77,16 @@ def transform(images: tf.Tensor, shifts: tf.Tensor, radians: tf.Tensor,
   zeros = tf.zeros_like(cos)
   matrices = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
   return tf.raw_ops.ImageProjectiveTransformV3(
-      images=images, transforms=tf.cast(matrices, tf.float32),
-      output_shape=tf.constant([height, width], tf.int32), fill_value=0.0,
-      interpolation="BILINEAR", fill_mode="CONSTANT")
+    images=images,
+    transforms=tf.cast(matrices, tf.float32),
+    output_shape=tf.constant([height, width], tf.int32),
+    fill_value=0.0,
+    interpolation="BILINEAR",
+    fill_mode="CONSTANT",
+  )
 
 
-def random_transform(images: tf.Tensor, augmentation: Augmentation,
-                     seed: tf.Tensor) -> tf.Tensor:
+def random_transform(images: tf.Tensor, augmentation: Augmentation, seed: tf.Tensor) -> tf.Tensor:
   """`transform` with shifts and angles drawn from `seed` (a stateless [2] seed):
   the same seed, the same images. images [B, H, W, C] -> [B, H, W, C]."""
   if not augmentation.active:
@@ -90,9 +94,14 @@ def random_transform(images: tf.Tensor, augmentation: Augmentation,
   batch = tf.shape(images)[0]
   shift_seed, angle_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
   shifts = tf.random.stateless_uniform(
-      [batch, 2], shift_seed, minval=-augmentation.max_shift,
-      maxval=augmentation.max_shift + 1, dtype=tf.int32)
+    [batch, 2],
+    shift_seed,
+    minval=-augmentation.max_shift,
+    maxval=augmentation.max_shift + 1,
+    dtype=tf.int32,
+  )
   limit = augmentation.max_degrees * math.pi / 180.0
   radians = tf.random.stateless_uniform([batch], angle_seed, minval=-limit, maxval=limit)
-  return transform(images, tf.cast(shifts, tf.float32), radians,
-                   shear=augmentation.shear, scale=augmentation.scale)
+  return transform(
+    images, tf.cast(shifts, tf.float32), radians, shear=augmentation.shear, scale=augmentation.scale
+  )

@@ -1,9 +1,9 @@
 """Datasets by name: what the binaries' --dataset flag selects.
 
-  omniglot   Omniglot characters (TFDS), MAML-code split, 28x28 grey.
-  sinusoid   MAML-paper sinusoid regression.
-  sinusoid_sum  sums of 5 random sinusoids (random frequencies): a broader regression family.
-  tfds:NAME  any labelled TFDS image dataset, its classes split by a seeded shuffle.
+omniglot   Omniglot characters (TFDS), MAML-code split, 28x28 grey.
+sinusoid   MAML-paper sinusoid regression.
+sinusoid_sum  sums of 5 random sinusoids (random frequencies): a broader regression family.
+tfds:NAME  any labelled TFDS image dataset, its classes split by a seeded shuffle.
 """
 
 from typing import Optional, Sequence, Union
@@ -20,10 +20,16 @@ from mann.data import tfds_source
 
 SPLITS = ("train", "validation", "test")
 TFDS_PREFIX = "tfds:"
-Sampler = Union[sampler_lib.FewShotSampler, sinusoid.SinusoidSampler,
-                sinusoid.SinusoidSumSampler, santoro.SequenceSampler]
-REGRESSION_SAMPLERS = {"sinusoid": sinusoid.SinusoidSampler,
-                       "sinusoid_sum": sinusoid.SinusoidSumSampler}
+Sampler = Union[
+  sampler_lib.FewShotSampler,
+  sinusoid.SinusoidSampler,
+  sinusoid.SinusoidSumSampler,
+  santoro.SequenceSampler,
+]
+REGRESSION_SAMPLERS = {
+  "sinusoid": sinusoid.SinusoidSampler,
+  "sinusoid_sum": sinusoid.SinusoidSumSampler,
+}
 
 
 def check_dataset_name(dataset: str) -> None:
@@ -34,19 +40,26 @@ def check_dataset_name(dataset: str) -> None:
   if dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX):
     return
   raise errors.UserInputError(
-      f"unknown dataset '{dataset}': use omniglot, sinusoid, sinusoid_sum or tfds:NAME "
-      f"(e.g. tfds:mnist)")
+    f"unknown dataset '{dataset}': use omniglot, sinusoid, sinusoid_sum or tfds:NAME "
+    f"(e.g. tfds:mnist)"
+  )
 
 
 def is_regression(dataset: str) -> bool:
   return dataset in REGRESSION_SAMPLERS
 
 
-def class_splits(dataset: str, *, data_dir: Optional[str], omniglot_dir: Optional[str],
-                 split_seed: int, image_size: int, train_rotations: bool,
-                 grayscale: bool = False,
-                 class_split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
-                 ) -> dict[str, source_lib.ClassIndexedImages]:
+def class_splits(
+  dataset: str,
+  *,
+  data_dir: Optional[str],
+  omniglot_dir: Optional[str],
+  split_seed: int,
+  image_size: int,
+  train_rotations: bool,
+  grayscale: bool = False,
+  class_split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
+) -> dict[str, source_lib.ClassIndexedImages]:
   """The train / validation / test classes of a classification dataset.
 
   Args:
@@ -66,14 +79,17 @@ def class_splits(dataset: str, *, data_dir: Optional[str], omniglot_dir: Optiona
   """
   check_dataset_name(dataset)
   if dataset == "omniglot":
-    characters = omniglot.load_omniglot(data_dir=data_dir, omniglot_dir=omniglot_dir,
-                                        image_size=image_size)
-    return omniglot.omniglot_splits(characters, split_seed=split_seed,
-                                    train_rotations=train_rotations)
+    characters = omniglot.load_omniglot(
+      data_dir=data_dir, omniglot_dir=omniglot_dir, image_size=image_size
+    )
+    return omniglot.omniglot_splits(
+      characters, split_seed=split_seed, train_rotations=train_rotations
+    )
   if is_regression(dataset):
     raise errors.UserInputError(f"{dataset} is a regression task family; it has no classes")
-  source = tfds_source.load_tfds_images(dataset[len(TFDS_PREFIX):], data_dir=data_dir,
-                                        image_size=image_size, grayscale=grayscale)
+  source = tfds_source.load_tfds_images(
+    dataset[len(TFDS_PREFIX) :], data_dir=data_dir, image_size=image_size, grayscale=grayscale
+  )
   sizes = source_lib.split_sizes_from_fractions(source.num_classes, class_split_fractions)
   ids = source_lib.split_classes(source.num_classes, split_sizes=sizes, seed=split_seed)
   splits = {name: source.subset(class_ids) for name, class_ids in zip(SPLITS, ids)}
@@ -91,13 +107,22 @@ def split_seed(seed: int, split: str) -> int:
   return 3 * seed + SPLITS.index(split)
 
 
-def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
-                 num_queries: int, seed: int,
-                 splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None,
-                 class_labels: bool = False, protocol: str = "few_shot",
-                 num_instances: int = 10, shuffle_support: bool = False,
-                 augmentation: augment.Augmentation = augment.Augmentation(),
-                 string_labels: bool = False) -> Sampler:
+def make_sampler(
+  dataset: str,
+  *,
+  split: str,
+  num_ways: int,
+  num_shots: int,
+  num_queries: int,
+  seed: int,
+  splits: Optional[dict[str, source_lib.ClassIndexedImages]] = None,
+  class_labels: bool = False,
+  protocol: str = "few_shot",
+  num_instances: int = 10,
+  shuffle_support: bool = False,
+  augmentation: augment.Augmentation = augment.Augmentation(),
+  string_labels: bool = False,
+) -> Sampler:
   """The episode sampler of one split.
 
   Each split draws from its own seed stream (split_seed), so validation and test
@@ -125,17 +150,28 @@ def make_sampler(dataset: str, *, split: str, num_ways: int, num_shots: int,
   if protocol == "online":
     if splits is None:
       raise errors.UserInputError("--protocol=online needs an image dataset, not sinusoid")
-    return santoro.SequenceSampler(splits[split], num_ways=num_ways,
-                                   num_instances=num_instances, seed=stream_seed,
-                                   augmentation=augmentation, string_labels=string_labels)
+    return santoro.SequenceSampler(
+      splits[split],
+      num_ways=num_ways,
+      num_instances=num_instances,
+      seed=stream_seed,
+      augmentation=augmentation,
+      string_labels=string_labels,
+    )
   if is_regression(dataset):
-    return REGRESSION_SAMPLERS[dataset](num_shots=num_shots, num_queries=num_queries,
-                                        seed=stream_seed)
+    return REGRESSION_SAMPLERS[dataset](
+      num_shots=num_shots, num_queries=num_queries, seed=stream_seed
+    )
   if splits is None:
     raise ValueError(f"make_sampler: {dataset} needs the class splits")
-  return sampler_lib.FewShotSampler(splits[split], num_ways=num_ways, num_shots=num_shots,
-                                    num_queries=num_queries, seed=stream_seed,
-                                    class_labels=class_labels,
-                                    shuffle_support=shuffle_support,
-                                    augmentation=augmentation,
-                                    label_space=labels_lib.label_space(string_labels))
+  return sampler_lib.FewShotSampler(
+    splits[split],
+    num_ways=num_ways,
+    num_shots=num_shots,
+    num_queries=num_queries,
+    seed=stream_seed,
+    class_labels=class_labels,
+    shuffle_support=shuffle_support,
+    augmentation=augmentation,
+    label_space=labels_lib.label_space(string_labels),
+  )

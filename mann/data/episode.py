@@ -20,6 +20,7 @@ class Episode(typing.NamedTuple):
 
   Way and shot are not stored: they follow from the sampler that made the episode.
   """
+
   support_x: tf.Tensor
   support_y: tf.Tensor
   query_x: tf.Tensor

@@ -9,13 +9,13 @@ import tensorflow as tf
 
 STRING_LENGTH = 5
 STRING_ALPHABET = 5
-STRING_LABEL_SPACE = STRING_ALPHABET ** STRING_LENGTH
+STRING_LABEL_SPACE = STRING_ALPHABET**STRING_LENGTH
 
 
 def string_characters(labels: tf.Tensor) -> tf.Tensor:
   """The characters of string labels: int [...] in [0, 3125) -> int32 [..., 5] in [0, 5)
   (the base-5 digits, least significant first)."""
-  powers = tf.constant([STRING_ALPHABET ** k for k in range(STRING_LENGTH)], tf.int32)
+  powers = tf.constant([STRING_ALPHABET**k for k in range(STRING_LENGTH)], tf.int32)
   return (tf.cast(labels, tf.int32)[..., None] // powers) % STRING_ALPHABET
 
 

@@ -30,8 +30,8 @@ IMAGE_SIZE = 28
 IMAGES_PER_CHARACTER = 20
 # The two archives of the full set, and what each must hold (characters, PNGs).
 ZIP_CONTENTS = {
-    "images_background.zip": (964, 964 * IMAGES_PER_CHARACTER),
-    "images_evaluation.zip": (659, 659 * IMAGES_PER_CHARACTER),
+  "images_background.zip": (964, 964 * IMAGES_PER_CHARACTER),
+  "images_evaluation.zip": (659, 659 * IMAGES_PER_CHARACTER),
 }
 _NUM_ALPHABETS = 50
 
@@ -51,30 +51,33 @@ def find_omniglot_zips(directory: str) -> dict[str, str]:
   expected = " and ".join(ZIP_CONTENTS)
   if not os.path.isdir(directory):
     raise errors.UserInputError(
-        f"Omniglot directory {directory} does not exist; it must hold {expected} "
-        f"(or a rebuilt/ folder with them), e.g. ../shared/data/omniglot")
+      f"Omniglot directory {directory} does not exist; it must hold {expected} "
+      f"(or a rebuilt/ folder with them), e.g. ../shared/data/omniglot"
+    )
   found = {}
   for filename, (num_characters, num_pngs) in ZIP_CONTENTS.items():
-    candidates = [os.path.join(directory, filename),
-                  os.path.join(directory, "rebuilt", filename)]
+    candidates = [os.path.join(directory, filename), os.path.join(directory, "rebuilt", filename)]
     path = next((p for p in candidates if os.path.isfile(p)), None)
     if path is None:
       raise errors.UserInputError(
-          f"Omniglot directory {directory} lacks {filename}: it must hold {expected} "
-          f"(or a rebuilt/ folder with them), e.g. ../shared/data/omniglot")
-    stem = filename[:-len(".zip")]
+        f"Omniglot directory {directory} lacks {filename}: it must hold {expected} "
+        f"(or a rebuilt/ folder with them), e.g. ../shared/data/omniglot"
+      )
+    stem = filename[: -len(".zip")]
     try:
       with zipfile.ZipFile(path) as archive:
         pngs = [n for n in archive.namelist() if n.startswith(stem + "/") and n.endswith(".png")]
     except (zipfile.BadZipFile, OSError) as e:
       raise errors.UserInputError(
-          f"{path} is not a readable zip ({e}); replace it with the original "
-          f"{filename} of the Omniglot repository") from None
+        f"{path} is not a readable zip ({e}); replace it with the original "
+        f"{filename} of the Omniglot repository"
+      ) from None
     characters = {os.path.dirname(n) for n in pngs}
     if (len(characters), len(pngs)) != (num_characters, num_pngs):
       raise errors.UserInputError(
-          f"{path} holds {len(characters)} characters / {len(pngs)} PNGs under {stem}/, "
-          f"expected {num_characters} / {num_pngs}; replace it with the full {filename}")
+        f"{path} holds {len(characters)} characters / {len(pngs)} PNGs under {stem}/, "
+        f"expected {num_characters} / {num_pngs}; replace it with the full {filename}"
+      )
     found[filename] = path
   return found
 
@@ -87,8 +90,7 @@ def _character_records(zip_path: str):
     names = sorted(n for n in archive.namelist() if n.endswith(".png"))
   for name in names:
     _, alphabet, character, image = name.split("/")
-    yield (alphabet, int(character[len("character"):]) - 1,
-           int(image.split("_")[0]) - 1, name)
+    yield (alphabet, int(character[len("character") :]) - 1, int(image.split("_")[0]) - 1, name)
 
 
 class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
@@ -98,22 +100,25 @@ class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("3.0.0")
   RELEASE_NOTES = {"3.0.0": "Stock omniglot 3.0.0 features, read from manual_dir."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Put images_background.zip and images_evaluation.zip of "
-      "github.com/brendenlake/omniglot (python/ folder) in the manual_dir, or in its "
-      "rebuilt/ folder.")
+    "Put images_background.zip and images_evaluation.zip of "
+    "github.com/brendenlake/omniglot (python/ folder) in the manual_dir, or in its "
+    "rebuilt/ folder."
+  )
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        description="Omniglot (Lake et al. 2015), 1623 characters of 50 alphabets.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(105, 105, 3), encoding_format="png"),
-            "alphabet": tfds.features.ClassLabel(num_classes=_NUM_ALPHABETS),
-            "alphabet_char_id": np.int64,
-            "label": tfds.features.ClassLabel(num_classes=NUM_CHARACTERS),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://github.com/brendenlake/omniglot/",
+      builder=self,
+      description="Omniglot (Lake et al. 2015), 1623 characters of 50 alphabets.",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(105, 105, 3), encoding_format="png"),
+          "alphabet": tfds.features.ClassLabel(num_classes=_NUM_ALPHABETS),
+          "alphabet_char_id": np.int64,
+          "label": tfds.features.ClassLabel(num_classes=NUM_CHARACTERS),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage="https://github.com/brendenlake/omniglot/",
     )
 
   def _split_generators(self, dl_manager):
@@ -125,25 +130,34 @@ class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
         label_names[label] = f"{alphabet}_{char_id}"
     if sorted(label_names) != list(range(NUM_CHARACTERS)):
       raise errors.UserInputError(
-          f"the Omniglot zips in {dl_manager.manual_dir} do not number their characters "
-          f"1..{NUM_CHARACTERS}; use the original or rebuilt zips")
+        f"the Omniglot zips in {dl_manager.manual_dir} do not number their characters "
+        f"1..{NUM_CHARACTERS}; use the original or rebuilt zips"
+      )
     self.info.features["alphabet"].names = sorted(alphabets)
     self.info.features["label"].names = [label_names[k] for k in sorted(label_names)]
     return {
-        "train": self._generate_examples(zips["images_background.zip"]),
-        "test": self._generate_examples(zips["images_evaluation.zip"]),
+      "train": self._generate_examples(zips["images_background.zip"]),
+      "test": self._generate_examples(zips["images_evaluation.zip"]),
     }
 
   def _generate_examples(self, zip_path):
     with zipfile.ZipFile(zip_path) as archive:
       for alphabet, char_id, label, name in _character_records(zip_path):
         key = f"{alphabet}_{char_id}_{os.path.basename(name)}"  # the stock builder's key
-        yield key, {"image": archive.read(name), "alphabet": alphabet,
-                    "alphabet_char_id": char_id, "label": label}
+        yield (
+          key,
+          {
+            "image": archive.read(name),
+            "alphabet": alphabet,
+            "alphabet_char_id": char_id,
+            "label": label,
+          },
+        )
 
 
-def load_omniglot(*, data_dir: Optional[str], omniglot_dir: Optional[str],
-                  image_size: int = IMAGE_SIZE) -> source_lib.ClassIndexedImages:
+def load_omniglot(
+  *, data_dir: Optional[str], omniglot_dir: Optional[str], image_size: int = IMAGE_SIZE
+) -> source_lib.ClassIndexedImages:
   """All 1623 Omniglot characters, one class each, in TFDS label order.
 
   Args:
@@ -165,26 +179,31 @@ def load_omniglot(*, data_dir: Optional[str], omniglot_dir: Optional[str],
     builder = tfds.builder("omniglot", data_dir=data_dir)
     download_config = None
   cache_path = tfds_source.cache_path(
-      data_dir, f"{builder.name}-{builder.version}-{image_size}px-grey.npz")
+    data_dir, f"{builder.name}-{builder.version}-{image_size}px-grey.npz"
+  )
 
   def build() -> source_lib.ClassIndexedImages:
     builder.download_and_prepare(download_config=download_config)
     dataset = builder.as_dataset(split="train+test", shuffle_files=False)
     images, labels = tfds_source.decode_images(
-        dataset, image_size=image_size, grayscale=True, invert=True)
+      dataset, image_size=image_size, grayscale=True, invert=True
+    )
     source = tfds_source.source_from_arrays(
-        images, labels, class_names=builder.info.features["label"].names)
+      images, labels, class_names=builder.info.features["label"].names
+    )
     if source.num_classes != NUM_CHARACTERS:
       raise errors.UserInputError(
-          f"TFDS {builder.name} gave {source.num_classes} characters, expected "
-          f"{NUM_CHARACTERS}; delete its folder under {builder.data_dir_root} and rerun")
+        f"TFDS {builder.name} gave {source.num_classes} characters, expected "
+        f"{NUM_CHARACTERS}; delete its folder under {builder.data_dir_root} and rerun"
+      )
     return source
 
   return tfds_source.cached_source(cache_path, build)
 
 
-def omniglot_splits(source: source_lib.ClassIndexedImages, *, split_seed: int,
-                    train_rotations: bool) -> dict[str, source_lib.ClassIndexedImages]:
+def omniglot_splits(
+  source: source_lib.ClassIndexedImages, *, split_seed: int, train_rotations: bool
+) -> dict[str, source_lib.ClassIndexedImages]:
   """The MAML-code character split of the 1623 characters.
 
   Args:
@@ -197,8 +216,9 @@ def omniglot_splits(source: source_lib.ClassIndexedImages, *, split_seed: int,
   Returns:
     {"train": ..., "validation": ..., "test": ...}, each its own 0-based classes.
   """
-  ids = source_lib.split_classes(source.num_classes, split_sizes=list(SPLIT_SIZES.values()),
-                                 seed=split_seed)
+  ids = source_lib.split_classes(
+    source.num_classes, split_sizes=list(SPLIT_SIZES.values()), seed=split_seed
+  )
   splits = {name: source.subset(class_ids) for name, class_ids in zip(SPLIT_SIZES, ids)}
   if train_rotations:
     splits["train"] = source_lib.with_rotations(splits["train"])

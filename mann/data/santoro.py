@@ -20,25 +20,36 @@ class SequenceSampler:
   the query set is empty (every step is both a question and, one step later, a lesson).
   """
 
-  def __init__(self, source: source_lib.ClassIndexedImages, *, num_ways: int,
-               num_instances: int, seed: int,
-               augmentation: augment.Augmentation = augment.Augmentation(),
-               string_labels: bool = False):
+  def __init__(
+    self,
+    source: source_lib.ClassIndexedImages,
+    *,
+    num_ways: int,
+    num_instances: int,
+    seed: int,
+    augmentation: augment.Augmentation = augment.Augmentation(),
+    string_labels: bool = False,
+  ):
     """Args:
-      source: the classes to draw from.
-      num_ways: N, classes per episode (labels 0..N-1, a random remapping).
-      num_instances: L, images per class (10 in the paper).
-      seed: the seed of every draw; episode i is a function of (seed, i).
-      augmentation: random per-image translation and rotation (training sequences).
-      string_labels: label the classes with random 5-character strings (integers in
-        [0, 3125), see labels.string_characters) instead of 0..N-1.
+    source: the classes to draw from.
+    num_ways: N, classes per episode (labels 0..N-1, a random remapping).
+    num_instances: L, images per class (10 in the paper).
+    seed: the seed of every draw; episode i is a function of (seed, i).
+    augmentation: random per-image translation and rotation (training sequences).
+    string_labels: label the classes with random 5-character strings (integers in
+      [0, 3125), see labels.string_characters) instead of 0..N-1.
     """
     # A sequence is a task's support set, shuffled, with no queries.
-    self._tasks = sampler_lib.FewShotSampler(source, num_ways=num_ways,
-                                             num_shots=num_instances, num_queries=0,
-                                             seed=seed, shuffle_support=True,
-                                             augmentation=augmentation,
-                                             label_space=labels_lib.label_space(string_labels))
+    self._tasks = sampler_lib.FewShotSampler(
+      source,
+      num_ways=num_ways,
+      num_shots=num_instances,
+      num_queries=0,
+      seed=seed,
+      shuffle_support=True,
+      augmentation=augmentation,
+      label_space=labels_lib.label_space(string_labels),
+    )
     self.num_ways = num_ways
     self.num_instances = num_instances
     self.seed = seed
@@ -53,8 +64,9 @@ class SequenceSampler:
     return self._tasks.episode(index)
 
 
-def previous_label_inputs(labels: tf.Tensor, num_classes: int,
-                          string_labels: bool = False) -> tf.Tensor:
+def previous_label_inputs(
+  labels: tf.Tensor, num_classes: int, string_labels: bool = False
+) -> tf.Tensor:
   """The label of step t-1 at step t, zeros at step 0 (the paper's offset).
 
   Args:

@@ -25,6 +25,7 @@ class ClassIndexedImages:
     base_class_ids: int32 [num_classes], the id of the class this one was made from
       in the original dataset (its TFDS label); rotated copies share their base id.
   """
+
   images: np.ndarray
   labels: np.ndarray
   class_names: tuple[str, ...]
@@ -32,8 +33,9 @@ class ClassIndexedImages:
 
   def __post_init__(self):
     if self.images.ndim != 4 or self.images.dtype != np.uint8:
-      raise ValueError(f"images must be uint8 [num_images, H, W, C], got "
-                       f"{self.images.dtype} {self.images.shape}")
+      raise ValueError(
+        f"images must be uint8 [num_images, H, W, C], got {self.images.dtype} {self.images.shape}"
+      )
     if self.labels.shape != (self.images.shape[0],):
       raise ValueError(f"labels must be [{self.images.shape[0]}], got {self.labels.shape}")
     if len(self.class_names) != len(self.base_class_ids):
@@ -61,7 +63,7 @@ class ClassIndexedImages:
     order = np.argsort(self.labels, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     for c in range(self.num_classes):
-      table[c, :counts[c]] = order[starts[c]:starts[c] + counts[c]]
+      table[c, : counts[c]] = order[starts[c] : starts[c] + counts[c]]
     return table
 
   def subset(self, class_ids: Union[Sequence[int], np.ndarray]) -> "ClassIndexedImages":
@@ -73,14 +75,14 @@ class ClassIndexedImages:
     new_label[ids] = np.arange(len(ids))
     keep = new_label[self.labels] >= 0
     return ClassIndexedImages(
-        images=self.images[keep],
-        labels=new_label[self.labels[keep]].astype(np.int32),
-        class_names=tuple(self.class_names[c] for c in ids),
-        base_class_ids=self.base_class_ids[ids])
+      images=self.images[keep],
+      labels=new_label[self.labels[keep]].astype(np.int32),
+      class_names=tuple(self.class_names[c] for c in ids),
+      base_class_ids=self.base_class_ids[ids],
+    )
 
 
-def split_classes(num_classes: int, *, split_sizes: Sequence[int],
-                  seed: int) -> list[np.ndarray]:
+def split_classes(num_classes: int, *, split_sizes: Sequence[int], seed: int) -> list[np.ndarray]:
   """Splits class ids 0..num_classes-1 by a seeded shuffle into disjoint groups.
 
   Args:
@@ -95,25 +97,27 @@ def split_classes(num_classes: int, *, split_sizes: Sequence[int],
   """
   if sum(split_sizes) != num_classes or min(split_sizes) < 0:
     raise errors.UserInputError(
-        f"class split sizes {tuple(split_sizes)} must be non-negative and add up to the "
-        f"{num_classes} classes of the dataset")
+      f"class split sizes {tuple(split_sizes)} must be non-negative and add up to the "
+      f"{num_classes} classes of the dataset"
+    )
   permutation = np.random.default_rng(seed).permutation(num_classes)
   bounds = np.cumsum([0, *split_sizes])
   return [np.sort(permutation[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def split_sizes_from_fractions(num_classes: int,
-                               fractions: Sequence[float]) -> tuple[int, ...]:
+def split_sizes_from_fractions(num_classes: int, fractions: Sequence[float]) -> tuple[int, ...]:
   """Whole class counts in proportion to `fractions`; the last group takes the rest."""
   if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
     raise errors.UserInputError(
-        f"class split fractions {tuple(fractions)} must be non-negative and add up to 1")
+      f"class split fractions {tuple(fractions)} must be non-negative and add up to 1"
+    )
   sizes = [int(round(f * num_classes)) for f in fractions[:-1]]
   return (*sizes, num_classes - sum(sizes))
 
 
-def with_rotations(source: ClassIndexedImages,
-                   quarter_turns: Sequence[int] = (0, 1, 2, 3)) -> ClassIndexedImages:
+def with_rotations(
+  source: ClassIndexedImages, quarter_turns: Sequence[int] = (0, 1, 2, 3)
+) -> ClassIndexedImages:
   """Each class rotated by each multiple of 90 degrees becomes a class of its own.
 
   Class c rotated by quarter_turns[r] is class c * R + r (R = len(quarter_turns)), so a
@@ -138,7 +142,8 @@ def with_rotations(source: ClassIndexedImages,
   labels = np.concatenate([source.labels * num_turns + r for r in range(num_turns)])
   names = tuple(f"{name}/rot{90 * t}" for name in source.class_names for t in turns)
   return ClassIndexedImages(
-      images=np.ascontiguousarray(images),
-      labels=labels.astype(np.int32),
-      class_names=names,
-      base_class_ids=np.repeat(source.base_class_ids, num_turns))
+    images=np.ascontiguousarray(images),
+    labels=labels.astype(np.int32),
+    class_names=names,
+    base_class_ids=np.repeat(source.base_class_ids, num_turns),
+  )

@@ -22,9 +22,9 @@ from mann.data import source as source_lib
 CACHE_FOLDER = "mann_decoded"
 
 
-def cached_source(path: str,
-                  build: Callable[[], source_lib.ClassIndexedImages]
-                  ) -> source_lib.ClassIndexedImages:
+def cached_source(
+  path: str, build: Callable[[], source_lib.ClassIndexedImages]
+) -> source_lib.ClassIndexedImages:
   """Loads a source from `path` (.npz), or builds it and writes it there.
 
   The file is written to a temporary name and renamed, so an interrupted run never
@@ -34,19 +34,25 @@ def cached_source(path: str,
     try:
       with np.load(path, allow_pickle=False) as arrays:
         return source_lib.ClassIndexedImages(
-            images=arrays["images"], labels=arrays["labels"],
-            class_names=tuple(str(n) for n in arrays["class_names"]),
-            base_class_ids=arrays["base_class_ids"])
+          images=arrays["images"],
+          labels=arrays["labels"],
+          class_names=tuple(str(n) for n in arrays["class_names"]),
+          base_class_ids=arrays["base_class_ids"],
+        )
     except (OSError, ValueError, KeyError) as e:
       raise errors.UserInputError(
-          f"decoded-image cache {path} is unreadable ({e}); delete it and rerun "
-          f"to rebuild it") from None
+        f"decoded-image cache {path} is unreadable ({e}); delete it and rerun to rebuild it"
+      ) from None
   source = build()
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with files.atomic_write(path) as tmp_path, open(tmp_path, "wb") as f:
-    np.savez(f, images=source.images, labels=source.labels,
-             class_names=np.array(source.class_names),
-             base_class_ids=source.base_class_ids)
+    np.savez(
+      f,
+      images=source.images,
+      labels=source.labels,
+      class_names=np.array(source.class_names),
+      base_class_ids=source.base_class_ids,
+    )
   return source
 
 
@@ -57,9 +63,15 @@ def cache_path(data_dir: Optional[str], filename: str) -> str:
   return os.path.join(os.path.expanduser(root), CACHE_FOLDER, filename)
 
 
-def decode_images(dataset: tf.data.Dataset, *, image_size: Optional[int],
-                  grayscale: bool, invert: bool, image_key: str = "image",
-                  label_key: str = "label") -> tuple[np.ndarray, np.ndarray]:
+def decode_images(
+  dataset: tf.data.Dataset,
+  *,
+  image_size: Optional[int],
+  grayscale: bool,
+  invert: bool,
+  image_key: str = "image",
+  label_key: str = "label",
+) -> tuple[np.ndarray, np.ndarray]:
   """Decodes a TFDS dataset of {image, label} into arrays, resizing on the way.
 
   Args:
@@ -94,8 +106,9 @@ def decode_images(dataset: tf.data.Dataset, *, image_size: Optional[int],
   for image_batch, label_batch in dataset.as_numpy_iterator():
     images.append(image_batch)
     labels.append(label_batch)
-  logging.info("decoded %d images in %.1f s", sum(len(part) for part in labels),
-               time.time() - start)
+  logging.info(
+    "decoded %d images in %.1f s", sum(len(part) for part in labels), time.time() - start
+  )
   if not images:
     raise errors.UserInputError("the dataset has no images")
   return np.concatenate(images), np.concatenate(labels)
@@ -112,9 +125,15 @@ def content_order(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
   return np.lexsort((np.array(digests), labels))
 
 
-def load_tfds_images(name: str, *, data_dir: Optional[str], image_size: Optional[int],
-                     grayscale: bool, image_key: str = "image",
-                     label_key: str = "label") -> source_lib.ClassIndexedImages:
+def load_tfds_images(
+  name: str,
+  *,
+  data_dir: Optional[str],
+  image_size: Optional[int],
+  grayscale: bool,
+  image_key: str = "image",
+  label_key: str = "label",
+) -> source_lib.ClassIndexedImages:
   """All splits of the TFDS dataset `name` merged and grouped by label.
 
   Args:
@@ -131,18 +150,20 @@ def load_tfds_images(name: str, *, data_dir: Optional[str], image_size: Optional
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     raise errors.UserInputError(
-        f"TFDS has no dataset named '{name}'; pick one of tfds.list_builders(), "
-        f"e.g. tfds:mnist") from None
+      f"TFDS has no dataset named '{name}'; pick one of tfds.list_builders(), e.g. tfds:mnist"
+    ) from None
   features = builder.info.features
   if image_key not in features or label_key not in features:
     raise errors.UserInputError(
-        f"TFDS dataset '{name}' lacks an '{image_key}' or '{label_key}' feature; it has "
-        f"{sorted(features.keys())}")
+      f"TFDS dataset '{name}' lacks an '{image_key}' or '{label_key}' feature; it has "
+      f"{sorted(features.keys())}"
+    )
   stored_shape = features[image_key].shape
   if image_size is None and None in stored_shape[:2]:
     raise errors.UserInputError(
-        f"TFDS dataset '{name}' has images of varying size {stored_shape}; give an "
-        f"image size to resize them to")
+      f"TFDS dataset '{name}' has images of varying size {stored_shape}; give an "
+      f"image size to resize them to"
+    )
   size_tag = "native" if image_size is None else f"{image_size}px"
   colour_tag = "grey" if grayscale else "colour"
   path = cache_path(data_dir, f"{builder.name}-{builder.version}-{size_tag}-{colour_tag}.npz")
@@ -151,15 +172,22 @@ def load_tfds_images(name: str, *, data_dir: Optional[str], image_size: Optional
     builder.download_and_prepare()
     # "all" is every split of the dataset, merged.
     dataset = builder.as_dataset(split="all", shuffle_files=False)
-    images, labels = decode_images(dataset, image_size=image_size, grayscale=grayscale,
-                                   invert=False, image_key=image_key, label_key=label_key)
+    images, labels = decode_images(
+      dataset,
+      image_size=image_size,
+      grayscale=grayscale,
+      invert=False,
+      image_key=image_key,
+      label_key=label_key,
+    )
     return source_from_arrays(images, labels, class_names=features[label_key].names)
 
   return cached_source(path, build)
 
 
-def source_from_arrays(images: np.ndarray, labels: np.ndarray,
-                       class_names) -> source_lib.ClassIndexedImages:
+def source_from_arrays(
+  images: np.ndarray, labels: np.ndarray, class_names
+) -> source_lib.ClassIndexedImages:
   """A source from decoded arrays; classes are the label values that occur, in order.
 
   Args:
@@ -171,6 +199,8 @@ def source_from_arrays(images: np.ndarray, labels: np.ndarray,
   images, labels = images[order], labels[order]
   present, dense_labels = np.unique(labels, return_inverse=True)
   return source_lib.ClassIndexedImages(
-      images=np.ascontiguousarray(images), labels=dense_labels.astype(np.int32),
-      class_names=tuple(str(class_names[label]) for label in present),
-      base_class_ids=present.astype(np.int32))
+    images=np.ascontiguousarray(images),
+    labels=dense_labels.astype(np.int32),
+    class_names=tuple(str(class_names[label]) for label in present),
+    base_class_ids=present.astype(np.int32),
+  )

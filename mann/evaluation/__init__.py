@@ -12,14 +12,14 @@ from mann.evaluation.evaluate import tasks_digest
 from mann.evaluation.metrics import mean_and_ci95
 
 __all__ = [
-    "FEW_SHOT",
-    "ONLINE",
-    "mean_and_ci95",
-    "report",
-    "report_line",
-    "report_scalars",
-    "score_tasks",
-    "summarise",
-    "summarise_by_instance",
-    "tasks_digest",
+  "FEW_SHOT",
+  "ONLINE",
+  "mean_and_ci95",
+  "report",
+  "report_line",
+  "report_scalars",
+  "score_tasks",
+  "summarise",
+  "summarise_by_instance",
+  "tasks_digest",
 ]

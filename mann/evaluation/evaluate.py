@@ -10,8 +10,15 @@ from mann.evaluation import metrics
 from mann.meta import learner as learner_lib
 
 
-def score_tasks(learner: learner_lib.MetaLearner, sampler, *, num_tasks: int, num_inner_steps: int,
-                batch_size: int = 25, first_task: int = 0) -> dict[str, np.ndarray]:
+def score_tasks(
+  learner: learner_lib.MetaLearner,
+  sampler,
+  *,
+  num_tasks: int,
+  num_inner_steps: int,
+  batch_size: int = 25,
+  first_task: int = 0,
+) -> dict[str, np.ndarray]:
   """Per-task query scores after 0..num_inner_steps steps on tasks first..first+num-1.
 
   Args:
@@ -27,8 +34,9 @@ def score_tasks(learner: learner_lib.MetaLearner, sampler, *, num_tasks: int, nu
   """
   evaluate = tf.function(lambda batch: learner.evaluate_tasks(batch, num_inner_steps))
   scores: dict[str, list[np.ndarray]] = {}
-  for batch in pipeline.episodes(sampler, num_episodes=num_tasks, first_episode=first_task,
-                                 batch_size=batch_size):
+  for batch in pipeline.episodes(
+    sampler, num_episodes=num_tasks, first_episode=first_task, batch_size=batch_size
+  ):
     for name, value in evaluate(batch).items():
       scores.setdefault(name, []).append(value.numpy())
   return {name: np.concatenate(parts).astype(np.float64) for name, parts in scores.items()}
@@ -42,8 +50,12 @@ def summarise(scores: dict[str, np.ndarray], metric_name: str) -> dict:
     mean, ci95 = metrics.mean_and_ci95(per_step[:, step])
     by_steps[str(step)] = {"mean": mean, "ci95": ci95}
   final = by_steps[str(per_step.shape[1] - 1)]
-  return {metric_name: final["mean"], "ci95": final["ci95"], "num_tasks": per_step.shape[0],
-          f"{metric_name}_by_steps": by_steps}
+  return {
+    metric_name: final["mean"],
+    "ci95": final["ci95"],
+    "num_tasks": per_step.shape[0],
+    f"{metric_name}_by_steps": by_steps,
+  }
 
 
 def summarise_by_instance(scores: dict[str, np.ndarray]) -> dict:
@@ -58,8 +70,11 @@ def summarise_by_instance(scores: dict[str, np.ndarray]) -> dict:
   """
   per_instance = scores["accuracy_by_instance"]
   summaries = [metrics.mean_and_ci95(per_instance[:, i]) for i in range(per_instance.shape[1])]
-  return {"accuracy_by_instance": [m for m, _ in summaries],
-          "ci95_by_instance": [c for _, c in summaries], "num_tasks": per_instance.shape[0]}
+  return {
+    "accuracy_by_instance": [m for m, _ in summaries],
+    "ci95_by_instance": [c for _, c in summaries],
+    "num_tasks": per_instance.shape[0],
+  }
 
 
 ONLINE = "online"
@@ -85,16 +100,24 @@ def report(scores: dict[str, np.ndarray], *, metric_name: str) -> dict:
   """
   if _ONLINE_SCORES in scores:
     summary = summarise_by_instance(scores)
-    return {"protocol": ONLINE, "num_tasks": summary["num_tasks"],
-            "accuracy": float(np.mean(scores[_ONLINE_SCORES])),
-            "accuracy_by_instance": summary["accuracy_by_instance"],
-            "ci95_by_instance": summary["ci95_by_instance"]}
+    return {
+      "protocol": ONLINE,
+      "num_tasks": summary["num_tasks"],
+      "accuracy": float(np.mean(scores[_ONLINE_SCORES])),
+      "accuracy_by_instance": summary["accuracy_by_instance"],
+      "ci95_by_instance": summary["ci95_by_instance"],
+    }
   summary = summarise(scores, metric_name)
   by_steps = summary[f"{metric_name}_by_steps"]
-  return {"protocol": FEW_SHOT, "metric": metric_name, "num_tasks": summary["num_tasks"],
-          metric_name: summary[metric_name], "ci95": summary["ci95"],
-          f"{metric_name}_by_steps": {k: v["mean"] for k, v in by_steps.items()},
-          "ci95_by_steps": {k: v["ci95"] for k, v in by_steps.items()}}
+  return {
+    "protocol": FEW_SHOT,
+    "metric": metric_name,
+    "num_tasks": summary["num_tasks"],
+    metric_name: summary[metric_name],
+    "ci95": summary["ci95"],
+    f"{metric_name}_by_steps": {k: v["mean"] for k, v in by_steps.items()},
+    "ci95_by_steps": {k: v["ci95"] for k, v in by_steps.items()},
+  }
 
 
 def report_scalars(summary: dict) -> dict[str, float]:
@@ -102,8 +125,11 @@ def report_scalars(summary: dict) -> dict[str, float]:
   METRIC_ci95} after the last step; online the accuracy at the 1st, 2nd, 5th and 10th
   instance, {accuracy_instance_1: ..., ...} (those the episodes have)."""
   if summary["protocol"] == ONLINE:
-    return {f"accuracy_instance_{i + 1}": a
-            for i, a in enumerate(summary["accuracy_by_instance"]) if i + 1 in _LOGGED_INSTANCES}
+    return {
+      f"accuracy_instance_{i + 1}": a
+      for i, a in enumerate(summary["accuracy_by_instance"])
+      if i + 1 in _LOGGED_INSTANCES
+    }
   metric = summary["metric"]
   return {metric: summary[metric], f"{metric}_ci95": summary["ci95"]}
 
@@ -129,8 +155,9 @@ def tasks_digest(sampler, num_tasks: int, first_task: int = 0):
   if not hasattr(sampler, "episode_image_indices"):
     return None
   indices = tf.range(first_task, first_task + num_tasks)
-  classes, images = tf.function(
-      lambda i: tf.vectorized_map(sampler.episode_image_indices, i))(indices)
+  classes, images = tf.function(lambda i: tf.vectorized_map(sampler.episode_image_indices, i))(
+    indices
+  )
   digest = hashlib.sha256(np.asarray(classes, np.int64).tobytes())
   digest.update(np.asarray(images, np.int64).tobytes())
   return digest.hexdigest()[:16]

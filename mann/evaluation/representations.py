@@ -51,4 +51,3 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
   if norms == 0:
     raise ValueError("CKA of a constant representation is undefined")
   return float(cross / norms)
-

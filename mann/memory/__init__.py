@@ -11,13 +11,13 @@ from mann.memory.lrua import write
 from mann.memory.lrua import write_weights
 
 __all__ = [
-    "content_weights",
-    "cosine_similarity",
-    "least_used_weights",
-    "lrua_step",
-    "read",
-    "safe_norm",
-    "update_usage",
-    "write",
-    "write_weights",
+  "content_weights",
+  "cosine_similarity",
+  "least_used_weights",
+  "lrua_step",
+  "read",
+  "safe_norm",
+  "update_usage",
+  "write",
+  "write_weights",
 ]

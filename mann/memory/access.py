@@ -12,9 +12,16 @@ from mann.memory import addressing
 from mann.memory import lrua
 
 
-def lrua_step(memory: tf.Tensor, usage: tf.Tensor, read_weights: tf.Tensor, keys: tf.Tensor,
-              gate_logits: tf.Tensor, strengths: Optional[tf.Tensor], *,
-              usage_decay: float) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+def lrua_step(
+  memory: tf.Tensor,
+  usage: tf.Tensor,
+  read_weights: tf.Tensor,
+  keys: tf.Tensor,
+  gate_logits: tf.Tensor,
+  strengths: Optional[tf.Tensor],
+  *,
+  usage_decay: float,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
   """Reads and writes one step, equations (3)-(8).
 
   The read weights address the memory as it was before this step's write (addressed
@@ -35,8 +42,9 @@ def lrua_step(memory: tf.Tensor, usage: tf.Tensor, read_weights: tf.Tensor, keys
     (read vectors [B, num_reads, word_size], M_t, w_u_t, w_r_t).
   """
   num_reads = keys.shape[1]
-  write_weights = lrua.write_weights(gate_logits, read_weights,
-                                     lrua.least_used_weights(usage, num_reads))
+  write_weights = lrua.write_weights(
+    gate_logits, read_weights, lrua.least_used_weights(usage, num_reads)
+  )
   read_weights = addressing.content_weights(memory, keys, strengths)
   memory = lrua.write(memory, write_weights, keys, lrua.least_used_weights(usage, 1))
   read_vectors = addressing.read(memory, read_weights)

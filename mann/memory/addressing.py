@@ -24,8 +24,9 @@ def safe_norm(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
   """
   squares = tf.reduce_sum(tf.square(x), axis=axis)
   positive = squares > 0
-  return tf.where(positive, tf.sqrt(tf.where(positive, squares, tf.ones_like(squares))),
-                  tf.zeros_like(squares))
+  return tf.where(
+    positive, tf.sqrt(tf.where(positive, squares, tf.ones_like(squares))), tf.zeros_like(squares)
+  )
 
 
 def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor) -> tf.Tensor:
@@ -45,8 +46,7 @@ def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor) -> tf.Tensor:
   return dot / (key_norms * row_norms + _EPSILON)
 
 
-def content_weights(memory: tf.Tensor, keys: tf.Tensor, strengths: tf.Tensor = None
-                    ) -> tf.Tensor:
+def content_weights(memory: tf.Tensor, keys: tf.Tensor, strengths: tf.Tensor = None) -> tf.Tensor:
   """Read weights w_r(i) = softmax_i(beta * K(k, M(i))), equation (3).
 
   Args:

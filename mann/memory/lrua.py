@@ -4,8 +4,9 @@ write itself, equations (5)-(8) of Santoro et al. 2016."""
 import tensorflow as tf
 
 
-def update_usage(usage: tf.Tensor, read_weights: tf.Tensor, write_weights: tf.Tensor,
-                 decay: float) -> tf.Tensor:
+def update_usage(
+  usage: tf.Tensor, read_weights: tf.Tensor, write_weights: tf.Tensor, decay: float
+) -> tf.Tensor:
   """w_u <- gamma * w_u + w_r + w_w, equation (5), summing over read and write heads.
 
   Args:
@@ -17,8 +18,7 @@ def update_usage(usage: tf.Tensor, read_weights: tf.Tensor, write_weights: tf.Te
   Returns:
     [batch_size, memory_size].
   """
-  return (decay * usage + tf.reduce_sum(read_weights, axis=1)
-          + tf.reduce_sum(write_weights, axis=1))
+  return decay * usage + tf.reduce_sum(read_weights, axis=1) + tf.reduce_sum(write_weights, axis=1)
 
 
 def least_used_weights(usage: tf.Tensor, num_least: int) -> tf.Tensor:
@@ -39,8 +39,9 @@ def least_used_weights(usage: tf.Tensor, num_least: int) -> tf.Tensor:
   return tf.reduce_sum(tf.one_hot(indices, tf.shape(usage)[-1], dtype=usage.dtype), axis=1)
 
 
-def write_weights(gate_logits: tf.Tensor, previous_read_weights: tf.Tensor,
-                  previous_least_used: tf.Tensor) -> tf.Tensor:
+def write_weights(
+  gate_logits: tf.Tensor, previous_read_weights: tf.Tensor, previous_least_used: tf.Tensor
+) -> tf.Tensor:
   """w_w = sigma(alpha) * w_r_prev + (1 - sigma(alpha)) * w_lu_prev, equation (6).
 
   Args:
@@ -55,8 +56,7 @@ def write_weights(gate_logits: tf.Tensor, previous_read_weights: tf.Tensor,
   return gate * previous_read_weights + (1.0 - gate) * previous_least_used[:, None, :]
 
 
-def write(memory: tf.Tensor, weights: tf.Tensor, values: tf.Tensor,
-          wipe: tf.Tensor) -> tf.Tensor:
+def write(memory: tf.Tensor, weights: tf.Tensor, values: tf.Tensor, wipe: tf.Tensor) -> tf.Tensor:
   """Zeroes the rows marked in wipe, then M(i) <- M(i) + sum_h w_w(h, i) k_h, equation (8).
 
   Santoro et al.: "Prior to writing to memory, the least used memory location is

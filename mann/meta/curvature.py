@@ -16,8 +16,9 @@ def _dot(a: Weights, b: Weights) -> tf.Tensor:
   return tf.add_n([tf.reduce_sum(x * y) for x, y in zip(a, b)])
 
 
-def hessian_vector_product(loss_fn: Callable[..., tf.Tensor], weights: Weights,
-                           vector: Weights, args: tuple = ()) -> list[tf.Tensor]:
+def hessian_vector_product(
+  loss_fn: Callable[..., tf.Tensor], weights: Weights, vector: Weights, args: tuple = ()
+) -> list[tf.Tensor]:
   """H v, H the Hessian of the scalar loss_fn(weights, *args) over all weights (each
   tensor of `vector` shaped like its weight), by differentiating <grad, v> once more."""
   weights = [tf.convert_to_tensor(w) for w in weights]
@@ -44,9 +45,14 @@ def _power_iteration(loss_fn, weights, vector, num_iterations, args):
   return eigenvalue
 
 
-def top_hessian_eigenvalue(loss_fn: Callable[..., tf.Tensor], weights: Weights, *,
-                           num_iterations: int = 50, seed: int = 0,
-                           args: tuple = ()) -> float:
+def top_hessian_eigenvalue(
+  loss_fn: Callable[..., tf.Tensor],
+  weights: Weights,
+  *,
+  num_iterations: int = 50,
+  seed: int = 0,
+  args: tuple = (),
+) -> float:
   """The Hessian's eigenvalue of largest magnitude (signed), by power iteration from a
   seeded random direction: the Rayleigh quotient v'Hv of the last unit vector v.
 
@@ -54,7 +60,8 @@ def top_hessian_eigenvalue(loss_fn: Callable[..., tf.Tensor], weights: Weights, 
   call reuses one compiled iteration, e.g. one per learner with the task in args.
   """
   weights = [tf.convert_to_tensor(w) for w in weights]
-  vector = [tf.random.stateless_normal(tf.shape(w), seed=[seed, i], dtype=w.dtype)
-            for i, w in enumerate(weights)]
-  return float(_power_iteration(loss_fn, weights, vector,
-                                tf.constant(num_iterations), tuple(args)))
+  vector = [
+    tf.random.stateless_normal(tf.shape(w), seed=[seed, i], dtype=w.dtype)
+    for i, w in enumerate(weights)
+  ]
+  return float(_power_iteration(loss_fn, weights, vector, tf.constant(num_iterations), tuple(args)))

@@ -32,23 +32,23 @@ sequence_inputs = task_format.sequence_inputs
 class Episodic:
   """Meta-trains a sequence model over Santoro episodes (no inner gradient steps)."""
 
-  def __init__(self, model: keras.Model, *, num_classes: int, num_instances: int,
-               string_labels: bool = False):
+  def __init__(
+    self, model: keras.Model, *, num_classes: int, num_instances: int, string_labels: bool = False
+  ):
     """Args:
-      model: maps [T, L, D] to logits [T, L, num_classes] (models.mann, an LSTM);
-        [T, L, 25] with string labels.
-      num_classes: N.
-      num_instances: L, presentations of each class in an episode.
-      string_labels: labels are Santoro et al.'s 5-character strings (integers in
-        [0, 3125)), read as 5 one-hots and predicted by 5 softmaxes; a step is right
-        when all 5 characters are.
+    model: maps [T, L, D] to logits [T, L, num_classes] (models.mann, an LSTM);
+      [T, L, 25] with string labels.
+    num_classes: N.
+    num_instances: L, presentations of each class in an episode.
+    string_labels: labels are Santoro et al.'s 5-character strings (integers in
+      [0, 3125)), read as 5 one-hots and predicted by 5 softmaxes; a step is right
+      when all 5 characters are.
     """
     self.model = model
     self.num_classes = num_classes
     self.num_instances = num_instances
     self.string_labels = string_labels
-    self.objective = (losses.STRING_CLASSIFICATION if string_labels
-                      else losses.CLASSIFICATION)
+    self.objective = losses.STRING_CLASSIFICATION if string_labels else losses.CLASSIFICATION
 
   @property
   def trainable_variables(self) -> list[tf.Variable]:
@@ -66,15 +66,20 @@ class Episodic:
     num_queries = meta_batch.query_x.shape[1]
     if num_queries == 0:
       return meta_batch.support_x, meta_batch.support_y
+
     def with_each_query(support, query):  # [T, NK, ...], [T, NQ, ...] -> [T*NQ, NK+1, ...]
       sequences = task_format.query_sequences(support, query, num_lead_axes=1)
       return tf.reshape(sequences, [-1, *sequences.shape[2:]])
-    return (with_each_query(meta_batch.support_x, meta_batch.query_x),
-            with_each_query(meta_batch.support_y, meta_batch.query_y))
+
+    return (
+      with_each_query(meta_batch.support_x, meta_batch.query_x),
+      with_each_query(meta_batch.support_y, meta_batch.query_y),
+    )
 
   def _logits(self, images: tf.Tensor, labels: tf.Tensor, training: bool) -> tf.Tensor:
-    return self.model(sequence_inputs(images, labels, self.num_classes, self.string_labels),
-                      training=training)
+    return self.model(
+      sequence_inputs(images, labels, self.num_classes, self.string_labels), training=training
+    )
 
   @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
@@ -84,14 +89,18 @@ class Episodic:
     with tf.GradientTape() as tape:
       logits = self._logits(images, labels, training=True)
       loss = tf.reduce_mean(self.objective.loss(labels, logits))
-    gradients = tape.gradient(loss, self.trainable_variables,
-                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return gradients, {"loss": loss,
-                       "accuracy": tf.reduce_mean(self.objective.metric(labels, logits))}
+    gradients = tape.gradient(
+      loss, self.trainable_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
+    )
+    return gradients, {
+      "loss": loss,
+      "accuracy": tf.reduce_mean(self.objective.metric(labels, logits)),
+    }
 
   @learner.traced_as_written
-  def evaluate_tasks(self, meta_batch: episode_lib.Episode,
-                     num_steps: int = 0) -> dict[str, tf.Tensor]:
+  def evaluate_tasks(
+    self, meta_batch: episode_lib.Episode, num_steps: int = 0
+  ) -> dict[str, tf.Tensor]:
     """Scores T episodes.
 
     Online (no queries): accuracy by instance, column i the mean correctness, per
@@ -113,17 +122,20 @@ class Episodic:
       images, labels = self._sequences(meta_batch)
       query_logits = self._logits(images, labels, training=False)[:, -1]  # [T*NQ, N]
       per_query = {
-          name: tf.reshape(function(labels[:, -1:], query_logits[:, None]),
-                           [num_tasks, num_queries])
-          for name, function in (("loss", self.objective.loss),
-                                 ("accuracy", self.objective.metric))}
-      return {name: tf.reduce_mean(value, axis=1, keepdims=True)
-              for name, value in per_query.items()}
+        name: tf.reshape(function(labels[:, -1:], query_logits[:, None]), [num_tasks, num_queries])
+        for name, function in (("loss", self.objective.loss), ("accuracy", self.objective.metric))
+      }
+      return {
+        name: tf.reduce_mean(value, axis=1, keepdims=True) for name, value in per_query.items()
+      }
     logits = self._logits(meta_batch.support_x, meta_batch.support_y, training=False)
     # The metric of each step alone (one example): 1 where right, 0 where wrong.
-    correct = tf.cast(self.objective.metric(meta_batch.support_y[..., None],
-                                            logits[..., None, :]), tf.float32)
+    correct = tf.cast(
+      self.objective.metric(meta_batch.support_y[..., None], logits[..., None, :]), tf.float32
+    )
     instance = santoro.instance_numbers(meta_batch.support_y)  # [T, L*N], 1-based
     columns = tf.one_hot(instance - 1, self.num_instances)  # [T, steps, L]
-    return {"accuracy_by_instance": tf.einsum("ts,tsl->tl", correct, columns)
-                                    / tf.reduce_sum(columns, axis=1)}
+    return {
+      "accuracy_by_instance": tf.einsum("ts,tsl->tl", correct, columns)
+      / tf.reduce_sum(columns, axis=1)
+    }

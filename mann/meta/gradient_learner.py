@@ -59,8 +59,10 @@ def task_update_cosine(per_task: Sequence[tf.Tensor]) -> tf.Tensor:
 def _task_batched_model(model: keras.Model):
   """The task-batched form of `model`, or (None, why there is none)."""
   reasons = []
-  for module, cls in ((task_batched, task_batched.TaskBatchedModel),
-                      (task_batched_sequence, task_batched_sequence.TaskBatchedSequenceModel)):
+  for module, cls in (
+    (task_batched, task_batched.TaskBatchedModel),
+    (task_batched_sequence, task_batched_sequence.TaskBatchedSequenceModel),
+  ):
     reason = module.unsupported_reason(model)
     if reason is None:
       return cls(model), None
@@ -75,23 +77,30 @@ class GradientMetaLearner:
   # (as the episodic learner tests): fine-tuning a model trained without an inner loop.
   BATCH_NORM_MODES = ("transductive", "per_step", "running")
 
-  def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
-               num_inner_steps: int, inner_lr: float, task_mapping: str = "auto",
-               batch_norm: str = "transductive",
-               task_format: Optional[task_format_lib.TaskFormat] = None,
-               adapted_weights: Optional[Sequence[bool]] = None):
+  def __init__(
+    self,
+    model: keras.Model,
+    *,
+    objective: losses.TaskObjective,
+    num_inner_steps: int,
+    inner_lr: float,
+    task_mapping: str = "auto",
+    batch_norm: str = "transductive",
+    task_format: Optional[task_format_lib.TaskFormat] = None,
+    adapted_weights: Optional[Sequence[bool]] = None,
+  ):
     """Args:
-      model: any built Keras model; its variables hold the initialisation.
-      objective: losses.CLASSIFICATION, STRING_CLASSIFICATION or REGRESSION.
-      num_inner_steps: SGD steps on the support set during meta-training.
-      inner_lr: their learning rate.
-      task_mapping: how the tasks of a meta-batch run (see the module docstring).
-      batch_norm: "transductive", "per_step" (see mann.meta.maml) or "running"
-        (meta-test only: the model's running statistics in every pass).
-      task_format: what the model reads of a task (default: its examples,
-        task_format.ExampleFormat; sequence models: task_format.SequenceFormat).
-      adapted_weights: per weight of model.trainable_weights, whether the inner loop
-        adapts it (None: all).
+    model: any built Keras model; its variables hold the initialisation.
+    objective: losses.CLASSIFICATION, STRING_CLASSIFICATION or REGRESSION.
+    num_inner_steps: SGD steps on the support set during meta-training.
+    inner_lr: their learning rate.
+    task_mapping: how the tasks of a meta-batch run (see the module docstring).
+    batch_norm: "transductive", "per_step" (see mann.meta.maml) or "running"
+      (meta-test only: the model's running statistics in every pass).
+    task_format: what the model reads of a task (default: its examples,
+      task_format.ExampleFormat; sequence models: task_format.SequenceFormat).
+    adapted_weights: per weight of model.trainable_weights, whether the inner loop
+      adapts it (None: all).
     """
     if task_mapping not in TASK_MAPPINGS:
       raise ValueError(f"task_mapping must be one of {TASK_MAPPINGS}, got {task_mapping!r}")
@@ -109,20 +118,31 @@ class GradientMetaLearner:
     self._batched_model = batched_model if task_mapping == "batched" else None
     self.task_format = task_format or task_format_lib.ExampleFormat()
     num_weights = len(model.trainable_weights)
-    self.adapted_weights = ([True] * num_weights if adapted_weights is None
-                            else list(adapted_weights))
+    self.adapted_weights = (
+      [True] * num_weights if adapted_weights is None else list(adapted_weights)
+    )
     if len(self.adapted_weights) != num_weights or not any(self.adapted_weights):
-      raise ValueError(f"adapted_weights must mark some of the model's {num_weights} "
-                       f"weights, got {adapted_weights}")
+      raise ValueError(
+        f"adapted_weights must mark some of the model's {num_weights} "
+        f"weights, got {adapted_weights}"
+      )
     self.batch_norm = batch_norm
     # Per-step running statistics: step_statistics[s] mirrors model.non_trainable_variables.
     # Under several replicas each moves them by its own tasks' statistics; the mean is kept.
     self.step_statistics: Optional[list[list[tf.Variable]]] = None
     if batch_norm == "per_step":
       self.step_statistics = [
-          [tf.Variable(v.value, trainable=False, name=f"step{s}_{v.name}",
-                       aggregation=tf.VariableAggregation.MEAN)
-           for v in model.non_trainable_variables] for s in range(num_inner_steps + 1)]
+        [
+          tf.Variable(
+            v.value,
+            trainable=False,
+            name=f"step{s}_{v.name}",
+            aggregation=tf.VariableAggregation.MEAN,
+          )
+          for v in model.non_trainable_variables
+        ]
+        for s in range(num_inner_steps + 1)
+      ]
     self.objective = objective
     self.num_inner_steps = num_inner_steps
     self.inner_lr = inner_lr
@@ -142,8 +162,10 @@ class GradientMetaLearner:
     """The non-trainable weights that forward passes after `step` inner steps use."""
     if self.step_statistics is None:
       return [v.value for v in self.model.non_trainable_variables]
-    return [tf.convert_to_tensor(v)
-            for v in self.step_statistics[min(step, len(self.step_statistics) - 1)]]
+    return [
+      tf.convert_to_tensor(v)
+      for v in self.step_statistics[min(step, len(self.step_statistics) - 1)]
+    ]
 
   @property
   def dtype(self) -> tf.DType:
@@ -188,30 +210,47 @@ class GradientMetaLearner:
   _low_rank_kernels = True
 
   def _weights(self) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
-    return ([v.value for v in self.model.trainable_variables],
-            [v.value for v in self.model.non_trainable_variables])
+    return (
+      [v.value for v in self.model.trainable_variables],
+      [v.value for v in self.model.non_trainable_variables],
+    )
 
   def _learning_rates(self, num_steps: int) -> list[list[tf.Tensor]]:
     """learning_rates[s][i]: the rate of weight i at inner step s."""
     num_weights = len(self.model.trainable_variables)
     return [[tf.constant(self.inner_lr, self.dtype)] * num_weights] * num_steps
 
-  def _adapt(self, model, weights, statistics, task, *, learning_rates, first_order,
-             training=True, checkpoint=False):
+  def _adapt(
+    self,
+    model,
+    weights,
+    statistics,
+    task,
+    *,
+    learning_rates,
+    first_order,
+    training=True,
+    checkpoint=False,
+  ):
     """inner_loop.adapt on the task's support set, as the task format feeds it."""
     return inner_loop.adapt(
-        self.task_format.support_forward(model, task, training=training), weights,
-        statistics, task.support_y, objective=self.objective,
-        learning_rates=learning_rates, first_order=first_order,
-        adapted=self.adapted_weights, checkpoint=checkpoint)
+      self.task_format.support_forward(model, task, training=training),
+      weights,
+      statistics,
+      task.support_y,
+      objective=self.objective,
+      learning_rates=learning_rates,
+      first_order=first_order,
+      adapted=self.adapted_weights,
+      checkpoint=checkpoint,
+    )
 
   def _query_outputs(self, model, weights, statistics, task, *, training):
     """(query outputs aligned with task.query_y, the statistics after the pass)."""
     return self.task_format.query_forward(model, task, training=training)(weights, statistics)
 
   @learner.traced_as_written
-  def evaluate_tasks(self, meta_batch: episode_lib.Episode,
-                     num_steps: int) -> dict[str, tf.Tensor]:
+  def evaluate_tasks(self, meta_batch: episode_lib.Episode, num_steps: int) -> dict[str, tf.Tensor]:
     """Adapts to each task of a meta-batch and scores its query set after every step.
 
     Args:
@@ -227,14 +266,23 @@ class GradientMetaLearner:
     transductive = self.batch_norm == "transductive"
 
     def one_task(task, model, weights):
-      trajectory, _ = self._adapt(model, weights, statistics[:-1], task,
-                                  learning_rates=rates, first_order=True,
-                                  training=transductive)
-      outputs = [self._query_outputs(model, w, statistics[s], task, training=transductive)[0]
-                 for s, w in enumerate(trajectory)]
-      return (tf.stack([self.objective.loss(task.query_y, o) for o in outputs], axis=-1),
-              tf.stack([self.objective.metric(task.query_y, o) for o in outputs], axis=-1))
+      trajectory, _ = self._adapt(
+        model,
+        weights,
+        statistics[:-1],
+        task,
+        learning_rates=rates,
+        first_order=True,
+        training=transductive,
+      )
+      outputs = [
+        self._query_outputs(model, w, statistics[s], task, training=transductive)[0]
+        for s, w in enumerate(trajectory)
+      ]
+      return (
+        tf.stack([self.objective.loss(task.query_y, o) for o in outputs], axis=-1),
+        tf.stack([self.objective.metric(task.query_y, o) for o in outputs], axis=-1),
+      )
 
-    task_losses, task_metrics = self._map_tasks(one_task, meta_batch,
-                                                (self.dtype, self.dtype))
+    task_losses, task_metrics = self._map_tasks(one_task, meta_batch, (self.dtype, self.dtype))
     return {"loss": task_losses, self.objective.metric_name: task_metrics}

@@ -27,8 +27,9 @@ Weights = list[tf.Tensor]
 Forward = Callable[[Weights, Weights], tuple[tf.Tensor, Weights]]
 
 
-def forward(model: keras.Model, weights: Weights, non_trainable: Weights, x: tf.Tensor,
-            *, training: bool) -> tf.Tensor:
+def forward(
+  model: keras.Model, weights: Weights, non_trainable: Weights, x: tf.Tensor, *, training: bool
+) -> tf.Tensor:
   """The model's outputs [B, ...] for inputs x [B, ...] under the given weights.
 
   training=True normalises batch norm with the batch's own statistics (MAML's
@@ -38,10 +39,18 @@ def forward(model: keras.Model, weights: Weights, non_trainable: Weights, x: tf.
   return outputs
 
 
-def sgd_adapt(model: keras.Model, weights: Weights, non_trainable: Weights,
-              x: tf.Tensor, y: tf.Tensor, *, objective: losses.TaskObjective,
-              learning_rates: Sequence[Sequence[tf.Tensor]], first_order: bool,
-              training: bool = True) -> list[Weights]:
+def sgd_adapt(
+  model: keras.Model,
+  weights: Weights,
+  non_trainable: Weights,
+  x: tf.Tensor,
+  y: tf.Tensor,
+  *,
+  objective: losses.TaskObjective,
+  learning_rates: Sequence[Sequence[tf.Tensor]],
+  first_order: bool,
+  training: bool = True,
+) -> list[Weights]:
   """Plain gradient descent on one task's support set, one step per entry of learning_rates.
 
   Args:
@@ -60,16 +69,30 @@ def sgd_adapt(model: keras.Model, weights: Weights, non_trainable: Weights,
     The weights before and after each step: len(learning_rates) + 1 lists.
   """
   forward = lambda w, s: model.stateless_call(w, s, x, training=training)
-  trajectory, _ = adapt(forward, weights, [non_trainable] * len(learning_rates), y,
-                        objective=objective, learning_rates=learning_rates,
-                        first_order=first_order)
+  trajectory, _ = adapt(
+    forward,
+    weights,
+    [non_trainable] * len(learning_rates),
+    y,
+    objective=objective,
+    learning_rates=learning_rates,
+    first_order=first_order,
+  )
   return trajectory
 
 
-def adapt(forward: Forward, weights: Weights, statistics: Sequence[Weights], y: tf.Tensor, *,
-          objective: losses.TaskObjective, learning_rates: Sequence[Sequence[tf.Tensor]],
-          first_order: bool, adapted: Optional[Sequence[bool]] = None,
-          checkpoint: bool = False) -> tuple[list[Weights], list[Weights]]:
+def adapt(
+  forward: Forward,
+  weights: Weights,
+  statistics: Sequence[Weights],
+  y: tf.Tensor,
+  *,
+  objective: losses.TaskObjective,
+  learning_rates: Sequence[Sequence[tf.Tensor]],
+  first_order: bool,
+  adapted: Optional[Sequence[bool]] = None,
+  checkpoint: bool = False,
+) -> tuple[list[Weights], list[Weights]]:
   """SGD steps on a support loss: step s descends objective.loss(y, forward(w, statistics[s])).
 
   Args:
@@ -100,8 +123,16 @@ def adapt(forward: Forward, weights: Weights, statistics: Sequence[Weights], y: 
   trajectory, updated = [list(weights)], []
   step = _checkpointed_sgd_step if checkpoint else _sgd_step
   for step_rates, step_statistics in zip(learning_rates, statistics):
-    weights, new_statistics = step(forward, weights, step_statistics, y, objective=objective,
-                                   rates=step_rates, first_order=first_order, adapted=adapted)
+    weights, new_statistics = step(
+      forward,
+      weights,
+      step_statistics,
+      y,
+      objective=objective,
+      rates=step_rates,
+      first_order=first_order,
+      adapted=adapted,
+    )
     trajectory.append(weights)
     updated.append(new_statistics)
   return trajectory, updated
@@ -115,8 +146,7 @@ def _sgd_step(forward, weights, statistics, y, *, objective, rates, first_order,
   outputs (the kernel's gradient is the sum of those outer products).
   """
   low_rank_kernel = lambda w: isinstance(w, low_rank.LowRankKernel)
-  weights = [w.recording() if a and low_rank_kernel(w) else w
-             for w, a in zip(weights, adapted)]
+  weights = [w.recording() if a and low_rank_kernel(w) else w for w, a in zip(weights, adapted)]
   moving = [w for w, a in zip(weights, adapted) if a and not low_rank_kernel(w)]
   recorded = [w for w, a in zip(weights, adapted) if a and low_rank_kernel(w)]
   with tf.GradientTape() as tape:
@@ -125,8 +155,9 @@ def _sgd_step(forward, weights, statistics, y, *, objective, rates, first_order,
     outputs, new_statistics = forward(weights, statistics)
     loss = tf.reduce_sum(objective.loss(y, outputs))  # tasks batched: each its own
   products = [z for w in recorded for _, z in w.uses]
-  gradients = iter(tape.gradient(loss, moving + products,
-                                 unconnected_gradients=tf.UnconnectedGradients.ZERO))
+  gradients = iter(
+    tape.gradient(loss, moving + products, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  )
   dense_gradients = [next(gradients) for _ in moving]
   product_gradients = list(gradients)
   dense_gradients = iter(dense_gradients)
@@ -135,8 +166,8 @@ def _sgd_step(forward, weights, statistics, y, *, objective, rates, first_order,
     if not is_adapted:
       new_weights.append(w)
     elif low_rank_kernel(w):
-      new_weights.append(w.sgd_step(rate, product_gradients[:len(w.uses)], first_order))
-      product_gradients = product_gradients[len(w.uses):]
+      new_weights.append(w.sgd_step(rate, product_gradients[: len(w.uses)], first_order))
+      product_gradients = product_gradients[len(w.uses) :]
     else:
       gradient = next(dense_gradients)
       if first_order:
@@ -145,12 +176,21 @@ def _sgd_step(forward, weights, statistics, y, *, objective, rates, first_order,
   return new_weights, [tf.stop_gradient(v) for v in new_statistics]
 
 
-def _checkpointed_sgd_step(forward, weights, statistics, y, *, objective, rates,
-                           first_order, adapted):
+def _checkpointed_sgd_step(
+  forward, weights, statistics, y, *, objective, rates, first_order, adapted
+):
   """_sgd_step whose backward pass recomputes it instead of keeping its activations."""
   num_weights = len(weights)
-  run = lambda w, r: _sgd_step(forward, w, statistics, y, objective=objective, rates=r,
-                               first_order=first_order, adapted=adapted)
+  run = lambda w, r: _sgd_step(
+    forward,
+    w,
+    statistics,
+    y,
+    objective=objective,
+    rates=r,
+    first_order=first_order,
+    adapted=adapted,
+  )
 
   @tf.custom_gradient
   def step(*flat):
@@ -167,8 +207,12 @@ def _checkpointed_sgd_step(forward, weights, statistics, y, *, objective, rates,
       with tf.GradientTape() as tape:
         tape.watch(inputs)
         recomputed, _ = run(inputs[:num_weights], inputs[num_weights:])
-      return tape.gradient(recomputed, inputs, output_gradients=list(upstream[:num_weights]),
-                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
+      return tape.gradient(
+        recomputed,
+        inputs,
+        output_gradients=list(upstream[:num_weights]),
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+      )
 
     return new_weights + new_statistics, backward
 

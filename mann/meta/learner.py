@@ -38,14 +38,14 @@ class MetaLearner(typing.Protocol):
     """{name: trackable}: everything a checkpoint must hold to resume or evaluate."""
     ...
 
-  def compute_gradients(self, meta_batch: episode_lib.Episode,
-                        step) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
+  def compute_gradients(
+    self, meta_batch: episode_lib.Episode, step
+  ) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
     """Meta-gradients for trainable_variables on a meta-batch [T, ...], and scalar
     metrics of the step ({"loss", METRIC}). Leaves trainable_variables unchanged."""
     ...
 
-  def evaluate_tasks(self, meta_batch: episode_lib.Episode,
-                     num_steps: int) -> dict[str, tf.Tensor]:
+  def evaluate_tasks(self, meta_batch: episode_lib.Episode, num_steps: int) -> dict[str, tf.Tensor]:
     """Per-task scores of a meta-batch [T, ...] after adapting num_steps inner steps:
     {"loss": [T, S + 1], METRIC: [T, S + 1]} (column s after s steps; learners without
     inner steps give one column), or {"accuracy_by_instance": [T, L]} (online)."""

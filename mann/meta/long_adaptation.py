@@ -26,8 +26,8 @@ class FineTuner:
 
   def __init__(self, learner: gradient_learner.GradientMetaLearner):
     """Args:
-      learner: a GradientMetaLearner (MAML, FOMAML, Reptile, Transfer) whose model has a
-        task-batched form (conv4, mlp, the MANN, the LSTM), whatever its task_mapping.
+    learner: a GradientMetaLearner (MAML, FOMAML, Reptile, Transfer) whose model has a
+      task-batched form (conv4, mlp, the MANN, the LSTM), whatever its task_mapping.
     """
     self.learner = learner
     model = learner._batched_model  # pylint: disable=protected-access
@@ -41,16 +41,25 @@ class FineTuner:
     @tf.function
     def step(meta_batch, current, step_rates, step_statistics):
       trajectory, _ = learner._adapt(  # pylint: disable=protected-access
-          model, current, [step_statistics], meta_batch, learning_rates=[step_rates],
-          first_order=True, training=training)
+        model,
+        current,
+        [step_statistics],
+        meta_batch,
+        learning_rates=[step_rates],
+        first_order=True,
+        training=training,
+      )
       return trajectory[-1]
 
     @tf.function
     def score(meta_batch, current, step_statistics):
       outputs, _ = learner._query_outputs(  # pylint: disable=protected-access
-          model, current, step_statistics, meta_batch, training=training)
-      return (learner.objective.loss(meta_batch.query_y, outputs),
-              learner.objective.metric(meta_batch.query_y, outputs))
+        model, current, step_statistics, meta_batch, training=training
+      )
+      return (
+        learner.objective.loss(meta_batch.query_y, outputs),
+        learner.objective.metric(meta_batch.query_y, outputs),
+      )
 
     self._step, self._score = step, score
 
@@ -85,14 +94,19 @@ class FineTuner:
       losses.append(loss.numpy())
       metrics.append(metric.numpy())
       snapshots.append([w.numpy() for w in task_weights])
-    return {"loss": np.stack(losses, axis=-1).astype(np.float64),
-            learner.objective.metric_name: np.stack(metrics, axis=-1).astype(np.float64),
-            "weights": snapshots}
+    return {
+      "loss": np.stack(losses, axis=-1).astype(np.float64),
+      learner.objective.metric_name: np.stack(metrics, axis=-1).astype(np.float64),
+      "weights": snapshots,
+    }
 
 
-def fine_tune_scores(learner: gradient_learner.GradientMetaLearner,
-                     meta_batch: episode_lib.Episode, *,
-                     checkpoints: Sequence[int]) -> dict:
+def fine_tune_scores(
+  learner: gradient_learner.GradientMetaLearner,
+  meta_batch: episode_lib.Episode,
+  *,
+  checkpoints: Sequence[int],
+) -> dict:
   """FineTuner(learner).scores(meta_batch, checkpoints=...) for a single meta-batch
   (several batches: make one FineTuner, so its step is compiled once)."""
   return FineTuner(learner).scores(meta_batch, checkpoints=checkpoints)

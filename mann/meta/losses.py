@@ -14,6 +14,7 @@ class TaskObjective(typing.NamedTuple):
   [B, D]) and model outputs [B, N] (or [B, D]) to scalars; with leading axes (tasks
   [T, B, ...]) they average over each task's examples only and return [T].
   """
+
   name: str
   loss: typing.Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
   metric: typing.Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -21,32 +22,36 @@ class TaskObjective(typing.NamedTuple):
 
 
 def _cross_entropy(labels, logits):
-  return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=tf.cast(labels, tf.int32), logits=logits), axis=-1)
+  return tf.reduce_mean(
+    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits),
+    axis=-1,
+  )
 
 
 def _accuracy(labels, logits):
   predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-  return tf.reduce_mean(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), logits.dtype),
-                        axis=-1)
+  return tf.reduce_mean(
+    tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), logits.dtype), axis=-1
+  )
 
 
 def _mean_squared_error(targets, predictions):
-  return tf.reduce_mean(tf.square(predictions - tf.cast(targets, predictions.dtype)),
-                        axis=[-2, -1])
+  return tf.reduce_mean(tf.square(predictions - tf.cast(targets, predictions.dtype)), axis=[-2, -1])
 
 
 def _string_logits(logits):
   """[..., 25] -> [..., 5 characters, 5 letters]."""
-  return tf.reshape(logits, [*logits.shape[:-1], labels_lib.STRING_LENGTH,
-                             labels_lib.STRING_ALPHABET])
+  return tf.reshape(
+    logits, [*logits.shape[:-1], labels_lib.STRING_LENGTH, labels_lib.STRING_ALPHABET]
+  )
 
 
 def _string_cross_entropy(labels, logits):
   """Santoro et al.'s string labels: the sum over the 5 characters of each one's
   softmax cross-entropy, averaged over the examples."""
   per_character = tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=labels_lib.string_characters(labels), logits=_string_logits(logits))
+    labels=labels_lib.string_characters(labels), logits=_string_logits(logits)
+  )
   return tf.reduce_mean(tf.reduce_sum(per_character, axis=-1), axis=-1)
 
 
@@ -58,6 +63,7 @@ def _string_accuracy(labels, logits):
 
 
 CLASSIFICATION = TaskObjective("classification", _cross_entropy, _accuracy, "accuracy")
-STRING_CLASSIFICATION = TaskObjective("string classification", _string_cross_entropy,
-                                      _string_accuracy, "accuracy")
+STRING_CLASSIFICATION = TaskObjective(
+  "string classification", _string_cross_entropy, _string_accuracy, "accuracy"
+)
 REGRESSION = TaskObjective("regression", _mean_squared_error, _mean_squared_error, "mse")

@@ -36,39 +36,57 @@ from mann.meta import task_format as task_format_lib
 class MAML(gradient_learner.GradientMetaLearner):
   """MAML: meta-learns an initialisation whose few-step adaptation does well on the query."""
 
-  def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
-               num_inner_steps: int, inner_lr: float, first_order: bool = False,
-               learn_inner_lrs: bool = False, multi_step_loss: bool = False,
-               multi_step_anneal_steps: int = 10000, task_mapping: str = "auto",
-               batch_norm: str = "transductive", checkpoint_inner_steps: bool = False,
-               task_format: Optional[task_format_lib.TaskFormat] = None,
-               adapted_weights: Optional[Sequence[bool]] = None):
+  def __init__(
+    self,
+    model: keras.Model,
+    *,
+    objective: losses.TaskObjective,
+    num_inner_steps: int,
+    inner_lr: float,
+    first_order: bool = False,
+    learn_inner_lrs: bool = False,
+    multi_step_loss: bool = False,
+    multi_step_anneal_steps: int = 10000,
+    task_mapping: str = "auto",
+    batch_norm: str = "transductive",
+    checkpoint_inner_steps: bool = False,
+    task_format: Optional[task_format_lib.TaskFormat] = None,
+    adapted_weights: Optional[Sequence[bool]] = None,
+  ):
     """Args:
-      model: any built Keras model; its variables hold the initialisation.
-      objective: losses.CLASSIFICATION or losses.REGRESSION.
-      num_inner_steps: SGD steps on the support set during meta-training.
-      inner_lr: their learning rate (the initial value when learned).
-      first_order: drop second-order terms (FOMAML).
-      learn_inner_lrs: learn one rate per inner step and weight tensor (MAML++ LSLR).
-      multi_step_loss: MAML++ multi-step loss (see the module docstring).
-      multi_step_anneal_steps: meta-steps over which it anneals to the last step.
-      task_mapping: how the tasks of a meta-batch run (see the module docstring).
-      batch_norm: "transductive" or "per_step" (see the module docstring).
-      checkpoint_inner_steps: keep only each inner step's input weights for the
-        backward pass and recompute the step there (gradient checkpointing): memory
-        that does not grow with the inner steps' activations, for about one more
-        support forward and backward per step. Needs task_mapping "batched".
-      task_format, adapted_weights: see gradient_learner.GradientMetaLearner.
+    model: any built Keras model; its variables hold the initialisation.
+    objective: losses.CLASSIFICATION or losses.REGRESSION.
+    num_inner_steps: SGD steps on the support set during meta-training.
+    inner_lr: their learning rate (the initial value when learned).
+    first_order: drop second-order terms (FOMAML).
+    learn_inner_lrs: learn one rate per inner step and weight tensor (MAML++ LSLR).
+    multi_step_loss: MAML++ multi-step loss (see the module docstring).
+    multi_step_anneal_steps: meta-steps over which it anneals to the last step.
+    task_mapping: how the tasks of a meta-batch run (see the module docstring).
+    batch_norm: "transductive" or "per_step" (see the module docstring).
+    checkpoint_inner_steps: keep only each inner step's input weights for the
+      backward pass and recompute the step there (gradient checkpointing): memory
+      that does not grow with the inner steps' activations, for about one more
+      support forward and backward per step. Needs task_mapping "batched".
+    task_format, adapted_weights: see gradient_learner.GradientMetaLearner.
     """
-    super().__init__(model, objective=objective, num_inner_steps=num_inner_steps,
-                     inner_lr=inner_lr, task_mapping=task_mapping, batch_norm=batch_norm,
-                     task_format=task_format, adapted_weights=adapted_weights)
+    super().__init__(
+      model,
+      objective=objective,
+      num_inner_steps=num_inner_steps,
+      inner_lr=inner_lr,
+      task_mapping=task_mapping,
+      batch_norm=batch_norm,
+      task_format=task_format,
+      adapted_weights=adapted_weights,
+    )
     self.first_order = first_order
     if checkpoint_inner_steps and self.task_mapping != "batched":
       # Inside tf.map_fn, TF cannot differentiate a custom gradient whose recomputation
       # reads the Keras layers' variables; the batched model reads none.
-      raise ValueError("checkpoint_inner_steps needs task_mapping='batched' (conv4, mlp, "
-                       "mann, lstm)")
+      raise ValueError(
+        "checkpoint_inner_steps needs task_mapping='batched' (conv4, mlp, mann, lstm)"
+      )
     self.checkpoint_inner_steps = checkpoint_inner_steps
     # A checkpointed step's custom gradient takes tensors only.
     self._low_rank_kernels = not checkpoint_inner_steps
@@ -76,9 +94,13 @@ class MAML(gradient_learner.GradientMetaLearner):
     self.multi_step_anneal_steps = multi_step_anneal_steps
     self.inner_lrs: Optional[list[list[tf.Variable]]] = None
     if learn_inner_lrs:
-      self.inner_lrs = [[tf.Variable(inner_lr, dtype=self.dtype, name=f"inner_lr_{s}_{i}")
-                         for i in range(len(model.trainable_variables))]
-                        for s in range(num_inner_steps)]
+      self.inner_lrs = [
+        [
+          tf.Variable(inner_lr, dtype=self.dtype, name=f"inner_lr_{s}_{i}")
+          for i in range(len(model.trainable_variables))
+        ]
+        for s in range(num_inner_steps)
+      ]
 
   @property
   def trainable_variables(self) -> list[tf.Variable]:
@@ -102,15 +124,15 @@ class MAML(gradient_learner.GradientMetaLearner):
     """[num_inner_steps] weights of the query losses after steps 1..S (MAML++ MSL)."""
     num = self.num_inner_steps
     if not self.multi_step_loss or num <= 1:
-      return (tf.one_hot(num - 1, num, dtype=self.dtype) if num > 0
-              else tf.ones([1], self.dtype))
+      return tf.one_hot(num - 1, num, dtype=self.dtype) if num > 0 else tf.ones([1], self.dtype)
     progress = tf.minimum(tf.cast(step, self.dtype) / self.multi_step_anneal_steps, 1.0)
     early = (1.0 - progress) / num  # each non-final step's weight, falling to 0
     return tf.concat([tf.fill([num - 1], early), [1.0 - (num - 1) * early]], axis=0)
 
   @learner.traced_as_written
-  def meta_loss(self, meta_batch: episode_lib.Episode,
-                step=0) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+  def meta_loss(
+    self, meta_batch: episode_lib.Episode, step=0
+  ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """Mean query loss over the tasks after adaptation: the quantity MAML minimises.
 
     Must run under the tape that differentiates it: the initial weights are read
@@ -139,32 +161,53 @@ class MAML(gradient_learner.GradientMetaLearner):
 
     def one_task(task, model, weights):
       trajectory, support_statistics = self._adapt(
-          model, weights, statistics[:-1], task, learning_rates=rates,
-          first_order=self.first_order, checkpoint=self.checkpoint_inner_steps)
+        model,
+        weights,
+        statistics[:-1],
+        task,
+        learning_rates=rates,
+        first_order=self.first_order,
+        checkpoint=self.checkpoint_inner_steps,
+      )
       outputs = []
-      for s in (range(1, num_steps + 1) if num_steps > 0 else [0]):
+      for s in range(1, num_steps + 1) if num_steps > 0 else [0]:
         query_outputs, query_statistics = self._query_outputs(
-            model, trajectory[s], statistics[s], task, training=True)
+          model, trajectory[s], statistics[s], task, training=True
+        )
         outputs.append(query_outputs)
-      step_losses = tf.stack([self.objective.loss(task.query_y, o) for o in outputs],
-                             axis=-1)
+      step_losses = tf.stack([self.objective.loss(task.query_y, o) for o in outputs], axis=-1)
       new_statistics = []
       if keep_statistics:  # the last query pass updates the statistics of step S
-        new_statistics = [tf.stop_gradient(v) for v in
-                          [v for per_step in support_statistics for v in per_step]
-                          + list(query_statistics)]
-      return (tf.reduce_sum(step_weights * step_losses, axis=-1), step_losses[..., -1],
-              self.objective.metric(task.query_y, outputs[-1]), new_statistics)
+        new_statistics = [
+          tf.stop_gradient(v)
+          for v in [v for per_step in support_statistics for v in per_step] + list(query_statistics)
+        ]
+      return (
+        tf.reduce_sum(step_weights * step_losses, axis=-1),
+        step_losses[..., -1],
+        self.objective.metric(task.query_y, outputs[-1]),
+        new_statistics,
+      )
 
-    signature = (self.dtype, self.dtype, self.dtype,
-                 [tf.TensorSpec(v.shape, v.dtype) for per_step in statistics
-                  for v in per_step] if keep_statistics else [])
+    signature = (
+      self.dtype,
+      self.dtype,
+      self.dtype,
+      [tf.TensorSpec(v.shape, v.dtype) for per_step in statistics for v in per_step]
+      if keep_statistics
+      else [],
+    )
     objective, final_loss, final_metric, new_statistics = self._map_tasks(
-        one_task, meta_batch, signature, task_start_weights)
-    return tf.reduce_mean(objective), {
+      one_task, meta_batch, signature, task_start_weights
+    )
+    return (
+      tf.reduce_mean(objective),
+      {
         "loss": tf.reduce_mean(final_loss),
-        self.objective.metric_name: tf.reduce_mean(final_metric)}, [
-            tf.reduce_mean(v, axis=0) for v in new_statistics]
+        self.objective.metric_name: tf.reduce_mean(final_metric),
+      },
+      [tf.reduce_mean(v, axis=0) for v in new_statistics],
+    )
 
   @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
@@ -175,23 +218,27 @@ class MAML(gradient_learner.GradientMetaLearner):
     own meta-gradients, from the same backward pass.
     """
     if self.batch_norm == "running":
-      raise ValueError("batch_norm='running' is a meta-test mode: meta-training "
-                       "normalises with batch statistics (transductive or per_step)")
+      raise ValueError(
+        "batch_norm='running' is a meta-test mode: meta-training "
+        "normalises with batch statistics (transductive or per_step)"
+      )
     task_start_weights: list[list[tf.Tensor]] = []
     with tf.GradientTape() as tape:
-      loss, metrics, statistics = self._meta_loss_and_statistics(meta_batch, step,
-                                                                 task_start_weights)
+      loss, metrics, statistics = self._meta_loss_and_statistics(
+        meta_batch, step, task_start_weights
+      )
     if meta_batch.support_x.shape[0] < 2:
       task_start_weights = []
     variables = self.trainable_variables
-    gradients = tape.gradient(loss, variables + task_start_weights,
-                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    gradients, per_task = gradients[:len(variables)], gradients[len(variables):]
+    gradients = tape.gradient(
+      loss, variables + task_start_weights, unconnected_gradients=tf.UnconnectedGradients.ZERO
+    )
+    gradients, per_task = gradients[: len(variables)], gradients[len(variables) :]
     if per_task:
-      metrics[gradient_learner.TASK_UPDATE_COSINE] = gradient_learner.task_update_cosine(
-          per_task)
+      metrics[gradient_learner.TASK_UPDATE_COSINE] = gradient_learner.task_update_cosine(per_task)
     if self.step_statistics is not None:
-      for variable, value in zip([v for per_step in self.step_statistics for v in per_step],
-                                 statistics):
+      for variable, value in zip(
+        [v for per_step in self.step_statistics for v in per_step], statistics
+      ):
         variable.assign(value)
     return gradients, metrics

@@ -27,20 +27,26 @@ class Reptile(gradient_learner.GradientMetaLearner):
     rates = self._learning_rates(self.num_inner_steps)
 
     def one_task(task, model, weights):
-      trajectory, _ = self._adapt(model, weights, [non_trainable] * len(rates), task,
-                                  learning_rates=rates, first_order=True)
+      trajectory, _ = self._adapt(
+        model, weights, [non_trainable] * len(rates), task, learning_rates=rates, first_order=True
+      )
       adapted = trajectory[-1]
       outputs, _ = self._query_outputs(model, adapted, non_trainable, task, training=True)
-      return ([low_rank.dense(w) - low_rank.dense(a) for w, a in zip(weights, adapted)],
-              self.objective.loss(task.query_y, outputs),
-              self.objective.metric(task.query_y, outputs))
+      return (
+        [low_rank.dense(w) - low_rank.dense(a) for w, a in zip(weights, adapted)],
+        self.objective.loss(task.query_y, outputs),
+        self.objective.metric(task.query_y, outputs),
+      )
 
     signature = ([tf.TensorSpec(w.shape, w.dtype) for w in weights], self.dtype, self.dtype)
     differences, task_loss, task_metric = self._map_tasks(one_task, meta_batch, signature)
     gradients = [tf.reduce_mean(d, axis=0) for d in differences]
-    metrics = {"loss": tf.reduce_mean(task_loss),
-               self.objective.metric_name: tf.reduce_mean(task_metric)}
+    metrics = {
+      "loss": tf.reduce_mean(task_loss),
+      self.objective.metric_name: tf.reduce_mean(task_metric),
+    }
     if meta_batch.support_x.shape[0] >= 2:
       metrics[gradient_learner.TASK_UPDATE_COSINE] = gradient_learner.task_update_cosine(
-          differences)
+        differences
+      )
     return gradients, metrics

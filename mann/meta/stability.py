@@ -13,10 +13,16 @@ from mann.meta import curvature
 from mann.meta import gradient_learner
 
 
-def adaptation_stability(learner: gradient_learner.GradientMetaLearner, sampler, *,
-                         num_tasks: int, num_steps: int, eigen_steps: int = 4,
-                         tasks_for_scale: int = 20,
-                         on_diverging: Optional[Callable[[dict], None]] = None) -> dict:
+def adaptation_stability(
+  learner: gradient_learner.GradientMetaLearner,
+  sampler,
+  *,
+  num_tasks: int,
+  num_steps: int,
+  eigen_steps: int = 4,
+  tasks_for_scale: int = 20,
+  on_diverging: Optional[Callable[[dict], None]] = None,
+) -> dict:
   """Adapts to tasks 0..num_tasks-1 of `sampler` as the learner's evaluation does (its
   task format, inner rate, batch-norm mode and adapted weights, first order) and
   measures the curvature where adaptation diverges.
@@ -45,19 +51,25 @@ def adaptation_stability(learner: gradient_learner.GradientMetaLearner, sampler,
     ValueError: the learner has no inner loop or learns its inner rates.
   """
   if not isinstance(learner, gradient_learner.GradientMetaLearner):
-    raise ValueError(f"adaptation stability needs a learner with an inner loop (MAML, "
-                     f"FOMAML, Reptile, Transfer), not {type(learner).__name__}")
+    raise ValueError(
+      f"adaptation stability needs a learner with an inner loop (MAML, "
+      f"FOMAML, Reptile, Transfer), not {type(learner).__name__}"
+    )
   if getattr(learner, "inner_lrs", None) is not None:
-    raise ValueError("adaptation stability needs one fixed inner rate: learned per-step "
-                     "rates (learn_inner_lrs) have no single bound 2 / inner_lr")
+    raise ValueError(
+      "adaptation stability needs one fixed inner rate: learned per-step "
+      "rates (learn_inner_lrs) have no single bound 2 / inner_lr"
+    )
   model, objective = learner.model, learner.objective
   weights = [v.value for v in model.trainable_variables]
   statistics = [v.value for v in model.non_trainable_variables]
   rates = learner._learning_rates(num_steps)  # pylint: disable=protected-access
   training = learner.batch_norm == "transductive"
   adapted = learner.adapted_weights
-  split = lambda ws: ([w for w, a in zip(ws, adapted) if a],
-                      [w for w, a in zip(ws, adapted) if not a])
+  split = lambda ws: (
+    [w for w, a in zip(ws, adapted) if a],
+    [w for w, a in zip(ws, adapted) if not a],
+  )
 
   def support_loss(moving, fixed, episode):
     """The task's support loss at the weights `moving` (adapted) and `fixed` (not): one
@@ -75,23 +87,34 @@ def adaptation_stability(learner: gradient_learner.GradientMetaLearner, sampler,
   for task in range(num_tasks):
     episode = sampler.episode(task)
     trajectory, _ = learner._adapt(  # pylint: disable=protected-access
-        model, weights, [statistics] * num_steps, episode, learning_rates=rates,
-        first_order=True, training=training)
+      model,
+      weights,
+      [statistics] * num_steps,
+      episode,
+      learning_rates=rates,
+      first_order=True,
+      training=training,
+    )
     losses = [float(support_loss(*split(ws), episode)) for ws in trajectory]
     record = {"task": task, "support_loss_by_step": losses}
     if task < tasks_for_scale:
       at_start.append(top_eigenvalue(weights, episode))
     if not (math.isfinite(losses[-1]) and losses[-1] <= losses[0]):
       record["top_hessian_eigenvalue_by_step"] = [
-          top_eigenvalue(trajectory[s], episode)
-          for s in range(min(eigen_steps, len(trajectory)))]
+        top_eigenvalue(trajectory[s], episode) for s in range(min(eigen_steps, len(trajectory)))
+      ]
       diverging.append(record)
       if on_diverging is not None:
         on_diverging(record)
     tasks.append(record)
   inner_lr = float(learner.inner_lr)
-  return {"num_tasks": num_tasks, "num_steps": num_steps, "inner_lr": inner_lr,
-          "stability_bound": 2 / inner_lr, "num_diverging": len(diverging),
-          "diverging_tasks": [r["task"] for r in diverging],
-          "median_top_eigenvalue_at_start": float(np.median(at_start)), "tasks": tasks}
-
+  return {
+    "num_tasks": num_tasks,
+    "num_steps": num_steps,
+    "inner_lr": inner_lr,
+    "stability_bound": 2 / inner_lr,
+    "num_diverging": len(diverging),
+    "diverging_tasks": [r["task"] for r in diverging],
+    "median_top_eigenvalue_at_start": float(np.median(at_start)),
+    "tasks": tasks,
+  }

@@ -28,13 +28,15 @@ INNER_LOSSES = ("support_sequence", "support_replay")
 class TaskFormat(typing.Protocol):
   """Forward passes on a task's support and query sets, as inner_loop.Forward functions."""
 
-  def support_forward(self, model, task: episode_lib.Episode, *,
-                      training: bool) -> inner_loop.Forward:
+  def support_forward(
+    self, model, task: episode_lib.Episode, *, training: bool
+  ) -> inner_loop.Forward:
     """(weights, statistics) -> (outputs aligned with task.support_y, statistics)."""
     ...
 
-  def query_forward(self, model, task: episode_lib.Episode, *,
-                    training: bool) -> inner_loop.Forward:
+  def query_forward(
+    self, model, task: episode_lib.Episode, *, training: bool
+  ) -> inner_loop.Forward:
     """(weights, statistics) -> (outputs aligned with task.query_y, statistics)."""
     ...
 
@@ -49,8 +51,9 @@ class ExampleFormat:
     return lambda w, s: model.stateless_call(w, s, task.query_x, training=training)
 
 
-def sequence_inputs(images: tf.Tensor, labels: tf.Tensor, num_classes: int,
-                    string_labels: bool = False) -> tf.Tensor:
+def sequence_inputs(
+  images: tf.Tensor, labels: tf.Tensor, num_classes: int, string_labels: bool = False
+) -> tf.Tensor:
   """A sequence model's inputs: each step's flattened image and the previous step's label.
 
   Args:
@@ -80,8 +83,7 @@ def query_sequences(support: tf.Tensor, query: tf.Tensor, num_lead_axes: int) ->
   """
   num_queries = query.shape[num_lead_axes]
   support = tf.repeat(tf.expand_dims(support, num_lead_axes), num_queries, axis=num_lead_axes)
-  return tf.concat([support, tf.expand_dims(query, num_lead_axes + 1)],
-                   axis=num_lead_axes + 1)
+  return tf.concat([support, tf.expand_dims(query, num_lead_axes + 1)], axis=num_lead_axes + 1)
 
 
 class SequenceFormat:
@@ -99,8 +101,9 @@ class SequenceFormat:
     memory is rebuilt from the support set by the adapted network.
   """
 
-  def __init__(self, *, num_classes: int, string_labels: bool = False,
-               inner_loss: str = "support_sequence"):
+  def __init__(
+    self, *, num_classes: int, string_labels: bool = False, inner_loss: str = "support_sequence"
+  ):
     if inner_loss not in INNER_LOSSES:
       raise ValueError(f"inner_loss must be one of {INNER_LOSSES}, got {inner_loss!r}")
     self.num_classes = num_classes
@@ -130,8 +133,10 @@ class SequenceFormat:
 
   def query_forward(self, model, task, *, training):
     lead = task.query_y.shape.rank - 1
-    x = self._inputs(query_sequences(task.support_x, task.query_x, lead),
-                     query_sequences(task.support_y, task.query_y, lead))  # [..., NQ, NK+1, D]
+    x = self._inputs(
+      query_sequences(task.support_x, task.query_x, lead),
+      query_sequences(task.support_y, task.query_y, lead),
+    )  # [..., NQ, NK+1, D]
 
     num_support = task.support_y.shape[-1]
     if hasattr(model, "branched_call"):
@@ -141,8 +146,9 @@ class SequenceFormat:
       branches = x[:, :, num_support:]  # [T, NQ, 1, D]
 
       def forward(weights, statistics):
-        outputs, new_statistics = model.branched_call(weights, statistics, prefix, branches,
-                                                      training=training)
+        outputs, new_statistics = model.branched_call(
+          weights, statistics, prefix, branches, training=training
+        )
         return outputs[..., -1, :], new_statistics
 
       return forward

@@ -36,21 +36,33 @@ def _pooled(support, query):
 class Transfer(gradient_learner.GradientMetaLearner):
   """Pretraining on the pooled examples of all tasks; fine-tuning by SGD at test."""
 
-  def __init__(self, model: keras.Model, *, objective: losses.TaskObjective,
-               num_inner_steps: int, inner_lr: float, task_mapping: str = "auto",
-               num_pretrain_classes: Optional[int] = None):
+  def __init__(
+    self,
+    model: keras.Model,
+    *,
+    objective: losses.TaskObjective,
+    num_inner_steps: int,
+    inner_lr: float,
+    task_mapping: str = "auto",
+    num_pretrain_classes: Optional[int] = None,
+  ):
     """Args:
-      model: the model fine-tuned at test; for classification a Keras model whose last
-        layer is the N-way Dense head (its input is the feature vector).
-      objective: losses.REGRESSION or losses.CLASSIFICATION.
-      num_inner_steps: unused in training (no inner loop); kept for the interface.
-      inner_lr: the fine-tuning SGD rate at test.
-      task_mapping: how test tasks run (see mann.meta.gradient_learner).
-      num_pretrain_classes: classification only: how many training classes the
-        pretraining head separates.
+    model: the model fine-tuned at test; for classification a Keras model whose last
+      layer is the N-way Dense head (its input is the feature vector).
+    objective: losses.REGRESSION or losses.CLASSIFICATION.
+    num_inner_steps: unused in training (no inner loop); kept for the interface.
+    inner_lr: the fine-tuning SGD rate at test.
+    task_mapping: how test tasks run (see mann.meta.gradient_learner).
+    num_pretrain_classes: classification only: how many training classes the
+      pretraining head separates.
     """
-    super().__init__(model, objective=objective, num_inner_steps=num_inner_steps,
-                     inner_lr=inner_lr, task_mapping=task_mapping)
+    super().__init__(
+      model,
+      objective=objective,
+      num_inner_steps=num_inner_steps,
+      inner_lr=inner_lr,
+      task_mapping=task_mapping,
+    )
     self.pretrain_head = None
     if num_pretrain_classes is not None:
       head = model.layers[-1]
@@ -60,9 +72,13 @@ class Transfer(gradient_learner.GradientMetaLearner):
       num_features = head.kernel.shape[0]
       initializer = keras.initializers.GlorotUniform()
       self.pretrain_head = [
-          tf.Variable(initializer((num_features, num_pretrain_classes)), name="pretrain_kernel",
-                      dtype=self.dtype),
-          tf.Variable(tf.zeros([num_pretrain_classes], self.dtype), name="pretrain_bias")]
+        tf.Variable(
+          initializer((num_features, num_pretrain_classes)),
+          name="pretrain_kernel",
+          dtype=self.dtype,
+        ),
+        tf.Variable(tf.zeros([num_pretrain_classes], self.dtype), name="pretrain_bias"),
+      ]
 
   @property
   def trainable_variables(self) -> list[tf.Variable]:

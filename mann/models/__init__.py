@@ -12,12 +12,12 @@ from mann.models.recurrent import lstm
 from mann.models.recurrent import mann
 
 __all__ = [
-    "adapted_weights",
-    "BatchNormalization",
-    "conv4",
-    "conv4_features",
-    "lstm",
-    "mann",
-    "mlp",
-    "weight_groups",
+  "adapted_weights",
+  "BatchNormalization",
+  "conv4",
+  "conv4_features",
+  "lstm",
+  "mann",
+  "mlp",
+  "weight_groups",
 ]

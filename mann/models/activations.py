@@ -14,17 +14,27 @@ def feed_forward_part(model: keras.Model) -> tuple[keras.Sequential, list[int], 
   names = {layer.name for layer in model.layers}
   network = model.get_layer("encoder").encoder if "encoder" in names else model
   if not isinstance(network, keras.Sequential):
-    raise ValueError(f"{model.name} has no keras.Sequential network to compare block by "
-                     f"block (a sequence model without an image encoder)")
+    raise ValueError(
+      f"{model.name} has no keras.Sequential network to compare block by "
+      f"block (a sequence model without an image encoder)"
+    )
   trainable = {id(w): i for i, w in enumerate(model.trainable_weights)}
   other = {id(w): i for i, w in enumerate(model.non_trainable_weights)}
-  return (network, [trainable[id(w)] for w in network.trainable_weights],
-          [other[id(w)] for w in network.non_trainable_weights])
+  return (
+    network,
+    [trainable[id(w)] for w in network.trainable_weights],
+    [other[id(w)] for w in network.non_trainable_weights],
+  )
 
 
-def block_activations(network: keras.Sequential, weights: list[tf.Tensor],
-                      non_trainable: list[tf.Tensor], x: tf.Tensor, *,
-                      training: bool) -> dict[str, tf.Tensor]:
+def block_activations(
+  network: keras.Sequential,
+  weights: list[tf.Tensor],
+  non_trainable: list[tf.Tensor],
+  x: tf.Tensor,
+  *,
+  training: bool,
+) -> dict[str, tf.Tensor]:
   """{layer name: output [B, ...]} after each block (each ReLU / Activation layer) and
   the last layer, running network's layers one by one under `weights` (its
   trainable_weights' values) and `non_trainable`."""

@@ -7,9 +7,15 @@ from mann.models import batch_norm
 DOWNSAMPLING = ("stride", "max_pool")
 
 
-def conv4(*, num_classes: int, image_shape: tuple[int, int, int] = (28, 28, 1),
-          num_filters: int = 64, downsample: str = "stride",
-          batch_norm_momentum: float = 0.99, name: str = "conv4") -> keras.Model:
+def conv4(
+  *,
+  num_classes: int,
+  image_shape: tuple[int, int, int] = (28, 28, 1),
+  num_filters: int = 64,
+  downsample: str = "stride",
+  batch_norm_momentum: float = 0.99,
+  name: str = "conv4",
+) -> keras.Model:
   """Four blocks of [3x3 conv, batch norm, ReLU], then a linear N-way head.
 
   `downsample="stride"` gives each conv stride 2 ('same' padding), as the MAML code
@@ -31,14 +37,18 @@ def conv4(*, num_classes: int, image_shape: tuple[int, int, int] = (28, 28, 1),
     runs functionally through `stateless_call(trainable, non_trainable, x)`.
   """
   layers = _blocks(image_shape, num_filters, downsample, batch_norm_momentum)
-  layers += [keras.layers.Flatten(name="flatten"),
-             keras.layers.Dense(num_classes, name="logits")]
+  layers += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(num_classes, name="logits")]
   return keras.Sequential(layers, name=name)
 
 
-def conv4_features(*, image_shape: tuple[int, int, int] = (28, 28, 1), num_filters: int = 64,
-                   downsample: str = "stride", batch_norm_momentum: float = 0.99,
-                   name: str = "conv4_features") -> keras.Model:
+def conv4_features(
+  *,
+  image_shape: tuple[int, int, int] = (28, 28, 1),
+  num_filters: int = 64,
+  downsample: str = "stride",
+  batch_norm_momentum: float = 0.99,
+  name: str = "conv4_features",
+) -> keras.Model:
   """conv4 without its head: float32 [B, H, W, C] -> features [B, F] (the flattened
   output of the 4th block; F = 4 * num_filters for 28x28 with stride 2). The image
   encoder of a sequence model (models.mann(encoder=...))."""
@@ -53,12 +63,15 @@ def _blocks(image_shape, num_filters, downsample, batch_norm_momentum) -> list:
   layers = [keras.Input(shape=image_shape)]
   for block in range(4):
     layers += [
-        keras.layers.Conv2D(num_filters, 3, padding="same",
-                            strides=2 if downsample == "stride" else 1,
-                            name=f"block{block}_conv"),
-        batch_norm.BatchNormalization(momentum=batch_norm_momentum,
-                                        name=f"block{block}_norm"),
-        keras.layers.ReLU(name=f"block{block}_relu"),
+      keras.layers.Conv2D(
+        num_filters,
+        3,
+        padding="same",
+        strides=2 if downsample == "stride" else 1,
+        name=f"block{block}_conv",
+      ),
+      batch_norm.BatchNormalization(momentum=batch_norm_momentum, name=f"block{block}_norm"),
+      keras.layers.ReLU(name=f"block{block}_relu"),
     ]
     if downsample == "max_pool":
       layers.append(keras.layers.MaxPooling2D(2, name=f"block{block}_pool"))

@@ -5,8 +5,13 @@ from typing import Sequence
 import keras
 
 
-def mlp(*, input_size: int = 1, hidden_sizes: Sequence[int] = (40, 40),
-        output_size: int = 1, name: str = "mlp") -> keras.Model:
+def mlp(
+  *,
+  input_size: int = 1,
+  hidden_sizes: Sequence[int] = (40, 40),
+  output_size: int = 1,
+  name: str = "mlp",
+) -> keras.Model:
   """Dense layers with ReLU between them and a linear output.
 
   Args:
@@ -19,7 +24,9 @@ def mlp(*, input_size: int = 1, hidden_sizes: Sequence[int] = (40, 40),
     A built keras.Model mapping float32 [B, D_in] to [B, D_out].
   """
   layers = [keras.Input(shape=(input_size,))]
-  layers += [keras.layers.Dense(width, activation="relu", name=f"hidden{i}")
-             for i, width in enumerate(hidden_sizes)]
+  layers += [
+    keras.layers.Dense(width, activation="relu", name=f"hidden{i}")
+    for i, width in enumerate(hidden_sizes)
+  ]
   layers.append(keras.layers.Dense(output_size, name="output"))
   return keras.Sequential(layers, name=name)

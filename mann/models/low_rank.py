@@ -33,8 +33,9 @@ class LowRankKernel:
   factors: tuples (rate, rows [T, n, D], output_gradients [T, n, U]).
   """
 
-  def __init__(self, base: tf.Tensor, num_tasks: int, factors: tuple = (),
-               uses: Optional[list] = None):
+  def __init__(
+    self, base: tf.Tensor, num_tasks: int, factors: tuple = (), uses: Optional[list] = None
+  ):
     self.base = base
     self.num_tasks = num_tasks
     self.factors = tuple(factors)
@@ -51,8 +52,9 @@ class LowRankKernel:
   def matmul(self, a: tf.Tensor) -> tf.Tensor:
     """a [T, b, D] -> a W_t per task, [T, b, U]; recorded when recording."""
     num_tasks, rows, depth = a.shape
-    z = tf.reshape(tf.matmul(tf.reshape(a, [-1, depth]), self.base),
-                   [num_tasks, rows, self.base.shape[-1]])
+    z = tf.reshape(
+      tf.matmul(tf.reshape(a, [-1, depth]), self.base), [num_tasks, rows, self.base.shape[-1]]
+    )
     for rate, factor_rows, output_gradients in self.factors:
       z -= rate * tf.matmul(tf.matmul(a, factor_rows, transpose_b=True), output_gradients)
     if self.uses is not None:
@@ -70,8 +72,9 @@ class LowRankKernel:
     """The same kernels, recording each matmul's (a, z) in .uses."""
     return LowRankKernel(self.base, self.num_tasks, self.factors, uses=[])
 
-  def sgd_step(self, rate: tf.Tensor, output_gradients: list[tf.Tensor],
-               first_order: bool) -> "LowRankKernel":
+  def sgd_step(
+    self, rate: tf.Tensor, output_gradients: list[tf.Tensor], first_order: bool
+  ) -> "LowRankKernel":
     """W_t - rate * dL/dW_t, from the recorded uses and dL/dz of each (in .uses order).
 
     first_order: the step's gradient as a constant (FOMAML)."""
@@ -81,8 +84,7 @@ class LowRankKernel:
     gradients = tf.concat(list(output_gradients), axis=1)
     if first_order:
       rows, gradients = tf.stop_gradient(rows), tf.stop_gradient(gradients)
-    return LowRankKernel(self.base, self.num_tasks,
-                         self.factors + ((rate, rows, gradients),))
+    return LowRankKernel(self.base, self.num_tasks, self.factors + ((rate, rows, gradients),))
 
 
 def dense(weight) -> tf.Tensor:

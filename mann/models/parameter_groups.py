@@ -18,9 +18,11 @@ def weight_groups(model: keras.Model) -> list[str]:
   """
   names = {layer.name for layer in model.layers}
   owner: dict[int, str] = {}
+
   def mark(layer, group):
     for weight in layer.trainable_weights:
       owner.setdefault(id(weight), group)
+
   if "rnn" in names or "lstm" in names:
     if "encoder" in names:
       mark(model.get_layer("encoder"), "encoder")

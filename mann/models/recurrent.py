@@ -15,8 +15,8 @@ Per time step t, with memory M, usage w_u, previous read weights w_r and reads r
 Each write head writes the key of the read head of the same index (Santoro et al.
 write the key k_t). The read weights address the memory as it was before the step's
 write, as the public reimplementations of the paper do (the paper's text leaves the order
-open); the read vector takes the written memory. The memory starts each sequence at zero: one sequence is one
-episode, so memory is wiped between episodes by construction.
+open); the read vector takes the written memory. The memory starts each sequence at zero:
+one sequence is one episode, so memory is wiped between episodes by construction.
 """
 
 import math
@@ -37,10 +37,19 @@ class MANNCell(keras.layers.Layer):
   reads [B, num_reads * word_size] (flattened so that Keras's RNN can carry them).
   """
 
-  def __init__(self, *, num_outputs: int, controller_units: int = 200,
-               memory_size: int = 128, word_size: int = 40, num_reads: int = 4,
-               usage_decay: float = 0.95, key_strength: bool = False,
-               zero_reads: bool = False, **kwargs):
+  def __init__(
+    self,
+    *,
+    num_outputs: int,
+    controller_units: int = 200,
+    memory_size: int = 128,
+    word_size: int = 40,
+    num_reads: int = 4,
+    usage_decay: float = 0.95,
+    key_strength: bool = False,
+    zero_reads: bool = False,
+    **kwargs,
+  ):
     """key_strength: learn a sharpness beta_t = 1 + softplus(W_b h_t) per read head, as
     the NTM does (Graves et al. 2014); False keeps Santoro et al.'s equation (3),
     softmax of the cosine similarities, whose weights over many rows stay broad
@@ -61,18 +70,31 @@ class MANNCell(keras.layers.Layer):
     self.key_layer = keras.layers.Dense(num_reads * word_size, activation="tanh", name="keys")
     self.gate_layer = keras.layers.Dense(num_reads, name="write_gates")
     self.output_layer = keras.layers.Dense(num_outputs, name="output")
-    self.strength_layer = (keras.layers.Dense(num_reads, name="key_strengths")
-                           if key_strength else None)
-    self.state_size = [controller_units, controller_units, memory_size * word_size,
-                       memory_size, num_reads * memory_size, num_reads * word_size]
+    self.strength_layer = (
+      keras.layers.Dense(num_reads, name="key_strengths") if key_strength else None
+    )
+    self.state_size = [
+      controller_units,
+      controller_units,
+      memory_size * word_size,
+      memory_size,
+      num_reads * memory_size,
+      num_reads * word_size,
+    ]
     self.output_size = num_outputs
 
   def get_config(self):
-    return {**super().get_config(), "num_outputs": self.num_outputs,
-            "controller_units": self.controller_units, "memory_size": self.memory_size,
-            "word_size": self.word_size, "num_reads": self.num_reads,
-            "usage_decay": self.usage_decay, "key_strength": self.key_strength,
-            "zero_reads": self.zero_reads}
+    return {
+      **super().get_config(),
+      "num_outputs": self.num_outputs,
+      "controller_units": self.controller_units,
+      "memory_size": self.memory_size,
+      "word_size": self.word_size,
+      "num_reads": self.num_reads,
+      "usage_decay": self.usage_decay,
+      "key_strength": self.key_strength,
+      "zero_reads": self.zero_reads,
+    }
 
   def build(self, input_shape):
     self.controller.build((input_shape[0], input_shape[-1] + self.num_reads * self.word_size))
@@ -80,8 +102,9 @@ class MANNCell(keras.layers.Layer):
     self.gate_layer.build((input_shape[0], self.controller_units))
     if self.strength_layer is not None:
       self.strength_layer.build((input_shape[0], self.controller_units))
-    self.output_layer.build((input_shape[0],
-                             self.controller_units + self.num_reads * self.word_size))
+    self.output_layer.build(
+      (input_shape[0], self.controller_units + self.num_reads * self.word_size)
+    )
     self.built = True
 
   def call(self, inputs, states, training=False):
@@ -89,28 +112,46 @@ class MANNCell(keras.layers.Layer):
     batch = ops.shape(inputs)[0]
     memory = ops.reshape(memory, (batch, self.memory_size, self.word_size))
     read_weights = ops.reshape(read_weights, (batch, self.num_reads, self.memory_size))
-    _, (h, c) = self.controller(ops.concatenate([inputs, reads], axis=-1), [h, c],
-                                training=training)
+    _, (h, c) = self.controller(
+      ops.concatenate([inputs, reads], axis=-1), [h, c], training=training
+    )
     keys = ops.reshape(self.key_layer(h), (batch, self.num_reads, self.word_size))
-    strengths = (1.0 + ops.softplus(self.strength_layer(h))
-                 if self.strength_layer is not None else None)
+    strengths = (
+      1.0 + ops.softplus(self.strength_layer(h)) if self.strength_layer is not None else None
+    )
     read_vectors, memory, usage, read_weights = access.lrua_step(
-        memory, usage, read_weights, keys, self.gate_layer(h), strengths,
-        usage_decay=self.usage_decay)
+      memory, usage, read_weights, keys, self.gate_layer(h), strengths, usage_decay=self.usage_decay
+    )
     read_vectors = ops.reshape(read_vectors, (batch, self.num_reads * self.word_size))
     if self.zero_reads:
       read_vectors = ops.zeros_like(read_vectors)
     outputs = self.output_layer(ops.concatenate([h, read_vectors], axis=-1))
-    new_states = [h, c, ops.reshape(memory, (batch, -1)), usage,
-                  ops.reshape(read_weights, (batch, -1)), read_vectors]
+    new_states = [
+      h,
+      c,
+      ops.reshape(memory, (batch, -1)),
+      usage,
+      ops.reshape(read_weights, (batch, -1)),
+      read_vectors,
+    ]
     return outputs, new_states
 
 
-def mann(*, num_classes: int, input_size: int, controller_units: int = 200,
-         memory_size: int = 128, word_size: int = 40, num_reads: int = 4,
-         usage_decay: float = 0.95, key_strength: bool = False,
-         zero_reads: bool = False, encoder: Optional[keras.Model] = None,
-         image_shape: Optional[tuple[int, ...]] = None, name: str = "mann") -> keras.Model:
+def mann(
+  *,
+  num_classes: int,
+  input_size: int,
+  controller_units: int = 200,
+  memory_size: int = 128,
+  word_size: int = 40,
+  num_reads: int = 4,
+  usage_decay: float = 0.95,
+  key_strength: bool = False,
+  zero_reads: bool = False,
+  encoder: Optional[keras.Model] = None,
+  image_shape: Optional[tuple[int, ...]] = None,
+  name: str = "mann",
+) -> keras.Model:
   """A MANN over sequences: [B, T, input_size] -> logits [B, T, num_classes].
 
   input_size counts everything fed per step: a flattened image, then a label vector.
@@ -120,24 +161,47 @@ def mann(*, num_classes: int, input_size: int, controller_units: int = 200,
   sequence (episode). key_strength, zero_reads: see MANNCell. Runs through stateless_call like
   every other model.
   """
-  cell = MANNCell(num_outputs=num_classes, controller_units=controller_units,
-                  memory_size=memory_size, word_size=word_size, num_reads=num_reads,
-                  usage_decay=usage_decay, key_strength=key_strength,
-                  zero_reads=zero_reads, name="mann_cell")
-  return _sequence_model([keras.layers.RNN(cell, return_sequences=True, name="rnn")],
-                         input_size=input_size, encoder=encoder, image_shape=image_shape,
-                         name=name)
+  cell = MANNCell(
+    num_outputs=num_classes,
+    controller_units=controller_units,
+    memory_size=memory_size,
+    word_size=word_size,
+    num_reads=num_reads,
+    usage_decay=usage_decay,
+    key_strength=key_strength,
+    zero_reads=zero_reads,
+    name="mann_cell",
+  )
+  return _sequence_model(
+    [keras.layers.RNN(cell, return_sequences=True, name="rnn")],
+    input_size=input_size,
+    encoder=encoder,
+    image_shape=image_shape,
+    name=name,
+  )
 
 
-def lstm(*, num_classes: int, input_size: int, units: int = 200,
-         encoder: Optional[keras.Model] = None,
-         image_shape: Optional[tuple[int, ...]] = None, name: str = "lstm") -> keras.Model:
+def lstm(
+  *,
+  num_classes: int,
+  input_size: int,
+  units: int = 200,
+  encoder: Optional[keras.Model] = None,
+  image_shape: Optional[tuple[int, ...]] = None,
+  name: str = "lstm",
+) -> keras.Model:
   """The memoryless baseline with mann's interface: an LSTM and a linear head,
   [B, T, input_size] -> logits [B, T, num_classes]; encoder as in mann."""
-  return _sequence_model([keras.layers.LSTM(units, return_sequences=True, name="lstm"),
-                          keras.layers.Dense(num_classes, name="logits")],
-                         input_size=input_size, encoder=encoder, image_shape=image_shape,
-                         name=name)
+  return _sequence_model(
+    [
+      keras.layers.LSTM(units, return_sequences=True, name="lstm"),
+      keras.layers.Dense(num_classes, name="logits"),
+    ],
+    input_size=input_size,
+    encoder=encoder,
+    image_shape=image_shape,
+    name=name,
+  )
 
 
 @keras.saving.register_keras_serializable(package="mann")
@@ -155,8 +219,7 @@ class StepEncoder(keras.layers.Layer):
     self.encoder = encoder
 
   def get_config(self):
-    return {**super().get_config(),
-            "encoder": keras.saving.serialize_keras_object(self.encoder)}
+    return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder)}
 
   @classmethod
   def from_config(cls, config):
@@ -182,7 +245,8 @@ def _sequence_model(core: list, *, input_size, encoder, image_shape, name) -> ke
   pixels = math.prod(image_shape)
   inputs = keras.Input((None, input_size))
   images = keras.layers.Reshape((-1, *image_shape), name="images")(
-      keras.layers.Lambda(lambda x: x[..., :pixels], name="pixels")(inputs))
+    keras.layers.Lambda(lambda x: x[..., :pixels], name="pixels")(inputs)
+  )
   labels = keras.layers.Lambda(lambda x: x[..., pixels:], name="labels")(inputs)
   features = StepEncoder(encoder, name="encoder")(images)
   x = keras.layers.Concatenate(name="features_and_labels")([features, labels])

@@ -31,16 +31,40 @@ import tensorflow as tf
 from mann.models import batch_norm
 
 _ELEMENTWISE = (keras.layers.ReLU, keras.layers.Activation)
-_SUPPORTED = (keras.layers.InputLayer, keras.layers.Conv2D, keras.layers.BatchNormalization,
-              keras.layers.MaxPooling2D, keras.layers.Flatten, keras.layers.Dense) + _ELEMENTWISE
+_SUPPORTED = (
+  keras.layers.InputLayer,
+  keras.layers.Conv2D,
+  keras.layers.BatchNormalization,
+  keras.layers.MaxPooling2D,
+  keras.layers.Flatten,
+  keras.layers.Dense,
+) + _ELEMENTWISE
 
 
 # Activations that act on each value alone, so on the tasks' folded channels too; any
 # other (softmax across channels, a custom function) would mix the tasks.
-_ELEMENTWISE_ACTIVATIONS = frozenset({
-    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "sigmoid",
-    "hard_sigmoid", "tanh", "softplus", "softsign", "swish", "silu", "hard_swish",
-    "hard_silu", "mish", "exponential"})
+_ELEMENTWISE_ACTIVATIONS = frozenset(
+  {
+    "linear",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "sigmoid",
+    "hard_sigmoid",
+    "tanh",
+    "softplus",
+    "softsign",
+    "swish",
+    "silu",
+    "hard_swish",
+    "hard_silu",
+    "mish",
+    "exponential",
+  }
+)
 
 
 def _activation_name(layer) -> str:
@@ -60,18 +84,28 @@ def unsupported_reason(model: keras.Model) -> Optional[str]:
       folded = True
     elif isinstance(layer, (keras.layers.Flatten, keras.layers.Dense)):
       folded = False
-    if ((isinstance(layer, keras.layers.Conv2D)
-         or (folded and isinstance(layer, keras.layers.Activation)))
-        and _activation_name(layer) not in _ELEMENTWISE_ACTIVATIONS):
-      return (f"layer {layer.name}: activation {_activation_name(layer)} on the tasks' "
-              f"folded channels would mix tasks; use an elementwise one (relu, ...)")
-    if (isinstance(layer, keras.layers.BatchNormalization)
-        and not isinstance(layer, batch_norm.BatchNormalization)):
-      return (f"batch norm layer {layer.name} is Keras's, whose second derivative drops "
-              f"a term; use mann.models.BatchNormalization (same weights, exact)")
+    if (
+      isinstance(layer, keras.layers.Conv2D)
+      or (folded and isinstance(layer, keras.layers.Activation))
+    ) and _activation_name(layer) not in _ELEMENTWISE_ACTIVATIONS:
+      return (
+        f"layer {layer.name}: activation {_activation_name(layer)} on the tasks' "
+        f"folded channels would mix tasks; use an elementwise one (relu, ...)"
+      )
+    if isinstance(layer, keras.layers.BatchNormalization) and not isinstance(
+      layer, batch_norm.BatchNormalization
+    ):
+      return (
+        f"batch norm layer {layer.name} is Keras's, whose second derivative drops "
+        f"a term; use mann.models.BatchNormalization (same weights, exact)"
+      )
     if isinstance(layer, keras.layers.Conv2D):
-      if (type(layer) is not keras.layers.Conv2D or layer.data_format != "channels_last"
-          or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1):
+      if (
+        type(layer) is not keras.layers.Conv2D
+        or layer.data_format != "channels_last"
+        or tuple(layer.dilation_rate) != (1, 1)
+        or layer.groups != 1
+      ):
         return f"conv layer {layer.name}: only channels_last, undilated, ungrouped Conv2D"
     if isinstance(layer, keras.layers.BatchNormalization):
       if layer.axis not in (-1, len(layer.input.shape) - 1):
@@ -114,11 +148,17 @@ def grouped_conv2d(x: tf.Tensor, kernels: tf.Tensor, *, strides, padding: str) -
   tasks, kernel_h, kernel_w, channels, filters = kernels.shape
   padding = padding.upper()
   if x.dtype == tf.float32 or tf.config.list_logical_devices("GPU"):
-    grouped = tf.reshape(tf.transpose(kernels, [1, 2, 3, 0, 4]),
-                         [kernel_h, kernel_w, channels, tasks * filters])
+    grouped = tf.reshape(
+      tf.transpose(kernels, [1, 2, 3, 0, 4]), [kernel_h, kernel_w, channels, tasks * filters]
+    )
     return tf.nn.conv2d(x, grouped, strides=strides, padding=padding)
-  return tf.concat([tf.nn.conv2d(part, kernels[t], strides=strides, padding=padding)
-                    for t, part in enumerate(tf.split(x, tasks, axis=-1))], axis=-1)
+  return tf.concat(
+    [
+      tf.nn.conv2d(part, kernels[t], strides=strides, padding=padding)
+      for t, part in enumerate(tf.split(x, tasks, axis=-1))
+    ],
+    axis=-1,
+  )
 
 
 class TaskBatchedModel:
@@ -135,10 +175,15 @@ class TaskBatchedModel:
       raise ValueError(f"cannot batch tasks of {model.name}: {reason}")
     self.model = model
 
-  def stateless_call(self, weights: list[tf.Tensor], non_trainable: list[tf.Tensor],
-                     x: tf.Tensor, *, training: bool,
-                     example_weights: Optional[Sequence[int]] = None
-                     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+  def stateless_call(
+    self,
+    weights: list[tf.Tensor],
+    non_trainable: list[tf.Tensor],
+    x: tf.Tensor,
+    *,
+    training: bool,
+    example_weights: Optional[Sequence[int]] = None,
+  ) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """Args:
       weights: model.trainable_weights' values with a leading task axis, [T, *shape].
       non_trainable: model.non_trainable_weights' values (batch-norm running
@@ -173,9 +218,16 @@ class TaskBatchedModel:
           x = tf.nn.bias_add(x, _per_task(layer_weights[1]))
         x = layer.activation(x)
       elif isinstance(layer, keras.layers.BatchNormalization):
-        x, statistics = self._batch_norm(layer, layer_weights, layer_statistics, x,
-                                         num_tasks, folded=folded, training=training,
-                                         example_weights=example_weights)
+        x, statistics = self._batch_norm(
+          layer,
+          layer_weights,
+          layer_statistics,
+          x,
+          num_tasks,
+          folded=folded,
+          training=training,
+          example_weights=example_weights,
+        )
         new_non_trainable += statistics
       elif isinstance(layer, keras.layers.MaxPooling2D):
         x = tf.nn.max_pool2d(x, layer.pool_size, layer.strides, layer.padding.upper())
@@ -198,8 +250,9 @@ class TaskBatchedModel:
     return x, new_non_trainable
 
   @staticmethod
-  def _batch_norm(layer, layer_weights, statistics, x, num_tasks, *, folded, training,
-                  example_weights=None):
+  def _batch_norm(
+    layer, layer_weights, statistics, x, num_tasks, *, folded, training, example_weights=None
+  ):
     """Per-task batch norm of x ([B, H, W, T*C] folded, or [T, B, ..., C])."""
     channels = layer.moving_mean.shape[0]
     rest = list(layer_weights)
@@ -226,25 +279,29 @@ class TaskBatchedModel:
         counts = tf.constant(example_weights, x.dtype)
         shape_of_weights = [1] * x.shape.rank
         shape_of_weights[batch_axis] = len(example_weights)
-        frequency = tf.reshape(counts / (float(sum(example_weights)) * positions),
-                               shape_of_weights)
+        frequency = tf.reshape(counts / (float(sum(example_weights)) * positions), shape_of_weights)
         mean = tf.reduce_sum(x * frequency, axis=axes, keepdims=True)
         variance = tf.reduce_sum(tf.square(x - mean) * frequency, axis=axes, keepdims=True)
       task_mean = tf.reshape(mean, [num_tasks, channels])
       task_variance = tf.reshape(variance, [num_tasks, channels])
       momentum = layer.momentum  # a Python float (tf.cast would round it to float32)
       new_statistics = [
-          tf.stop_gradient(moving_mean * momentum + task_mean * (1 - momentum)),
-          tf.stop_gradient(moving_variance * momentum + task_variance * (1 - momentum))]
+        tf.stop_gradient(moving_mean * momentum + task_mean * (1 - momentum)),
+        tf.stop_gradient(moving_variance * momentum + task_variance * (1 - momentum)),
+      ]
     else:
       mean = tf.reshape(tf.tile(moving_mean[None], [num_tasks, 1]), shape)
       variance = tf.reshape(tf.tile(moving_variance[None], [num_tasks, 1]), shape)
       new_statistics = [tf.tile(s[None], [num_tasks, 1]) for s in statistics]
     # The op Keras's layer ends in, so that both round alike.
     x = tf.nn.batch_normalization(
-        x, mean, variance, offset=None if beta is None else tf.reshape(beta, shape),
-        scale=None if gamma is None else tf.reshape(gamma, shape),
-        variance_epsilon=layer.epsilon)
+      x,
+      mean,
+      variance,
+      offset=None if beta is None else tf.reshape(beta, shape),
+      scale=None if gamma is None else tf.reshape(gamma, shape),
+      variance_epsilon=layer.epsilon,
+    )
     return x, new_statistics
 
   @staticmethod
@@ -262,14 +319,18 @@ class TaskBatchedModel:
     scale = tf.reshape(gamma, [-1]) if gamma is not None else tf.ones([folded_channels])
     offset = tf.reshape(beta, [-1]) if beta is not None else tf.zeros([folded_channels])
     y, mean, corrected_variance = tf.compat.v1.nn.fused_batch_norm(
-        x, scale, offset, epsilon=layer.epsilon, data_format="NHWC", is_training=True)
+      x, scale, offset, epsilon=layer.epsilon, data_format="NHWC", is_training=True
+    )
     count = x.shape[0] * x.shape[1] * x.shape[2]
     variance = corrected_variance * ((count - 1) / count)  # the kernel's is Bessel-corrected
     momentum = layer.momentum
     moving_mean, moving_variance = statistics
     new_statistics = [
-        tf.stop_gradient(moving_mean * momentum
-                         + tf.reshape(mean, [num_tasks, channels]) * (1 - momentum)),
-        tf.stop_gradient(moving_variance * momentum
-                         + tf.reshape(variance, [num_tasks, channels]) * (1 - momentum))]
+      tf.stop_gradient(
+        moving_mean * momentum + tf.reshape(mean, [num_tasks, channels]) * (1 - momentum)
+      ),
+      tf.stop_gradient(
+        moving_variance * momentum + tf.reshape(variance, [num_tasks, channels]) * (1 - momentum)
+      ),
+    ]
     return y, new_statistics

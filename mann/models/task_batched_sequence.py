@@ -70,8 +70,7 @@ def _dense(x: tf.Tensor, kernel, bias: tf.Tensor) -> tf.Tensor:
   ellipsis ("t...d,tdu->t...u") goes through an [T, ..., D, U] broadcast, 40x slower.
   """
   lead = x.shape[1:-1]
-  y = (low_rank.matmul(tf.reshape(x, [x.shape[0], -1, x.shape[-1]]), kernel)
-       + bias[:, None, :])
+  y = low_rank.matmul(tf.reshape(x, [x.shape[0], -1, x.shape[-1]]), kernel) + bias[:, None, :]
   return tf.reshape(y, [x.shape[0], *lead, kernel.shape[-1]])
 
 
@@ -103,8 +102,9 @@ class TaskBatchedSequenceModel:
       encoder = model.get_layer("encoder").encoder
       self._encoder = task_batched.TaskBatchedModel(encoder)
       self._encoder_weights = self._indices(encoder)
-      self._encoder_statistics = [statistic_position[id(w)]
-                                  for w in encoder.non_trainable_variables]
+      self._encoder_statistics = [
+        statistic_position[id(w)] for w in encoder.non_trainable_variables
+      ]
       self._image_shape = tuple(model.get_layer("images").target_shape[1:])
       self._pixels = math.prod(self._image_shape)
     if "rnn" in names:
@@ -120,19 +120,24 @@ class TaskBatchedSequenceModel:
       recurrent_layers = [model.get_layer("lstm")]
     # The kernels multiplied at every step (LSTMCell: kernel, recurrent_kernel; Dense:
     # kernel): the ones worth keeping as low-rank updates of the initialisation.
-    low_rank_ids = {id(w) for layer in recurrent_layers for w in layer.trainable_weights
-                    if w.shape.rank == 2}
+    low_rank_ids = {
+      id(w) for layer in recurrent_layers for w in layer.trainable_weights if w.shape.rank == 2
+    }
     self.low_rank_weights = [id(w) in low_rank_ids for w in model.trainable_weights]
 
   def task_weights(self, weights: list[tf.Tensor], num_tasks: int) -> list:
     """The initial weights of T tasks: the kernels of low_rank_weights as
     low_rank.LowRankKernel (no update yet), the others broadcast to [T, *shape]."""
-    return [low_rank.LowRankKernel(w, num_tasks) if is_low_rank
-            else tf.broadcast_to(w[None], [num_tasks, *w.shape])
-            for w, is_low_rank in zip(weights, self.low_rank_weights)]
+    return [
+      low_rank.LowRankKernel(w, num_tasks)
+      if is_low_rank
+      else tf.broadcast_to(w[None], [num_tasks, *w.shape])
+      for w, is_low_rank in zip(weights, self.low_rank_weights)
+    ]
 
-  def stateless_call(self, weights: list[tf.Tensor], non_trainable: list[tf.Tensor],
-                     x: tf.Tensor, *, training: bool) -> tuple[tf.Tensor, list[tf.Tensor]]:
+  def stateless_call(
+    self, weights: list[tf.Tensor], non_trainable: list[tf.Tensor], x: tf.Tensor, *, training: bool
+  ) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """Args:
       weights: model.trainable_weights' values with a leading task axis, [T, *shape];
         any of low_rank_weights may be a low_rank.LowRankKernel instead.
@@ -147,14 +152,23 @@ class TaskBatchedSequenceModel:
     """
     num_tasks, num_sequences, length = x.shape[:3]
     features, new_statistics = self._encode(
-        weights, non_trainable, tf.reshape(x, [num_tasks, num_sequences * length, -1]),
-        training=training)
+      weights,
+      non_trainable,
+      tf.reshape(x, [num_tasks, num_sequences * length, -1]),
+      training=training,
+    )
     features = tf.reshape(features, [num_tasks, num_sequences, length, -1])
     return self._core(weights, features)[0], new_statistics
 
-  def branched_call(self, weights: list[tf.Tensor], non_trainable: list[tf.Tensor],
-                    prefix: tf.Tensor, branches: tf.Tensor, *,
-                    training: bool) -> tuple[tf.Tensor, list[tf.Tensor]]:
+  def branched_call(
+    self,
+    weights: list[tf.Tensor],
+    non_trainable: list[tf.Tensor],
+    prefix: tf.Tensor,
+    branches: tf.Tensor,
+    *,
+    training: bool,
+  ) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """S sequences that share a prefix, the prefix run once.
 
     Equal to stateless_call on the S sequences [prefix; branch j] (the last Lb steps'
@@ -172,18 +186,21 @@ class TaskBatchedSequenceModel:
     """
     num_tasks, num_branches, branch_length = branches.shape[:3]
     prefix_length = prefix.shape[1]
-    steps = tf.concat([prefix, tf.reshape(branches, [num_tasks, -1, branches.shape[-1]])],
-                      axis=1)
+    steps = tf.concat([prefix, tf.reshape(branches, [num_tasks, -1, branches.shape[-1]])], axis=1)
     features, new_statistics = self._encode(
-        weights, non_trainable, steps, training=training,
-        example_weights=[num_branches] * prefix_length + [1] * (num_branches * branch_length))
+      weights,
+      non_trainable,
+      steps,
+      training=training,
+      example_weights=[num_branches] * prefix_length + [1] * (num_branches * branch_length),
+    )
     prefix_features, branch_features = tf.split(
-        features, [prefix_length, num_branches * branch_length], axis=1)
+      features, [prefix_length, num_branches * branch_length], axis=1
+    )
     _, state = self._core(weights, prefix_features[:, None])
     # Every state is [T, 1, ...]: one copy per branch.
     state = tf.nest.map_structure(lambda v: tf.repeat(v, num_branches, axis=1), state)
-    branch_features = tf.reshape(branch_features,
-                                 [num_tasks, num_branches, branch_length, -1])
+    branch_features = tf.reshape(branch_features, [num_tasks, num_branches, branch_length, -1])
     return self._core(weights, branch_features, state)[0], new_statistics
 
   def _encode(self, weights, non_trainable, x, *, training, example_weights=None):
@@ -191,21 +208,24 @@ class TaskBatchedSequenceModel:
 
     Inputs without an encoder are their own features."""
     num_tasks, num_steps = x.shape[:2]
-    new_statistics = [tf.tile(v[None], [num_tasks] + [1] * v.shape.rank)
-                      for v in non_trainable]
+    new_statistics = [tf.tile(v[None], [num_tasks] + [1] * v.shape.rank) for v in non_trainable]
     if self._encoder is None:
       return x, new_statistics
     # tf.split, not slices: a slice's gradient is a zero-padded copy of all of x.
     pixels, labels = tf.split(x, [self._pixels, x.shape[-1] - self._pixels], axis=-1)
     images = tf.reshape(pixels, [num_tasks, num_steps, *self._image_shape])
     features, encoder_statistics = self._encoder.stateless_call(
-        [weights[i] for i in self._encoder_weights],
-        [non_trainable[i] for i in self._encoder_statistics], images, training=training,
-        example_weights=example_weights)
+      [weights[i] for i in self._encoder_weights],
+      [non_trainable[i] for i in self._encoder_statistics],
+      images,
+      training=training,
+      example_weights=example_weights,
+    )
     for i, value in zip(self._encoder_statistics, encoder_statistics):
       new_statistics[i] = value
-    return tf.concat([tf.reshape(features, [num_tasks, num_steps, -1]), labels],
-                     axis=-1), new_statistics
+    return tf.concat(
+      [tf.reshape(features, [num_tasks, num_steps, -1]), labels], axis=-1
+    ), new_statistics
 
   def _lstm(self, weights, x, state=None):
     """The LSTM baseline's core and head: x [T, S, L, D] -> (logits [T, S, L, N], state).
@@ -244,35 +264,48 @@ class TaskBatchedSequenceModel:
     reads_size = cell.num_reads * cell.word_size
     if state is None:
       zeros = lambda *shape: tf.zeros([num_tasks, num_sequences, *shape], x.dtype)
-      state = (zeros(cell.controller_units), zeros(cell.controller_units),
-               zeros(cell.memory_size, cell.word_size), zeros(cell.memory_size),
-               zeros(cell.num_reads, cell.memory_size), zeros(reads_size))
+      state = (
+        zeros(cell.controller_units),
+        zeros(cell.controller_units),
+        zeros(cell.memory_size, cell.word_size),
+        zeros(cell.memory_size),
+        zeros(cell.num_reads, cell.memory_size),
+        zeros(reads_size),
+      )
     # The memory access runs on the T*S sequences flattened into one batch.
     h, c, memory, usage, read_weights, reads = state
-    memory, usage, read_weights = (tf.reshape(v, [batch, *v.shape[2:]])
-                                   for v in (memory, usage, read_weights))
+    memory, usage, read_weights = (
+      tf.reshape(v, [batch, *v.shape[2:]]) for v in (memory, usage, read_weights)
+    )
     outputs = []
     # Unstacked once: a slice per step would have a gradient the size of all steps.
     for step_input in tf.unstack(x, axis=2):
       # The controller reads [x_t, r_{t-1}] (its kernels are low-rank per task in
       # MAML's inner loop: a shared GEMM per step, see mann.models.low_rank).
-      z = (low_rank.matmul(tf.concat([step_input, reads], axis=-1), kernel)
-           + low_rank.matmul(h, recurrent) + bias[:, None, :])
+      z = (
+        low_rank.matmul(tf.concat([step_input, reads], axis=-1), kernel)
+        + low_rank.matmul(h, recurrent)
+        + bias[:, None, :]
+      )
       h, c = _lstm_gates(z, c)
       key_logits, gate_logits, *strength_logits = [_dense(h, *head) for head in heads]
       keys = tf.reshape(tf.tanh(key_logits), [batch, cell.num_reads, cell.word_size])
       gate_logits = tf.reshape(gate_logits, [batch, cell.num_reads])
-      strengths = (tf.reshape(1.0 + tf.nn.softplus(strength_logits[0]),
-                              [batch, cell.num_reads]) if strength_logits else None)
+      strengths = (
+        tf.reshape(1.0 + tf.nn.softplus(strength_logits[0]), [batch, cell.num_reads])
+        if strength_logits
+        else None
+      )
       read_vectors, memory, usage, read_weights = access.lrua_step(
-          memory, usage, read_weights, keys, gate_logits, strengths,
-          usage_decay=cell.usage_decay)
+        memory, usage, read_weights, keys, gate_logits, strengths, usage_decay=cell.usage_decay
+      )
       reads = tf.reshape(read_vectors, [num_tasks, num_sequences, reads_size])
       if cell.zero_reads:
         reads = tf.zeros_like(reads)
       outputs.append(tf.concat([h, reads], axis=-1))
-    memory, usage, read_weights = (tf.reshape(v, [num_tasks, num_sequences, *v.shape[1:]])
-                                   for v in (memory, usage, read_weights))
+    memory, usage, read_weights = (
+      tf.reshape(v, [num_tasks, num_sequences, *v.shape[1:]]) for v in (memory, usage, read_weights)
+    )
     # The output layer is not recurrent: every step's at once.
     logits = _dense(tf.stack(outputs, axis=2), output_kernel, output_bias)
     return logits, (h, c, memory, usage, read_weights, reads)

@@ -4,6 +4,6 @@ from mann.training.checkpointing import restore_latest
 from mann.training.trainer import train
 
 __all__ = [
-    "restore_latest",
-    "train",
+  "restore_latest",
+  "train",
 ]

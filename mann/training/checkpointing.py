@@ -16,15 +16,23 @@ class RunCheckpoint:
   """workdir/checkpoints: the learner's weights, the optimiser, the step, the training
   seconds and the count of skipped non-finite steps; the latest three are kept."""
 
-  def __init__(self, workdir: str, *, learner: learner_lib.MetaLearner,
-               optimizer: keras.optimizers.Optimizer, step: tf.Variable,
-               train_seconds: tf.Variable, nonfinite_skipped: tf.Variable):
-    self._items = dict(step=step, train_seconds=train_seconds, optimizer=optimizer,
-                       **learner.checkpoint_items())
-    self._checkpoint = tf.train.Checkpoint(**{_SKIP_COUNTER: nonfinite_skipped},
-                                           **self._items)
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    learner: learner_lib.MetaLearner,
+    optimizer: keras.optimizers.Optimizer,
+    step: tf.Variable,
+    train_seconds: tf.Variable,
+    nonfinite_skipped: tf.Variable,
+  ):
+    self._items = dict(
+      step=step, train_seconds=train_seconds, optimizer=optimizer, **learner.checkpoint_items()
+    )
+    self._checkpoint = tf.train.Checkpoint(**{_SKIP_COUNTER: nonfinite_skipped}, **self._items)
     self._manager = tf.train.CheckpointManager(
-        self._checkpoint, os.path.join(workdir, CHECKPOINT_FOLDER), max_to_keep=3)
+      self._checkpoint, os.path.join(workdir, CHECKPOINT_FOLDER), max_to_keep=3
+    )
 
   @property
   def latest(self) -> Optional[str]:
@@ -38,8 +46,7 @@ class RunCheckpoint:
       return None
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
     # Checkpoints written before the skip counter existed hold everything else.
-    checkpoint = (self._checkpoint if _SKIP_COUNTER in saved
-                  else tf.train.Checkpoint(**self._items))
+    checkpoint = self._checkpoint if _SKIP_COUNTER in saved else tf.train.Checkpoint(**self._items)
     checkpoint.restore(latest).assert_existing_objects_matched()
     return latest
 
@@ -59,5 +66,6 @@ def restore_latest(workdir: str, learner: learner_lib.MetaLearner) -> int:
     raise FileNotFoundError(f"no checkpoint in {folder}")
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   tf.train.Checkpoint(step=step, **learner.checkpoint_items()).restore(
-      latest).expect_partial().assert_existing_objects_matched()
+    latest
+  ).expect_partial().assert_existing_objects_matched()
   return int(step.numpy())

@@ -35,8 +35,9 @@ def split_cpu(num_devices: int) -> None:
     tf.config.set_logical_device_configuration(cpu, wanted)
   except RuntimeError as e:
     raise errors.UserInputError(
-        f"cannot split the CPU into {num_devices} devices: TensorFlow's devices are "
-        f"already initialised ({e}); split it before the first TensorFlow op") from None
+      f"cannot split the CPU into {num_devices} devices: TensorFlow's devices are "
+      f"already initialised ({e}); split it before the first TensorFlow op"
+    ) from None
 
 
 def _local_devices() -> list[str]:
@@ -67,8 +68,7 @@ def make_strategy(name: str, *, tpu: Optional[str] = None) -> tf.distribute.Stra
     return tf.distribute.TPUStrategy(resolver)
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
-  raise errors.UserInputError(f"--strategy must be one of {', '.join(STRATEGIES)}, "
-                              f"got {name!r}")
+  raise errors.UserInputError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -89,6 +89,7 @@ def check_meta_batch(meta_batch_size: int, strategy: tf.distribute.Strategy) -> 
   replicas = strategy.num_replicas_in_sync
   if meta_batch_size % replicas:
     raise errors.UserInputError(
-        f"--meta_batch_size={meta_batch_size} does not split over {replicas} replicas: "
-        f"use a multiple of {replicas}")
+      f"--meta_batch_size={meta_batch_size} does not split over {replicas} replicas: "
+      f"use a multiple of {replicas}"
+    )
   return meta_batch_size // replicas

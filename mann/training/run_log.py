@@ -49,16 +49,22 @@ class RunLog:
     if enabled:
       for record in self._truncate(first_step):
         self._remember(record)
-    self._writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-                    if enabled else tf.summary.create_noop_writer())
+    self._writer = (
+      tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+      if enabled
+      else tf.summary.create_noop_writer()
+    )
 
   def _truncate(self, last_step: int) -> list[dict]:
     """Drops records past `last_step` and any torn line; returns the records kept."""
     if not os.path.exists(self.path):
       return []
     with open(self.path) as f:
-      kept = [(line if line.endswith("\n") else line + "\n", record) for line in f
-              if (record := _parse_record(line)) is not None and record["step"] <= last_step]
+      kept = [
+        (line if line.endswith("\n") else line + "\n", record)
+        for line in f
+        if (record := _parse_record(line)) is not None and record["step"] <= last_step
+      ]
     with files.atomic_write(self.path) as tmp_path, open(tmp_path, "w") as f:
       f.writelines(line for line, _ in kept)
     return [record for _, record in kept]

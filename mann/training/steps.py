@@ -9,9 +9,11 @@ from mann.data import pipeline
 from mann.meta import learner as learner_lib
 
 
-def replica_batches(strategy: tf.distribute.Strategy,
-                    make_batches: Callable[[int, pipeline.Shard], tf.data.Dataset],
-                    first_step: int) -> tuple[tf.distribute.DistributedIterator, object]:
+def replica_batches(
+  strategy: tf.distribute.Strategy,
+  make_batches: Callable[[int, pipeline.Shard], tf.data.Dataset],
+  first_step: int,
+) -> tuple[tf.distribute.DistributedIterator, object]:
   """The replicas' meta-batches from `first_step` on: (an iterator giving each replica
   its shard of every meta-batch, the element spec of a replica's shard with static
   shapes, which a cluster's distributed iterator loses)."""
@@ -19,9 +21,14 @@ def replica_batches(strategy: tf.distribute.Strategy,
 
   def pipeline_batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
     local = context.num_replicas_in_sync // context.num_input_pipelines
-    dataset = make_batches(first_step, pipeline.Shard(
-        first_replica=context.input_pipeline_id * local, num_local_replicas=local,
-        num_replicas=context.num_replicas_in_sync))
+    dataset = make_batches(
+      first_step,
+      pipeline.Shard(
+        first_replica=context.input_pipeline_id * local,
+        num_local_replicas=local,
+        num_replicas=context.num_replicas_in_sync,
+      ),
+    )
     specs.append(dataset.element_spec)
     return dataset
 
@@ -37,11 +44,18 @@ class MetaSteps:
   gradient, on every replica) and applied by the optimiser unless not finite.
   """
 
-  def __init__(self, *, learner: learner_lib.MetaLearner,
-               optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
-               replica_spec, clip_grad_norm: Optional[float] = None,
-               skip_nonfinite: bool = False, steps_per_call: int = 1,
-               jit_compile: bool = False):
+  def __init__(
+    self,
+    *,
+    learner: learner_lib.MetaLearner,
+    optimizer: keras.optimizers.Optimizer,
+    strategy: tf.distribute.Strategy,
+    replica_spec,
+    clip_grad_norm: Optional[float] = None,
+    skip_nonfinite: bool = False,
+    steps_per_call: int = 1,
+    jit_compile: bool = False,
+  ):
     """replica_spec: a replica's meta-batch, static shapes (replica_batches' second
     value); the other arguments as mann.training.train's."""
     self._learner = learner
@@ -52,42 +66,44 @@ class MetaSteps:
     self._clip_grad_norm = clip_grad_norm
     self._skip_nonfinite = skip_nonfinite
     self._steps_per_call = steps_per_call
-    compile_step = ((lambda f: tf.function(f, jit_compile=True)) if jit_compile
-                    else (lambda f: f))
+    compile_step = (lambda f: tf.function(f, jit_compile=True)) if jit_compile else (lambda f: f)
     self._meta_step, self._gradients_step, self._apply_step = map(
-        compile_step, (self._replica_meta_step, self._replica_gradients, self._replica_apply))
+      compile_step, (self._replica_meta_step, self._replica_gradients, self._replica_apply)
+    )
     self.run = tf.function(self._run)
 
   def _replica_gradients(self, meta_batch, step):
     """A replica's part of a meta-step: (the meta-batch's meta-gradients, clipped;
     metrics; 1.0 if a loss or meta-gradient on any replica was non-finite else 0.0).
     Every replica returns the same gradients and flag."""
-    meta_batch = tf.nest.map_structure(lambda x, spec: tf.ensure_shape(x, spec.shape),
-                                       meta_batch, self._replica_spec)
+    meta_batch = tf.nest.map_structure(
+      lambda x, spec: tf.ensure_shape(x, spec.shape), meta_batch, self._replica_spec
+    )
     gradients, metrics = self._learner.compute_gradients(meta_batch, step)
     context = tf.distribute.get_replica_context()
     if context.num_replicas_in_sync > 1:  # each replica's gradient: the mean of its T/R
       gradients = context.all_reduce(tf.distribute.ReduceOp.MEAN, gradients)
     if self._clip_grad_norm:
       gradients, _ = tf.clip_by_global_norm(gradients, self._clip_grad_norm)
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients]
-                           + [tf.reduce_all(tf.math.is_finite(metrics["loss"]))])
-    nonfinite = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                   1.0 - tf.cast(finite, tf.float32))
+    finite = tf.reduce_all(
+      [tf.reduce_all(tf.math.is_finite(g)) for g in gradients]
+      + [tf.reduce_all(tf.math.is_finite(metrics["loss"]))]
+    )
+    nonfinite = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
     return gradients, metrics, tf.minimum(nonfinite, 1.0)
 
   def _replica_apply(self, gradients):
     replicas = tf.distribute.get_replica_context().num_replicas_in_sync
     # Keras sums the replicas' gradients: 1/R of the mean from each sums to the mean.
-    self._optimizer.apply([g / replicas for g in gradients] if replicas > 1 else gradients,
-                          self._variables)
+    self._optimizer.apply(
+      [g / replicas for g in gradients] if replicas > 1 else gradients, self._variables
+    )
     return tf.constant(True)
 
   def _replica_meta_step(self, meta_batch, step):
     """One meta-step on one replica; a non-finite one skips its update."""
     gradients, metrics, nonfinite = self._replica_gradients(meta_batch, step)
-    tf.cond(nonfinite == 0, lambda: self._replica_apply(gradients),
-            lambda: tf.constant(False))
+    tf.cond(nonfinite == 0, lambda: self._replica_apply(gradients), lambda: tf.constant(False))
     return metrics, nonfinite
 
   def _mean(self, value):
@@ -101,12 +117,14 @@ class MetaSteps:
     else:
       # An update inside control flow in a replica cannot synchronise the replicas
       # (tf.distribute refuses it), so the skip decision is taken across them.
-      gradients, metrics, nonfinite = strategy.run(self._gradients_step,
-                                                   args=(meta_batch, step))
-      tf.cond(self._mean(nonfinite) == 0,
-              lambda: strategy.experimental_local_results(
-                  strategy.run(self._apply_step, args=(gradients,)))[0],
-              lambda: tf.constant(False))
+      gradients, metrics, nonfinite = strategy.run(self._gradients_step, args=(meta_batch, step))
+      tf.cond(
+        self._mean(nonfinite) == 0,
+        lambda: strategy.experimental_local_results(
+          strategy.run(self._apply_step, args=(gradients,))
+        )[0],
+        lambda: tf.constant(False),
+      )
     return {k: self._mean(v) for k, v in metrics.items()}, self._mean(nonfinite)
 
   @staticmethod
@@ -133,5 +151,8 @@ class MetaSteps:
         bad_steps += nonfinite
         steps_run += 1
     finite_steps = tf.maximum(tf.cast(steps_run, tf.float32) - bad_steps, 1.0)
-    return ({k: v / tf.cast(finite_steps, v.dtype) for k, v in totals.items()},
-            bad_steps, first_bad)
+    return (
+      {k: v / tf.cast(finite_steps, v.dtype) for k, v in totals.items()},
+      bad_steps,
+      first_bad,
+    )

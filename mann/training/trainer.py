@@ -56,8 +56,10 @@ class _Progress:
     rate = done / elapsed if elapsed > 0 else 0.0
     eta = (self._num_steps - step) / rate if rate > 0 else float("nan")
     shown = " ".join(f"{k} {'n/a' if v is None else f'{v:.4g}'}" for k, v in values.items())
-    self._stream.write(f"step {step}/{self._num_steps} ({100.0 * step / self._num_steps:.1f}%)"
-                       f" {rate:.2f} steps/s ETA {_duration(eta)} | {shown}\n")
+    self._stream.write(
+      f"step {step}/{self._num_steps} ({100.0 * step / self._num_steps:.1f}%)"
+      f" {rate:.2f} steps/s ETA {_duration(eta)} | {shown}\n"
+    )
     self._stream.flush()
 
 
@@ -135,7 +137,7 @@ class TrainingClock:
 class MetricWindow:
   """The train metrics of the meta-steps since the last log line, for their means."""
 
-  def __init__(self):
+  def __init__(self) -> None:
     self._values: dict[str, list[float]] = {}
     self.nonfinite_skipped = 0
 
@@ -155,8 +157,7 @@ class MetricWindow:
     return means, skipped
 
 
-def steps_to_boundary(step: int, *, num_steps: int, steps_per_call: int,
-                      every: list[int]) -> int:
+def steps_to_boundary(step: int, *, num_steps: int, steps_per_call: int, every: list[int]) -> int:
   """Meta-steps from `step` to the next multiple of any of `every` (log, validation,
   checkpoint) or to the end, at most steps_per_call."""
   until = min([n - step % n for n in every] + [num_steps - step])
@@ -166,21 +167,32 @@ def steps_to_boundary(step: int, *, num_steps: int, steps_per_call: int,
 def _diverged(first_bad: int, checkpoint: checkpointing.RunCheckpoint) -> errors.RunDiverged:
   kept = checkpoint.latest
   return errors.RunDiverged(
-      f"meta-step {first_bad + 1} gave a non-finite loss or meta-gradient; stopped "
-      f"without applying it, checkpoints kept as they were (latest: "
-      f"{os.path.basename(kept) if kept else 'none'}); lower --outer_lr or --inner_lr, "
-      f"set --clip_grad_norm, or pass --skip_nonfinite to skip such steps")
+    f"meta-step {first_bad + 1} gave a non-finite loss or meta-gradient; stopped "
+    f"without applying it, checkpoints kept as they were (latest: "
+    f"{os.path.basename(kept) if kept else 'none'}); lower --outer_lr or --inner_lr, "
+    f"set --clip_grad_norm, or pass --skip_nonfinite to skip such steps"
+  )
 
 
-def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optimizer,
-          make_batches: Callable[[int, pipeline.Shard], tf.data.Dataset], num_steps: int,
-          workdir: str,
-          log_every: int = 100, checkpoint_every: int = 1000,
-          validate: Optional[Callable[[], dict]] = None, validate_every: int = 1000,
-          steps_per_call: int = 1, jit_compile: bool = False,
-          strategy: Optional[tf.distribute.Strategy] = None,
-          clip_grad_norm: Optional[float] = None, skip_nonfinite: bool = False,
-          progress_stream=sys.stderr, run_facts: Optional[dict] = None) -> dict:
+def train(
+  *,
+  learner: learner_lib.MetaLearner,
+  optimizer: keras.optimizers.Optimizer,
+  make_batches: Callable[[int, pipeline.Shard], tf.data.Dataset],
+  num_steps: int,
+  workdir: str,
+  log_every: int = 100,
+  checkpoint_every: int = 1000,
+  validate: Optional[Callable[[], dict]] = None,
+  validate_every: int = 1000,
+  steps_per_call: int = 1,
+  jit_compile: bool = False,
+  strategy: Optional[tf.distribute.Strategy] = None,
+  clip_grad_norm: Optional[float] = None,
+  skip_nonfinite: bool = False,
+  progress_stream=sys.stderr,
+  run_facts: Optional[dict] = None,
+) -> dict:
   """Meta-trains `learner` for num_steps meta-steps, resuming from workdir if it can.
 
   Args:
@@ -234,8 +246,13 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
     clock = TrainingClock()
     skipped_total = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_skipped")
   checkpoint = checkpointing.RunCheckpoint(
-      workdir, learner=learner, optimizer=optimizer, step=step_counter,
-      train_seconds=clock.total, nonfinite_skipped=skipped_total)
+    workdir,
+    learner=learner,
+    optimizer=optimizer,
+    step=step_counter,
+    train_seconds=clock.total,
+    nonfinite_skipped=skipped_total,
+  )
   if resumed_from := checkpoint.restore_latest():
     logging.info("resumed from %s at step %d", resumed_from, int(step_counter.numpy()))
   step = first_step = int(step_counter.numpy())
@@ -248,22 +265,31 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
   if step < num_steps:
     batches, replica_spec = steps_lib.replica_batches(strategy, make_batches, first_step)
     meta_steps = steps_lib.MetaSteps(
-        learner=learner, optimizer=optimizer, strategy=strategy, replica_spec=replica_spec,
-        clip_grad_norm=clip_grad_norm, skip_nonfinite=skip_nonfinite,
-        steps_per_call=steps_per_call, jit_compile=jit_compile)
+      learner=learner,
+      optimizer=optimizer,
+      strategy=strategy,
+      replica_spec=replica_spec,
+      clip_grad_norm=clip_grad_norm,
+      skip_nonfinite=skip_nonfinite,
+      steps_per_call=steps_per_call,
+      jit_compile=jit_compile,
+    )
   with _stop_requests() as stop:
     while step < num_steps:
       if stop.requested:
         clock.charge()
         checkpoint.save(step)
-        progress_stream.write(f"stopped: checkpoint saved at step {step}; rerun the same "
-                              f"command to resume\n")
+        progress_stream.write(
+          f"stopped: checkpoint saved at step {step}; rerun the same command to resume\n"
+        )
         raise KeyboardInterrupt
       started = time.perf_counter()
-      count = steps_to_boundary(step, num_steps=num_steps, steps_per_call=steps_per_call,
-                                every=boundaries)
+      count = steps_to_boundary(
+        step, num_steps=num_steps, steps_per_call=steps_per_call, every=boundaries
+      )
       means, bad_steps, first_bad = meta_steps.run(
-          batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
+        batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64)
+      )
       bad_steps = int(bad_steps)  # waits for the steps
       if bad_steps and not skip_nonfinite:
         raise _diverged(int(first_bad), checkpoint)
@@ -271,18 +297,22 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
       window.add(means, count, bad_steps)
       if trace_seconds is None:
         trace_seconds = time.perf_counter() - started
-        logging.info("first call of %d meta-step(s) (trace + run): %.1f s", count,
-                     trace_seconds)
+        logging.info("first call of %d meta-step(s) (trace + run): %.1f s", count, trace_seconds)
       step += count
       step_counter.assign(step)
       if step % log_every == 0 or step == num_steps:
         means, skipped = window.drain()
-        record = {"step": step, "train_seconds": clock.charge(), **means,
-                  **({"nonfinite_skipped": skipped} if skip_nonfinite else {}),
-                  "rss_mib": _resident_mib()}
+        record = {
+          "step": step,
+          "train_seconds": clock.charge(),
+          **means,
+          **({"nonfinite_skipped": skipped} if skip_nonfinite else {}),
+          "rss_mib": _resident_mib(),
+        }
         log.write(record)
-        progress.report(step, {k: v for k, v in record.items()
-                               if k.startswith("train_") and k != "train_seconds"})
+        progress.report(
+          step, {k: v for k, v in record.items() if k.startswith("train_") and k != "train_seconds"}
+        )
       if validate is not None and (step % validate_every == 0 or step == num_steps):
         clock.charge()
         validation = {f"validation_{k}": float(v) for k, v in validate().items()}
@@ -294,15 +324,18 @@ def train(*, learner: learner_lib.MetaLearner, optimizer: keras.optimizers.Optim
         checkpoint.save(step)
 
   results = {
-      "num_steps": num_steps,
-      "train_seconds": float(clock.total.numpy()),
-      "final_loss": log.last_train.get("train_loss"),
-      **{f"final_{k}": v for k, v in log.last_train.items()
-         if k.startswith("train_") and k not in ("train_loss", "train_seconds")},
-      **log.last_validation,
-      "first_step_seconds_this_call": trace_seconds,
-      **({"nonfinite_skipped": int(skipped_total.numpy())} if skip_nonfinite else {}),
-      **(run_facts or {}),
+    "num_steps": num_steps,
+    "train_seconds": float(clock.total.numpy()),
+    "final_loss": log.last_train.get("train_loss"),
+    **{
+      f"final_{k}": v
+      for k, v in log.last_train.items()
+      if k.startswith("train_") and k not in ("train_loss", "train_seconds")
+    },
+    **log.last_validation,
+    "first_step_seconds_this_call": trace_seconds,
+    **({"nonfinite_skipped": int(skipped_total.numpy())} if skip_nonfinite else {}),
+    **(run_facts or {}),
   }
   if chief:
     files.write_json(os.path.join(workdir, RESULTS_FILE), results)

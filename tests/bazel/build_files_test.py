@@ -61,24 +61,33 @@ class _Build:
         del unused
         files = [src for src in srcs if not src.startswith((":", "//", "@"))]
         self.targets[f"//{package}:{name}"] = types.SimpleNamespace(
-            kind=kind, package=package,
-            srcs=[(pathlib.Path(package) / src).as_posix() for src in files],
-            deps=[self._label(package, dep) for dep in deps],
-            data=[self._label(package, item) for item in data])
+          kind=kind,
+          package=package,
+          srcs=[(pathlib.Path(package) / src).as_posix() for src in files],
+          deps=[self._label(package, dep) for dep in deps],
+          data=[self._label(package, item) for item in data],
+        )
+
       return rule
 
     def glob(patterns):
-      return sorted(path.relative_to(REPO_ROOT / package).as_posix()
-                    for pattern in patterns for path in (REPO_ROOT / package).glob(pattern))
+      return sorted(
+        path.relative_to(REPO_ROOT / package).as_posix()
+        for pattern in patterns
+        for path in (REPO_ROOT / package).glob(pattern)
+      )
 
     namespace = {kind: record(kind) for kind in RULES}
     namespace.update(
-        glob=glob, package=lambda **kwargs: None,
-        exports_files=lambda names, **kw: self.exported.update(
-            self._label(package, f":{name}") for name in names),
-        package_group=lambda **kwargs: None,
-        requirement=lambda name: f"@pypi//:{_normalize(name)}",
-        native=types.SimpleNamespace(package_name=lambda: package))
+      glob=glob,
+      package=lambda **kwargs: None,
+      exports_files=lambda names, **kw: self.exported.update(
+        self._label(package, f":{name}") for name in names
+      ),
+      package_group=lambda **kwargs: None,
+      requirement=lambda name: f"@pypi//:{_normalize(name)}",
+      native=types.SimpleNamespace(package_name=lambda: package),
+    )
 
     def load(bzl, *symbols):
       if bzl.startswith(":"):  # a first-party macro: run it with the same recorders
@@ -86,6 +95,7 @@ class _Build:
         exec(compile((REPO_ROOT / package / bzl[1:]).read_text(), bzl, "exec"), macros)  # pylint: disable=exec-used
         for symbol in symbols:
           namespace[symbol] = macros[symbol]
+
     namespace["load"] = load
     return namespace
 
@@ -130,8 +140,12 @@ def _imports(path: str):
       names = [alias.name for alias in node.names]
     elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
       # `from mann import data` imports the module mann.data, else a name of mann.
-      names = [f"{node.module}.{alias.name}" if _module_file(f"{node.module}.{alias.name}")
-               else node.module for alias in node.names]
+      names = [
+        f"{node.module}.{alias.name}"
+        if _module_file(f"{node.module}.{alias.name}")
+        else node.module
+        for alias in node.names
+      ]
     for name in names:
       if name.split(".")[0] in FIRST_PARTY:
         modules.add(_module_file(name))
@@ -141,15 +155,22 @@ def _imports(path: str):
       if re.fullmatch(r"(experiments|benchmarks|tests)(\.\w+)+", node.value):
         run.add(_module_file(node.value))
     # `binaries.run("train", ...)`: tests/experiments/binaries.py starts experiments.train.
-    if (isinstance(node, ast.Call) and node.args
-        and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
-        and getattr(node.func, "attr", getattr(node.func, "id", "")).lstrip("_").startswith("run")):
+    if (
+      isinstance(node, ast.Call)
+      and node.args
+      and isinstance(node.args[0], ast.Constant)
+      and isinstance(node.args[0].value, str)
+      and getattr(node.func, "attr", getattr(node.func, "id", "")).lstrip("_").startswith("run")
+    ):
       run.add(_module_file(f"experiments.{node.args[0].value}"))
   reads_flagfile = any(
-      isinstance(node, ast.Constant) and isinstance(node.value, str)
-      and re.fullmatch(r"(--flagfile=)?experiments/configs/[\w*]+\.flags", node.value)
-      or isinstance(node, ast.Call) and [getattr(arg, "value", None) for arg in node.args]
-      == ["experiments", "configs"] for node in ast.walk(tree))
+    isinstance(node, ast.Constant)
+    and isinstance(node.value, str)
+    and re.fullmatch(r"(--flagfile=)?experiments/configs/[\w*]+\.flags", node.value)
+    or isinstance(node, ast.Call)
+    and [getattr(arg, "value", None) for arg in node.args] == ["experiments", "configs"]
+    for node in ast.walk(tree)
+  )
   return modules - {None}, third_party, run - {None}, reads_flagfile
 
 
@@ -194,7 +215,8 @@ def test_every_dependency_names_a_target_or_a_pinned_requirement():
         assert dep.split(":")[-1] in _pinned_requirements(), (label, dep)
       else:
         assert dep in BUILD.targets or dep in BUILD.exported, (
-            f"{label} depends on {dep}, which no BUILD defines")
+          f"{label} depends on {dep}, which no BUILD defines"
+        )
     for src in target.srcs:
       assert (REPO_ROOT / src).exists(), f"{label} lists {src}, which does not exist"
 
@@ -213,23 +235,32 @@ def _missing(label: str, target) -> list[str]:
     if not src.endswith(".py"):
       continue
     modules, third_party, run, reads_flagfile = _imports(src)
-    problems += [f"{label}: {src} imports {module}, which is not in its srcs or a direct dep:"
-                 f" add {BUILD.owners(module)} to its deps" for module in sorted(modules - direct)]
+    problems += [
+      f"{label}: {src} imports {module}, which is not in its srcs or a direct dep:"
+      f" add {BUILD.owners(module)} to its deps"
+      for module in sorted(modules - direct)
+    ]
     for name in sorted(third_party):
       requirement = _distribution(name)  # None: not pinned (an optional peer, e.g. torch)
       if requirement and f"@pypi//:{requirement}" not in target.deps:
         problems.append(f"{label}: {src} imports {name}: add requirement({requirement!r})")
-    problems += [f"{label}: {src} starts {module} as a process, which is not in its runfiles:"
-                 f" add {BUILD.owners(module)} to its data" for module in sorted(run - reachable)]
-    if reads_flagfile and not any("//experiments:configs" in BUILD.closure(item)
-                                  for item in target.data):
-      problems.append(f"{label}: {src} reads experiments/configs/: add //experiments:configs "
-                      "to its data")
+    problems += [
+      f"{label}: {src} starts {module} as a process, which is not in its runfiles:"
+      f" add {BUILD.owners(module)} to its data"
+      for module in sorted(run - reachable)
+    ]
+    if reads_flagfile and not any(
+      "//experiments:configs" in BUILD.closure(item) for item in target.data
+    ):
+      problems.append(
+        f"{label}: {src} reads experiments/configs/: add //experiments:configs to its data"
+      )
   return problems
 
 
-@pytest.mark.parametrize("label", sorted(label for label, target in BUILD.targets.items()
-                                         if target.kind != "filegroup"))
+@pytest.mark.parametrize(
+  "label", sorted(label for label, target in BUILD.targets.items() if target.kind != "filegroup")
+)
 def test_deps_cover_imports(label):
   assert not _missing(label, BUILD.targets[label])
 
@@ -237,8 +268,12 @@ def test_deps_cover_imports(label):
 def test_the_check_reports_a_missing_dependency():
   """Without //mann/data and numpy in its deps, //mann/meta is reported for both."""
   meta = BUILD.targets["//mann/meta:meta"]
-  stripped = types.SimpleNamespace(**{**vars(meta), "deps": [
-      dep for dep in meta.deps if dep not in ("//mann/data:data", "@pypi//:numpy")]})
+  stripped = types.SimpleNamespace(
+    **{
+      **vars(meta),
+      "deps": [dep for dep in meta.deps if dep not in ("//mann/data:data", "@pypi//:numpy")],
+    }
+  )
   problems = "\n".join(_missing("//mann/meta:meta", stripped))
   assert "imports mann/data/episode.py" in problems
   assert "imports numpy: add requirement('numpy')" in problems

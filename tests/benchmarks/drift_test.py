@@ -11,8 +11,7 @@ def test_windows_of_a_run_that_slows_and_grows():
   for step in range(2, 22):
     late = step > 11
     seconds += 0.3 if late else 0.1
-    records.append({"step": step, "train_seconds": seconds,
-                    "rss_mib": 520.0 if late else 500.0})
+    records.append({"step": step, "train_seconds": seconds, "rss_mib": 520.0 if late else 500.0})
   records.insert(5, {"step": 5, "validation_accuracy": 0.5})  # not a train line
   summary = drift.summarise(records, window=10)
   assert summary["num_steps"] == 21

@@ -16,15 +16,16 @@ from mann.data import source as source_lib
 def _splits():
   rng = np.random.default_rng(0)
   make = lambda n: source_lib.ClassIndexedImages(
-      images=rng.integers(0, 256, (n * 4, 4, 4, 1), dtype=np.uint8),
-      labels=np.repeat(np.arange(n), 4).astype(np.int32),
-      class_names=tuple(map(str, range(n))), base_class_ids=np.arange(n, dtype=np.int32))
+    images=rng.integers(0, 256, (n * 4, 4, 4, 1), dtype=np.uint8),
+    labels=np.repeat(np.arange(n), 4).astype(np.int32),
+    class_names=tuple(map(str, range(n))),
+    base_class_ids=np.arange(n, dtype=np.int32),
+  )
   return {"train": make(8), "validation": make(6), "test": make(6)}
 
 
 def _same_episodes(a, b, num=3):
-  return all(np.array_equal(x, y) for i in range(num)
-             for x, y in zip(a.episode(i), b.episode(i)))
+  return all(np.array_equal(x, y) for i in range(num) for x, y in zip(a.episode(i), b.episode(i)))
 
 
 @pytest.mark.parametrize("name", ["omniglot", "sinusoid", "sinusoid_sum", "tfds:mnist"])
@@ -47,40 +48,71 @@ def test_splits_draw_from_disjoint_seed_streams():
 
 
 def test_a_regression_sampler_is_seeded_by_its_split_stream():
-  test = datasets.make_sampler("sinusoid", split="test", num_ways=1, num_shots=5,
-                               num_queries=3, seed=1)
+  test = datasets.make_sampler(
+    "sinusoid", split="test", num_ways=1, num_shots=5, num_queries=3, seed=1
+  )
   direct = sinusoid.SinusoidSampler(num_shots=5, num_queries=3, seed=datasets.split_seed(1, "test"))
   assert _same_episodes(test, direct)
-  train = datasets.make_sampler("sinusoid", split="train", num_ways=1, num_shots=5,
-                                num_queries=3, seed=1)
+  train = datasets.make_sampler(
+    "sinusoid", split="train", num_ways=1, num_shots=5, num_queries=3, seed=1
+  )
   assert not _same_episodes(train, test, num=1)
   assert datasets.is_regression("sinusoid") and not datasets.is_regression("omniglot")
 
 
 def test_few_shot_image_tasks_come_from_the_splits_classes():
   splits = _splits()
-  got = datasets.make_sampler("omniglot", split="validation", num_ways=3, num_shots=1,
-                              num_queries=2, seed=0, splits=splits, string_labels=True)
+  got = datasets.make_sampler(
+    "omniglot",
+    split="validation",
+    num_ways=3,
+    num_shots=1,
+    num_queries=2,
+    seed=0,
+    splits=splits,
+    string_labels=True,
+  )
   direct = sampler_lib.FewShotSampler(
-      splits["validation"], num_ways=3, num_shots=1, num_queries=2,
-      seed=datasets.split_seed(0, "validation"), label_space=labels_lib.STRING_LABEL_SPACE)
+    splits["validation"],
+    num_ways=3,
+    num_shots=1,
+    num_queries=2,
+    seed=datasets.split_seed(0, "validation"),
+    label_space=labels_lib.STRING_LABEL_SPACE,
+  )
   assert _same_episodes(got, direct)
 
 
 def test_the_online_protocol_gets_santoro_sequences():
   splits = _splits()
-  got = datasets.make_sampler("omniglot", split="test", num_ways=3, num_shots=1,
-                              num_queries=1, seed=0, splits=splits, protocol="online",
-                              num_instances=4)
-  direct = santoro.SequenceSampler(splits["test"], num_ways=3, num_instances=4,
-                                   seed=datasets.split_seed(0, "test"))
+  got = datasets.make_sampler(
+    "omniglot",
+    split="test",
+    num_ways=3,
+    num_shots=1,
+    num_queries=1,
+    seed=0,
+    splits=splits,
+    protocol="online",
+    num_instances=4,
+  )
+  direct = santoro.SequenceSampler(
+    splits["test"], num_ways=3, num_instances=4, seed=datasets.split_seed(0, "test")
+  )
   assert isinstance(got, santoro.SequenceSampler) and _same_episodes(got, direct)
   with pytest.raises(errors.UserInputError, match="online needs an image dataset"):
-    datasets.make_sampler("sinusoid", split="test", num_ways=1, num_shots=1, num_queries=1,
-                          seed=0, protocol="online")
+    datasets.make_sampler(
+      "sinusoid", split="test", num_ways=1, num_shots=1, num_queries=1, seed=0, protocol="online"
+    )
 
 
 def test_a_regression_family_has_no_class_splits():
   with pytest.raises(errors.UserInputError, match="sinusoid is a regression task family"):
-    datasets.class_splits("sinusoid", data_dir=None, omniglot_dir=None, split_seed=0,
-                          image_size=28, train_rotations=False)
+    datasets.class_splits(
+      "sinusoid",
+      data_dir=None,
+      omniglot_dir=None,
+      split_seed=0,
+      image_size=28,
+      train_rotations=False,
+    )

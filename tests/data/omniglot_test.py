@@ -37,8 +37,7 @@ def _area_resize_matrix(size_in, size_out):
 
 
 @pytest.mark.parametrize("label", [0, 707, 708, 963, 964, 1622])
-def test_images_match_an_independent_decode_of_the_zip(omniglot_characters, omniglot_dir,
-                                                       label):
+def test_images_match_an_independent_decode_of_the_zip(omniglot_characters, omniglot_dir, label):
   # TFDS label L is the character whose files are named (L+1):04d_NN.png. Decode drawer
   # 01's PNG with PIL, make strokes bright, shrink 105 -> 28 by exact area averaging in
   # numpy, and find it among the images of class L.
@@ -58,7 +57,10 @@ def test_images_match_an_independent_decode_of_the_zip(omniglot_characters, omni
 def test_split_is_disjoint_covers_all_and_is_seeded(omniglot_characters):
   splits = omniglot.omniglot_splits(omniglot_characters, split_seed=0, train_rotations=False)
   assert {k: v.num_classes for k, v in splits.items()} == {
-      "train": 1100, "validation": 100, "test": 423}
+    "train": 1100,
+    "validation": 100,
+    "test": 423,
+  }
   ids = [set(splits[k].base_class_ids.tolist()) for k in ("train", "validation", "test")]
   assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
   assert set.union(*ids) == set(range(1623))
@@ -85,8 +87,9 @@ def test_rotated_training_classes_stay_on_the_training_side(omniglot_characters)
 
 def test_episodes_are_28x28x1_in_unit_range(omniglot_characters):
   splits = omniglot.omniglot_splits(omniglot_characters, split_seed=0, train_rotations=True)
-  sampler = sampler_lib.FewShotSampler(splits["test"], num_ways=5, num_shots=1,
-                                       num_queries=15, seed=0)
+  sampler = sampler_lib.FewShotSampler(
+    splits["test"], num_ways=5, num_shots=1, num_queries=15, seed=0
+  )
   episode = sampler.episode(0)
   assert episode.support_x.shape == (5, 28, 28, 1)
   assert episode.query_x.shape == (75, 28, 28, 1)
@@ -94,8 +97,9 @@ def test_episodes_are_28x28x1_in_unit_range(omniglot_characters):
     assert float(tf.reduce_min(images)) == 0.0 and float(tf.reduce_max(images)) == 1.0
 
 
-def test_second_load_reads_the_cache_without_decoding(omniglot_characters, omniglot_dir,
-                                                      tfds_data_dir, monkeypatch):
+def test_second_load_reads_the_cache_without_decoding(
+  omniglot_characters, omniglot_dir, tfds_data_dir, monkeypatch
+):
   def no_decoding(*args, **kwargs):
     raise AssertionError("decoded again")
 
@@ -127,8 +131,9 @@ def test_corrupt_and_partial_zips_are_rejected(tmp_path, omniglot_dir):
   with pytest.raises(errors.UserInputError, match="is not a readable zip"):
     omniglot.find_omniglot_zips(str(tmp_path))
   # The small original zips hold a subset of the characters: rejected by count.
-  shutil.copy(os.path.join(omniglot_dir, "images_background_small1.zip"),
-              tmp_path / "images_background.zip")
+  shutil.copy(
+    os.path.join(omniglot_dir, "images_background_small1.zip"), tmp_path / "images_background.zip"
+  )
   with pytest.raises(errors.UserInputError, match="expected 964 / 19280"):
     omniglot.find_omniglot_zips(str(tmp_path))
 
@@ -141,16 +146,21 @@ def test_stock_tfds_path_gives_the_same_structure(tmp_path):
     del args, kwargs
     assert self.name == "omniglot"
     labels = np.repeat(np.arange(1623), 2)
-    images = np.broadcast_to((labels % 200).astype(np.uint8)[:, None, None, None],
-                             (len(labels), 105, 105, 3))
-    return tf.data.Dataset.from_tensor_slices({
-        "image": images, "label": labels, "alphabet": np.zeros_like(labels),
-        "alphabet_char_id": np.zeros_like(labels)})
+    images = np.broadcast_to(
+      (labels % 200).astype(np.uint8)[:, None, None, None], (len(labels), 105, 105, 3)
+    )
+    return tf.data.Dataset.from_tensor_slices(
+      {
+        "image": images,
+        "label": labels,
+        "alphabet": np.zeros_like(labels),
+        "alphabet_char_id": np.zeros_like(labels),
+      }
+    )
 
   with tfds.testing.mock_data(as_dataset_fn=as_dataset):
     characters = omniglot.load_omniglot(data_dir=str(tmp_path), omniglot_dir=None)
   assert characters.num_classes == 1623
   np.testing.assert_array_equal(characters.class_counts(), np.full(1623, 2))
   # Inverted: stored pixel = 255 - (label % 200).
-  np.testing.assert_array_equal(characters.images[:, 5, 5, 0],
-                                255 - (characters.labels % 200))
+  np.testing.assert_array_equal(characters.images[:, 5, 5, 0], 255 - (characters.labels % 200))

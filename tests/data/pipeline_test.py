@@ -14,14 +14,18 @@ from mann.data import source as source_lib
 def _image_sampler():
   rng = np.random.default_rng(0)
   source = source_lib.ClassIndexedImages(
-      images=rng.integers(0, 256, (200, 4, 4, 1), dtype=np.uint8),
-      labels=np.repeat(np.arange(20), 10).astype(np.int32),
-      class_names=tuple(map(str, range(20))), base_class_ids=np.arange(20, dtype=np.int32))
+    images=rng.integers(0, 256, (200, 4, 4, 1), dtype=np.uint8),
+    labels=np.repeat(np.arange(20), 10).astype(np.int32),
+    class_names=tuple(map(str, range(20))),
+    base_class_ids=np.arange(20, dtype=np.int32),
+  )
   return sampler_lib.FewShotSampler(source, num_ways=5, num_shots=1, num_queries=2, seed=0)
 
 
-@pytest.mark.parametrize("make_sampler", [
-    _image_sampler, lambda: sinusoid.SinusoidSampler(num_shots=5, num_queries=3, seed=0)])
+@pytest.mark.parametrize(
+  "make_sampler",
+  [_image_sampler, lambda: sinusoid.SinusoidSampler(num_shots=5, num_queries=3, seed=0)],
+)
 def test_meta_batch_s_holds_episodes_s_times_t_onwards(make_sampler):
   sampler = make_sampler()
   batches = list(pipeline.meta_batches(sampler, meta_batch_size=4, num_steps=3))

@@ -21,8 +21,11 @@ def _labelled_source(counts):
   images[:, 0, 1, 0] = rows // 256
   images[:, 1, 0, 0] = rows % 256
   return source_lib.ClassIndexedImages(
-      images=images, labels=labels, class_names=tuple(map(str, range(len(counts)))),
-      base_class_ids=np.arange(len(counts), dtype=np.int32))
+    images=images,
+    labels=labels,
+    class_names=tuple(map(str, range(len(counts)))),
+    base_class_ids=np.arange(len(counts), dtype=np.int32),
+  )
 
 
 def _decode(images):
@@ -40,8 +43,9 @@ def _check_episode(episode, num_ways, num_shots, num_queries):
   np.testing.assert_array_equal(query_y, np.repeat(np.arange(num_ways), num_queries))
   # One source class per label, the same in support and query, none repeated.
   label_to_class = {}
-  for label, cls in zip(np.concatenate([support_y, query_y]),
-                        np.concatenate([support_class, query_class])):
+  for label, cls in zip(
+    np.concatenate([support_y, query_y]), np.concatenate([support_class, query_class])
+  ):
     assert label_to_class.setdefault(label, cls) == cls
   assert len(set(label_to_class.values())) == num_ways
   # Support and query never share an image; no image twice.
@@ -53,8 +57,9 @@ def _check_episode(episode, num_ways, num_shots, num_queries):
 @pytest.mark.parametrize("num_ways,num_shots,num_queries", [(5, 1, 15), (20, 5, 5), (3, 2, 0)])
 def test_episode_structure(num_ways, num_shots, num_queries):
   source = _labelled_source([20] * 30)
-  sampler = sampler_lib.FewShotSampler(source, num_ways=num_ways, num_shots=num_shots,
-                                       num_queries=num_queries, seed=3)
+  sampler = sampler_lib.FewShotSampler(
+    source, num_ways=num_ways, num_shots=num_shots, num_queries=num_queries, seed=3
+  )
   for index in range(20):
     episode = sampler.episode(index)
     assert episode.support_x.shape == (num_ways * num_shots, 2, 2, 1)
@@ -76,26 +81,30 @@ def test_uneven_classes_never_draw_padding():
 
 def test_same_seed_same_tasks_other_seed_other_tasks():
   source = _labelled_source([20] * 50)
-  make = lambda seed: sampler_lib.FewShotSampler(source, num_ways=5, num_shots=1,
-                                                 num_queries=5, seed=seed)
+  make = lambda seed: sampler_lib.FewShotSampler(
+    source, num_ways=5, num_shots=1, num_queries=5, seed=seed
+  )
   first, again, other = make(1), make(1), make(2)
   for index in range(5):
     for a, b in zip(first.episode(index), again.episode(index)):
       np.testing.assert_array_equal(a, b)
-  differs = [not np.array_equal(first.episode(i).support_x, other.episode(i).support_x)
-             for i in range(5)]
+  differs = [
+    not np.array_equal(first.episode(i).support_x, other.episode(i).support_x) for i in range(5)
+  ]
   assert all(differs)
   # Episodes of one seed differ from each other too.
   assert not np.array_equal(first.episode(0).support_x, first.episode(1).support_x)
 
 
 def test_eager_and_compiled_episodes_agree():
-  sampler = sampler_lib.FewShotSampler(_labelled_source([20] * 40), num_ways=5, num_shots=2,
-                                       num_queries=3, seed=9)
+  sampler = sampler_lib.FewShotSampler(
+    _labelled_source([20] * 40), num_ways=5, num_shots=2, num_queries=3, seed=9
+  )
   compiled = tf.function(sampler.episode, jit_compile=False)
   for index in (0, 7, 123456789):
-    for eager_field, compiled_field in zip(sampler.episode(index),
-                                           compiled(tf.constant(index, tf.int64))):
+    for eager_field, compiled_field in zip(
+      sampler.episode(index), compiled(tf.constant(index, tf.int64))
+    ):
       np.testing.assert_array_equal(eager_field, compiled_field)
 
 
@@ -123,12 +132,15 @@ def test_bad_sizes_raise_clear_errors():
 
 def test_class_labels_are_the_source_classes():
   source = _labelled_source([20] * 30)
-  sampler = sampler_lib.FewShotSampler(source, num_ways=5, num_shots=2, num_queries=3, seed=4,
-                                       class_labels=True)
+  sampler = sampler_lib.FewShotSampler(
+    source, num_ways=5, num_shots=2, num_queries=3, seed=4, class_labels=True
+  )
   for index in range(5):
     episode = sampler.episode(index)
-    for images, labels in ((episode.support_x, episode.support_y),
-                           (episode.query_x, episode.query_y)):
+    for images, labels in (
+      (episode.support_x, episode.support_y),
+      (episode.query_x, episode.query_y),
+    ):
       classes, _ = _decode(images)
       np.testing.assert_array_equal(np.asarray(labels), classes)
 
@@ -153,19 +165,32 @@ def test_shuffled_support_is_the_same_episode_in_a_random_order():
 
 def test_augmented_episodes_keep_labels_and_move_pixels():
   source = source_lib.ClassIndexedImages(
-      images=np.random.default_rng(0).integers(0, 255, (40, 6, 6, 1), dtype=np.uint8),
-      labels=np.repeat(np.arange(8), 5).astype(np.int32),
-      class_names=tuple(map(str, range(8))), base_class_ids=np.arange(8, dtype=np.int32))
+    images=np.random.default_rng(0).integers(0, 255, (40, 6, 6, 1), dtype=np.uint8),
+    labels=np.repeat(np.arange(8), 5).astype(np.int32),
+    class_names=tuple(map(str, range(8))),
+    base_class_ids=np.arange(8, dtype=np.int32),
+  )
   common = dict(num_ways=3, num_shots=2, num_queries=2, seed=1)
   plain = sampler_lib.FewShotSampler(source, **common).episode(4)
   moved = sampler_lib.FewShotSampler(
-      source, **common, augmentation=sampler_lib.augment.Augmentation(max_shift=1)).episode(4)
+    source, **common, augmentation=sampler_lib.augment.Augmentation(max_shift=1)
+  ).episode(4)
   np.testing.assert_array_equal(plain.support_y, moved.support_y)
   np.testing.assert_array_equal(plain.query_y, moved.query_y)
   assert not np.allclose(plain.support_x, moved.support_x)
   # Every augmented image is its plain counterpart shifted by at most one pixel.
-  for before, after in zip(np.concatenate([plain.support_x, plain.query_x]),
-                           np.concatenate([moved.support_x, moved.query_x])):
-    assert any(np.allclose(after, sampler_lib.augment.transform(
-        before[None], tf.constant([[dx, dy]], tf.float32), tf.zeros([1]))[0], atol=1e-6)
-               for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+  for before, after in zip(
+    np.concatenate([plain.support_x, plain.query_x]),
+    np.concatenate([moved.support_x, moved.query_x]),
+  ):
+    assert any(
+      np.allclose(
+        after,
+        sampler_lib.augment.transform(
+          before[None], tf.constant([[dx, dy]], tf.float32), tf.zeros([1])
+        )[0],
+        atol=1e-6,
+      )
+      for dx in (-1, 0, 1)
+      for dy in (-1, 0, 1)
+    )

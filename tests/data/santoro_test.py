@@ -12,9 +12,12 @@ def _source(num_classes=12, per_class=15):
   labels = np.repeat(np.arange(num_classes), per_class).astype(np.int32)
   images = np.zeros((len(labels), 2, 2, 1), np.uint8)
   images[:, 0, 0, 0] = labels  # pixel [0, 0] holds the class
-  return source_lib.ClassIndexedImages(images=images, labels=labels,
-                                       class_names=tuple(map(str, range(num_classes))),
-                                       base_class_ids=np.arange(num_classes, dtype=np.int32))
+  return source_lib.ClassIndexedImages(
+    images=images,
+    labels=labels,
+    class_names=tuple(map(str, range(num_classes))),
+    base_class_ids=np.arange(num_classes, dtype=np.int32),
+  )
 
 
 def test_sequence_holds_each_class_l_times_in_random_order():
@@ -37,8 +40,9 @@ def test_sequence_holds_each_class_l_times_in_random_order():
 
 def test_previous_label_is_the_input_of_the_next_step():
   labels = tf.constant([2, 0, 2, 1])
-  np.testing.assert_array_equal(santoro.previous_label_inputs(labels, 3),
-                                [[0, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 1]])
+  np.testing.assert_array_equal(
+    santoro.previous_label_inputs(labels, 3), [[0, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 1]]
+  )
 
 
 def test_instance_numbers_count_presentations():
@@ -47,7 +51,7 @@ def test_instance_numbers_count_presentations():
 
 
 def test_string_labels_are_read_at_the_step_after_their_own():
-  labels = tf.constant([[0, 7], [3124, 5 ** 4]])
+  labels = tf.constant([[0, 7], [3124, 5**4]])
   vectors = labels_lib.label_vectors(labels, 5, string_labels=True).numpy()
   previous = santoro.previous_label_inputs(labels, 5, string_labels=True).numpy()
   np.testing.assert_array_equal(previous[:, 0], 0.0)
@@ -55,8 +59,9 @@ def test_string_labels_are_read_at_the_step_after_their_own():
 
 
 def test_string_labelled_sequences_draw_distinct_strings_per_episode():
-  sampler = santoro.SequenceSampler(_source(), num_ways=5, num_instances=3, seed=0,
-                                    string_labels=True)
+  sampler = santoro.SequenceSampler(
+    _source(), num_ways=5, num_instances=3, seed=0, string_labels=True
+  )
   seen = set()
   for index in range(10):
     labels = sampler.episode(index).support_y.numpy()

@@ -35,8 +35,9 @@ def test_seeded_and_compiled_episodes_agree(family):
   other = family(num_shots=5, num_queries=5, seed=2)
   compiled = tf.function(first.episode)
   for index in range(3):
-    for a, b, c in zip(first.episode(index), again.episode(index),
-                       compiled(tf.constant(index, tf.int64))):
+    for a, b, c in zip(
+      first.episode(index), again.episode(index), compiled(tf.constant(index, tf.int64))
+    ):
       np.testing.assert_array_equal(a, b)
       np.testing.assert_allclose(a, c, atol=1e-6)  # a sum's compiled reduction may round
     assert not np.array_equal(first.episode(index).support_y, other.episode(index).support_y)
@@ -51,20 +52,21 @@ def test_sums_of_sinusoids_match_their_formula_and_ranges():
   sampler = sinusoid.SinusoidSumSampler(num_shots=10, num_queries=7, seed=3)
   draws = []
   for index in range(200):
-    amplitudes, frequencies, phases = (np.asarray(p, np.float64)
-                                       for p in sampler.task_parameters(index))
+    amplitudes, frequencies, phases = (
+      np.asarray(p, np.float64) for p in sampler.task_parameters(index)
+    )
     assert amplitudes.shape == frequencies.shape == phases.shape == (5,)
     draws.append(np.stack([amplitudes, frequencies, phases]))
     if index < 20:
       episode = sampler.episode(index)
-      for x, y in ((episode.support_x, episode.support_y),
-                   (episode.query_x, episode.query_y)):
+      for x, y in ((episode.support_x, episode.support_y), (episode.query_x, episode.query_y)):
         x64 = np.asarray(x, np.float64)  # [K, 1]
         want = np.sum(amplitudes * np.sin(frequencies * x64 - phases), axis=1, keepdims=True)
         np.testing.assert_allclose(np.asarray(y), want, atol=2e-5)
   draws = np.stack(draws)  # [tasks, 3, J]
-  for row, (low, high) in enumerate((sinusoid.SUM_AMPLITUDE_RANGE, sinusoid.SUM_FREQUENCY_RANGE,
-                                     sinusoid.SUM_PHASE_RANGE)):
+  for row, (low, high) in enumerate(
+    (sinusoid.SUM_AMPLITUDE_RANGE, sinusoid.SUM_FREQUENCY_RANGE, sinusoid.SUM_PHASE_RANGE)
+  ):
     values = draws[:, row]
     assert low <= values.min() < low + 0.05 * (high - low)
     assert high - 0.05 * (high - low) < values.max() <= high

@@ -10,12 +10,15 @@ from mann.data import source as source_lib
 def _toy_source(num_classes=4, per_class=3, size=2):
   """Image i is filled with the value i; class of image i is i // per_class."""
   num_images = num_classes * per_class
-  images = np.broadcast_to(np.arange(num_images, dtype=np.uint8)[:, None, None, None],
-                           (num_images, size, size, 1)).copy()
+  images = np.broadcast_to(
+    np.arange(num_images, dtype=np.uint8)[:, None, None, None], (num_images, size, size, 1)
+  ).copy()
   return source_lib.ClassIndexedImages(
-      images=images, labels=np.repeat(np.arange(num_classes), per_class).astype(np.int32),
-      class_names=tuple(f"c{i}" for i in range(num_classes)),
-      base_class_ids=np.arange(num_classes, dtype=np.int32) + 100)
+    images=images,
+    labels=np.repeat(np.arange(num_classes), per_class).astype(np.int32),
+    class_names=tuple(f"c{i}" for i in range(num_classes)),
+    base_class_ids=np.arange(num_classes, dtype=np.int32) + 100,
+  )
 
 
 def test_split_classes_disjoint_cover_and_sized():
@@ -49,8 +52,11 @@ def test_split_sizes_from_fractions():
 
 def test_class_table_lists_each_class_images_padded():
   source = source_lib.ClassIndexedImages(
-      images=np.zeros((5, 1, 1, 1), np.uint8), labels=np.array([1, 0, 1, 2, 1], np.int32),
-      class_names=("a", "b", "c"), base_class_ids=np.arange(3, dtype=np.int32))
+    images=np.zeros((5, 1, 1, 1), np.uint8),
+    labels=np.array([1, 0, 1, 2, 1], np.int32),
+    class_names=("a", "b", "c"),
+    base_class_ids=np.arange(3, dtype=np.int32),
+  )
   np.testing.assert_array_equal(source.class_counts(), [1, 3, 1])
   np.testing.assert_array_equal(source.class_table(), [[1, -1, -1], [0, 2, 4], [3, -1, -1]])
 
@@ -69,15 +75,17 @@ def test_subset_relabels_in_given_order():
 def test_with_rotations_makes_each_turn_a_class():
   image = np.array([[1, 2], [3, 4]], np.uint8)[None, :, :, None]
   source = source_lib.ClassIndexedImages(
-      images=image, labels=np.array([0], np.int32), class_names=("x",),
-      base_class_ids=np.array([42], np.int32))
+    images=image,
+    labels=np.array([0], np.int32),
+    class_names=("x",),
+    base_class_ids=np.array([42], np.int32),
+  )
   rotated = source_lib.with_rotations(source)
   assert rotated.num_classes == 4
   assert rotated.class_names == ("x/rot0", "x/rot90", "x/rot180", "x/rot270")
   np.testing.assert_array_equal(rotated.base_class_ids, [42, 42, 42, 42])
   # Counter-clockwise quarter turns of [[1, 2], [3, 4]], worked by hand.
-  expected = {0: [[1, 2], [3, 4]], 1: [[2, 4], [1, 3]], 2: [[4, 3], [2, 1]],
-              3: [[3, 1], [4, 2]]}
+  expected = {0: [[1, 2], [3, 4]], 1: [[2, 4], [1, 3]], 2: [[4, 3], [2, 1]], 3: [[3, 1], [4, 2]]}
   for label, pixels in expected.items():
     (row,) = np.flatnonzero(rotated.labels == label)
     np.testing.assert_array_equal(rotated.images[row, :, :, 0], pixels)
@@ -93,10 +101,16 @@ def test_with_rotations_keeps_rotations_of_a_class_together():
 
 def test_source_rejects_bad_shapes():
   with pytest.raises(ValueError, match="uint8"):
-    source_lib.ClassIndexedImages(images=np.zeros((2, 3, 3), np.uint8),
-                                  labels=np.zeros(2, np.int32), class_names=("a",),
-                                  base_class_ids=np.zeros(1, np.int32))
+    source_lib.ClassIndexedImages(
+      images=np.zeros((2, 3, 3), np.uint8),
+      labels=np.zeros(2, np.int32),
+      class_names=("a",),
+      base_class_ids=np.zeros(1, np.int32),
+    )
   with pytest.raises(ValueError, match="labels must lie"):
-    source_lib.ClassIndexedImages(images=np.zeros((2, 3, 3, 1), np.uint8),
-                                  labels=np.array([0, 5], np.int32), class_names=("a",),
-                                  base_class_ids=np.zeros(1, np.int32))
+    source_lib.ClassIndexedImages(
+      images=np.zeros((2, 3, 3, 1), np.uint8),
+      labels=np.array([0, 5], np.int32),
+      class_names=("a",),
+      base_class_ids=np.zeros(1, np.int32),
+    )

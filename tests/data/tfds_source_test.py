@@ -24,8 +24,9 @@ def _mnist_like(self, *args, **kwargs):
 
 def test_labels_become_classes_with_their_own_images(tmp_path):
   with tfds.testing.mock_data(as_dataset_fn=_mnist_like):
-    source = tfds_source.load_tfds_images("mnist", data_dir=str(tmp_path), image_size=None,
-                                          grayscale=True)
+    source = tfds_source.load_tfds_images(
+      "mnist", data_dir=str(tmp_path), image_size=None, grayscale=True
+    )
   assert source.num_classes == 10 and source.image_shape == (28, 28, 1)
   np.testing.assert_array_equal(source.class_counts(), np.full(10, 6))
   np.testing.assert_array_equal(source.images[:, 0, 0, 0] // 10, source.labels)
@@ -37,20 +38,30 @@ def test_random_mock_dataset_through_the_flag_path(tmp_path):
   # tfds:cifar100 with random mock images: resized, split by class, sampled.
   with tfds.testing.mock_data(num_examples=2000):
     splits = datasets.class_splits(
-        "tfds:cifar100", data_dir=str(tmp_path), omniglot_dir=None, split_seed=0,
-        image_size=16, train_rotations=False, class_split_fractions=(0.6, 0.2, 0.2))
+      "tfds:cifar100",
+      data_dir=str(tmp_path),
+      omniglot_dir=None,
+      split_seed=0,
+      image_size=16,
+      train_rotations=False,
+      class_split_fractions=(0.6, 0.2, 0.2),
+    )
   total = sum(s.num_classes for s in splits.values())
   assert splits["train"].num_classes == round(0.6 * total)
   ids = [set(s.base_class_ids.tolist()) for s in splits.values()]
   assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
-  sampler = datasets.make_sampler("tfds:cifar100", split="train", num_ways=5, num_shots=1,
-                                  num_queries=1, seed=0, splits=splits)
+  sampler = datasets.make_sampler(
+    "tfds:cifar100", split="train", num_ways=5, num_shots=1, num_queries=1, seed=0, splits=splits
+  )
   episode = sampler.episode(0)
   assert episode.support_x.shape == (5, 16, 16, 3)
-  assert 0.0 <= float(tf.reduce_min(episode.query_x)) <= float(tf.reduce_max(episode.query_x)) <= 1.0
+  assert (
+    0.0 <= float(tf.reduce_min(episode.query_x)) <= float(tf.reduce_max(episode.query_x)) <= 1.0
+  )
 
 
 def test_unknown_names_fail_clearly(tmp_path):
   with pytest.raises(errors.UserInputError, match="no dataset named 'no_such_set'"):
-    tfds_source.load_tfds_images("no_such_set", data_dir=str(tmp_path), image_size=28,
-                                 grayscale=False)
+    tfds_source.load_tfds_images(
+      "no_such_set", data_dir=str(tmp_path), image_size=28, grayscale=False
+    )

@@ -13,11 +13,12 @@ from mann.data import source as source_lib
 def _sampler(seed=0):
   rng = np.random.default_rng(0)
   source = source_lib.ClassIndexedImages(
-      images=rng.integers(0, 256, (200, 4, 4, 1), dtype=np.uint8),
-      labels=np.repeat(np.arange(20), 10).astype(np.int32),
-      class_names=tuple(map(str, range(20))), base_class_ids=np.arange(20, dtype=np.int32))
-  return sampler_lib.FewShotSampler(source, num_ways=5, num_shots=1, num_queries=2,
-                                    seed=seed)
+    images=rng.integers(0, 256, (200, 4, 4, 1), dtype=np.uint8),
+    labels=np.repeat(np.arange(20), 10).astype(np.int32),
+    class_names=tuple(map(str, range(20))),
+    base_class_ids=np.arange(20, dtype=np.int32),
+  )
+  return sampler_lib.FewShotSampler(source, num_ways=5, num_shots=1, num_queries=2, seed=seed)
 
 
 class _MeanPixelLearner:
@@ -34,8 +35,14 @@ def test_score_tasks_scores_the_given_tasks_in_order_whatever_the_batch_size():
   sampler = _sampler()
   expected = [float(np.mean(sampler.episode(i).query_x)) for i in range(3, 10)]
   for batch_size in (2, 7):
-    scores = evaluation.score_tasks(_MeanPixelLearner(), sampler, num_tasks=7,
-                                    num_inner_steps=2, batch_size=batch_size, first_task=3)
+    scores = evaluation.score_tasks(
+      _MeanPixelLearner(),
+      sampler,
+      num_tasks=7,
+      num_inner_steps=2,
+      batch_size=batch_size,
+      first_task=3,
+    )
     assert scores["loss"].shape == (7, 3) and scores["loss"].dtype == np.float64
     np.testing.assert_allclose(scores["loss"][:, 0], expected, rtol=1e-6)
     np.testing.assert_allclose(scores["loss"][:, 2], np.add(expected, 2), rtol=1e-6)
@@ -50,17 +57,25 @@ def test_summary_reports_the_last_step_and_every_step():
 
 
 def test_a_few_shot_report_holds_the_metric_after_each_step():
-  scores = {"loss": np.zeros((4, 3)),
-            "mse": np.array([[4.0, 2.0, 1.0], [2.0, 1.0, 0.0], [4.0, 2.0, 1.0],
-                             [2.0, 1.0, 0.0]])}
+  scores = {
+    "loss": np.zeros((4, 3)),
+    "mse": np.array([[4.0, 2.0, 1.0], [2.0, 1.0, 0.0], [4.0, 2.0, 1.0], [2.0, 1.0, 0.0]]),
+  }
   report = evaluation.report(scores, metric_name="mse")
   ci95 = 1.96 * 0.5 / 2  # population std of (1, 0, 1, 0) over sqrt(4)
   assert report == {
-      "protocol": "few_shot", "metric": "mse", "num_tasks": 4, "mse": 0.5,
-      "ci95": pytest.approx(ci95),
-      "mse_by_steps": {"0": 3.0, "1": 1.5, "2": 0.5},
-      "ci95_by_steps": {"0": pytest.approx(1.96 * 1.0 / 2), "1": pytest.approx(ci95),
-                        "2": pytest.approx(ci95)}}
+    "protocol": "few_shot",
+    "metric": "mse",
+    "num_tasks": 4,
+    "mse": 0.5,
+    "ci95": pytest.approx(ci95),
+    "mse_by_steps": {"0": 3.0, "1": 1.5, "2": 0.5},
+    "ci95_by_steps": {
+      "0": pytest.approx(1.96 * 1.0 / 2),
+      "1": pytest.approx(ci95),
+      "2": pytest.approx(ci95),
+    },
+  }
   assert evaluation.report_scalars(report) == {"mse": 0.5, "mse_ci95": pytest.approx(ci95)}
   assert evaluation.report_line(report) == "mse 0.5 +- 0.49 over 4 tasks after 2 steps"
 
@@ -72,20 +87,22 @@ def test_an_online_report_holds_the_accuracy_by_instance():
   assert report["protocol"] == "online" and report["num_tasks"] == 3
   assert report["accuracy"] == pytest.approx(by_instance.mean())
   np.testing.assert_allclose(report["accuracy_by_instance"], by_instance.mean(axis=0))
-  np.testing.assert_allclose(report["ci95_by_instance"],
-                             1.96 * by_instance.std(axis=0) / np.sqrt(3))
+  np.testing.assert_allclose(
+    report["ci95_by_instance"], 1.96 * by_instance.std(axis=0) / np.sqrt(3)
+  )
   scalars = evaluation.report_scalars(report)
   assert list(scalars) == [f"accuracy_instance_{i}" for i in (1, 2, 5, 10)]
   assert scalars["accuracy_instance_5"] == pytest.approx(2 * 0.5 / 3)
   assert evaluation.report_line(report).startswith(
-      "accuracy by instance 6.7 / 13.3 / 20.0 / ")  # (0 + 0.1 + 0.1) / 3, ...
+    "accuracy by instance 6.7 / 13.3 / 20.0 / "
+  )  # (0 + 0.1 + 0.1) / 3, ...
 
 
 def test_an_accuracy_report_reads_in_percent():
-  report = evaluation.report({"accuracy": np.array([[0.5, 1.0], [0.5, 0.8]])},
-                             metric_name="accuracy")
-  assert evaluation.report_line(report) == (
-      "accuracy 90.00 +- 13.86 % over 2 tasks after 1 steps")
+  report = evaluation.report(
+    {"accuracy": np.array([[0.5, 1.0], [0.5, 0.8]])}, metric_name="accuracy"
+  )
+  assert evaluation.report_line(report) == ("accuracy 90.00 +- 13.86 % over 2 tasks after 1 steps")
 
 
 def test_equal_digests_mean_the_same_tasks():

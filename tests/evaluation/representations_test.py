@@ -20,8 +20,9 @@ def _hsic_cka(x, y):
   h = np.eye(n) - np.ones((n, n)) / n
   centred_x, centred_y = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h  # K and L of the paper
   hsic = lambda a, b: np.trace(a @ b)
-  return hsic(centred_x, centred_y) / np.sqrt(hsic(centred_x, centred_x)
-                                              * hsic(centred_y, centred_y))
+  return hsic(centred_x, centred_y) / np.sqrt(
+    hsic(centred_x, centred_x) * hsic(centred_y, centred_y)
+  )
 
 
 def test_linear_cka_equals_the_hsic_definition_and_its_invariances():
@@ -31,8 +32,7 @@ def test_linear_cka_equals_the_hsic_definition_and_its_invariances():
   np.testing.assert_allclose(representations.linear_cka(x, y), _hsic_cka(x, y), rtol=1e-12)
   assert representations.linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
   rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
-  assert representations.linear_cka(x, 3.0 * x @ rotation + 7.0) == pytest.approx(1.0,
-                                                                                  abs=1e-12)
+  assert representations.linear_cka(x, 3.0 * x @ rotation + 7.0) == pytest.approx(1.0, abs=1e-12)
   unrelated = rng.normal(size=(20, 6))
   assert representations.linear_cka(x, unrelated) < 0.6
   # Activations of any rank are flattened per example.
@@ -40,4 +40,3 @@ def test_linear_cka_equals_the_hsic_definition_and_its_invariances():
   np.testing.assert_allclose(representations.linear_cka(images, images.reshape(20, 6)), 1.0)
   with pytest.raises(ValueError, match="same examples"):
     representations.linear_cka(x, x[:5])
-

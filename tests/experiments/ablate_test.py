@@ -9,30 +9,58 @@ import sys
 from tests import conftest
 
 # Tiny models: the grid's settings, shrunk so that each cell's 2 steps take seconds.
-_TINY = ["--num_filters=2", "--controller_units=4", "--memory_size=4", "--word_size=2",
-         "--num_reads=1", "--meta_batch_size=2", "--num_validation_tasks=0", "--log_every=1",
-         "--num_eval_inner_steps=1"]
+_TINY = [
+  "--num_filters=2",
+  "--controller_units=4",
+  "--memory_size=4",
+  "--word_size=2",
+  "--num_reads=1",
+  "--meta_batch_size=2",
+  "--num_validation_tasks=0",
+  "--log_every=1",
+  "--num_eval_inner_steps=1",
+]
 
 
 def _ablate(tmp_path, omniglot_dir, tfds_data_dir, *extra):
   return subprocess.run(
-      [sys.executable, "-m", "experiments.ablate", f"--omniglot_dir={omniglot_dir}",
-       f"--data_dir={tfds_data_dir}", "--budget_steps=2", "--num_tasks=3",
-       f"--train_flags={','.join(_TINY)}",
-       f"--workdir={tmp_path / 'grid'}", *extra],
-      cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=1200,
-      env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
+    [
+      sys.executable,
+      "-m",
+      "experiments.ablate",
+      f"--omniglot_dir={omniglot_dir}",
+      f"--data_dir={tfds_data_dir}",
+      "--budget_steps=2",
+      "--num_tasks=3",
+      f"--train_flags={','.join(_TINY)}",
+      f"--workdir={tmp_path / 'grid'}",
+      *extra,
+    ],
+    cwd=conftest.REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=1200,
+    env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)},
+  )
 
 
 def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
-    tmp_path, omniglot_dir, tfds_data_dir):
+  tmp_path, omniglot_dir, tfds_data_dir
+):
   first = _ablate(tmp_path, omniglot_dir, tfds_data_dir)
   assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
   grid_dir = tmp_path / "grid"
   with open(grid_dir / "ablation.json") as f:
     grid = json.load(f)
-  names = ["lstm_episodic", "lstm_maml", "mann_episodic", "mann_maml", "mann_fine_tune",
-           "conv4_maml", "conv4_transfer"]
+  names = [
+    "lstm_episodic",
+    "lstm_maml",
+    "mann_episodic",
+    "mann_maml",
+    "mann_fine_tune",
+    "conv4_maml",
+    "conv4_transfer",
+  ]
   assert list(grid["cells"]) == names
   table = (grid_dir / "ablation.md").read_text()
   for name in names:
@@ -59,19 +87,24 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
   assert fine_tune["num_eval_inner_steps"] == 1 and episodic["num_eval_inner_steps"] == 0
   assert abs(fine_tune["accuracy_by_steps"]["0"] - episodic["accuracy"]) < 1e-6
 
-  trained = {n: os.path.getmtime(grid_dir / "seed_0" / n / "results.json")
-             for n in names if n != "mann_fine_tune"}
+  trained = {
+    n: os.path.getmtime(grid_dir / "seed_0" / n / "results.json")
+    for n in names
+    if n != "mann_fine_tune"
+  }
   second = _ablate(tmp_path, omniglot_dir, tfds_data_dir)
   assert second.returncode == 0, second.stderr[-3000:]
   assert "experiments.train" not in second.stdout and "experiments.evaluate" not in second.stdout
-  assert {n: os.path.getmtime(grid_dir / "seed_0" / n / "results.json")
-          for n in trained} == trained
+  assert {n: os.path.getmtime(grid_dir / "seed_0" / n / "results.json") for n in trained} == trained
 
 
 def test_unknown_cells_and_a_missing_trained_cell_are_one_line_errors(
-    tmp_path, omniglot_dir, tfds_data_dir):
-  for flag, expected in (("--cells=mann_maml,nope", "unknown nope"),
-                         ("--cells=mann_fine_tune", "add mann_episodic")):
+  tmp_path, omniglot_dir, tfds_data_dir
+):
+  for flag, expected in (
+    ("--cells=mann_maml,nope", "unknown nope"),
+    ("--cells=mann_fine_tune", "add mann_episodic"),
+  ):
     result = _ablate(tmp_path, omniglot_dir, tfds_data_dir, flag)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

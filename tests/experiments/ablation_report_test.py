@@ -23,26 +23,43 @@ def test_pooled_interval_equals_the_interval_of_all_seeds_tasks():
 
 def _row(memory, adaptation, accuracy, parameters, trained_by=None):
   seed = {"accuracy": accuracy, "ci95": 0.01, "num_tasks": 600}
-  return {"memory": memory, "adaptation": adaptation, "trained_by": trained_by,
-          "per_seed": {"0": seed, "1": seed}, "pooled": seed,
-          "pooled_transformed": {**seed, "accuracy": accuracy - 0.2},
-          "num_parameters": parameters, "num_steps": 2000, "train_hours": 0.25,
-          "num_eval_inner_steps": 3}
+  return {
+    "memory": memory,
+    "adaptation": adaptation,
+    "trained_by": trained_by,
+    "per_seed": {"0": seed, "1": seed},
+    "pooled": seed,
+    "pooled_transformed": {**seed, "accuracy": accuracy - 0.2},
+    "num_parameters": parameters,
+    "num_steps": 2000,
+    "train_hours": 0.25,
+    "num_eval_inner_steps": 3,
+  }
 
 
 def test_table_and_plot_hold_every_cell_and_flag_parameter_gaps(tmp_path):
-  grid = {"command": "python -m experiments.ablate --budget_steps=2000",
-          "data": "omniglot 5-way 1-shot", "num_ways": 5, "budget_steps": 2000,
-          "seeds": ["0", "1"], "num_tasks": 600, "eval_transform": "shear=0.5,scale=0.75",
-          "cells": {"mann_maml": _row("mann (LRUA)", "maml", 0.9, 400_000),
-                    "mann_fine_tune": _row("mann (LRUA)", "fine_tune", 0.5, 400_000,
-                                           trained_by="mann_episodic"),
-                    "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000)}}
+  grid = {
+    "command": "python -m experiments.ablate --budget_steps=2000",
+    "data": "omniglot 5-way 1-shot",
+    "num_ways": 5,
+    "budget_steps": 2000,
+    "seeds": ["0", "1"],
+    "num_tasks": 600,
+    "eval_transform": "shear=0.5,scale=0.75",
+    "cells": {
+      "mann_maml": _row("mann (LRUA)", "maml", 0.9, 400_000),
+      "mann_fine_tune": _row("mann (LRUA)", "fine_tune", 0.5, 400_000, trained_by="mann_episodic"),
+      "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000),
+    },
+  }
   ablation_report.write_table(grid, tmp_path / "ablation.md")
   table = (tmp_path / "ablation.md").read_text()
   rows = [line for line in table.splitlines() if line.startswith("| `")]
-  assert [r.split("|")[1].strip() for r in rows] == ["`mann_maml`", "`mann_fine_tune`",
-                                                     "`conv4_maml`"]
+  assert [r.split("|")[1].strip() for r in rows] == [
+    "`mann_maml`",
+    "`mann_fine_tune`",
+    "`conv4_maml`",
+  ]
   assert "transformed (shear=0.5,scale=0.75)" in table and "per seed" in table
   assert "90.00 +- 1.00" in rows[0] and "70.00 +- 1.00" in rows[0]  # in / out of distribution
   assert "more than 10%" in rows[2] and "more than 10%" not in rows[1]
@@ -55,14 +72,27 @@ def test_table_and_plot_hold_every_cell_and_flag_parameter_gaps(tmp_path):
 def test_comparisons_say_when_intervals_overlap(tmp_path):
   result = lambda accuracy, ci95: {"accuracy": accuracy, "ci95": ci95}
   assert ablation_report.compare(result(0.90, 0.01), result(0.915, 0.01)).startswith(
-      "intervals overlap")
+    "intervals overlap"
+  )
   assert ablation_report.compare(result(0.90, 0.01), result(0.93, 0.01)) == "second higher"
   assert ablation_report.compare(result(0.95, 0.01), result(0.90, 0.02)) == "first higher"
-  grid = {"command": "c", "data": "omniglot 5-way 1-shot", "num_ways": 5, "budget_steps": 2,
-          "seeds": ["0"], "num_tasks": 600, "eval_transform": None,
-          "cells": {"mann_maml": _row("mann (LRUA)", "maml", 0.9, 400_000),
-                    "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000)}}
+  grid = {
+    "command": "c",
+    "data": "omniglot 5-way 1-shot",
+    "num_ways": 5,
+    "budget_steps": 2,
+    "seeds": ["0"],
+    "num_tasks": 600,
+    "eval_transform": None,
+    "cells": {
+      "mann_maml": _row("mann (LRUA)", "maml", 0.9, 400_000),
+      "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000),
+    },
+  }
   ablation_report.write_table(grid, tmp_path / "ablation.md")
-  (row,) = [line for line in (tmp_path / "ablation.md").read_text().splitlines()
-            if line.startswith("| MAML over the MANN against conv4 MAML")]
+  (row,) = [
+    line
+    for line in (tmp_path / "ablation.md").read_text().splitlines()
+    if line.startswith("| MAML over the MANN against conv4 MAML")
+  ]
   assert "[89.00, 91.00] vs [94.00, 96.00]: second higher" in row

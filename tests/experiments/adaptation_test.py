@@ -8,16 +8,31 @@ from tests.experiments import binaries
 
 
 def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
-    tmp_path, omniglot_dir, tfds_data_dir):
+  tmp_path, omniglot_dir, tfds_data_dir
+):
   run = tmp_path / "run"
-  binaries.run_ok("train", "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
-                   *binaries.omniglot_flags(omniglot_dir, tfds_data_dir), f"--workdir={run}",
-                   "--num_steps=3", "--meta_batch_size=2", "--num_filters=4", "--log_every=1",
-                   "--num_validation_tasks=0")
+  binaries.run_ok(
+    "train",
+    "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
+    *binaries.omniglot_flags(omniglot_dir, tfds_data_dir),
+    f"--workdir={run}",
+    "--num_steps=3",
+    "--meta_batch_size=2",
+    "--num_filters=4",
+    "--log_every=1",
+    "--num_validation_tasks=0",
+  )
   binaries.run_ok("evaluate", f"--workdir={run}", "--num_tasks=4", "--tasks_per_batch=4")
-  binaries.run_ok("adaptation", f"--runs=maml={run}", "--random_init=maml",
-                   "--steps=0,1,3", "--num_tasks=4", "--tasks_per_batch=4",
-                   "--num_curvature_tasks=2", f"--out_dir={tmp_path / 'out'}")
+  binaries.run_ok(
+    "adaptation",
+    f"--runs=maml={run}",
+    "--random_init=maml",
+    "--steps=0,1,3",
+    "--num_tasks=4",
+    "--tasks_per_batch=4",
+    "--num_curvature_tasks=2",
+    f"--out_dir={tmp_path / 'out'}",
+  )
   with open(run / "eval.json") as f:
     evaluation = json.load(f)
   with open(tmp_path / "out" / "adaptation.json") as f:
@@ -25,13 +40,19 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
   assert list(report["runs"]) == ["maml", "random (maml's model)"]
   maml = report["runs"]["maml"]
   for steps in ("0", "1", "3"):
-    assert abs(maml["accuracy_by_steps"][steps]["mean"]
-               - evaluation["accuracy_by_steps"][steps]) < 1e-6, steps
+    assert (
+      abs(maml["accuracy_by_steps"][steps]["mean"] - evaluation["accuracy_by_steps"][steps]) < 1e-6
+    ), steps
   assert maml["checkpoint_step"] == 3
   assert maml["support_top_hessian_eigenvalue"]["mean"] != 0
   assert maml["support_gradient_norm"]["mean"] > 0
-  assert set(maml["cka_before_after"]) == {"block0_relu", "block1_relu", "block2_relu",
-                                           "block3_relu", "logits"}
+  assert set(maml["cka_before_after"]) == {
+    "block0_relu",
+    "block1_relu",
+    "block2_relu",
+    "block3_relu",
+    "logits",
+  }
   assert all(0 <= v <= 1 + 1e-9 for v in maml["cka_before_after"].values())
   random = report["runs"]["random (maml's model)"]
   assert random["checkpoint_step"] is None
@@ -41,13 +62,22 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
   for name in ("accuracy_by_steps.png", "travel.png", "cka.png"):
     assert (tmp_path / "out" / name).stat().st_size > 5_000
   table = (tmp_path / "out" / "adaptation.md").read_text()
-  (row,) = [line for line in table.splitlines() if line.startswith("| maml | ")
-            and "+-" in line.split("|")[2] and line.count("|") == 5]
+  (row,) = [
+    line
+    for line in table.splitlines()
+    if line.startswith("| maml | ") and "+-" in line.split("|")[2] and line.count("|") == 5
+  ]
   first = maml["accuracy_by_steps"]["0"]
   assert f"{100 * first['mean']:.2f} +- {100 * first['ci95']:.2f}" in row
   # 0 steps: no weight and no representation moves.
-  binaries.run_ok("adaptation", f"--runs=maml={run}", "--steps=0", "--num_tasks=2",
-                   "--num_curvature_tasks=0", f"--out_dir={tmp_path / 'zero'}")
+  binaries.run_ok(
+    "adaptation",
+    f"--runs=maml={run}",
+    "--steps=0",
+    "--num_tasks=2",
+    "--num_curvature_tasks=0",
+    f"--out_dir={tmp_path / 'zero'}",
+  )
   with open(tmp_path / "zero" / "adaptation.json") as f:
     unmoved = json.load(f)["runs"]["maml"]
   assert all(v == 0 for v in unmoved["absolute_travel"].values())

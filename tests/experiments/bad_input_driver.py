@@ -50,8 +50,13 @@ def main():
       except Exception as e:  # pylint: disable=broad-except  (a bug: reported as such)
         print(f"Traceback: {type(e).__name__}: {e}", file=sys.stderr)
         status = -1
-    outcomes.append({"status": status, "stderr": stderr.getvalue().splitlines(),
-                     "unchanged": _snapshot(case["watch"]) == before})
+    outcomes.append(
+      {
+        "status": status,
+        "stderr": stderr.getvalue().splitlines(),
+        "unchanged": _snapshot(case["watch"]) == before,
+      }
+    )
   with open(sys.argv[2], "w") as f:
     json.dump(outcomes, f)
 

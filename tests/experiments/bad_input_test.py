@@ -18,75 +18,127 @@ OMNIGLOT = "--flagfile=experiments/configs/maml_omniglot_5w1s.flags"
 # (flags, a substring of the error line); {new}: a workdir that must not appear,
 # {run}: a trained sinusoid run that must not change, {omniglot}/{tfds}: the test data.
 TRAIN_CASES = [
-    # First: it splits the CPU, which must come before anything initialises TensorFlow.
-    ([SINUSOID, "--strategy=mirrored", "--num_cpu_devices=2", "--meta_batch_size=3",
-      "--workdir={new}"], "--meta_batch_size=3 does not split over 2 replicas"),
-    ([SINUSOID, "--num_cpu_devices=0", "--workdir={new}"], "--num_cpu_devices"),
-    ([SINUSOID, "--strategy=horovod", "--workdir={new}"], "--strategy"),
-    (["--dataset=sinusoid", "--model=conv4", "--workdir={new}"], "needs --model=mlp"),
-    ([SINUSOID, "--algorithm=reptile", "--batch_norm=per_step", "--workdir={new}"],
-     "needs --algorithm=maml or fomaml"),
-    (["--model=lstm", "--algorithm=episodic", "--zero_reads", "--workdir={new}"],
-     "need --model=mann"),
-    ([SINUSOID, "--task_mapping=map_fn", "--checkpoint_inner_steps", "--workdir={new}"],
-     "the learner these flags build: checkpoint_inner_steps needs task_mapping='batched'"),
-    (["--model=mann", "--algorithm=maml", "--protocol=online", "--workdir={new}"],
-     "--protocol=online goes with --algorithm=episodic only"),
-    (["--model=mann", "--algorithm=transfer", "--workdir={new}"],
-     "goes with --algorithm=episodic, maml"),
-    (["--model=conv4", "--algorithm=episodic", "--workdir={new}"],
-     "--algorithm=episodic needs --model=mann"),
-    (["--model=mann", "--algorithm=reptile", "--inner_weights=head", "--workdir={new}"],
-     "--inner_weights=head needs --algorithm=maml or fomaml"),
-    ([SINUSOID, "--inner_weights=controller", "--workdir={new}"],
-     "the learner these flags build: mlp has no controller weights"),
-    ([SINUSOID, "--inner_lr=-0.1", "--workdir={new}"], "--inner_lr=-0.1"),
-    ([SINUSOID, "--outer_lr=-1", "--workdir={new}"], "--outer_lr=-1"),
-    (["--model=mann", "--usage_decay=1.5", "--workdir={new}"], "--usage_decay=1.5"),
-    ([SINUSOID, "--num_queries=0", "--workdir={new}"], "--num_queries=0"),
-    ([SINUSOID, "--algorithm=maml_plus", "--workdir={new}"], "--algorithm"),
-    ([SINUSOID, "--no_such_flag=1", "--workdir={new}"], "no_such_flag"),
-    ([SINUSOID, "--algorithm=reptile", "--learn_inner_lrs", "--workdir={new}"],
-     "--learn_inner_lrs (MAML++) needs --algorithm=maml or fomaml"),
-    (["--model=conv4", "--algorithm=transfer", "--multi_step_loss", "--workdir={new}"],
-     "--multi_step_loss (MAML++) needs --algorithm=maml or fomaml"),
-    ([SINUSOID, "--mlp_hidden_sizes=40,x", "--workdir={new}"],
-     "--mlp_hidden_sizes=40,x must be positive integers"),
-    ([SINUSOID, "--batch_norm=running", "--workdir={new}"], "is for experiments.evaluate"),
-    (["--model=conv4", "--string_labels", "--workdir={new}"], "--string_labels needs"),
-    (["--model=conv4", "--algorithm=maml", "--protocol=online", "--workdir={new}"],
-     "--protocol=online needs --model=mann or lstm"),
-    (["--flagfile=experiments/configs/no_such.flags", "--workdir={new}"],
-     "no_such.flags"),
-    ([SINUSOID], "--workdir"),  # required
-    ([SINUSOID, "--dataset=omniglot_typo", "--workdir={new}"], "omniglot_typo"),
-    ([SINUSOID, "--inner_lr=0.5", "--workdir={run}"], "holds a run with other settings"),
-    ([OMNIGLOT, "--omniglot_dir={omniglot}_typo", "--data_dir={tfds}", "--workdir={new}"],
-     "_typo"),
-    ([OMNIGLOT, "--omniglot_dir={corrupt}", "--data_dir={new}_tfds", "--workdir={new}"],
-     "is not a readable zip"),
-    # The validation split holds 100 classes: the run fails after loading the data.
-    ([OMNIGLOT, "--num_ways=150", "--omniglot_dir={omniglot}", "--data_dir={tfds}",
-      "--workdir={new}"], "150"),
-    ([SINUSOID, "--workdir={blocked}/run"], "cannot write to --workdir"),
+  # First: it splits the CPU, which must come before anything initialises TensorFlow.
+  (
+    [
+      SINUSOID,
+      "--strategy=mirrored",
+      "--num_cpu_devices=2",
+      "--meta_batch_size=3",
+      "--workdir={new}",
+    ],
+    "--meta_batch_size=3 does not split over 2 replicas",
+  ),
+  ([SINUSOID, "--num_cpu_devices=0", "--workdir={new}"], "--num_cpu_devices"),
+  ([SINUSOID, "--strategy=horovod", "--workdir={new}"], "--strategy"),
+  (["--dataset=sinusoid", "--model=conv4", "--workdir={new}"], "needs --model=mlp"),
+  (
+    [SINUSOID, "--algorithm=reptile", "--batch_norm=per_step", "--workdir={new}"],
+    "needs --algorithm=maml or fomaml",
+  ),
+  (
+    ["--model=lstm", "--algorithm=episodic", "--zero_reads", "--workdir={new}"],
+    "need --model=mann",
+  ),
+  (
+    [SINUSOID, "--task_mapping=map_fn", "--checkpoint_inner_steps", "--workdir={new}"],
+    "the learner these flags build: checkpoint_inner_steps needs task_mapping='batched'",
+  ),
+  (
+    ["--model=mann", "--algorithm=maml", "--protocol=online", "--workdir={new}"],
+    "--protocol=online goes with --algorithm=episodic only",
+  ),
+  (
+    ["--model=mann", "--algorithm=transfer", "--workdir={new}"],
+    "goes with --algorithm=episodic, maml",
+  ),
+  (
+    ["--model=conv4", "--algorithm=episodic", "--workdir={new}"],
+    "--algorithm=episodic needs --model=mann",
+  ),
+  (
+    ["--model=mann", "--algorithm=reptile", "--inner_weights=head", "--workdir={new}"],
+    "--inner_weights=head needs --algorithm=maml or fomaml",
+  ),
+  (
+    [SINUSOID, "--inner_weights=controller", "--workdir={new}"],
+    "the learner these flags build: mlp has no controller weights",
+  ),
+  ([SINUSOID, "--inner_lr=-0.1", "--workdir={new}"], "--inner_lr=-0.1"),
+  ([SINUSOID, "--outer_lr=-1", "--workdir={new}"], "--outer_lr=-1"),
+  (["--model=mann", "--usage_decay=1.5", "--workdir={new}"], "--usage_decay=1.5"),
+  ([SINUSOID, "--num_queries=0", "--workdir={new}"], "--num_queries=0"),
+  ([SINUSOID, "--algorithm=maml_plus", "--workdir={new}"], "--algorithm"),
+  ([SINUSOID, "--no_such_flag=1", "--workdir={new}"], "no_such_flag"),
+  (
+    [SINUSOID, "--algorithm=reptile", "--learn_inner_lrs", "--workdir={new}"],
+    "--learn_inner_lrs (MAML++) needs --algorithm=maml or fomaml",
+  ),
+  (
+    ["--model=conv4", "--algorithm=transfer", "--multi_step_loss", "--workdir={new}"],
+    "--multi_step_loss (MAML++) needs --algorithm=maml or fomaml",
+  ),
+  (
+    [SINUSOID, "--mlp_hidden_sizes=40,x", "--workdir={new}"],
+    "--mlp_hidden_sizes=40,x must be positive integers",
+  ),
+  ([SINUSOID, "--batch_norm=running", "--workdir={new}"], "is for experiments.evaluate"),
+  (["--model=conv4", "--string_labels", "--workdir={new}"], "--string_labels needs"),
+  (
+    ["--model=conv4", "--algorithm=maml", "--protocol=online", "--workdir={new}"],
+    "--protocol=online needs --model=mann or lstm",
+  ),
+  (["--flagfile=experiments/configs/no_such.flags", "--workdir={new}"], "no_such.flags"),
+  ([SINUSOID], "--workdir"),  # required
+  ([SINUSOID, "--dataset=omniglot_typo", "--workdir={new}"], "omniglot_typo"),
+  ([SINUSOID, "--inner_lr=0.5", "--workdir={run}"], "holds a run with other settings"),
+  ([OMNIGLOT, "--omniglot_dir={omniglot}_typo", "--data_dir={tfds}", "--workdir={new}"], "_typo"),
+  (
+    [OMNIGLOT, "--omniglot_dir={corrupt}", "--data_dir={new}_tfds", "--workdir={new}"],
+    "is not a readable zip",
+  ),
+  # The validation split holds 100 classes: the run fails after loading the data.
+  (
+    [
+      OMNIGLOT,
+      "--num_ways=150",
+      "--omniglot_dir={omniglot}",
+      "--data_dir={tfds}",
+      "--workdir={new}",
+    ],
+    "150",
+  ),
+  ([SINUSOID, "--workdir={blocked}/run"], "cannot write to --workdir"),
 ]
 EVALUATE_CASES = [
-    (["--workdir={new}"], "flags.json"),
-    (["--workdir={untrained}"], "no checkpoint in"),
-    (["--workdir={run}", "--mlp_hidden_sizes=10"], "does not fit the model"),
-    (["--workdir={run}", "--eval_transform=shear=oops"], "shear"),
-    (["--workdir={run}", "--split=bogus"], "--split"),
-    (["--workdir={run}", "--num_tasks=0"], "--num_tasks=0"),
-    ([], "--workdir"),
+  (["--workdir={new}"], "flags.json"),
+  (["--workdir={untrained}"], "no checkpoint in"),
+  (["--workdir={run}", "--mlp_hidden_sizes=10"], "does not fit the model"),
+  (["--workdir={run}", "--eval_transform=shear=oops"], "shear"),
+  (["--workdir={run}", "--split=bogus"], "--split"),
+  (["--workdir={run}", "--num_tasks=0"], "--num_tasks=0"),
+  ([], "--workdir"),
 ]
 
 
 def _train_sinusoid(workdir):
   subprocess.run(
-      [sys.executable, "-m", "experiments.train", SINUSOID, f"--workdir={workdir}",
-       "--num_steps=2", "--meta_batch_size=2", "--num_validation_tasks=0"],
-      cwd=conftest.REPO_ROOT, check=True, capture_output=True, timeout=600,
-      env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
+    [
+      sys.executable,
+      "-m",
+      "experiments.train",
+      SINUSOID,
+      f"--workdir={workdir}",
+      "--num_steps=2",
+      "--meta_batch_size=2",
+      "--num_validation_tasks=0",
+    ],
+    cwd=conftest.REPO_ROOT,
+    check=True,
+    capture_output=True,
+    timeout=600,
+    env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)},
+  )
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +156,15 @@ def places(tmp_path_factory, omniglot_dir, tfds_data_dir):
     (corrupt / name).write_text("not a zip")
   blocked = root / "blocked"
   blocked.write_text("a file where the workdir's parent should be")
-  return {"root": root, "run": str(run), "untrained": str(untrained),
-          "corrupt": str(corrupt), "blocked": str(blocked), "omniglot": omniglot_dir,
-          "tfds": tfds_data_dir}
+  return {
+    "root": root,
+    "run": str(run),
+    "untrained": str(untrained),
+    "corrupt": str(corrupt),
+    "blocked": str(blocked),
+    "omniglot": omniglot_dir,
+    "tfds": tfds_data_dir,
+  }
 
 
 def _run_cases(binary, cases, places):
@@ -115,19 +173,25 @@ def _run_cases(binary, cases, places):
     new = str(places["root"] / f"{binary}_{index}")
     fill = {**places, "new": new}
     args = [a.format(**fill) for a in args]
-    watch = next((fill[k] for k in ("run", "untrained") if f"{{{k}}}" in " ".join(cases[index][0])),
-                 new)
+    watch = next(
+      (fill[k] for k in ("run", "untrained") if f"{{{k}}}" in " ".join(cases[index][0])), new
+    )
     inputs.append({"args": args, "watch": watch})
     watched.append((watch, watch == new))
   out = places["root"] / f"{binary}_outcomes.json"
-  subprocess.run([sys.executable, "-m", "tests.experiments.bad_input_driver", binary, str(out)],
-                 input=json.dumps(inputs), text=True, cwd=conftest.REPO_ROOT, check=True,
-                 timeout=900, env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
+  subprocess.run(
+    [sys.executable, "-m", "tests.experiments.bad_input_driver", binary, str(out)],
+    input=json.dumps(inputs),
+    text=True,
+    cwd=conftest.REPO_ROOT,
+    check=True,
+    timeout=900,
+    env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)},
+  )
   with open(out) as f:
     outcomes = json.load(f)
   failures = []
-  for (_, expected), case, outcome, (watch, is_new) in zip(cases, inputs, outcomes,
-                                                                watched):
+  for (_, expected), case, outcome, (watch, is_new) in zip(cases, inputs, outcomes, watched):
     errors = [line for line in outcome["stderr"] if line.startswith("error:")]
     problems = []
     if outcome["status"] != 2:

@@ -10,9 +10,14 @@ from tests import conftest
 
 def run(binary, *flags) -> subprocess.CompletedProcess:
   """`python -m experiments.BINARY FLAGS...` from the repository root (600 s at most)."""
-  return subprocess.run([sys.executable, "-m", f"experiments.{binary}", *flags],
-                        cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
+  return subprocess.run(
+    [sys.executable, "-m", f"experiments.{binary}", *flags],
+    cwd=conftest.REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)},
+  )
 
 
 def run_ok(binary, *flags):

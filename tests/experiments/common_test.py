@@ -9,12 +9,14 @@ from mann import errors
 def _raising(error):
   def build(*args, **kwargs):
     raise error
+
   return build
 
 
 def test_a_library_value_error_becomes_one_user_input_line():
   checked = common.library_checks("the learner these flags build")(
-      _raising(ValueError("inner_lr must be >= 0\n(a second line)")))
+    _raising(ValueError("inner_lr must be >= 0\n(a second line)"))
+  )
   with pytest.raises(errors.UserInputError) as raised:
     checked(inner_lr=-1)
   assert str(raised.value) == "the learner these flags build: inner_lr must be >= 0"
@@ -33,13 +35,19 @@ def test_library_checks_keeps_the_functions_name_and_result():
   def make_thing(size):
     """Makes a thing."""
     return [0] * size
+
   checked = common.library_checks("thing")(make_thing)
   assert checked(size=2) == [0, 0] and checked.__name__ == "make_thing"
 
 
-@pytest.mark.parametrize("error, status", [
-    (errors.UserInputError("bad flag"), 2), (errors.RunDiverged("nan at step 3"), 3),
-    (KeyboardInterrupt(), 130)])
+@pytest.mark.parametrize(
+  "error, status",
+  [
+    (errors.UserInputError("bad flag"), 2),
+    (errors.RunDiverged("nan at step 3"), 3),
+    (KeyboardInterrupt(), 130),
+  ],
+)
 def test_run_main_exit_statuses(error, status, capsys):
   with pytest.raises(SystemExit) as exited:
     common.run_main(_raising(error), [])

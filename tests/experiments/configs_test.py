@@ -37,6 +37,7 @@ def _check_settings(path):
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_parses_against_the_train_binary(path):
   import experiments.train  # noqa: F401  (defines the flags)
+
   with open(path) as f:
     header = "\n".join(line for line in f if line.startswith("#"))
   assert "python3 -m experiments.train --flagfile=" in header
@@ -46,5 +47,10 @@ def test_config_parses_against_the_train_binary(path):
 
 def test_there_are_the_papers_settings():
   names = {os.path.basename(p) for p in CONFIGS}
-  assert {"maml_sinusoid.flags", "maml_omniglot_5w1s.flags", "maml_omniglot_5w5s.flags",
-          "maml_omniglot_20w1s.flags", "maml_omniglot_20w5s.flags"} <= names
+  assert {
+    "maml_sinusoid.flags",
+    "maml_omniglot_5w1s.flags",
+    "maml_omniglot_5w5s.flags",
+    "maml_omniglot_20w1s.flags",
+    "maml_omniglot_20w5s.flags",
+  } <= names

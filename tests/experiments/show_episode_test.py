@@ -10,17 +10,28 @@ from tests import conftest
 
 
 def _run(*flags, cwd):
-  return subprocess.run([sys.executable, "-m", "experiments.show_episode", *flags],
-                        cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=300,
-                        env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.show_episode", *flags],
+    cwd=conftest.REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)},
+  )
 
 
 def test_draws_an_omniglot_episode(tmp_path, omniglot_dir, tfds_data_dir, omniglot_characters):
   del omniglot_characters  # prepared once by the fixture; the binary reads the cache
   out = tmp_path / "episode.png"
-  result = _run("--dataset=omniglot", f"--omniglot_dir={omniglot_dir}",
-                f"--data_dir={tfds_data_dir}", "--num_ways=5", "--num_shots=1",
-                f"--out={out}", cwd=tmp_path)
+  result = _run(
+    "--dataset=omniglot",
+    f"--omniglot_dir={omniglot_dir}",
+    f"--data_dir={tfds_data_dir}",
+    "--num_ways=5",
+    "--num_shots=1",
+    f"--out={out}",
+    cwd=tmp_path,
+  )
   assert result.returncode == 0, result.stderr
   with Image.open(out) as image:
     assert image.format == "PNG" and image.width > 300 and image.height > 300
@@ -39,8 +50,13 @@ def test_wrong_omniglot_dir_is_one_clear_line(tmp_path):
   out = tmp_path / "episode.png"
   wrong = tmp_path / "not_omniglot"
   wrong.mkdir()
-  result = _run("--dataset=omniglot", f"--omniglot_dir={wrong}", f"--data_dir={tmp_path}",
-                f"--out={out}", cwd=tmp_path)
+  result = _run(
+    "--dataset=omniglot",
+    f"--omniglot_dir={wrong}",
+    f"--data_dir={tmp_path}",
+    f"--out={out}",
+    cwd=tmp_path,
+  )
   assert result.returncode == 2
   assert "Traceback" not in result.stderr
   error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -14,24 +14,44 @@ from mann import models
 from mann.data import datasets
 from tests import conftest
 
-_TRAIN = ["--steps_per_call=2", "--validate_every=2", "--num_validation_tasks=2",
-          "--log_every=2", "--meta_batch_size=2"]
+_TRAIN = [
+  "--steps_per_call=2",
+  "--validate_every=2",
+  "--num_validation_tasks=2",
+  "--log_every=2",
+  "--meta_batch_size=2",
+]
 _NUM_TASKS = 6
 
 
 def _run(*args):
   result = subprocess.run(
-      [sys.executable, "-m", *args], cwd=conftest.REPO_ROOT, capture_output=True, text=True,
-      timeout=600, env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)})
+    [sys.executable, "-m", *args],
+    cwd=conftest.REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)},
+  )
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   return result
 
 
 def test_one_step_scores_match_evaluate_and_a_rerun_trains_nothing(tmp_path):
-  sweep = ["experiments.universality", f"--workdir={tmp_path / 'sweep'}",
-           "--families=sinusoid_sum", "--depths=1", "--width=8", "--widths=",
-           "--budget_steps=4", f"--num_tasks={_NUM_TASKS}", "--tasks_per_batch=4",
-           "--eval_num_queries=7", "--scratch_steps=3", f"--train_flags={','.join(_TRAIN)}"]
+  sweep = [
+    "experiments.universality",
+    f"--workdir={tmp_path / 'sweep'}",
+    "--families=sinusoid_sum",
+    "--depths=1",
+    "--width=8",
+    "--widths=",
+    "--budget_steps=4",
+    f"--num_tasks={_NUM_TASKS}",
+    "--tasks_per_batch=4",
+    "--eval_num_queries=7",
+    "--scratch_steps=3",
+    f"--train_flags={','.join(_TRAIN)}",
+  ]
   first = _run(*sweep)
   assert "training:" in first.stdout
   with open(tmp_path / "sweep" / "universality.json") as f:
@@ -44,28 +64,35 @@ def test_one_step_scores_match_evaluate_and_a_rerun_trains_nothing(tmp_path):
 
   # The meta-learned row is experiments.evaluate's, on the same tasks and query points.
   workdir = tmp_path / "sweep" / "sinusoid_sum" / "8"
-  _run("experiments.evaluate", f"--workdir={workdir}", f"--num_tasks={_NUM_TASKS}",
-       "--num_queries=7", "--num_eval_inner_steps=1")
+  _run(
+    "experiments.evaluate",
+    f"--workdir={workdir}",
+    f"--num_tasks={_NUM_TASKS}",
+    "--num_queries=7",
+    "--num_eval_inner_steps=1",
+  )
   with open(workdir / "eval.json") as f:
     evaluated = json.load(f)
   for step in ("0", "1"):
-    np.testing.assert_allclose(row["meta_mse_by_steps"][step]["mean"],
-                               evaluated["mse_by_steps"][step], rtol=1e-5)
-    np.testing.assert_allclose(row["meta_mse_by_steps"][step]["ci95"],
-                               evaluated["ci95_by_steps"][step], rtol=1e-4)
+    np.testing.assert_allclose(
+      row["meta_mse_by_steps"][step]["mean"], evaluated["mse_by_steps"][step], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+      row["meta_mse_by_steps"][step]["ci95"], evaluated["ci95_by_steps"][step], rtol=1e-4
+    )
 
   # From scratch, 0 steps: the network as experiments.train seeds it, before meta-training.
   keras.utils.set_random_seed(0)
   network = models.mlp(input_size=1, hidden_sizes=(8,), output_size=1)
-  sampler = datasets.make_sampler("sinusoid_sum", split="test", num_ways=1, num_shots=10,
-                                  num_queries=7, seed=0)
+  sampler = datasets.make_sampler(
+    "sinusoid_sum", split="test", num_ways=1, num_shots=10, num_queries=7, seed=0
+  )
   errors = []
   for index in range(_NUM_TASKS):
     episode = sampler.episode(index)
     prediction = network(np.asarray(episode.query_x)).numpy()
     errors.append(np.mean((prediction - np.asarray(episode.query_y)) ** 2))
-  np.testing.assert_allclose(row["scratch_mse_by_steps"]["0"]["mean"], np.mean(errors),
-                             rtol=1e-5)
+  np.testing.assert_allclose(row["scratch_mse_by_steps"]["0"]["mean"], np.mean(errors), rtol=1e-5)
   assert row["scratch_mse_by_steps"]["3"]["mean"] != row["scratch_mse_by_steps"]["0"]["mean"]
 
   again = _run(*sweep)

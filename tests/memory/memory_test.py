@@ -23,8 +23,7 @@ def _memory():
 def test_cosine_similarity_by_hand(run):
   keys = tf.constant([[[1.0, 1.0, 0.0]]])
   similarity = run(memory.cosine_similarity, _memory(), keys)
-  np.testing.assert_allclose(similarity, [[[1 / np.sqrt(2), 1 / np.sqrt(2), 0.0, 0.0]]],
-                             rtol=1e-6)
+  np.testing.assert_allclose(similarity, [[[1 / np.sqrt(2), 1 / np.sqrt(2), 0.0, 0.0]]], rtol=1e-6)
 
 
 def test_one_hot_keys_select_rows_and_weights_sum_to_one(run):
@@ -52,17 +51,18 @@ def test_usage_decays_by_gamma_and_adds_reads_and_writes(run):
   writes = tf.constant([[[0.0, 0.0, 0.0, 1.0]]])
   updated = run(memory.update_usage, usage, reads, writes, 0.95)
   np.testing.assert_allclose(updated, [[0.95 + 0.5, 0.475 + 1.0, 0.5, 1.9 + 1.0]], rtol=1e-6)
-  untouched = run(memory.update_usage, usage, tf.zeros_like(reads), tf.zeros_like(writes),
-                  0.9)
+  untouched = run(memory.update_usage, usage, tf.zeros_like(reads), tf.zeros_like(writes), 0.9)
   np.testing.assert_allclose(untouched, 0.9 * usage.numpy(), rtol=1e-6)
 
 
 def test_least_used_marks_exactly_the_n_smallest(run):
   usage = tf.constant([[0.3, 0.1, 0.7, 0.2], [0.0, 0.0, 0.0, 1.0]])
-  np.testing.assert_array_equal(run(memory.least_used_weights, usage, 2),
-                                [[0, 1, 0, 1], [1, 1, 0, 0]])  # ties: lower index first
-  np.testing.assert_array_equal(run(memory.least_used_weights, usage, 1),
-                                [[0, 1, 0, 0], [1, 0, 0, 0]])
+  np.testing.assert_array_equal(
+    run(memory.least_used_weights, usage, 2), [[0, 1, 0, 1], [1, 1, 0, 0]]
+  )  # ties: lower index first
+  np.testing.assert_array_equal(
+    run(memory.least_used_weights, usage, 1), [[0, 1, 0, 0], [1, 0, 0, 0]]
+  )
 
 
 def test_write_weights_interpolate_previous_read_and_least_used(run):
@@ -81,8 +81,7 @@ def test_write_zeroes_the_least_used_row_then_lands_there(run):
   usage = tf.constant([[0.9, 0.8, 0.7, 0.1]])  # row 3 is least used
   least_used = memory.least_used_weights(usage, 1)
   weights = memory.write_weights(tf.constant([[-30.0]]), tf.zeros([1, 1, 4]), least_used)
-  written = run(memory.write, memory_before, weights, tf.constant([[[7.0, 8.0, 9.0]]]),
-                least_used)
+  written = run(memory.write, memory_before, weights, tf.constant([[[7.0, 8.0, 9.0]]]), least_used)
   # Row 3 held (4, 4, 4): wiped first, so it now holds exactly the written key.
   np.testing.assert_allclose(written[0, 3], [7.0, 8.0, 9.0], atol=1e-4)
   np.testing.assert_allclose(written[0, :3], memory_before[0, :3], atol=1e-4)
@@ -127,6 +126,7 @@ def test_cosine_similarity_of_zero_rows_is_zero_with_finite_second_derivatives()
     total = tf.reduce_sum(first)
   second = outer.gradient(total, memory_rows)
   assert float(similarity[0, 0, 0]) == 0.0
-  np.testing.assert_allclose(similarity[0, 0, 1], (0.5 - 2.0) / (np.sqrt(1.25) * np.sqrt(5)),
-                             rtol=1e-7)
+  np.testing.assert_allclose(
+    similarity[0, 0, 1], (0.5 - 2.0) / (np.sqrt(1.25) * np.sqrt(5)), rtol=1e-7
+  )
   assert np.all(np.isfinite(first)) and np.all(np.isfinite(second))

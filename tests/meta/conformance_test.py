@@ -44,26 +44,28 @@ def _conv4(seed):
 
 
 def _image_tasks():
-  return sequence_models.image_tasks(num_tasks=2, num_shots=2, num_queries=2,
-                                     image_shape=(8, 8, 1))
+  return sequence_models.image_tasks(num_tasks=2, num_shots=2, num_queries=2, image_shape=(8, 8, 1))
 
 
 def _sinusoid_tasks():
   rng = np.random.default_rng(0)
-  return episode_lib.Episode(*(tf.constant(rng.normal(size=(2, 5, 1)), tf.float32)
-                               for _ in range(4)))
+  return episode_lib.Episode(
+    *(tf.constant(rng.normal(size=(2, 5, 1)), tf.float32) for _ in range(4))
+  )
 
 
 def _sequence(kind, encoder=True):
   image_shape = (8, 8, 1) if encoder else (4, 4, 1)
-  return lambda seed: sequence_models.tiny_sequence_model(kind, encoder=encoder, seed=seed,
-                                                          image_shape=image_shape)
+  return lambda seed: sequence_models.tiny_sequence_model(
+    kind, encoder=encoder, seed=seed, image_shape=image_shape
+  )
 
 
 def _sequence_tasks(encoder=True):
   image_shape = (8, 8, 1) if encoder else (4, 4, 1)
-  return lambda: sequence_models.image_tasks(num_tasks=2, num_shots=1, num_queries=1,
-                                             image_shape=image_shape)
+  return lambda: sequence_models.image_tasks(
+    num_tasks=2, num_shots=1, num_queries=1, image_shape=image_shape
+  )
 
 
 def _format(inner_loss="support_replay"):
@@ -73,44 +75,84 @@ def _format(inner_loss="support_replay"):
 _GRADIENT: dict[str, Any] = dict(objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4)
 
 LEARNERS = [
-    Row("maml_conv4", lambda s: meta.MAML(_conv4(s), **_GRADIENT), _image_tasks),
-    Row("fomaml_conv4", lambda s: meta.MAML(_conv4(s), first_order=True, **_GRADIENT),
-        _image_tasks),
-    Row("maml++_conv4", lambda s: meta.MAML(
-        _conv4(s), learn_inner_lrs=True, multi_step_loss=True, batch_norm="per_step",
-        **_GRADIENT), _image_tasks, moves_statistics=True),
-    Row("anil_conv4", lambda s: meta.MAML(
-        (m := _conv4(s)), adapted_weights=models.adapted_weights(m, "head"), **_GRADIENT),
-        _image_tasks),
-    Row("reptile_conv4", lambda s: meta.Reptile(_conv4(s), **_GRADIENT), _image_tasks),
-    Row("transfer_conv4", lambda s: meta.Transfer(_conv4(s), num_pretrain_classes=7,
-                                                  **_GRADIENT), _image_tasks,
-        moves_statistics=True),  # pretraining is a plain Keras call in training mode
-    Row("transfer_mlp", lambda s: meta.Transfer(
-        (keras.utils.set_random_seed(s), models.mlp(hidden_sizes=(4,)))[1],
-        objective=meta.REGRESSION, num_inner_steps=1, inner_lr=0.01), _sinusoid_tasks),
-    Row("episodic_mann", lambda s: meta.Episodic(_sequence("mann")(s), num_classes=NUM_WAYS,
-                                                 num_instances=1),
-        _sequence_tasks(), moves_statistics=True,
-        zero_gradients=("_conv/bias", "a bias before batch norm in training mode is "
-                        "subtracted with the batch mean: its gradient is 0 up to round-off")),
-    Row("episodic_lstm", lambda s: meta.Episodic(_sequence("lstm", False)(s),
-                                                 num_classes=NUM_WAYS, num_instances=1),
-        _sequence_tasks(False)),
-    # The encoder is in the episodic and FOMAML rows; the second-order MAML-over-MANN
-    # graph with it takes a minute to compile with XLA (the FD tests of
-    # sequence_maml_test.py cover it).
-    Row("maml_mann", lambda s: meta.MAML(_sequence("mann", False)(s), task_format=_format(),
-                                         **_GRADIENT), _sequence_tasks(False)),
-    Row("maml_mann_head", lambda s: meta.MAML(
-        (m := _sequence("mann", False)(s)), adapted_weights=models.adapted_weights(m, "head"),
-        task_format=_format("support_sequence"), **_GRADIENT), _sequence_tasks(False)),
-    Row("fomaml_lstm", lambda s: meta.MAML(_sequence("lstm")(s), first_order=True,
-                                           task_format=_format(), **_GRADIENT),
-        _sequence_tasks()),
-    Row("reptile_mann", lambda s: meta.Reptile(_sequence("mann", False)(s),
-                                               task_format=_format(), **_GRADIENT),
-        _sequence_tasks(False)),
+  Row("maml_conv4", lambda s: meta.MAML(_conv4(s), **_GRADIENT), _image_tasks),
+  Row("fomaml_conv4", lambda s: meta.MAML(_conv4(s), first_order=True, **_GRADIENT), _image_tasks),
+  Row(
+    "maml++_conv4",
+    lambda s: meta.MAML(
+      _conv4(s), learn_inner_lrs=True, multi_step_loss=True, batch_norm="per_step", **_GRADIENT
+    ),
+    _image_tasks,
+    moves_statistics=True,
+  ),
+  Row(
+    "anil_conv4",
+    lambda s: meta.MAML(
+      (m := _conv4(s)), adapted_weights=models.adapted_weights(m, "head"), **_GRADIENT
+    ),
+    _image_tasks,
+  ),
+  Row("reptile_conv4", lambda s: meta.Reptile(_conv4(s), **_GRADIENT), _image_tasks),
+  Row(
+    "transfer_conv4",
+    lambda s: meta.Transfer(_conv4(s), num_pretrain_classes=7, **_GRADIENT),
+    _image_tasks,
+    moves_statistics=True,
+  ),  # pretraining is a plain Keras call in training mode
+  Row(
+    "transfer_mlp",
+    lambda s: meta.Transfer(
+      (keras.utils.set_random_seed(s), models.mlp(hidden_sizes=(4,)))[1],
+      objective=meta.REGRESSION,
+      num_inner_steps=1,
+      inner_lr=0.01,
+    ),
+    _sinusoid_tasks,
+  ),
+  Row(
+    "episodic_mann",
+    lambda s: meta.Episodic(_sequence("mann")(s), num_classes=NUM_WAYS, num_instances=1),
+    _sequence_tasks(),
+    moves_statistics=True,
+    zero_gradients=(
+      "_conv/bias",
+      "a bias before batch norm in training mode is "
+      "subtracted with the batch mean: its gradient is 0 up to round-off",
+    ),
+  ),
+  Row(
+    "episodic_lstm",
+    lambda s: meta.Episodic(_sequence("lstm", False)(s), num_classes=NUM_WAYS, num_instances=1),
+    _sequence_tasks(False),
+  ),
+  # The encoder is in the episodic and FOMAML rows; the second-order MAML-over-MANN
+  # graph with it takes a minute to compile with XLA (the FD tests of
+  # sequence_maml_test.py cover it).
+  Row(
+    "maml_mann",
+    lambda s: meta.MAML(_sequence("mann", False)(s), task_format=_format(), **_GRADIENT),
+    _sequence_tasks(False),
+  ),
+  Row(
+    "maml_mann_head",
+    lambda s: meta.MAML(
+      (m := _sequence("mann", False)(s)),
+      adapted_weights=models.adapted_weights(m, "head"),
+      task_format=_format("support_sequence"),
+      **_GRADIENT,
+    ),
+    _sequence_tasks(False),
+  ),
+  Row(
+    "fomaml_lstm",
+    lambda s: meta.MAML(_sequence("lstm")(s), first_order=True, task_format=_format(), **_GRADIENT),
+    _sequence_tasks(),
+  ),
+  Row(
+    "reptile_mann",
+    lambda s: meta.Reptile(_sequence("mann", False)(s), task_format=_format(), **_GRADIENT),
+    _sequence_tasks(False),
+  ),
 ]
 
 
@@ -139,9 +181,11 @@ def test_eager_compiled_and_xla_give_the_same_gradients(row):
   tasks = row.tasks()
   step = tf.constant(0, tf.int64)
   results = {}
-  for mode, function in (("eager", learner.compute_gradients),
-                         ("tf.function", tf.function(learner.compute_gradients)),
-                         ("xla", tf.function(learner.compute_gradients, jit_compile=True))):
+  for mode, function in (
+    ("eager", learner.compute_gradients),
+    ("tf.function", tf.function(learner.compute_gradients)),
+    ("xla", tf.function(learner.compute_gradients, jit_compile=True)),
+  ):
     before = _snapshot(learner.trainable_variables)
     gradients, metrics = function(tasks, step)
     results[mode] = (_numpy(gradients), float(metrics["loss"]))
@@ -161,8 +205,11 @@ def test_compute_gradients_leaves_the_variables_unchanged(row):
   learner.compute_gradients(row.tasks(), 0)
   for old, variable in zip(trainable, learner.trainable_variables):
     np.testing.assert_array_equal(old, variable.numpy())
-  moved = [v.path for old, v in zip(statistics, model.non_trainable_variables)
-           if not np.array_equal(old, v.numpy())]
+  moved = [
+    v.path
+    for old, v in zip(statistics, model.non_trainable_variables)
+    if not np.array_equal(old, v.numpy())
+  ]
   if not row.moves_statistics:
     assert moved == []
 
@@ -172,8 +219,11 @@ def test_every_trainable_variable_gets_a_gradient(row):
   gradients, _ = learner.compute_gradients(row.tasks(), 0)
   assert len(gradients) == len(learner.trainable_variables)
   pattern, reason = row.zero_gradients
-  zero = [v.path for v, g in zip(learner.trainable_variables, gradients)
-          if not np.any(np.asarray(g) != 0) and not (pattern and pattern in v.path)]
+  zero = [
+    v.path
+    for v, g in zip(learner.trainable_variables, gradients)
+    if not np.any(np.asarray(g) != 0) and not (pattern and pattern in v.path)
+  ]
   assert zero == [], reason
 
 
@@ -185,8 +235,7 @@ def test_a_checkpoint_round_trip_gives_the_same_evaluation(row, tmp_path):
   for variable, gradient in zip(trained.trainable_variables, gradients):
     variable.assign_sub(0.1 * tf.sign(gradient))
   expected = {k: v.numpy() for k, v in trained.evaluate_tasks(tasks, 2).items()}
-  path = tf.train.Checkpoint(**trained.checkpoint_items()).write(
-      os.path.join(tmp_path, "ckpt"))
+  path = tf.train.Checkpoint(**trained.checkpoint_items()).write(os.path.join(tmp_path, "ckpt"))
   restored = row.make(1)  # other initial weights
   before = {k: v.numpy() for k, v in restored.evaluate_tasks(tasks, 2).items()}
   assert any(not np.allclose(before[k], expected[k]) for k in expected)

@@ -12,14 +12,16 @@ def test_hessian_vector_product_and_top_eigenvalue_of_a_quadratic():
   matrix = root @ root.T + np.diag([0.0, 0.0, 0.0, 0.0, 9.0])  # symmetric, one clear top
   b = rng.normal(size=5)
   # 0.5 w'Aw + b'w with w split into a [2] and a [3] tensor: Hessian A everywhere.
-  loss_fn = lambda ws: (0.5 * tf.tensordot(tf.concat(ws, 0), tf.linalg.matvec(
-      tf.constant(matrix), tf.concat(ws, 0)), 1) + tf.tensordot(tf.constant(b), tf.concat(ws, 0), 1))
+  loss_fn = lambda ws: (
+    0.5 * tf.tensordot(tf.concat(ws, 0), tf.linalg.matvec(tf.constant(matrix), tf.concat(ws, 0)), 1)
+    + tf.tensordot(tf.constant(b), tf.concat(ws, 0), 1)
+  )
   weights = [tf.constant(rng.normal(size=2)), tf.constant(rng.normal(size=3))]
   vector = [tf.constant(rng.normal(size=2)), tf.constant(rng.normal(size=3))]
-  got = np.concatenate([p.numpy() for p in curvature.hessian_vector_product(
-      loss_fn, weights, vector)])
-  np.testing.assert_allclose(got, matrix @ np.concatenate([v.numpy() for v in vector]),
-                             rtol=1e-12)
+  got = np.concatenate(
+    [p.numpy() for p in curvature.hessian_vector_product(loss_fn, weights, vector)]
+  )
+  np.testing.assert_allclose(got, matrix @ np.concatenate([v.numpy() for v in vector]), rtol=1e-12)
   top = curvature.top_hessian_eigenvalue(loss_fn, weights, num_iterations=200)
   np.testing.assert_allclose(top, np.linalg.eigvalsh(matrix)[-1], rtol=1e-6)
 
@@ -45,6 +47,5 @@ def test_top_eigenvalue_of_a_small_network_equals_the_explicit_hessians():
   hessian = outer.jacobian(gradient, flat_t).numpy()
   eigenvalues = np.linalg.eigvalsh(hessian)
   want = eigenvalues[np.argmax(np.abs(eigenvalues))]
-  got = curvature.top_hessian_eigenvalue(loss_fn, split(tf.constant(flat)),
-                                         num_iterations=500)
+  got = curvature.top_hessian_eigenvalue(loss_fn, split(tf.constant(flat)), num_iterations=500)
   np.testing.assert_allclose(got, want, rtol=1e-4)

@@ -28,8 +28,9 @@ def test_forward_is_the_models_own_call(float64):
   model = _linear_model()
   x, _ = _linear_task()
   weights = [w.value for w in model.trainable_variables]
-  np.testing.assert_allclose(inner_loop.forward(model, weights, [], x, training=False),
-                             model(x), rtol=1e-12)
+  np.testing.assert_allclose(
+    inner_loop.forward(model, weights, [], x, training=False), model(x), rtol=1e-12
+  )
 
 
 def test_sgd_steps_are_gradient_descent_on_the_support_loss(float64):
@@ -38,9 +39,16 @@ def test_sgd_steps_are_gradient_descent_on_the_support_loss(float64):
   x, y = _linear_task()
   kernel, bias = [w.numpy() for w in model.trainable_variables]
   rates = [[0.1, 0.3], [0.2, 0.05]]  # per step, per weight tensor
-  trajectory = meta.sgd_adapt(model, [w.value for w in model.trainable_variables], [], x, y,
-                              objective=meta.REGRESSION, learning_rates=rates,
-                              first_order=False)
+  trajectory = meta.sgd_adapt(
+    model,
+    [w.value for w in model.trainable_variables],
+    [],
+    x,
+    y,
+    objective=meta.REGRESSION,
+    learning_rates=rates,
+    first_order=False,
+  )
   assert len(trajectory) == 3
   for step, (kernel_rate, bias_rate) in enumerate(rates):
     residual = x.numpy() @ kernel + bias - y.numpy()  # d mean(r^2) = 2/B r
@@ -56,14 +64,29 @@ def test_weights_outside_the_adapted_set_are_the_inputs_themselves(float64):
   x, y = _linear_task()
   weights = [w.value for w in model.trainable_variables]
   forward = lambda w, s: (inner_loop.forward(model, w, s, x, training=True), s)
-  trajectory, _ = inner_loop.adapt(forward, weights, [[]] * 2, y, objective=meta.REGRESSION,
-                                   learning_rates=[[0.1, 0.1]] * 2, first_order=False,
-                                   adapted=[False, True])
+  trajectory, _ = inner_loop.adapt(
+    forward,
+    weights,
+    [[]] * 2,
+    y,
+    objective=meta.REGRESSION,
+    learning_rates=[[0.1, 0.1]] * 2,
+    first_order=False,
+    adapted=[False, True],
+  )
   assert trajectory[2][0] is weights[0]
   assert not np.allclose(trajectory[2][1], weights[1])
   with pytest.raises(ValueError, match="adapted has 1 entries for 2 weights"):
-    inner_loop.adapt(forward, weights, [[]], y, objective=meta.REGRESSION,
-                     learning_rates=[[0.1, 0.1]], first_order=False, adapted=[True])
+    inner_loop.adapt(
+      forward,
+      weights,
+      [[]],
+      y,
+      objective=meta.REGRESSION,
+      learning_rates=[[0.1, 0.1]],
+      first_order=False,
+      adapted=[True],
+    )
 
 
 def _query_loss_after_steps(model, first_order, checkpoint, num_steps=2):
@@ -74,12 +97,19 @@ def _query_loss_after_steps(model, first_order, checkpoint, num_steps=2):
 
   def loss():
     weights = [tf.convert_to_tensor(v) for v in model.trainable_variables]
-    trajectory, _ = inner_loop.adapt(forward, weights, [[]] * num_steps, support_y,
-                                     objective=meta.REGRESSION,
-                                     learning_rates=[[0.2, 0.2]] * num_steps,
-                                     first_order=first_order, checkpoint=checkpoint)
-    return meta.REGRESSION.loss(query_y, inner_loop.forward(model, trajectory[-1], [],
-                                                             query_x, training=True))
+    trajectory, _ = inner_loop.adapt(
+      forward,
+      weights,
+      [[]] * num_steps,
+      support_y,
+      objective=meta.REGRESSION,
+      learning_rates=[[0.2, 0.2]] * num_steps,
+      first_order=first_order,
+      checkpoint=checkpoint,
+    )
+    return meta.REGRESSION.loss(
+      query_y, inner_loop.forward(model, trajectory[-1], [], query_x, training=True)
+    )
 
   return loss
 
@@ -105,13 +135,21 @@ def test_first_order_meta_gradients_are_the_query_gradients_at_the_adapted_weigh
   first_order = tape.gradient(value, model.trainable_variables)
   support_x, support_y = _linear_task(0)
   query_x, query_y = _linear_task(1)
-  trajectory = meta.sgd_adapt(model, [v.value for v in model.trainable_variables], [],
-                              support_x, support_y, objective=meta.REGRESSION,
-                              learning_rates=[[0.2, 0.2]] * 2, first_order=True)
+  trajectory = meta.sgd_adapt(
+    model,
+    [v.value for v in model.trainable_variables],
+    [],
+    support_x,
+    support_y,
+    objective=meta.REGRESSION,
+    learning_rates=[[0.2, 0.2]] * 2,
+    first_order=True,
+  )
   adapted = [tf.constant(w) for w in trajectory[-1]]
   with tf.GradientTape() as tape:
     tape.watch(adapted)
-    at_adapted = meta.REGRESSION.loss(query_y, inner_loop.forward(model, adapted, [], query_x,
-                                                                  training=True))
+    at_adapted = meta.REGRESSION.loss(
+      query_y, inner_loop.forward(model, adapted, [], query_x, training=True)
+    )
   for a, b in zip(first_order, tape.gradient(at_adapted, adapted)):
     np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -29,8 +29,7 @@ def test_regression_is_the_mean_squared_error_per_task():
   rng = np.random.default_rng(1)
   targets, predictions = rng.normal(size=(3, 5, 2)), rng.normal(size=(3, 5, 2))
   mse = meta.REGRESSION.loss(tf.constant(targets), tf.constant(predictions))
-  np.testing.assert_allclose(mse, ((predictions - targets) ** 2).mean(axis=(1, 2)),
-                             rtol=1e-12)
+  np.testing.assert_allclose(mse, ((predictions - targets) ** 2).mean(axis=(1, 2)), rtol=1e-12)
   assert meta.REGRESSION.metric is meta.REGRESSION.loss and meta.REGRESSION.metric_name == "mse"
 
 
@@ -52,7 +51,8 @@ def test_a_string_label_is_right_only_when_all_five_characters_are():
   one_wrong = right.copy()
   one_wrong[4] = np.roll(one_wrong[4], 1)  # the last character predicted 1, not 0
   logits = tf.constant(np.stack([right.ravel(), one_wrong.ravel()]))
-  per_example = [float(meta.STRING_CLASSIFICATION.metric(labels[i:i + 1], logits[i:i + 1]))
-                 for i in range(2)]
+  per_example = [
+    float(meta.STRING_CLASSIFICATION.metric(labels[i : i + 1], logits[i : i + 1])) for i in range(2)
+  ]
   assert per_example == [1.0, 0.0]
   assert float(meta.STRING_CLASSIFICATION.metric(labels, logits)) == pytest.approx(0.5)

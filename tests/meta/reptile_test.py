@@ -11,8 +11,9 @@ from mann.data import episode as episode_lib
 def test_reptile_update_equals_the_hand_computed_one():
   # y = w x + b, MSE; two SGD steps of rate a per task, worked in numpy.
   keras.utils.set_random_seed(0)
-  model = keras.Sequential([keras.Input((1,), dtype="float64"),
-                            keras.layers.Dense(1, dtype="float64")])
+  model = keras.Sequential(
+    [keras.Input((1,), dtype="float64"), keras.layers.Dense(1, dtype="float64")]
+  )
   model.set_weights([np.array([[0.5]]), np.array([0.1])])
   rng = np.random.default_rng(0)
   xs, ys = rng.normal(size=(3, 4, 1)), rng.normal(size=(3, 4, 1))

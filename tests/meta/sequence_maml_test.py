@@ -14,16 +14,20 @@ from tests import sequence_models
 
 def _maml(model, inner_loss="support_sequence", **options):
   options.setdefault("num_inner_steps", 2)
-  return meta.MAML(model, objective=meta.CLASSIFICATION, inner_lr=0.5,
-                   task_format=meta.SequenceFormat(num_classes=sequence_models.NUM_WAYS,
-                                                   inner_loss=inner_loss),
-                   **options)
+  return meta.MAML(
+    model,
+    objective=meta.CLASSIFICATION,
+    inner_lr=0.5,
+    task_format=meta.SequenceFormat(num_classes=sequence_models.NUM_WAYS, inner_loss=inner_loss),
+    **options,
+  )
 
 
 @pytest.mark.parametrize("inner_loss", meta.INNER_LOSSES)
 @pytest.mark.parametrize("encoder", [False, True])
 def test_second_order_meta_gradients_of_maml_over_a_mann_equal_finite_differences(
-    float64, encoder, inner_loss):
+  float64, encoder, inner_loss
+):
   image_shape = (8, 8, 1) if encoder else (2, 2, 1)
   model = sequence_models.tiny_sequence_model("mann", encoder=encoder, image_shape=image_shape)
   learner = _maml(model, inner_loss, num_inner_steps=2)
@@ -37,30 +41,46 @@ def test_second_order_meta_gradients_of_maml_over_a_mann_equal_finite_difference
   # h = 1e-6: the cosine of a nearly empty memory row curves steeply (its derivatives
   # scale with 1 / row norm), so the truncation error of h = 1e-5 reaches 2e-6.
   gradient_check.assert_directional_derivatives_close(
-      loss, learner.trainable_variables, analytic, rtol=1e-6, h=1e-6)
+    loss, learner.trainable_variables, analytic, rtol=1e-6, h=1e-6
+  )
 
 
-@pytest.mark.parametrize("kind,encoder,algorithm", [
-    ("mann", True, "maml"), ("lstm", False, "reptile")])
+@pytest.mark.parametrize(
+  "kind,encoder,algorithm", [("mann", True, "maml"), ("lstm", False, "reptile")]
+)
 def test_task_batched_recurrence_gives_the_meta_gradients_of_map_fn_over_keras(
-    float64, kind, encoder, algorithm):
+  float64, kind, encoder, algorithm
+):
   image_shape = (8, 8, 1) if encoder else (2, 2, 1)
-  tasks = sequence_models.image_tasks(num_tasks=3, num_shots=2, num_queries=2,
-                                      image_shape=image_shape)
+  tasks = sequence_models.image_tasks(
+    num_tasks=3, num_shots=2, num_queries=2, image_shape=image_shape
+  )
   results = {}
   for mapping in ("batched", "map_fn"):
     model = sequence_models.tiny_sequence_model(kind, encoder=encoder, image_shape=image_shape)
-    task_format = meta.SequenceFormat(num_classes=sequence_models.NUM_WAYS,
-                                      inner_loss="support_replay")
-    common = dict(objective=meta.CLASSIFICATION, num_inner_steps=2, inner_lr=0.5,
-                  task_mapping=mapping, task_format=task_format)
-    learner = (meta.Reptile(model, **common) if algorithm == "reptile" else
-               meta.MAML(model, first_order=algorithm == "fomaml", **common))
+    task_format = meta.SequenceFormat(
+      num_classes=sequence_models.NUM_WAYS, inner_loss="support_replay"
+    )
+    common = dict(
+      objective=meta.CLASSIFICATION,
+      num_inner_steps=2,
+      inner_lr=0.5,
+      task_mapping=mapping,
+      task_format=task_format,
+    )
+    learner = (
+      meta.Reptile(model, **common)
+      if algorithm == "reptile"
+      else meta.MAML(model, first_order=algorithm == "fomaml", **common)
+    )
     # Eager: tracing Keras's RNN loop inside tf.map_fn, twice differentiated, takes minutes.
     gradients, metrics = learner.compute_gradients(tasks, 0)
     evaluation = learner.evaluate_tasks(tasks, 3)
-    results[mapping] = ([g.numpy() for g in gradients], float(metrics["loss"]),
-                        evaluation["loss"].numpy())
+    results[mapping] = (
+      [g.numpy() for g in gradients],
+      float(metrics["loss"]),
+      evaluation["loss"].numpy(),
+    )
   for batched, mapped in zip(results["batched"][0], results["map_fn"][0]):
     np.testing.assert_allclose(batched, mapped, rtol=1e-9, atol=1e-12)
   np.testing.assert_allclose(results["batched"][1], results["map_fn"][1], rtol=1e-12)
@@ -68,8 +88,7 @@ def test_task_batched_recurrence_gives_the_meta_gradients_of_map_fn_over_keras(
 
 
 @pytest.mark.parametrize("inner_loss", meta.INNER_LOSSES)
-def test_queries_are_predicted_from_the_memory_the_adapted_network_writes(float64,
-                                                                          inner_loss):
+def test_queries_are_predicted_from_the_memory_the_adapted_network_writes(float64, inner_loss):
   model = sequence_models.tiny_sequence_model("mann")
   learner = _maml(model, inner_loss, num_inner_steps=1)
   tasks = sequence_models.image_tasks(num_tasks=2, num_queries=2, image_shape=(4, 4, 1))
@@ -86,21 +105,28 @@ def test_queries_are_predicted_from_the_memory_the_adapted_network_writes(float6
       shown_x, shown_y = support_x, support_y
     with tf.GradientTape() as tape:
       tape.watch(initial)
-      outputs = model.stateless_call(initial, statistics, _sequence(shown_x, shown_y),
-                                     training=True)[0][0]
-      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-          support_y, outputs[-len(support_y):]))
+      outputs = model.stateless_call(
+        initial, statistics, _sequence(shown_x, shown_y), training=True
+      )[0][0]
+      loss = tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(support_y, outputs[-len(support_y) :])
+      )
     adapted = [w - 0.5 * g for w, g in zip(initial, tape.gradient(loss, initial))]
     expected, stale = [], []
     for j in range(tasks.query_y.shape[1]):
-      x = _sequence(tf.concat([support_x, tasks.query_x[t, j:j + 1]], 0),
-                    tf.concat([support_y, tasks.query_y[t, j:j + 1]], 0))
+      x = _sequence(
+        tf.concat([support_x, tasks.query_x[t, j : j + 1]], 0),
+        tf.concat([support_y, tasks.query_y[t, j : j + 1]], 0),
+      )
       expected.append(model.stateless_call(adapted, statistics, x, training=True)[0][0, -1])
       # The wrong composition: the memory written by the initial network, read by the
       # adapted one at the query step.
       stale.append(_cell_by_cell(model, [initial] * len(support_y) + [adapted], x)[-1])
-    query_loss = lambda outputs, t=t: float(tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(tasks.query_y[t], tf.stack(outputs))))
+    query_loss = lambda outputs, t=t: float(
+      tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(tasks.query_y[t], tf.stack(outputs))
+      )
+    )
     np.testing.assert_allclose(scores["loss"][t, 1], query_loss(expected), rtol=1e-10)
     assert abs(float(scores["loss"][t, 1]) - query_loss(stale)) > 1e-4
 
@@ -135,8 +161,14 @@ def test_weights_outside_the_adapted_group_stay_and_are_still_meta_learned(float
   tasks = sequence_models.image_tasks(image_shape=(8, 8, 1))
   weights = [tf.broadcast_to(v.value[None], [2, *v.shape]) for v in model.trainable_variables]
   statistics = [v.value for v in model.non_trainable_variables]
-  trajectory, _ = learner._adapt(learner._batched_model, weights, [statistics] * 2, tasks,
-                                 learning_rates=learner._learning_rates(2), first_order=False)
+  trajectory, _ = learner._adapt(
+    learner._batched_model,
+    weights,
+    [statistics] * 2,
+    tasks,
+    learning_rates=learner._learning_rates(2),
+    first_order=False,
+  )
   for initial, final, adapted in zip(weights, trajectory[-1], mask):
     if adapted:
       assert np.abs(final.numpy() - initial.numpy()).max() > 0
@@ -150,8 +182,9 @@ def test_weights_outside_the_adapted_group_stay_and_are_still_meta_learned(float
 
 def test_weight_groups_of_each_model():
   mann_model = sequence_models.tiny_sequence_model("mann", encoder=True, image_shape=(8, 8, 1))
-  groups = dict(zip([v.path for v in mann_model.trainable_weights],
-                    models.weight_groups(mann_model)))
+  groups = dict(
+    zip([v.path for v in mann_model.trainable_weights], models.weight_groups(mann_model))
+  )
   assert groups["conv4_features/block0_conv/kernel"] == "encoder"
   assert groups["rnn/mann_cell/controller/kernel"] == "controller"
   assert groups["rnn/mann_cell/keys/kernel"] == "controller"

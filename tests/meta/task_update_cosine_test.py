@@ -13,12 +13,12 @@ from mann.meta import gradient_learner
 
 def test_mean_pairwise_cosine_by_hand():
   updates = tf.constant([[4.0, 0.0], [4.0, 4.0]], tf.float64)  # cosine 1 / sqrt(2)
-  assert float(gradient_learner.task_update_cosine([updates])) == pytest.approx(
-      1 / np.sqrt(2))
+  assert float(gradient_learner.task_update_cosine([updates])) == pytest.approx(1 / np.sqrt(2))
   # Three tasks, cosines -1, 0, 0; a task's update split over two weight tensors.
   three = tf.constant([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0]], tf.float64)
-  assert float(gradient_learner.task_update_cosine(
-      [three[:, :1], three[:, 1:]])) == pytest.approx(-1 / 3)
+  assert float(gradient_learner.task_update_cosine([three[:, :1], three[:, 1:]])) == pytest.approx(
+    -1 / 3
+  )
   # A zero update is orthogonal to the others (and not a NaN).
   with_zero = tf.constant([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], tf.float64)
   assert float(gradient_learner.task_update_cosine([with_zero])) == pytest.approx(1 / 3)
@@ -34,20 +34,26 @@ _RATE = 0.1
 
 
 def _linear_learner(cls):
-  model = keras.Sequential([keras.Input(shape=(2,), dtype="float64"),
-                            keras.layers.Dense(1, use_bias=False, dtype="float64")])
+  model = keras.Sequential(
+    [
+      keras.Input(shape=(2,), dtype="float64"),
+      keras.layers.Dense(1, use_bias=False, dtype="float64"),
+    ]
+  )
   model.layers[0].kernel.assign(_W0[:, None])
-  return cls(model, objective=meta.REGRESSION, num_inner_steps=1, inner_lr=_RATE,
-             task_mapping="batched")
+  return cls(
+    model, objective=meta.REGRESSION, num_inner_steps=1, inner_lr=_RATE, task_mapping="batched"
+  )
 
 
 def _tasks():
   as_tensor = lambda values: tf.constant(np.array(values), tf.float64)
   return episode_lib.Episode(
-      support_x=as_tensor([[x] for x, _ in _SUPPORT]),
-      support_y=as_tensor([[[y]] for _, y in _SUPPORT]),
-      query_x=as_tensor([[x] for x, _ in _QUERY]),
-      query_y=as_tensor([[[y]] for _, y in _QUERY]))
+    support_x=as_tensor([[x] for x, _ in _SUPPORT]),
+    support_y=as_tensor([[[y]] for _, y in _SUPPORT]),
+    query_x=as_tensor([[x] for x, _ in _QUERY]),
+    query_y=as_tensor([[[y]] for _, y in _QUERY]),
+  )
 
 
 def _cosine(a, b):
@@ -78,8 +84,7 @@ def test_maml_logs_the_cosine_of_its_tasks_meta_gradients(first_order):
     per_task.append(jacobian.T @ query_gradient)  # d L_q(w'(w0)) / d w0
   assert float(metrics["task_update_cosine"]) == pytest.approx(_cosine(*per_task), rel=1e-9)
   # The meta-gradient itself is unchanged: the mean of the tasks' own.
-  np.testing.assert_allclose(np.asarray(gradients[0])[:, 0], np.mean(per_task, axis=0),
-                             rtol=1e-9)
+  np.testing.assert_allclose(np.asarray(gradients[0])[:, 0], np.mean(per_task, axis=0), rtol=1e-9)
 
 
 def test_one_task_or_unbatched_tasks_log_no_cosine():
@@ -89,8 +94,10 @@ def test_one_task_or_unbatched_tasks_log_no_cosine():
     _, metrics = _linear_learner(cls).compute_gradients(one)
     assert "task_update_cosine" not in metrics
   model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(1)])
-  mapped = meta.MAML(model, objective=meta.REGRESSION, num_inner_steps=1, inner_lr=0.1,
-                     task_mapping="map_fn")
-  _, metrics = mapped.compute_gradients(tf.nest.map_structure(
-      lambda t: tf.cast(t, tf.float32), tasks))
+  mapped = meta.MAML(
+    model, objective=meta.REGRESSION, num_inner_steps=1, inner_lr=0.1, task_mapping="map_fn"
+  )
+  _, metrics = mapped.compute_gradients(
+    tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), tasks)
+  )
   assert "task_update_cosine" not in metrics

@@ -13,12 +13,11 @@ def _same_conv(x, kernel, bias, stride):
   out = -(-size // stride)
   pad_total = max((out - 1) * stride + 3 - size, 0)
   before = pad_total // 2
-  padded = np.pad(x, ((0, 0), (before, pad_total - before), (before, pad_total - before),
-                      (0, 0)))
+  padded = np.pad(x, ((0, 0), (before, pad_total - before), (before, pad_total - before), (0, 0)))
   result = np.zeros((x.shape[0], out, out, kernel.shape[-1]))
   for i in range(3):
     for j in range(3):
-      patch = padded[:, i:i + stride * out:stride, j:j + stride * out:stride, :]
+      patch = padded[:, i : i + stride * out : stride, j : j + stride * out : stride, :]
       result += patch @ kernel[i, j]
   return result + bias
 
@@ -31,12 +30,13 @@ def _numpy_conv4(model, x, downsample, training):
     h = _same_conv(h, kernel, bias, 2 if downsample == "stride" else 1)
     norm = model.get_layer(f"block{block}_norm")
     gamma, beta, moving_mean, moving_var = (w.numpy() for w in norm.weights)
-    mean, var = (h.mean(axis=(0, 1, 2)), h.var(axis=(0, 1, 2))) if training else (
-        moving_mean, moving_var)
+    mean, var = (
+      (h.mean(axis=(0, 1, 2)), h.var(axis=(0, 1, 2))) if training else (moving_mean, moving_var)
+    )
     h = np.maximum(gamma * (h - mean) / np.sqrt(var + norm.epsilon) + beta, 0.0)
     if downsample == "max_pool":
       n = h.shape[1] // 2
-      h = h[:, :2 * n, :2 * n].reshape(h.shape[0], n, 2, n, 2, -1).max(axis=(2, 4))
+      h = h[:, : 2 * n, : 2 * n].reshape(h.shape[0], n, 2, n, 2, -1).max(axis=(2, 4))
   kernel, bias = (w.numpy() for w in model.get_layer("logits").weights)
   return h.reshape(h.shape[0], -1) @ kernel + bias
 
@@ -59,8 +59,9 @@ def test_conv4_matches_numpy(downsample, features, training):
   assert model.get_layer("logits").weights[0].shape == (features, 5)
   x = np.random.default_rng(1).uniform(size=(6, 28, 28, 1)).astype(np.float32)
   got = model(x, training=training).numpy()
-  np.testing.assert_allclose(got, _numpy_conv4(model, x, downsample, training),
-                             rtol=2e-4, atol=2e-4)
+  np.testing.assert_allclose(
+    got, _numpy_conv4(model, x, downsample, training), rtol=2e-4, atol=2e-4
+  )
 
 
 def test_conv4_parameter_count_is_the_papers_architecture():
@@ -68,7 +69,8 @@ def test_conv4_parameter_count_is_the_papers_architecture():
   conv_params = (3 * 3 * 1 * 64 + 64) + 3 * (3 * 3 * 64 * 64 + 64)
   norm_params = 4 * 2 * 64
   assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == (
-      conv_params + norm_params + 256 * 5 + 5)
+    conv_params + norm_params + 256 * 5 + 5
+  )
   # Only the running batch-norm statistics are non-trainable.
   assert sum(int(np.prod(w.shape)) for w in model.non_trainable_weights) == 4 * 2 * 64
 
@@ -83,15 +85,17 @@ def test_stateless_call_runs_other_weights_without_touching_the_model(training):
   other_statistics = [w.numpy().copy() for w in other.non_trainable_weights]
   x = tf.random.stateless_uniform([4, 28, 28, 1], seed=[0, 1])
   logits, new_statistics = model.stateless_call(
-      [w.value for w in other.trainable_weights],
-      [w.value for w in other.non_trainable_weights], x, training=training)
+    [w.value for w in other.trainable_weights],
+    [w.value for w in other.non_trainable_weights],
+    x,
+    training=training,
+  )
   for weight, value in zip(model.weights, before):
     np.testing.assert_array_equal(weight.numpy(), value)
   # The stateful call gives the same logits, and in training mode moves its running
   # statistics to exactly what stateless_call returned; in inference mode nothing moves.
   np.testing.assert_allclose(logits, other(x, training=training), rtol=1e-5, atol=1e-5)
-  for returned, stateful, old in zip(new_statistics, other.non_trainable_weights,
-                                     other_statistics):
+  for returned, stateful, old in zip(new_statistics, other.non_trainable_weights, other_statistics):
     np.testing.assert_allclose(returned, stateful.numpy(), rtol=1e-6, atol=1e-6)
     assert np.abs(returned - old).max() > 1e-4 if training else np.array_equal(returned, old)
 
@@ -99,7 +103,13 @@ def test_stateless_call_runs_other_weights_without_touching_the_model(training):
 def test_mlp_matches_numpy_and_stateless_call():
   model = models.mlp(input_size=1, hidden_sizes=(40, 40), output_size=1)
   assert [w.shape for w in model.trainable_weights] == [
-      (1, 40), (40,), (40, 40), (40,), (40, 1), (1,)]
+    (1, 40),
+    (40,),
+    (40, 40),
+    (40,),
+    (40, 1),
+    (1,),
+  ]
   x = np.linspace(-5, 5, 11, dtype=np.float32)[:, None]
   w = [v.numpy().astype(np.float64) for v in model.trainable_weights]
   hidden = np.maximum(np.maximum(x @ w[0] + w[1], 0) @ w[2] + w[3], 0)

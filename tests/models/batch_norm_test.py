@@ -56,7 +56,8 @@ def test_same_outputs_and_statistics_as_keras(training):
   x = tf.random.stateless_normal([8, 5, 5, 3], seed=[1, 2]) * 3.0 + 1.0
   ours.build(x.shape)
   theirs.build(x.shape)
-  np.testing.assert_allclose(ours(x, training=training), theirs(x, training=training),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    ours(x, training=training), theirs(x, training=training), rtol=1e-5, atol=1e-5
+  )
   for a, b in zip(ours.weights, theirs.weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

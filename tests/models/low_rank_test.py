@@ -17,18 +17,27 @@ def test_matmul_and_dense_are_the_base_minus_the_factors(float64):
   rng = np.random.default_rng(0)
   num_tasks, depth, units = 3, 4, 5
   base = tf.constant(rng.normal(size=(depth, units)))
-  factors = tuple((rate, tf.constant(rng.normal(size=(num_tasks, n, depth))),
-                   tf.constant(rng.normal(size=(num_tasks, n, units))))
-                  for rate, n in ((0.3, 2), (0.7, 3)))
+  factors = tuple(
+    (
+      rate,
+      tf.constant(rng.normal(size=(num_tasks, n, depth))),
+      tf.constant(rng.normal(size=(num_tasks, n, units))),
+    )
+    for rate, n in ((0.3, 2), (0.7, 3))
+  )
   kernel = low_rank.LowRankKernel(base, num_tasks, factors)
-  expected = np.stack([
-      base.numpy() - sum(rate * rows[t].numpy().T @ gradients[t].numpy()
-                         for rate, rows, gradients in factors)
-      for t in range(num_tasks)])
+  expected = np.stack(
+    [
+      base.numpy()
+      - sum(rate * rows[t].numpy().T @ gradients[t].numpy() for rate, rows, gradients in factors)
+      for t in range(num_tasks)
+    ]
+  )
   np.testing.assert_allclose(kernel.dense(), expected, rtol=1e-12)
   a = tf.constant(rng.normal(size=(num_tasks, 2, depth)))
-  np.testing.assert_allclose(low_rank.matmul(a, kernel), np.einsum("tbd,tdu->tbu", a, expected),
-                             rtol=1e-12)
+  np.testing.assert_allclose(
+    low_rank.matmul(a, kernel), np.einsum("tbd,tdu->tbu", a, expected), rtol=1e-12
+  )
   assert kernel.shape == (num_tasks, depth, units)
 
 
@@ -50,11 +59,17 @@ def test_adapting_low_rank_kernels_equals_adapting_dense_kernels(float64, kind, 
 
   def query_loss(initial, task_weights):
     trajectory, _ = inner_loop.adapt(
-        sequence_format.support_forward(batched, tasks, training=True), task_weights,
-        [statistics] * 2, tasks.support_y, objective=losses.CLASSIFICATION,
-        learning_rates=rates, first_order=first_order)
+      sequence_format.support_forward(batched, tasks, training=True),
+      task_weights,
+      [statistics] * 2,
+      tasks.support_y,
+      objective=losses.CLASSIFICATION,
+      learning_rates=rates,
+      first_order=first_order,
+    )
     outputs, _ = sequence_format.query_forward(batched, tasks, training=True)(
-        trajectory[-1], statistics)
+      trajectory[-1], statistics
+    )
     return tf.reduce_sum(losses.CLASSIFICATION.loss(tasks.query_y, outputs)), trajectory
 
   initial = [v.value for v in model.trainable_variables]
@@ -62,11 +77,15 @@ def test_adapting_low_rank_kernels_equals_adapting_dense_kernels(float64, kind, 
   for use_low_rank in (True, False):
     with tf.GradientTape() as tape:
       tape.watch(initial)
-      task_weights = (batched.task_weights(initial, num_tasks) if use_low_rank else
-                      [tf.broadcast_to(w[None], [num_tasks, *w.shape]) for w in initial])
+      task_weights = (
+        batched.task_weights(initial, num_tasks)
+        if use_low_rank
+        else [tf.broadcast_to(w[None], [num_tasks, *w.shape]) for w in initial]
+      )
       loss, trajectory = query_loss(initial, task_weights)
-    results.append((loss, [low_rank.dense(w) for w in trajectory[-1]],
-                    tape.gradient(loss, initial)))
+    results.append(
+      (loss, [low_rank.dense(w) for w in trajectory[-1]], tape.gradient(loss, initial))
+    )
   (loss, adapted, gradients), (want_loss, want_adapted, want_gradients) = results
   np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
   for got, want in zip(adapted, want_adapted):

@@ -12,8 +12,9 @@ def _sigmoid(x):
   return 1.0 / (1.0 + np.exp(-x))
 
 
-def _numpy_mann(model, x, memory_size, word_size, num_reads, decay, key_strength=False,
-                zero_reads=False):
+def _numpy_mann(
+  model, x, memory_size, word_size, num_reads, decay, key_strength=False, zero_reads=False
+):
   """Runs the MANN on x [B, T, D] step by step in numpy; returns logits [B, T, N]."""
   cell = model.get_layer("rnn").cell
   kernel, recurrent, bias = (w.numpy().astype(np.float64) for w in cell.controller.weights)
@@ -42,8 +43,8 @@ def _numpy_mann(model, x, memory_size, word_size, num_reads, decay, key_strength
     gate = _sigmoid(h @ gate_w + gate_b)[:, :, None]
     write_weights = gate * read_weights + (1 - gate) * least_used[:, None, :]
     cosine = np.einsum("bhw,bnw->bhn", keys, memory) / (  # the memory before the write
-        np.linalg.norm(keys, axis=-1)[:, :, None] * np.linalg.norm(memory, axis=-1)[:, None]
-        + 1e-8)
+      np.linalg.norm(keys, axis=-1)[:, :, None] * np.linalg.norm(memory, axis=-1)[:, None] + 1e-8
+    )
     if key_strength:  # beta = 1 + softplus(W_b h + b_b), one per head
       cosine = cosine * (1.0 + np.log1p(np.exp(h @ strength_w + strength_b)))[:, :, None]
     read_weights = np.exp(cosine) / np.exp(cosine).sum(-1, keepdims=True)
@@ -60,31 +61,49 @@ def _numpy_mann(model, x, memory_size, word_size, num_reads, decay, key_strength
 
 @pytest.mark.parametrize("key_strength", [False, True])
 def test_mann_matches_the_equations_in_numpy(key_strength):
-  model = models.mann(num_classes=3, input_size=6, controller_units=5, memory_size=4,
-                      word_size=3, num_reads=2, usage_decay=0.9, key_strength=key_strength)
+  model = models.mann(
+    num_classes=3,
+    input_size=6,
+    controller_units=5,
+    memory_size=4,
+    word_size=3,
+    num_reads=2,
+    usage_decay=0.9,
+    key_strength=key_strength,
+  )
   x = np.random.default_rng(0).normal(size=(2, 7, 6)).astype(np.float32)
   got = model(x).numpy()
   assert got.shape == (2, 7, 3)
-  np.testing.assert_allclose(got, _numpy_mann(model, x, 4, 3, 2, 0.9, key_strength),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    got, _numpy_mann(model, x, 4, 3, 2, 0.9, key_strength), rtol=1e-4, atol=1e-5
+  )
 
 
 def test_zero_reads_ablation_keeps_the_weights_and_hides_the_memory():
-  kwargs = dict(num_classes=3, input_size=6, controller_units=5, memory_size=4, word_size=3,
-                num_reads=2, usage_decay=0.9)
+  kwargs = dict(
+    num_classes=3,
+    input_size=6,
+    controller_units=5,
+    memory_size=4,
+    word_size=3,
+    num_reads=2,
+    usage_decay=0.9,
+  )
   trained, ablated = models.mann(**kwargs), models.mann(**kwargs, zero_reads=True)
   x = np.random.default_rng(5).normal(size=(2, 7, 6)).astype(np.float32)
   ablated(x)
   ablated.set_weights(trained.get_weights())  # same variables: a checkpoint loads
   got = ablated(x).numpy()
-  np.testing.assert_allclose(got, _numpy_mann(trained, x, 4, 3, 2, 0.9, zero_reads=True),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    got, _numpy_mann(trained, x, 4, 3, 2, 0.9, zero_reads=True), rtol=1e-4, atol=1e-5
+  )
   assert not np.allclose(got, trained(x).numpy(), atol=1e-3)  # the reads did matter
 
 
 def test_memory_is_wiped_between_sequences_and_stateless_call_works():
-  model = models.mann(num_classes=3, input_size=4, controller_units=8, memory_size=6,
-                      word_size=3, num_reads=1)
+  model = models.mann(
+    num_classes=3, input_size=4, controller_units=8, memory_size=6, word_size=3, num_reads=1
+  )
   rng = np.random.default_rng(1)
   first, second = (rng.normal(size=(1, 5, 4)).astype(np.float32) for _ in range(2))
   alone = model(second).numpy()
@@ -94,16 +113,18 @@ def test_memory_is_wiped_between_sequences_and_stateless_call_works():
   np.testing.assert_allclose(both[1], alone[0], rtol=1e-5, atol=1e-6)
   before = [w.numpy().copy() for w in model.trainable_variables]
   doubled = [2.0 * w.value + 0.1 for w in model.trainable_variables]
-  outputs, _ = model.stateless_call(doubled, [v.value for v in model.non_trainable_variables],
-                                    second)
+  outputs, _ = model.stateless_call(
+    doubled, [v.value for v in model.non_trainable_variables], second
+  )
   assert not np.allclose(outputs, alone)
   for weight, value in zip(model.trainable_variables, before):
     np.testing.assert_array_equal(weight.numpy(), value)  # variables untouched
 
 
 def test_every_weight_gets_a_gradient():
-  model = models.mann(num_classes=3, input_size=4, controller_units=8, memory_size=6,
-                      word_size=3, num_reads=2)
+  model = models.mann(
+    num_classes=3, input_size=4, controller_units=8, memory_size=6, word_size=3, num_reads=2
+  )
   x = tf.random.stateless_normal([2, 5, 4], seed=[0, 1])
   with tf.GradientTape() as tape:
     loss = tf.reduce_mean(tf.square(model(x)))
@@ -115,14 +136,28 @@ def test_an_encoder_feeds_each_steps_image_features_and_label_to_the_controller(
   keras.utils.set_random_seed(3)
   image_shape, labels = (8, 8, 1), 3
   encoder = models.conv4_features(image_shape=image_shape, num_filters=2)
-  model = models.mann(num_classes=3, input_size=64 + labels, controller_units=5, memory_size=4,
-                      word_size=3, num_reads=1, encoder=encoder, image_shape=image_shape)
+  model = models.mann(
+    num_classes=3,
+    input_size=64 + labels,
+    controller_units=5,
+    memory_size=4,
+    word_size=3,
+    num_reads=1,
+    encoder=encoder,
+    image_shape=image_shape,
+  )
   x = np.random.default_rng(4).uniform(size=(2, 5, 64 + labels)).astype(np.float32)
   got = model(x).numpy()
   # The same controller on [encoder(image_t), label_t], built by hand.
   features = encoder(x[..., :64].reshape(10, *image_shape)).numpy().reshape(2, 5, -1)
-  plain = models.mann(num_classes=3, input_size=features.shape[-1] + labels,
-                      controller_units=5, memory_size=4, word_size=3, num_reads=1)
+  plain = models.mann(
+    num_classes=3,
+    input_size=features.shape[-1] + labels,
+    controller_units=5,
+    memory_size=4,
+    word_size=3,
+    num_reads=1,
+  )
   plain.get_layer("rnn").set_weights(model.get_layer("rnn").get_weights())
   want = plain(np.concatenate([features, x[..., 64:]], axis=-1)).numpy()
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -146,9 +181,18 @@ def _round_trip(layer):
 @pytest.mark.parametrize("key_strength, zero_reads", [(False, False), (True, True)])
 def test_mann_cell_round_trips_its_config_and_computes_the_same(key_strength, zero_reads):
   from mann.models.recurrent import MANNCell  # pylint: disable=g-import-not-at-top
-  cell = MANNCell(num_outputs=3, controller_units=5, memory_size=6, word_size=2,
-                  num_reads=2, usage_decay=0.9, key_strength=key_strength,
-                  zero_reads=zero_reads, name="cell")
+
+  cell = MANNCell(
+    num_outputs=3,
+    controller_units=5,
+    memory_size=6,
+    word_size=2,
+    num_reads=2,
+    usage_decay=0.9,
+    key_strength=key_strength,
+    zero_reads=zero_reads,
+    name="cell",
+  )
   rnn = keras.layers.RNN(cell, return_sequences=True)
   inputs = np.random.default_rng(0).normal(size=(2, 4, 7)).astype(np.float32)
   expected = rnn(inputs)
@@ -162,6 +206,7 @@ def test_mann_cell_round_trips_its_config_and_computes_the_same(key_strength, ze
 
 def test_step_encoder_and_batch_norm_round_trip_their_configs():
   from mann.models.recurrent import StepEncoder  # pylint: disable=g-import-not-at-top
+
   layer = StepEncoder(models.conv4_features(image_shape=(8, 8, 1), num_filters=2), name="enc")
   images = np.random.default_rng(1).uniform(size=(2, 3, 8, 8, 1)).astype(np.float32)
   expected = layer(images, training=False)

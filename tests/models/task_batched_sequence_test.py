@@ -14,34 +14,41 @@ from tests import sequence_models
 @pytest.mark.parametrize("encoder", [False, True])
 @pytest.mark.parametrize("training", [True, False])
 def test_batched_outputs_and_statistics_equal_per_task_stateless_calls(
-    float64, kind, key_strength, encoder, training):
+  float64, kind, key_strength, encoder, training
+):
   image_shape = (8, 8, 1)
-  model = sequence_models.tiny_sequence_model(kind, encoder=encoder, image_shape=image_shape,
-                                              key_strength=key_strength)
+  model = sequence_models.tiny_sequence_model(
+    kind, encoder=encoder, image_shape=image_shape, key_strength=key_strength
+  )
   rng = np.random.default_rng(0)
   num_tasks, num_sequences, length = 3, 2, 4
   x = tf.constant(rng.random((num_tasks, num_sequences, length, 64 + 3)))
-  per_task = [[v.value + 0.1 * rng.normal(size=v.shape) for v in model.trainable_variables]
-              for _ in range(num_tasks)]
+  per_task = [
+    [v.value + 0.1 * rng.normal(size=v.shape) for v in model.trainable_variables]
+    for _ in range(num_tasks)
+  ]
   statistics = [v.value for v in model.non_trainable_variables]
-  expected = [model.stateless_call(w, statistics, x[t], training=training)
-              for t, w in enumerate(per_task)]
+  expected = [
+    model.stateless_call(w, statistics, x[t], training=training) for t, w in enumerate(per_task)
+  ]
   stacked = [tf.stack(ws) for ws in zip(*per_task)]
   batched = task_batched_sequence.TaskBatchedSequenceModel(model)
   outputs, new_statistics = tf.function(
-      lambda w: batched.stateless_call(w, statistics, x, training=training))(stacked)
-  np.testing.assert_allclose(outputs, np.stack([e[0] for e in expected]), rtol=1e-10,
-                             atol=1e-13)
+    lambda w: batched.stateless_call(w, statistics, x, training=training)
+  )(stacked)
+  np.testing.assert_allclose(outputs, np.stack([e[0] for e in expected]), rtol=1e-10, atol=1e-13)
   for i in range(len(statistics)):
-    np.testing.assert_allclose(new_statistics[i], np.stack([e[1][i] for e in expected]),
-                               rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(
+      new_statistics[i], np.stack([e[1][i] for e in expected]), rtol=1e-10, atol=1e-15
+    )
 
 
 @pytest.mark.parametrize("kind", ["mann", "lstm"])
 @pytest.mark.parametrize("encoder", [False, True])
 @pytest.mark.parametrize("training", [True, False])
 def test_branched_call_equals_the_repeated_prefix_sequences_and_their_gradients(
-    float64, kind, encoder, training):
+  float64, kind, encoder, training
+):
   # The reference runs each branch as its own full sequence [prefix; branch], the
   # prefix repeated: values, statistics and gradients must not tell the two apart.
   image_shape = (8, 8, 1)
@@ -51,8 +58,10 @@ def test_branched_call_equals_the_repeated_prefix_sequences_and_their_gradients(
   prefix = tf.constant(rng.random((num_tasks, prefix_length, 64 + 3)))
   branches = tf.constant(rng.random((num_tasks, num_branches, branch_length, 64 + 3)))
   full = tf.concat([tf.repeat(prefix[:, None], num_branches, axis=1), branches], axis=2)
-  weights = [tf.stack([v.value + 0.1 * rng.normal(size=v.shape) for _ in range(num_tasks)])
-             for v in model.trainable_variables]
+  weights = [
+    tf.stack([v.value + 0.1 * rng.normal(size=v.shape) for _ in range(num_tasks)])
+    for v in model.trainable_variables
+  ]
   statistics = [v.value for v in model.non_trainable_variables]
   batched = task_batched_sequence.TaskBatchedSequenceModel(model)
   probe = tf.constant(rng.normal(size=(num_tasks, num_branches, branch_length, 3)))
@@ -64,11 +73,13 @@ def test_branched_call_equals_the_repeated_prefix_sequences_and_their_gradients(
       loss = tf.reduce_sum(outputs * probe)
     return outputs, new_statistics, tape.gradient(loss, weights)
 
-  expected = run(lambda w: [
-      (o[:, :, prefix_length:], s) for o, s in
-      [batched.stateless_call(w, statistics, full, training=training)]][0])
-  got = run(lambda w: batched.branched_call(w, statistics, prefix, branches,
-                                            training=training))
+  expected = run(
+    lambda w: [
+      (o[:, :, prefix_length:], s)
+      for o, s in [batched.stateless_call(w, statistics, full, training=training)]
+    ][0]
+  )
+  got = run(lambda w: batched.branched_call(w, statistics, prefix, branches, training=training))
   np.testing.assert_allclose(got[0], expected[0], rtol=1e-10, atol=1e-13)
   for g, e in zip(got[1], expected[1]):
     np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-15)

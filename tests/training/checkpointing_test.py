@@ -19,11 +19,19 @@ def _learner(seed):
 def _run_checkpoint(workdir, learner, step=0, seconds=0.0, skipped=0):
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(learner.trainable_variables)
-  variables = (tf.Variable(step, dtype=tf.int64), tf.Variable(seconds, dtype=tf.float64),
-               tf.Variable(skipped, dtype=tf.int64))
+  variables = (
+    tf.Variable(step, dtype=tf.int64),
+    tf.Variable(seconds, dtype=tf.float64),
+    tf.Variable(skipped, dtype=tf.int64),
+  )
   checkpoint = checkpointing.RunCheckpoint(
-      str(workdir), learner=learner, optimizer=optimizer, step=variables[0],
-      train_seconds=variables[1], nonfinite_skipped=variables[2])
+    str(workdir),
+    learner=learner,
+    optimizer=optimizer,
+    step=variables[0],
+    train_seconds=variables[1],
+    nonfinite_skipped=variables[2],
+  )
   return checkpoint, optimizer, variables
 
 

@@ -46,18 +46,29 @@ def _train(row, strategy, optimizer_name, workdir, num_steps=NUM_STEPS):
     # Adam's epsilon well above round-off: a gradient that is zero up to round-off (a
     # bias before batch norm) would otherwise take steps of lr size in a random
     # direction, different on every summation order.
-    optimizer = (keras.optimizers.SGD(0.1) if optimizer_name == "sgd"
-                 else keras.optimizers.Adam(1e-2, epsilon=1e-4))
+    optimizer = (
+      keras.optimizers.SGD(0.1)
+      if optimizer_name == "sgd"
+      else keras.optimizers.Adam(1e-2, epsilon=1e-4)
+    )
   training.train(
-      learner=learner, optimizer=optimizer,
-      make_batches=lambda start, shard: data.meta_batches(
-          sampler, meta_batch_size=META_BATCH_SIZE, start_step=start, shard=shard),
-      num_steps=num_steps, workdir=str(workdir), log_every=1, checkpoint_every=1,
-      strategy=strategy)
+    learner=learner,
+    optimizer=optimizer,
+    make_batches=lambda start, shard: data.meta_batches(
+      sampler, meta_batch_size=META_BATCH_SIZE, start_step=start, shard=shard
+    ),
+    num_steps=num_steps,
+    workdir=str(workdir),
+    log_every=1,
+    checkpoint_every=1,
+    strategy=strategy,
+  )
   # MAML++'s per-step batch-norm statistics are the learner's, not the model's.
   step_statistics = learner.checkpoint_items().get("step_statistics", [])
-  return [(_name(v), np.asarray(v.numpy())) for v in learner.trainable_variables
-          + learner.model.non_trainable_variables + step_statistics]
+  return [
+    (_name(v), np.asarray(v.numpy()))
+    for v in learner.trainable_variables + learner.model.non_trainable_variables + step_statistics
+  ]
 
 
 def _name(variable) -> str:
@@ -82,11 +93,13 @@ def _assert_close(got, expected):
       assert difference < 1e-4, name
       continue
     assert difference <= 1e-5 * np.linalg.norm(want) + 1e-7, (
-        f"{name}: |difference| {difference:.3g}, |weight| {np.linalg.norm(want):.3g}")
+      f"{name}: |difference| {difference:.3g}, |weight| {np.linalg.norm(want):.3g}"
+    )
 
 
-@pytest.fixture(params=conformance_test.LEARNERS,
-                ids=[row.name for row in conformance_test.LEARNERS])
+@pytest.fixture(
+  params=conformance_test.LEARNERS, ids=[row.name for row in conformance_test.LEARNERS]
+)
 def conformance_row(request):
   return request.param
 
@@ -113,8 +126,14 @@ def test_mirrored_on_two_devices_equals_one_replica(conformance_row, mirrored, t
 # Adam's state is a function of the gradients the SGD test checks; these rows add what
 # else Adam meets: batch norm, per-step statistics, a sequence model, the interpolation
 # outer step, the transfer head.
-_ADAM_ROWS = ("maml_conv4", "maml++_conv4", "reptile_conv4", "transfer_conv4",
-              "episodic_mann", "maml_mann")
+_ADAM_ROWS = (
+  "maml_conv4",
+  "maml++_conv4",
+  "reptile_conv4",
+  "transfer_conv4",
+  "episodic_mann",
+  "maml_mann",
+)
 
 
 @pytest.mark.parametrize("name", _ADAM_ROWS)
@@ -124,12 +143,12 @@ def test_mirrored_with_adam_equals_one_replica(name, mirrored, tmp_path):
 
 
 def _check_mirrored_equals_one_replica(conformance_row, optimizer_name, mirrored, tmp_path):
-  one = _train(conformance_row, tf.distribute.get_strategy(), optimizer_name,
-               tmp_path / "one")
+  one = _train(conformance_row, tf.distribute.get_strategy(), optimizer_name, tmp_path / "one")
   two = _train(conformance_row, mirrored, optimizer_name, tmp_path / "two")
   initial = conformance_row.make(0)
-  moved = [not np.allclose(value, v.numpy())
-           for (_, value), v in zip(one, initial.trainable_variables)]
+  moved = [
+    not np.allclose(value, v.numpy()) for (_, value), v in zip(one, initial.trainable_variables)
+  ]
   assert sum(moved) > len(moved) / 2  # the comparison is between trained weights
   _assert_close(two, one)
 
@@ -138,24 +157,33 @@ def test_replicas_take_their_slices_of_each_meta_batch_in_order(mirrored):
   """What each replica's dataset element holds: tasks r*T/R .. of meta-batch s."""
   sampler = _ShiftedTasks(_image_tasks())
   whole = list(data.meta_batches(sampler, meta_batch_size=META_BATCH_SIZE, num_steps=2))
-  distributed = iter(mirrored.distribute_datasets_from_function(
+  distributed = iter(
+    mirrored.distribute_datasets_from_function(
       lambda context: data.meta_batches(
-          sampler, meta_batch_size=META_BATCH_SIZE, num_steps=2,
-          shard=data.Shard(0, context.num_replicas_in_sync, context.num_replicas_in_sync))))
+        sampler,
+        meta_batch_size=META_BATCH_SIZE,
+        num_steps=2,
+        shard=data.Shard(0, context.num_replicas_in_sync, context.num_replicas_in_sync),
+      )
+    )
+  )
   for step in range(2):
     per_replica = mirrored.experimental_local_results(next(distributed).support_x)
-    np.testing.assert_array_equal(np.concatenate([np.asarray(x) for x in per_replica]),
-                                  whole[step].support_x.numpy())
+    np.testing.assert_array_equal(
+      np.concatenate([np.asarray(x) for x in per_replica]), whole[step].support_x.numpy()
+    )
 
 
 def test_a_shard_of_other_workers_replicas_holds_their_episodes():
   """Worker w of a cluster makes the slices of its own replicas only."""
   sampler = _ShiftedTasks(_image_tasks())
-  whole = next(iter(data.meta_batches(sampler, meta_batch_size=META_BATCH_SIZE,
-                                      start_step=1)))
+  whole = next(iter(data.meta_batches(sampler, meta_batch_size=META_BATCH_SIZE, start_step=1)))
   # 4 replicas over 2 workers: the second worker's are replicas 2 and 3.
-  second = list(data.meta_batches(sampler, meta_batch_size=META_BATCH_SIZE, start_step=1,
-                                  num_steps=1, shard=data.Shard(2, 2, 4)))
+  second = list(
+    data.meta_batches(
+      sampler, meta_batch_size=META_BATCH_SIZE, start_step=1, num_steps=1, shard=data.Shard(2, 2, 4)
+    )
+  )
   assert len(second) == 2
   np.testing.assert_array_equal(second[0].support_x.numpy(), whole.support_x[2:3].numpy())
   np.testing.assert_array_equal(second[1].support_x.numpy(), whole.support_x[3:4].numpy())
@@ -184,31 +212,52 @@ def _free_port() -> int:
 def _checkpoint_values(workdir) -> dict:
   """{name: array} of the latest checkpoint's model weights and optimiser slots."""
   reader = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints"))
-  return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(
-      os.path.join(workdir, "checkpoints")) if name.startswith(("model/", "optimizer/_var"))}
+  return {
+    name: reader.get_tensor(name)
+    for name, _ in tf.train.list_variables(os.path.join(workdir, "checkpoints"))
+    if name.startswith(("model/", "optimizer/_var"))
+  }
 
 
-_SINUSOID = ["--flagfile=experiments/configs/maml_sinusoid.flags", "--num_steps=6",
-             "--log_every=3", "--num_validation_tasks=0", "--meta_batch_size=4",
-             "--checkpoint_every=3"]
+_SINUSOID = [
+  "--flagfile=experiments/configs/maml_sinusoid.flags",
+  "--num_steps=6",
+  "--log_every=3",
+  "--num_validation_tasks=0",
+  "--meta_batch_size=4",
+  "--checkpoint_every=3",
+]
 
 
 def test_two_workers_on_this_machine_equal_one_process(tmp_path):
   """multi_worker as two processes on 127.0.0.1 ports (each its TF_CONFIG), bounded in
   time; the chief alone writes the run's files, and its weights equal a default run's."""
   command = [sys.executable, "-m", "experiments.train", *_SINUSOID]
-  subprocess.run([*command, f"--workdir={tmp_path / 'one'}"], cwd=conftest.REPO_ROOT,
-                 check=True, capture_output=True, timeout=300)
+  subprocess.run(
+    [*command, f"--workdir={tmp_path / 'one'}"],
+    cwd=conftest.REPO_ROOT,
+    check=True,
+    capture_output=True,
+    timeout=300,
+  )
   cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
   workers = []
   try:
     for index in range(2):
-      environment = dict(os.environ, TF_CONFIG=json.dumps(
-          {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-      workers.append(subprocess.Popen(
+      environment = dict(
+        os.environ,
+        TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+      )
+      workers.append(
+        subprocess.Popen(
           [*command, "--strategy=multi_worker", f"--workdir={tmp_path / 'two'}"],
-          cwd=conftest.REPO_ROOT, env=environment, stdout=subprocess.PIPE,
-          stderr=subprocess.STDOUT, text=True))
+          cwd=conftest.REPO_ROOT,
+          env=environment,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT,
+          text=True,
+        )
+      )
     outputs = [worker.communicate(timeout=300)[0] for worker in workers]
   finally:
     for worker in workers:

@@ -22,8 +22,9 @@ def test_a_new_log_appends_records_as_json_lines(tmp_path):
   log.write({"step": 2, "train_loss": 1.5, "train_seconds": 0.1, "rss_mib": None})
   log.write({"step": 2, "validation_accuracy": float("nan")})
   assert _lines(tmp_path / run_log.LOG_FILE) == [
-      {"step": 2, "train_loss": 1.5, "train_seconds": 0.1, "rss_mib": None},
-      {"step": 2, "validation_accuracy": None}]  # strict JSON: nan as null
+    {"step": 2, "train_loss": 1.5, "train_seconds": 0.1, "rss_mib": None},
+    {"step": 2, "validation_accuracy": None},
+  ]  # strict JSON: nan as null
   assert log.last_train["train_loss"] == 1.5
   assert math.isnan(log.last_validation["validation_accuracy"])
   assert os.listdir(tmp_path / "tensorboard")
@@ -31,12 +32,15 @@ def test_a_new_log_appends_records_as_json_lines(tmp_path):
 
 def test_opening_at_a_resumed_step_drops_later_records_and_a_torn_line(tmp_path):
   path = tmp_path / run_log.LOG_FILE
-  _write_lines(path, '{"step": 2, "train_loss": 3.0}\n'
-                     '{"step": 2, "validation_mse": 0.5}\n'
-                     '{"step": 4, "train_loss": 2.0}\n'
-                     '{"step": 6, "train_loss": 1.0}\n'
-                     '{"step": 6, "validation_mse": 0.25}\n'
-                     '{"step": 8, "train_lo')
+  _write_lines(
+    path,
+    '{"step": 2, "train_loss": 3.0}\n'
+    '{"step": 2, "validation_mse": 0.5}\n'
+    '{"step": 4, "train_loss": 2.0}\n'
+    '{"step": 6, "train_loss": 1.0}\n'
+    '{"step": 6, "validation_mse": 0.25}\n'
+    '{"step": 8, "train_lo',
+  )
   log = run_log.RunLog(str(tmp_path), first_step=4)
   assert [r["step"] for r in _lines(path)] == [2, 2, 4]
   # What results.json reports of a run resumed at its end: the kept records' latest.

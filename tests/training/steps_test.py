@@ -15,18 +15,26 @@ from tests.training import poisoned_learner
 def _setup(poisoned_steps=(), **options):
   keras.utils.set_random_seed(0)
   model = models.mlp(input_size=1, hidden_sizes=(8,), output_size=1)
-  learner = poisoned_learner.PoisonedMAML(model, objective=meta.REGRESSION,
-                                          num_inner_steps=1, inner_lr=0.01,
-                                          poisoned_steps=poisoned_steps)
+  learner = poisoned_learner.PoisonedMAML(
+    model,
+    objective=meta.REGRESSION,
+    num_inner_steps=1,
+    inner_lr=0.01,
+    poisoned_steps=poisoned_steps,
+  )
   make_batches = lambda start, shard: data.meta_batches(
-      data.SinusoidSampler(num_shots=5, num_queries=5, seed=0), meta_batch_size=4,
-      start_step=start, shard=shard)
+    data.SinusoidSampler(num_shots=5, num_queries=5, seed=0),
+    meta_batch_size=4,
+    start_step=start,
+    shard=shard,
+  )
   strategy = tf.distribute.get_strategy()
   batches, spec = steps.replica_batches(strategy, make_batches, 0)
   optimizer = keras.optimizers.SGD(1.0)  # the update is minus the meta-gradient
   optimizer.build(learner.trainable_variables)
-  meta_steps = steps.MetaSteps(learner=learner, optimizer=optimizer, strategy=strategy,
-                               replica_spec=spec, **options)
+  meta_steps = steps.MetaSteps(
+    learner=learner, optimizer=optimizer, strategy=strategy, replica_spec=spec, **options
+  )
   return model, learner, batches, meta_steps, make_batches(0, data.ONE_REPLICA)
 
 
@@ -51,13 +59,15 @@ def _expected_weights(learner, model, meta_batches, num_steps, max_norm=None):
 @pytest.mark.parametrize("steps_per_call", [1, 3])
 def test_a_call_applies_the_learners_meta_gradients_in_order(steps_per_call):
   model, learner, batches, meta_steps, reference_batches = _setup(
-      steps_per_call=steps_per_call, clip_grad_norm=0.5)
+    steps_per_call=steps_per_call, clip_grad_norm=0.5
+  )
   expected, losses = _expected_weights(learner, model, reference_batches, 3, max_norm=0.5)
   if steps_per_call == 3:
     calls = [meta_steps.run(batches, tf.constant(0, tf.int64), tf.constant(3, tf.int64))]
   else:
-    calls = [meta_steps.run(batches, tf.constant(s, tf.int64), tf.constant(1, tf.int64))
-             for s in range(3)]
+    calls = [
+      meta_steps.run(batches, tf.constant(s, tf.int64), tf.constant(1, tf.int64)) for s in range(3)
+    ]
   for w, e in zip(learner.trainable_variables, expected):
     np.testing.assert_allclose(w.numpy(), e, rtol=1e-5, atol=1e-6)
   means = [float(means["loss"]) for means, bad, first_bad in calls]
@@ -67,10 +77,12 @@ def test_a_call_applies_the_learners_meta_gradients_in_order(steps_per_call):
 
 def test_a_nonfinite_step_stops_the_call_unapplied():
   model, learner, batches, meta_steps, reference_batches = _setup(
-      poisoned_steps=[1], steps_per_call=3)
+    poisoned_steps=[1], steps_per_call=3
+  )
   expected, losses = _expected_weights(learner, model, reference_batches, 1)
-  means, bad, first_bad = meta_steps.run(batches, tf.constant(0, tf.int64),
-                                         tf.constant(3, tf.int64))
+  means, bad, first_bad = meta_steps.run(
+    batches, tf.constant(0, tf.int64), tf.constant(3, tf.int64)
+  )
   assert (int(bad), int(first_bad)) == (1, 1)
   assert float(means["loss"]) == pytest.approx(losses[0], rel=1e-5)  # the finite step's
   for w, e in zip(learner.trainable_variables, expected):  # step 0 applied, 1 not, 2 not run
@@ -78,13 +90,14 @@ def test_a_nonfinite_step_stops_the_call_unapplied():
 
 
 def test_skip_nonfinite_runs_on_past_a_skipped_step():
-  _, learner, batches, meta_steps, _ = _setup(poisoned_steps=[0, 2], steps_per_call=3,
-                                              skip_nonfinite=True)
+  _, learner, batches, meta_steps, _ = _setup(
+    poisoned_steps=[0, 2], steps_per_call=3, skip_nonfinite=True
+  )
   before = [w.numpy().copy() for w in learner.trainable_variables]
-  means, bad, first_bad = meta_steps.run(batches, tf.constant(0, tf.int64),
-                                         tf.constant(3, tf.int64))
+  means, bad, first_bad = meta_steps.run(
+    batches, tf.constant(0, tf.int64), tf.constant(3, tf.int64)
+  )
   assert (int(bad), int(first_bad)) == (2, 0) and np.isfinite(float(means["loss"]))
-  changed = [not np.array_equal(w.numpy(), b) for w, b in zip(learner.trainable_variables,
-                                                              before)]
+  changed = [not np.array_equal(w.numpy(), b) for w, b in zip(learner.trainable_variables, before)]
   assert any(changed)  # step 1 was applied
   assert all(np.all(np.isfinite(w.numpy())) for w in learner.trainable_variables)

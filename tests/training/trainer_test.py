@@ -19,21 +19,40 @@ from mann.training import trainer
 from tests.training import poisoned_learner
 
 
-def _run(workdir, num_steps, checkpoint_every=2, steps_per_call=1, jit_compile=False,
-         poisoned_steps=(), optimizer=None, **options):
+def _run(
+  workdir,
+  num_steps,
+  checkpoint_every=2,
+  steps_per_call=1,
+  jit_compile=False,
+  poisoned_steps=(),
+  optimizer=None,
+  **options,
+):
   keras.utils.set_random_seed(0)
   model = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
-  learner = poisoned_learner.PoisonedMAML(model, objective=meta.REGRESSION,
-                                          num_inner_steps=1, inner_lr=0.01,
-                                          poisoned_steps=poisoned_steps)
+  learner = poisoned_learner.PoisonedMAML(
+    model,
+    objective=meta.REGRESSION,
+    num_inner_steps=1,
+    inner_lr=0.01,
+    poisoned_steps=poisoned_steps,
+  )
   sampler = data.SinusoidSampler(num_shots=5, num_queries=5, seed=0)
   results = training.train(
-      learner=learner, optimizer=optimizer or keras.optimizers.Adam(1e-2),
-      make_batches=lambda start, shard: data.meta_batches(
-          sampler, meta_batch_size=4, start_step=start, shard=shard),
-      num_steps=num_steps, workdir=str(workdir), log_every=2,
-      checkpoint_every=checkpoint_every, steps_per_call=steps_per_call,
-      jit_compile=jit_compile, **options)
+    learner=learner,
+    optimizer=optimizer or keras.optimizers.Adam(1e-2),
+    make_batches=lambda start, shard: data.meta_batches(
+      sampler, meta_batch_size=4, start_step=start, shard=shard
+    ),
+    num_steps=num_steps,
+    workdir=str(workdir),
+    log_every=2,
+    checkpoint_every=checkpoint_every,
+    steps_per_call=steps_per_call,
+    jit_compile=jit_compile,
+    **options,
+  )
   return model, results
 
 
@@ -105,11 +124,13 @@ def test_a_checkpoint_from_before_the_skip_counter_resumes(tmp_path):
   seconds = tf.Variable(0.0, dtype=tf.float64)
   items = dict(step=step, train_seconds=seconds, optimizer=optimizer, model=model)
   tf.train.Checkpoint(nonfinite_skipped=tf.Variable(0, dtype=tf.int64), **items).restore(
-      tf.train.latest_checkpoint(str(folder))).assert_consumed()
+    tf.train.latest_checkpoint(str(folder))
+  ).assert_consumed()
   for path in folder.iterdir():
     path.unlink()
   tf.train.CheckpointManager(tf.train.Checkpoint(**items), str(folder), max_to_keep=3).save(
-      checkpoint_number=4)
+    checkpoint_number=4
+  )
   names = {n.split("/")[0] for n, _ in tf.train.list_variables(str(folder / "ckpt-4"))}
   assert "nonfinite_skipped" not in names and "step" in names
   resumed, _ = _run(tmp_path / "old", 8)
@@ -128,8 +149,7 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path):
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 3])
-def test_a_nonfinite_step_stops_the_run_and_keeps_the_good_checkpoints(tmp_path,
-                                                                       steps_per_call):
+def test_a_nonfinite_step_stops_the_run_and_keeps_the_good_checkpoints(tmp_path, steps_per_call):
   with pytest.raises(errors.RunDiverged, match="meta-step 6 gave a non-finite"):
     _run(tmp_path, 8, checkpoint_every=2, steps_per_call=steps_per_call, poisoned_steps=[5])
   assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
@@ -145,8 +165,14 @@ def test_a_nonfinite_step_stops_the_run_and_keeps_the_good_checkpoints(tmp_path,
 
 @pytest.mark.parametrize("steps_per_call", [1, 3])
 def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path, steps_per_call):
-  model, results = _run(tmp_path, 8, checkpoint_every=8, steps_per_call=steps_per_call,
-                        poisoned_steps=[2, 5], skip_nonfinite=True)
+  model, results = _run(
+    tmp_path,
+    8,
+    checkpoint_every=8,
+    steps_per_call=steps_per_call,
+    poisoned_steps=[2, 5],
+    skip_nonfinite=True,
+  )
   assert results["nonfinite_skipped"] == 2 and np.isfinite(results["final_loss"])
   with open(tmp_path / "log.jsonl") as f:
     records = [json.loads(line) for line in f]
@@ -155,8 +181,13 @@ def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path, steps_per_call)
   assert all(np.all(np.isfinite(w)) for w in model.get_weights())
   # Skipping a step is not applying it: with SGD (no state), skipping the one poisoned
   # step 0 leaves the weights where the initialisation was.
-  kept, _ = _run(tmp_path / "sgd", 1, optimizer=keras.optimizers.SGD(0.1),
-                 poisoned_steps=[0], skip_nonfinite=True)
+  kept, _ = _run(
+    tmp_path / "sgd",
+    1,
+    optimizer=keras.optimizers.SGD(0.1),
+    poisoned_steps=[0],
+    skip_nonfinite=True,
+  )
   keras.utils.set_random_seed(0)
   initial = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
   for a, b in zip(kept.get_weights(), initial.get_weights()):
@@ -166,8 +197,9 @@ def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path, steps_per_call)
 def test_clip_grad_norm_bounds_the_update(tmp_path):
   # SGD at rate 1: the update is minus the (clipped) meta-gradient.
   keras.utils.set_random_seed(0)
-  before = [w.copy() for w in models.mlp(input_size=1, hidden_sizes=(8, 8),
-                                         output_size=1).get_weights()]
+  before = [
+    w.copy() for w in models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1).get_weights()
+  ]
   after, _ = _run(tmp_path, 1, optimizer=keras.optimizers.SGD(1.0), clip_grad_norm=1e-3)
   step = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after.get_weights(), before)))
   assert step == pytest.approx(1e-3, rel=1e-4)
@@ -197,21 +229,27 @@ def test_the_metric_window_weights_each_call_by_its_finite_steps():
   window.add({"loss": 1.0, "accuracy": 0.5}, num_steps=3, num_nonfinite=0)
   window.add({"loss": 4.0, "accuracy": 0.0}, num_steps=2, num_nonfinite=1)
   means, skipped = window.drain()
-  assert means == {"train_loss": pytest.approx((3 * 1.0 + 4.0) / 4),
-                   "train_accuracy": pytest.approx(1.5 / 4)}
+  assert means == {
+    "train_loss": pytest.approx((3 * 1.0 + 4.0) / 4),
+    "train_accuracy": pytest.approx(1.5 / 4),
+  }
   assert skipped == 1
   window.add({"loss": 2.0}, num_steps=1, num_nonfinite=1)  # every step skipped
   assert window.drain() == ({"train_loss": None}, 1)
   assert window.drain() == ({}, 0)
 
 
-@pytest.mark.parametrize("step, expected", [
+@pytest.mark.parametrize(
+  "step, expected",
+  [
     (0, 4),  # steps_per_call
     (7, 1),  # log at 8
     (8, 2),  # validation at 10
     (10, 2),  # log at 12
     (29, 1),  # the end at 30
-])
+  ],
+)
 def test_a_call_stops_at_the_next_log_validation_checkpoint_or_end(step, expected):
-  assert trainer.steps_to_boundary(step, num_steps=30, steps_per_call=4,
-                                   every=[4, 10, 100]) == expected
+  assert (
+    trainer.steps_to_boundary(step, num_steps=30, steps_per_call=4, every=[4, 10, 100]) == expected
+  )
