@@ -236,6 +236,27 @@ class StepEncoder(keras.layers.Layer):
     return (*input_shape[:2], self.encoder.output_shape[-1])
 
 
+@keras.saving.register_keras_serializable(package="mann")
+class LastAxisSlice(keras.layers.Layer):
+  """x[..., start:stop]: a step's pixels, or its label part. A layer with a config (a
+  Lambda would do the same, but Keras's safe-mode loading refuses Lambda layers)."""
+
+  def __init__(self, start: int = 0, stop: Optional[int] = None, **kwargs):
+    super().__init__(**kwargs)
+    self.start, self.stop = start, stop
+
+  def get_config(self):
+    return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+  def call(self, x):
+    return x[..., self.start : self.stop]
+
+  def compute_output_shape(self, input_shape):
+    size = input_shape[-1]
+    width = None if size is None else len(range(size)[self.start : self.stop])
+    return (*input_shape[:-1], width)
+
+
 def _sequence_model(core: list, *, input_size, encoder, image_shape, name) -> keras.Model:
   """Input [B, T, input_size] -> (encoder over each step's image) -> core layers."""
   if encoder is None:
@@ -245,9 +266,9 @@ def _sequence_model(core: list, *, input_size, encoder, image_shape, name) -> ke
   pixels = math.prod(image_shape)
   inputs = keras.Input((None, input_size))
   images = keras.layers.Reshape((-1, *image_shape), name="images")(
-    keras.layers.Lambda(lambda x: x[..., :pixels], name="pixels")(inputs)
+    LastAxisSlice(0, pixels, name="pixels")(inputs)
   )
-  labels = keras.layers.Lambda(lambda x: x[..., pixels:], name="labels")(inputs)
+  labels = LastAxisSlice(pixels, name="labels")(inputs)
   features = StepEncoder(encoder, name="encoder")(images)
   x = keras.layers.Concatenate(name="features_and_labels")([features, labels])
   for layer in core:

@@ -219,3 +219,18 @@ def test_step_encoder_and_batch_norm_round_trip_their_configs():
   norm_copy = _round_trip(norm)
   assert type(norm_copy) is models.BatchNormalization
   assert norm_copy.get_config() == norm.get_config()
+
+
+@pytest.mark.parametrize("kind", ["mann", "lstm"])
+def test_a_sequence_model_with_its_encoder_saves_and_loads_in_safe_mode(kind, tmp_path):
+  encoder = models.conv4_features(image_shape=(8, 8, 1), num_filters=2)
+  shared = dict(num_classes=3, input_size=8 * 8 + 3, encoder=encoder, image_shape=(8, 8, 1))
+  if kind == "mann":
+    model = models.mann(**shared, controller_units=5, memory_size=4, word_size=3, num_reads=1)
+  else:
+    model = models.lstm(**shared, units=5)
+  inputs = np.random.default_rng(2).uniform(size=(2, 4, 8 * 8 + 3)).astype(np.float32)
+  path = str(tmp_path / "model.keras")
+  model.save(path)
+  loaded = keras.saving.load_model(path, safe_mode=True)  # refuses Lambda layers
+  np.testing.assert_allclose(loaded(inputs), model(inputs), rtol=1e-6, atol=1e-6)
