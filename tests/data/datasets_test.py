@@ -10,18 +10,14 @@ from mann.data import labels as labels_lib
 from mann.data import sampler as sampler_lib
 from mann.data import santoro
 from mann.data import sinusoid
-from mann.data import source as source_lib
+from tests import class_images
 
 
 def _splits():
-  rng = np.random.default_rng(0)
-  make = lambda n: source_lib.ClassIndexedImages(
-    images=rng.integers(0, 256, (n * 4, 4, 4, 1), dtype=np.uint8),
-    labels=np.repeat(np.arange(n), 4).astype(np.int32),
-    class_names=tuple(map(str, range(n))),
-    base_class_ids=np.arange(n, dtype=np.int32),
-  )
-  return {"train": make(8), "validation": make(6), "test": make(6)}
+  return {
+    split: class_images.random_class_images(n, 4, seed=seed)
+    for seed, (split, n) in enumerate((("train", 8), ("validation", 6), ("test", 6)))
+  }
 
 
 def _same_episodes(a, b, num=3):

@@ -8,17 +8,11 @@ from mann import errors
 from mann.data import pipeline
 from mann.data import sampler as sampler_lib
 from mann.data import sinusoid
-from mann.data import source as source_lib
+from tests import class_images
 
 
 def _image_sampler():
-  rng = np.random.default_rng(0)
-  source = source_lib.ClassIndexedImages(
-    images=rng.integers(0, 256, (200, 4, 4, 1), dtype=np.uint8),
-    labels=np.repeat(np.arange(20), 10).astype(np.int32),
-    class_names=tuple(map(str, range(20))),
-    base_class_ids=np.arange(20, dtype=np.int32),
-  )
+  source = class_images.random_class_images(20, 10)
   return sampler_lib.FewShotSampler(source, num_ways=5, num_shots=1, num_queries=2, seed=0)
 
 

@@ -5,19 +5,13 @@ import tensorflow as tf
 
 from mann.data import labels as labels_lib
 from mann.data import santoro
-from mann.data import source as source_lib
+from tests import class_images
 
 
 def _source(num_classes=12, per_class=15):
-  labels = np.repeat(np.arange(num_classes), per_class).astype(np.int32)
-  images = np.zeros((len(labels), 2, 2, 1), np.uint8)
-  images[:, 0, 0, 0] = labels  # pixel [0, 0] holds the class
-  return source_lib.ClassIndexedImages(
-    images=images,
-    labels=labels,
-    class_names=tuple(map(str, range(num_classes))),
-    base_class_ids=np.arange(num_classes, dtype=np.int32),
-  )
+  images = np.zeros((num_classes * per_class, 2, 2, 1), np.uint8)
+  images[:, 0, 0, 0] = np.repeat(np.arange(num_classes), per_class)  # pixel [0, 0]: the class
+  return class_images.class_images(images, num_classes)
 
 
 def test_sequence_holds_each_class_l_times_in_random_order():

@@ -7,18 +7,13 @@ import tensorflow as tf
 
 from mann import evaluation
 from mann.data import sampler as sampler_lib
-from mann.data import source as source_lib
+from tests import class_images
 
 
 def _sampler(seed=0):
-  rng = np.random.default_rng(0)
-  source = source_lib.ClassIndexedImages(
-    images=rng.integers(0, 256, (200, 4, 4, 1), dtype=np.uint8),
-    labels=np.repeat(np.arange(20), 10).astype(np.int32),
-    class_names=tuple(map(str, range(20))),
-    base_class_ids=np.arange(20, dtype=np.int32),
+  return sampler_lib.FewShotSampler(
+    class_images.random_class_images(20, 10), num_ways=5, num_shots=1, num_queries=2, seed=seed
   )
-  return sampler_lib.FewShotSampler(source, num_ways=5, num_shots=1, num_queries=2, seed=seed)
 
 
 class _MeanPixelLearner:

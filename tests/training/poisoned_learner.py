@@ -1,8 +1,11 @@
 """A learner that breaks on purpose, for the tests of non-finite meta-steps."""
 
+import keras
 import tensorflow as tf
 
+from mann import data
 from mann import meta
+from mann import models
 
 
 class PoisonedMAML(meta.MAML):
@@ -16,3 +19,25 @@ class PoisonedMAML(meta.MAML):
     gradients, metrics = super().compute_gradients(meta_batch, step)
     poisoned = tf.reduce_any(tf.equal(tf.cast(step, tf.int64), self.poisoned_steps))
     return [tf.where(poisoned, tf.constant(float("nan")), g) for g in gradients], metrics
+
+
+def sinusoid_maml(*, hidden_sizes: tuple[int, ...], poisoned_steps=()):
+  """A seeded MLP, PoisonedMAML over it (1 inner step at 0.01), and make_batches for
+  mann.training.train: meta-batches of 4 sinusoid tasks, 5 shots and 5 queries each.
+
+  Returns (model, learner, make_batches).
+  """
+  keras.utils.set_random_seed(0)
+  model = models.mlp(input_size=1, hidden_sizes=hidden_sizes, output_size=1)
+  learner = PoisonedMAML(
+    model,
+    objective=meta.REGRESSION,
+    num_inner_steps=1,
+    inner_lr=0.01,
+    poisoned_steps=poisoned_steps,
+  )
+  sampler = data.SinusoidSampler(num_shots=5, num_queries=5, seed=0)
+  make_batches = lambda start, shard: data.meta_batches(
+    sampler, meta_batch_size=4, start_step=start, shard=shard
+  )
+  return model, learner, make_batches

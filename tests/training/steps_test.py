@@ -6,27 +6,13 @@ import pytest
 import tensorflow as tf
 
 from mann import data
-from mann import meta
-from mann import models
 from mann.training import steps
 from tests.training import poisoned_learner
 
 
 def _setup(poisoned_steps=(), **options):
-  keras.utils.set_random_seed(0)
-  model = models.mlp(input_size=1, hidden_sizes=(8,), output_size=1)
-  learner = poisoned_learner.PoisonedMAML(
-    model,
-    objective=meta.REGRESSION,
-    num_inner_steps=1,
-    inner_lr=0.01,
-    poisoned_steps=poisoned_steps,
-  )
-  make_batches = lambda start, shard: data.meta_batches(
-    data.SinusoidSampler(num_shots=5, num_queries=5, seed=0),
-    meta_batch_size=4,
-    start_step=start,
-    shard=shard,
+  model, learner, make_batches = poisoned_learner.sinusoid_maml(
+    hidden_sizes=(8,), poisoned_steps=poisoned_steps
   )
   strategy = tf.distribute.get_strategy()
   batches, spec = steps.replica_batches(strategy, make_batches, 0)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mann import data
 from mann import errors
 from mann import meta
 from mann import models
@@ -29,22 +28,13 @@ def _run(
   optimizer=None,
   **options,
 ):
-  keras.utils.set_random_seed(0)
-  model = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
-  learner = poisoned_learner.PoisonedMAML(
-    model,
-    objective=meta.REGRESSION,
-    num_inner_steps=1,
-    inner_lr=0.01,
-    poisoned_steps=poisoned_steps,
+  model, learner, make_batches = poisoned_learner.sinusoid_maml(
+    hidden_sizes=(8, 8), poisoned_steps=poisoned_steps
   )
-  sampler = data.SinusoidSampler(num_shots=5, num_queries=5, seed=0)
   results = training.train(
     learner=learner,
     optimizer=optimizer or keras.optimizers.Adam(1e-2),
-    make_batches=lambda start, shard: data.meta_batches(
-      sampler, meta_batch_size=4, start_step=start, shard=shard
-    ),
+    make_batches=make_batches,
     num_steps=num_steps,
     workdir=str(workdir),
     log_every=2,
