@@ -21,11 +21,9 @@ Writes OUT_DIR/adaptation.json, accuracy_by_steps.png, travel.png and cka.png.
 import json
 import os
 import time
-from typing import Any
 
 from absl import flags
 import numpy as np
-import tensorflow as tf
 
 from experiments import builders
 from experiments import common
@@ -33,13 +31,8 @@ from experiments import run_flags
 from experiments import run_folder
 from mann import errors
 from mann import files
-from mann.data import pipeline
-from mann.evaluation import metrics
-from mann.evaluation import representations
-from mann.meta import curvature
+from mann.evaluation import adaptation
 from mann.meta import gradient_learner
-from mann.meta import long_adaptation
-from mann.models import activations
 
 RUNS = flags.DEFINE_list("runs", [], "NAME=WORKDIR of each trained run to compare.")
 RANDOM_INIT = flags.DEFINE_string(
@@ -104,105 +97,6 @@ def _learner(workdir: str, *, restore: bool):
       f"need a gradient-based learner (maml, fomaml, reptile, transfer)"
     )
   return learner, sampler, step
-
-
-def _support_loss_fn(learner):
-  """(weights, task) -> the support loss of one task under the learner's Keras model
-  (the task an argument, so that one compiled Hessian iteration serves every task)."""
-  statistics = learner._statistics(0)  # pylint: disable=protected-access
-
-  def loss(weights, task):
-    forward = learner.task_format.support_forward(
-      learner.model, task, training=learner.batch_norm == "transductive"
-    )
-    return tf.reduce_mean(
-      learner.objective.loss(task.support_y, forward(list(weights), statistics)[0])
-    )
-
-  return loss
-
-
-def _measure(learner, sampler, steps: list[int]) -> dict:
-  """Every measure of one initialisation over --num_tasks test tasks."""
-  initial = [w.numpy() for w in learner.model.trainable_weights]
-  names = [w.path for w in learner.model.trainable_weights]
-  network, weight_ids, statistic_ids = activations.feed_forward_part(learner.model)
-  non_trainable = [v.numpy() for v in learner.model.non_trainable_weights]
-  training = learner.batch_norm == "transductive"
-  scores: dict[str, list[np.ndarray]] = {}
-  travel: list[list[float]] = []
-  absolute_travel: list[list[float]] = []
-  cka: list[dict[str, float]] = []
-  tuner = common.library_checks(learner.model.name)(long_adaptation.FineTuner)(learner)
-  for batch in pipeline.episodes(
-    sampler, num_episodes=NUM_TASKS.value, batch_size=TASKS_PER_BATCH.value
-  ):
-    result = tuner.scores(batch, checkpoints=steps)
-    for key in ("loss", learner.objective.metric_name):
-      scores.setdefault(key, []).append(result[key])
-    adapted = result["weights"][-1]
-    for t in range(batch.query_y.shape[0]):
-      travel.append(representations.relative_travel(initial, [w[t] for w in adapted]))
-      absolute_travel.append([float(np.linalg.norm(w[t] - w0)) for w, w0 in zip(adapted, initial)])
-      queries = batch.query_x[t]
-      before = activations.block_activations(
-        network,
-        [initial[i] for i in weight_ids],
-        [non_trainable[i] for i in statistic_ids],
-        queries,
-        training=training,
-      )
-      after = activations.block_activations(
-        network,
-        [adapted[i][t] for i in weight_ids],
-        [non_trainable[i] for i in statistic_ids],
-        queries,
-        training=training,
-      )
-      cka.append(
-        {
-          name: representations.linear_cka(before[name].numpy(), after[name].numpy())
-          for name in before
-        }
-      )
-  summary: dict[str, Any] = {}
-  for key, parts in scores.items():
-    per_task = np.concatenate(parts)
-    summary[f"{key}_by_steps"] = {
-      str(s): dict(zip(("mean", "ci95"), metrics.mean_and_ci95(per_task[:, i])))
-      for i, s in enumerate(steps)
-    }
-  # Relative travel of a weight that starts at zero (a fresh bias) is undefined: null,
-  # with its absolute travel beside it.
-  absolute = np.array(absolute_travel).mean(axis=0)
-  summary["relative_travel"] = {
-    n: (float(v) if np.isfinite(v) else None) for n, v in zip(names, np.array(travel).mean(axis=0))
-  }
-  summary["absolute_travel"] = {n: float(v) for n, v in zip(names, absolute)}
-  blocks = list(cka[0])
-  summary["cka_before_after"] = {b: float(np.nanmean([c[b] for c in cka])) for b in blocks}
-  norms, eigenvalues = [], []
-  if NUM_CURVATURE_TASKS.value:
-    weights = [tf.constant(w) for w in initial]
-    loss_fn = _support_loss_fn(learner)
-    for index in range(NUM_CURVATURE_TASKS.value):
-      task = sampler.episode(index)
-      with tf.GradientTape() as tape:
-        tape.watch(weights)
-        loss = loss_fn(weights, task)
-      gradient = tape.gradient(loss, weights)
-      norms.append(float(tf.sqrt(sum(tf.reduce_sum(g * g) for g in gradient))))
-      eigenvalues.append(
-        curvature.top_hessian_eigenvalue(
-          loss_fn, weights, num_iterations=20, seed=index, args=(task,)
-        )
-      )
-    summary["support_gradient_norm"] = dict(zip(("mean", "ci95"), metrics.mean_and_ci95(norms)))
-    summary["support_top_hessian_eigenvalue"] = dict(
-      zip(("mean", "ci95"), metrics.mean_and_ci95(eigenvalues))
-    )
-  summary["inner_lr"] = float(learner.inner_lr)
-  return summary
 
 
 def _write_table(report: dict, path: str) -> None:
@@ -336,13 +230,21 @@ def main(argv):
   rows = [(name, workdir, True) for name, workdir in runs]
   if RANDOM_INIT.value:
     rows.append((f"random ({RANDOM_INIT.value}'s model)", dict(runs)[RANDOM_INIT.value], False))
+  measure = common.library_checks("adaptation")(adaptation.measure_adaptation)
   for name, workdir, restore in rows:
     learner, sampler, checkpoint_step = _learner(workdir, restore=restore)
     print(f"adaptation: {name}: {NUM_TASKS.value} tasks, steps {steps}", flush=True)
     report["runs"][name] = {
       "workdir": workdir,
       "checkpoint_step": checkpoint_step,
-      **_measure(learner, sampler, steps),
+      **measure(
+        learner,
+        sampler,
+        steps=steps,
+        num_tasks=NUM_TASKS.value,
+        tasks_per_batch=TASKS_PER_BATCH.value,
+        num_curvature_tasks=NUM_CURVATURE_TASKS.value,
+      ),
     }
   os.makedirs(OUT_DIR.value, exist_ok=True)
   files.write_json(os.path.join(OUT_DIR.value, "adaptation.json"), report)

@@ -167,6 +167,17 @@ class GradientMetaLearner:
       for v in self.step_statistics[min(step, len(self.step_statistics) - 1)]
     ]
 
+  def support_loss(
+    self, weights: Sequence[tf.Tensor], task: episode_lib.Episode, *, step: int = 0
+  ) -> tf.Tensor:
+    """The loss inner step `step` descends on one task (scalar): the objective's loss of
+    the task's support outputs, as its task format feeds them, under `weights` (one per
+    model.trainable_weights) and the step's statistics and batch-norm mode."""
+    forward = self.task_format.support_forward(
+      self.model, task, training=self.batch_norm == "transductive"
+    )
+    return self.objective.loss(task.support_y, forward(list(weights), self._statistics(step))[0])
+
   @property
   def dtype(self) -> tf.DType:
     """The float type of the model's weights (float32, or float64 in gradient checks)."""
@@ -215,7 +226,7 @@ class GradientMetaLearner:
       [v.value for v in self.model.non_trainable_variables],
     )
 
-  def _learning_rates(self, num_steps: int) -> list[list[tf.Tensor]]:
+  def inner_learning_rates(self, num_steps: int) -> list[list[tf.Tensor]]:
     """learning_rates[s][i]: the rate of weight i at inner step s."""
     num_weights = len(self.model.trainable_variables)
     return [[tf.constant(self.inner_lr, self.dtype)] * num_weights] * num_steps
@@ -261,7 +272,7 @@ class GradientMetaLearner:
       {"loss": [T, num_steps + 1], METRIC: [T, num_steps + 1]}: column s is the
       query loss / metric after s steps (column 0: the initialisation itself).
     """
-    rates = self._learning_rates(num_steps)
+    rates = self.inner_learning_rates(num_steps)
     statistics = [self._statistics(s) for s in range(num_steps + 1)]
     transductive = self.batch_norm == "transductive"
 

@@ -82,7 +82,7 @@ class FineTuner:
     weights, _ = learner._weights()  # pylint: disable=protected-access
     # Dense per-task tensors: a low-rank kernel's structure would grow with every step.
     task_weights = [tf.broadcast_to(w[None], [num_tasks, *w.shape]) for w in weights]
-    rates = learner._learning_rates(max(checkpoints[-1], 1))  # pylint: disable=protected-access
+    rates = learner.inner_learning_rates(max(checkpoints[-1], 1))
     statistics = learner._statistics  # pylint: disable=protected-access
     losses, metrics, snapshots = [], [], []
     done = 0

@@ -113,9 +113,9 @@ class MAML(gradient_learner.GradientMetaLearner):
       items["inner_lrs"] = [rate for step in self.inner_lrs for rate in step]
     return items
 
-  def _learning_rates(self, num_steps):
+  def inner_learning_rates(self, num_steps):
     if self.inner_lrs is None:
-      return super()._learning_rates(num_steps)
+      return super().inner_learning_rates(num_steps)
     # Past the trained number of steps (longer adaptation at test), keep the last rates.
     learned = [[tf.convert_to_tensor(rate) for rate in step] for step in self.inner_lrs]
     return [learned[min(s, len(learned) - 1)] for s in range(num_steps)]
@@ -154,7 +154,7 @@ class MAML(gradient_learner.GradientMetaLearner):
     per-step running statistics): a flat list, step by step. task_start_weights: see
     GradientMetaLearner._map_tasks."""
     num_steps = self.num_inner_steps
-    rates = self._learning_rates(num_steps)
+    rates = self.inner_learning_rates(num_steps)
     statistics = [self._statistics(s) for s in range(num_steps + 1)]
     step_weights = self._step_loss_weights(step)
     keep_statistics = self.step_statistics is not None

@@ -24,7 +24,7 @@ class Reptile(gradient_learner.GradientMetaLearner):
     the mean pairwise cosine of the tasks' updates (task_update_cosine), for logging."""
     del step
     weights, non_trainable = self._weights()
-    rates = self._learning_rates(self.num_inner_steps)
+    rates = self.inner_learning_rates(self.num_inner_steps)
 
     def one_task(task, model, weights):
       trajectory, _ = self._adapt(

@@ -60,48 +60,45 @@ def adaptation_stability(
       "adaptation stability needs one fixed inner rate: learned per-step "
       "rates (learn_inner_lrs) have no single bound 2 / inner_lr"
     )
-  model, objective = learner.model, learner.objective
-  weights = [v.value for v in model.trainable_variables]
-  statistics = [v.value for v in model.non_trainable_variables]
-  rates = learner._learning_rates(num_steps)  # pylint: disable=protected-access
-  training = learner.batch_norm == "transductive"
+  weights = [v.value for v in learner.model.trainable_variables]
+  rates = learner.inner_learning_rates(num_steps)
   adapted = learner.adapted_weights
   split = lambda ws: (
     [w for w, a in zip(ws, adapted) if a],
     [w for w, a in zip(ws, adapted) if not a],
   )
 
-  def support_loss(moving, fixed, episode):
-    """The task's support loss at the weights `moving` (adapted) and `fixed` (not): one
-    function for every task, so curvature's power iteration is traced once."""
+  def support_loss(moving, fixed, episode, step):
+    """Inner step `step`'s support loss at the weights `moving` (adapted) and `fixed`
+    (not): one function for every task, so curvature's power iteration is traced once
+    per step."""
     moving, fixed = iter(moving), iter(fixed)
     merged = [next(moving) if a else next(fixed) for a in adapted]
-    forward = learner.task_format.support_forward(model, episode, training=training)
-    return objective.loss(episode.support_y, forward(merged, statistics)[0])
+    return learner.support_loss(merged, episode, step=step)
 
-  def top_eigenvalue(ws, episode) -> float:
+  def top_eigenvalue(ws, episode, step) -> float:
     moving, fixed = split(ws)
-    return curvature.top_hessian_eigenvalue(support_loss, moving, args=(fixed, episode))
+    return curvature.top_hessian_eigenvalue(support_loss, moving, args=(fixed, episode, step))
 
   tasks, diverging, at_start = [], [], []
   for task in range(num_tasks):
     episode = sampler.episode(task)
     trajectory, _ = learner._adapt(  # pylint: disable=protected-access
-      model,
+      learner.model,
       weights,
-      [statistics] * num_steps,
+      [learner._statistics(s) for s in range(num_steps)],  # pylint: disable=protected-access
       episode,
       learning_rates=rates,
       first_order=True,
-      training=training,
+      training=learner.batch_norm == "transductive",
     )
-    losses = [float(support_loss(*split(ws), episode)) for ws in trajectory]
+    losses = [float(learner.support_loss(ws, episode, step=s)) for s, ws in enumerate(trajectory)]
     record = {"task": task, "support_loss_by_step": losses}
     if task < tasks_for_scale:
-      at_start.append(top_eigenvalue(weights, episode))
+      at_start.append(top_eigenvalue(weights, episode, 0))
     if not (math.isfinite(losses[-1]) and losses[-1] <= losses[0]):
       record["top_hessian_eigenvalue_by_step"] = [
-        top_eigenvalue(trajectory[s], episode) for s in range(min(eigen_steps, len(trajectory)))
+        top_eigenvalue(trajectory[s], episode, s) for s in range(min(eigen_steps, len(trajectory)))
       ]
       diverging.append(record)
       if on_diverging is not None:

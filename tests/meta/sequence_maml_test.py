@@ -166,7 +166,7 @@ def test_weights_outside_the_adapted_group_stay_and_are_still_meta_learned(float
     weights,
     [statistics] * 2,
     tasks,
-    learning_rates=learner._learning_rates(2),
+    learning_rates=learner.inner_learning_rates(2),
     first_order=False,
   )
   for initial, final, adapted in zip(weights, trajectory[-1], mask):

@@ -1,0 +1,126 @@
+"""How an initialisation adapts, beyond its scores: fine-tuning curves far past the
+trained number of inner steps, which weights move, whether the representations change,
+and the support loss's slope and curvature at the start."""
+
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from mann.data import pipeline
+from mann.evaluation import metrics
+from mann.evaluation import representations
+from mann.meta import curvature
+from mann.meta import gradient_learner
+from mann.meta import long_adaptation
+from mann.models import activations
+
+
+def measure_adaptation(
+  learner: gradient_learner.GradientMetaLearner,
+  sampler,
+  *,
+  steps: Sequence[int],
+  num_tasks: int,
+  tasks_per_batch: int = 25,
+  num_curvature_tasks: int = 10,
+) -> dict:
+  """Fine-tunes the learner's initialisation on tasks 0..num_tasks-1 and measures it.
+
+  Args:
+    learner: a GradientMetaLearner whose model has a task-batched form (FineTuner's).
+    sampler: the split's episode sampler.
+    steps: increasing step counts (from 0) to score the queries at.
+    num_tasks: tasks to fine-tune on.
+    tasks_per_batch: tasks adapted together (memory vs speed; the same numbers).
+    num_curvature_tasks: the first this many tasks' support-loss gradient norm and top
+      Hessian eigenvalue at the initialisation (power iteration, 20 products each).
+
+  Returns:
+    {"loss_by_steps" and "METRIC_by_steps": {"s": {"mean", "ci95"}}, "relative_travel"
+     and "absolute_travel": {weight path: mean over tasks of ||w_S - w_0|| / ||w_0||
+     (None for a weight that starts at 0) and ||w_S - w_0||, S the last step},
+     "cka_before_after": {block: mean linear CKA of the query activations at 0 and S
+     steps}, "support_gradient_norm" and "support_top_hessian_eigenvalue": {"mean",
+     "ci95"} (with num_curvature_tasks > 0), "inner_lr"}.
+
+  Raises:
+    ValueError: the model has no task-batched form.
+  """
+  initial = [w.numpy() for w in learner.model.trainable_weights]
+  names = [w.path for w in learner.model.trainable_weights]
+  network, weight_ids, statistic_ids = activations.feed_forward_part(learner.model)
+  non_trainable = [v.numpy() for v in learner.model.non_trainable_weights]
+  training = learner.batch_norm == "transductive"
+  scores: dict[str, list[np.ndarray]] = {}
+  travel: list[list[float]] = []
+  absolute_travel: list[list[float]] = []
+  cka: list[dict[str, float]] = []
+  tuner = long_adaptation.FineTuner(learner)
+  for batch in pipeline.episodes(sampler, num_episodes=num_tasks, batch_size=tasks_per_batch):
+    result = tuner.scores(batch, checkpoints=steps)
+    for key in ("loss", learner.objective.metric_name):
+      scores.setdefault(key, []).append(result[key])
+    adapted = result["weights"][-1]
+    for t in range(batch.query_y.shape[0]):
+      travel.append(representations.relative_travel(initial, [w[t] for w in adapted]))
+      absolute_travel.append([float(np.linalg.norm(w[t] - w0)) for w, w0 in zip(adapted, initial)])
+      queries = batch.query_x[t]
+      before = activations.block_activations(
+        network,
+        [initial[i] for i in weight_ids],
+        [non_trainable[i] for i in statistic_ids],
+        queries,
+        training=training,
+      )
+      after = activations.block_activations(
+        network,
+        [adapted[i][t] for i in weight_ids],
+        [non_trainable[i] for i in statistic_ids],
+        queries,
+        training=training,
+      )
+      cka.append(
+        {
+          name: representations.linear_cka(before[name].numpy(), after[name].numpy())
+          for name in before
+        }
+      )
+  summary: dict[str, Any] = {}
+  for key, parts in scores.items():
+    per_task = np.concatenate(parts)
+    summary[f"{key}_by_steps"] = {
+      str(s): dict(zip(("mean", "ci95"), metrics.mean_and_ci95(per_task[:, i])))
+      for i, s in enumerate(steps)
+    }
+  # Relative travel of a weight that starts at zero (a fresh bias) is undefined: null,
+  # with its absolute travel beside it.
+  absolute = np.array(absolute_travel).mean(axis=0)
+  summary["relative_travel"] = {
+    n: (float(v) if np.isfinite(v) else None) for n, v in zip(names, np.array(travel).mean(axis=0))
+  }
+  summary["absolute_travel"] = {n: float(v) for n, v in zip(names, absolute)}
+  blocks = list(cka[0])
+  summary["cka_before_after"] = {b: float(np.nanmean([c[b] for c in cka])) for b in blocks}
+  norms, eigenvalues = [], []
+  if num_curvature_tasks:
+    weights = [tf.constant(w) for w in initial]
+    loss_fn = lambda ws, task: learner.support_loss(ws, task)  # one trace for every task
+    for index in range(num_curvature_tasks):
+      task = sampler.episode(index)
+      with tf.GradientTape() as tape:
+        tape.watch(weights)
+        loss = loss_fn(weights, task)
+      gradient = tape.gradient(loss, weights)
+      norms.append(float(tf.sqrt(sum(tf.reduce_sum(g * g) for g in gradient))))
+      eigenvalues.append(
+        curvature.top_hessian_eigenvalue(
+          loss_fn, weights, num_iterations=20, seed=index, args=(task,)
+        )
+      )
+    summary["support_gradient_norm"] = dict(zip(("mean", "ci95"), metrics.mean_and_ci95(norms)))
+    summary["support_top_hessian_eigenvalue"] = dict(
+      zip(("mean", "ci95"), metrics.mean_and_ci95(eigenvalues))
+    )
+  summary["inner_lr"] = float(learner.inner_lr)
+  return summary
