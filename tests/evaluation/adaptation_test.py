@@ -57,7 +57,5 @@ def test_measures_of_a_linear_model_match_least_squares():
   )
   assert report["relative_travel"][bias_path] is None  # a fresh bias starts at 0
   assert report["support_gradient_norm"]["mean"] == pytest.approx(np.mean(norms), rel=1e-4)
-  assert report["support_top_hessian_eigenvalue"]["mean"] == pytest.approx(
-    np.mean(tops), rel=1e-3
-  )
+  assert report["support_top_hessian_eigenvalue"]["mean"] == pytest.approx(np.mean(tops), rel=1e-3)
   assert report["inner_lr"] == pytest.approx(0.05)
