@@ -38,8 +38,21 @@ def make_sampler(
 
 @common.library_checks("the model these flags build")
 def make_model(sampler) -> keras.Model:
-  """The flags' model, sized for the sampler's episodes, weights seeded by --seed."""
+  """The flags' model, sized for the sampler's episodes, weights seeded by --seed, its
+  layers under --precision's Keras dtype policy (a layer keeps the policy it was made
+  with, so the global policy is put back afterwards)."""
   keras.utils.set_random_seed(run_flags.SEED.value)
+  if run_flags.PRECISION.value == "float32":  # the policy as it is (float32 by default)
+    return _make_model(sampler)
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(run_flags.PRECISION.value)
+  try:
+    return _make_model(sampler)
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
+def _make_model(sampler) -> keras.Model:
   conv4: dict[str, Any] = dict(
     num_filters=run_flags.NUM_FILTERS.value, downsample=run_flags.DOWNSAMPLE.value
   )

@@ -21,7 +21,16 @@ class TaskObjective(typing.NamedTuple):
   metric_name: str
 
 
+def _float32_at_least(outputs):
+  """Outputs computed in a 16-bit type (mixed precision) as float32: losses and metrics
+  are always reduced in float32 or wider."""
+  if outputs.dtype in (tf.bfloat16, tf.float16):
+    return tf.cast(outputs, tf.float32)
+  return outputs
+
+
 def _cross_entropy(labels, logits):
+  logits = _float32_at_least(logits)
   return tf.reduce_mean(
     tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits),
     axis=-1,
@@ -29,6 +38,7 @@ def _cross_entropy(labels, logits):
 
 
 def _accuracy(labels, logits):
+  logits = _float32_at_least(logits)
   predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
   return tf.reduce_mean(
     tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), logits.dtype), axis=-1
@@ -36,11 +46,13 @@ def _accuracy(labels, logits):
 
 
 def _mean_squared_error(targets, predictions):
+  predictions = _float32_at_least(predictions)
   return tf.reduce_mean(tf.square(predictions - tf.cast(targets, predictions.dtype)), axis=[-2, -1])
 
 
 def _string_logits(logits):
   """[..., 25] -> [..., 5 characters, 5 letters]."""
+  logits = _float32_at_least(logits)
   return tf.reshape(
     logits, [*logits.shape[:-1], labels_lib.STRING_LENGTH, labels_lib.STRING_ALPHABET]
   )

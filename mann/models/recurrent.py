@@ -257,8 +257,19 @@ class LastAxisSlice(keras.layers.Layer):
     return (*input_shape[:-1], width)
 
 
+def _check_precision() -> None:
+  """The sequence models run in their variables' precision: the memory's cosine
+  addressing and the LSTM's state have no mixed-precision form here yet."""
+  if keras.config.dtype_policy().compute_dtype in ("bfloat16", "float16"):
+    raise ValueError(
+      f"the MANN and the LSTM have no mixed precision yet (dtype policy "
+      f"{keras.config.dtype_policy().name}); build them under float32"
+    )
+
+
 def _sequence_model(core: list, *, input_size, encoder, image_shape, name) -> keras.Model:
   """Input [B, T, input_size] -> (encoder over each step's image) -> core layers."""
+  _check_precision()
   if encoder is None:
     return keras.Sequential([keras.Input((None, input_size))] + core, name=name)
   if image_shape is None:

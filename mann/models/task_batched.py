@@ -17,9 +17,14 @@ of the task losses with respect to the stacked weights [T, ...] holds each task'
 gradient: one backward pass adapts every task. Graph size does not depend on T, all
 shapes are static, and every op is one XLA/TPU can compile.
 
-TF's CPU kernels have grouped-convolution gradients in float32 only (oneDNN); in any
-other dtype on CPU the grouped convolution runs as T convolutions (float64 gradient
-checks), which is exact but slow.
+TF's CPU kernels have grouped-convolution gradients in float32 and bfloat16 only
+(oneDNN); in any other dtype on CPU the grouped convolution runs as T convolutions
+(float64 gradient checks), which is exact but slow.
+
+Mixed precision follows each layer's Keras dtype policy, as the layer's own call does:
+under "mixed_bfloat16" the weights stay float32 and are cast to bfloat16 where a
+convolution or matmul reads them, batch norm normalises in float32, and the outputs are
+bfloat16 (the objectives reduce them in float32).
 """
 
 import math
@@ -147,7 +152,7 @@ def grouped_conv2d(x: tf.Tensor, kernels: tf.Tensor, *, strides, padding: str) -
   """
   tasks, kernel_h, kernel_w, channels, filters = kernels.shape
   padding = padding.upper()
-  if x.dtype == tf.float32 or tf.config.list_logical_devices("GPU"):
+  if x.dtype in (tf.float32, tf.bfloat16) or tf.config.list_logical_devices("GPU"):
     grouped = tf.reshape(
       tf.transpose(kernels, [1, 2, 3, 0, 4]), [kernel_h, kernel_w, channels, tasks * filters]
     )
@@ -212,22 +217,28 @@ class TaskBatchedModel:
         continue
       if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)) and not folded:
         x, folded = _fold(x), True
+      compute = lambda t, layer=layer: tf.cast(t, layer.compute_dtype)
       if isinstance(layer, keras.layers.Conv2D):
-        x = grouped_conv2d(x, layer_weights[0], strides=layer.strides, padding=layer.padding)
+        x = grouped_conv2d(
+          compute(x), compute(layer_weights[0]), strides=layer.strides, padding=layer.padding
+        )
         if layer.use_bias:  # bias_add: its gradient is one BiasAddGrad kernel, not a Sum
-          x = tf.nn.bias_add(x, _per_task(layer_weights[1]))
+          x = tf.nn.bias_add(x, compute(_per_task(layer_weights[1])))
         x = layer.activation(x)
       elif isinstance(layer, keras.layers.BatchNormalization):
-        x, statistics = self._batch_norm(
+        # In float32 at least, as Keras's layer normalises 16-bit inputs.
+        wide = tf.float32 if x.dtype in (tf.bfloat16, tf.float16) else x.dtype
+        normalised, statistics = self._batch_norm(
           layer,
           layer_weights,
           layer_statistics,
-          x,
+          tf.cast(x, wide),
           num_tasks,
           folded=folded,
           training=training,
           example_weights=example_weights,
         )
+        x = tf.cast(normalised, x.dtype)
         new_non_trainable += statistics
       elif isinstance(layer, keras.layers.MaxPooling2D):
         x = tf.nn.max_pool2d(x, layer.pool_size, layer.strides, layer.padding.upper())
@@ -238,10 +249,10 @@ class TaskBatchedModel:
       elif isinstance(layer, keras.layers.Dense):
         if folded:
           x, folded = _unfold(x, num_tasks), False
-        kernel = layer_weights[0]
-        x = tf.einsum("tb...d,tdu->tb...u", x, kernel)
+        x = tf.einsum("tb...d,tdu->tb...u", compute(x), compute(layer_weights[0]))
         if layer.use_bias:
-          x = x + tf.reshape(layer_weights[1], [num_tasks] + [1] * (x.shape.rank - 2) + [-1])
+          bias = compute(layer_weights[1])
+          x = x + tf.reshape(bias, [num_tasks] + [1] * (x.shape.rank - 2) + [-1])
         x = layer.activation(x)
       else:  # elementwise
         x = layer.call(x)
