@@ -52,6 +52,12 @@ SETTINGS = flags.DEFINE_list(
   "(inner_steps 1 unless given; the peer is timed only with 1).",
 )
 ORDERS = flags.DEFINE_list("orders", ["second", "first"], "second and/or first.")
+PRECISIONS = flags.DEFINE_list(
+  "precisions",
+  ["float32"],
+  "Our step's precision(s): float32, mixed_bfloat16 (conv4 only). Rows of float32 are "
+  "ours_<mapping>, of mixed_bfloat16 ours_<mapping>_mixed_bfloat16.",
+)
 STEPS = flags.DEFINE_integer(
   "steps", 5, "Timed steps per setting (after one warm-up).", lower_bound=1
 )
@@ -114,6 +120,7 @@ def _time_ours(
   jit_compile,
   profile=False,
   model_name="conv4",
+  precision="float32",
 ) -> dict:
   """Times our compiled meta-step in this process; returns the figures."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -124,6 +131,7 @@ def _time_ours(
   from mann.data import episode as episode_lib  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(0)
+  keras.config.set_dtype_policy(precision)  # before the model: its layers keep it
   model, task_format = _model_and_format(model_name, ways)
   checkpoint = task_mapping.endswith("+checkpoint")
   learner = meta.MAML(
@@ -231,12 +239,12 @@ def _profile_ops(run_step, steps) -> dict:
   return {op: round(seconds, 4) for op, seconds in totals.most_common(15)}
 
 
-def _run_ours(setting, order, task_mapping, model_name="conv4") -> dict:
+def _run_ours(setting, order, task_mapping, model_name="conv4", precision="float32") -> dict:
   command = [
     sys.executable,
     "-m",
     "benchmarks.step_time",
-    f"--single={setting}:{order}:{task_mapping}:{model_name}",
+    f"--single={setting}:{order}:{task_mapping}:{model_name}:{precision}",
     f"--steps={STEPS.value}",
     f"--jit_compile={JIT_COMPILE.value}",
     f"--profile={PROFILE.value}",
@@ -295,7 +303,7 @@ def _parse_setting(setting: str) -> tuple[int, int, int, int, int]:
 def main(argv):
   del argv
   if SINGLE.value:
-    *setting, order, task_mapping, model_name = SINGLE.value.split(":")
+    *setting, order, task_mapping, model_name, precision = SINGLE.value.split(":")
     ways, shots, queries, tasks, inner_steps = _parse_setting(":".join(setting))
     print(
       json.dumps(
@@ -311,6 +319,7 @@ def main(argv):
           JIT_COMPILE.value,
           PROFILE.value,
           model_name,
+          precision,
         )
       )
     )
@@ -341,6 +350,11 @@ def main(argv):
         for mapping in TASK_MAPPINGS.value:
           key = f"ours_{mapping}" if model_name == "conv4" else f"ours_{model_name}_{mapping}"
           entry[key] = _run_ours(setting, order, mapping, model_name)
+          for precision in [p for p in PRECISIONS.value if p != "float32"]:
+            entry[f"{key}_{precision}"] = _run_ours(setting, order, mapping, model_name, precision)
+            entry[f"ratio_{key[len('ours_') :]}_{precision}_to_float32"] = (
+              entry[f"{key}_{precision}"]["seconds_per_step"] / entry[key]["seconds_per_step"]
+            )
           if model_name != "conv4" and f"ours_{mapping}" in entry:
             entry[f"ratio_{model_name}_{mapping}_to_conv4"] = (
               entry[key]["seconds_per_step"] / entry[f"ours_{mapping}"]["seconds_per_step"]
@@ -348,9 +362,11 @@ def main(argv):
       if PEER_PYTHON.value and inner_steps == 1 and "conv4" in MODELS.value:
         entry["peer"] = _run_peer(ways, shots, queries, tasks, order)
         for mapping in TASK_MAPPINGS.value:
-          entry[f"ratio_{mapping}_to_peer"] = (
-            entry[f"ours_{mapping}"]["seconds_per_step"] / entry["peer"]["seconds_per_step"]
-          )
+          for suffix in ["" if p == "float32" else f"_{p}" for p in PRECISIONS.value]:
+            entry[f"ratio_{mapping}{suffix}_to_peer"] = (
+              entry[f"ours_{mapping}{suffix}"]["seconds_per_step"]
+              / entry["peer"]["seconds_per_step"]
+            )
       report["results"].append(entry)
       print(json.dumps(entry), file=sys.stderr, flush=True)
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
