@@ -56,7 +56,8 @@ PRECISIONS = flags.DEFINE_list(
   "precisions",
   ["float32"],
   "Our step's precision(s): float32, mixed_bfloat16 (conv4 only). Rows of float32 are "
-  "ours_<mapping>, of mixed_bfloat16 ours_<mapping>_mixed_bfloat16.",
+  "ours_<mapping>, of mixed_bfloat16 ours_<mapping>_mixed_bfloat16; with mixed_bfloat16 "
+  "the peer is also timed under torch.autocast(bfloat16) (peer_autocast_bfloat16).",
 )
 STEPS = flags.DEFINE_integer(
   "steps", 5, "Timed steps per setting (after one warm-up).", lower_bound=1
@@ -86,9 +87,14 @@ PROFILE = flags.DEFINE_boolean(
 OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 SINGLE = flags.DEFINE_string("single", None, "Internal: time one setting in this process.")
 
+# Runs the peer's script as __main__, under torch.autocast(bfloat16) when asked (its convs
+# and matmuls in bfloat16, PyTorch's CPU mixed precision), then prints its peak RSS.
 _PEAK_RSS_SNIPPET = (
-  "import resource, runpy, sys; script = sys.argv[1]; sys.argv = sys.argv[1:]; "
-  "runpy.run_path(script, run_name='__main__'); "
+  "import contextlib, resource, runpy, sys; autocast = sys.argv[1] == 'bf16'; "
+  "script = sys.argv[2]; sys.argv = sys.argv[2:]; "
+  "import torch; context = (torch.autocast('cpu', dtype=torch.bfloat16) if autocast "
+  "else contextlib.nullcontext()); "
+  "context.__enter__(); runpy.run_path(script, run_name='__main__'); "
   "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 )
 
@@ -261,11 +267,12 @@ def _run_ours(setting, order, task_mapping, model_name="conv4", precision="float
   return json.loads(lines[-1])
 
 
-def _run_peer(ways, shots, queries, tasks, order) -> dict:
+def _run_peer(ways, shots, queries, tasks, order, autocast=False) -> dict:
   command = [
     str(PEER_PYTHON.value),
     "-c",
     _PEAK_RSS_SNIPPET,
+    "bf16" if autocast else "fp32",
     PEER_SCRIPT.value,
     f"--tasks={tasks}",
     f"--ways={ways}",
@@ -361,6 +368,15 @@ def main(argv):
             )
       if PEER_PYTHON.value and inner_steps == 1 and "conv4" in MODELS.value:
         entry["peer"] = _run_peer(ways, shots, queries, tasks, order)
+        if "mixed_bfloat16" in PRECISIONS.value:
+          entry["peer_autocast_bfloat16"] = _run_peer(
+            ways, shots, queries, tasks, order, autocast=True
+          )
+          for mapping in TASK_MAPPINGS.value:
+            entry[f"ratio_{mapping}_mixed_bfloat16_to_peer_autocast_bfloat16"] = (
+              entry[f"ours_{mapping}_mixed_bfloat16"]["seconds_per_step"]
+              / entry["peer_autocast_bfloat16"]["seconds_per_step"]
+            )
         for mapping in TASK_MAPPINGS.value:
           for suffix in ["" if p == "float32" else f"_{p}" for p in PRECISIONS.value]:
             entry[f"ratio_{mapping}{suffix}_to_peer"] = (
