@@ -228,9 +228,11 @@ def main(argv):
           "checkpoint_step",
         )
       }
+      row["per_seed"][seed]["train_hours"] = results["train_seconds"] / 3600
       row.update(
         num_steps=results["num_steps"],
-        train_hours=results["train_seconds"] / 3600,
+        # Summed over the seeds (each seed's is in per_seed).
+        train_hours=sum(s["train_hours"] for s in row["per_seed"].values()),
         num_parameters=results["num_parameters"],
         num_eval_inner_steps=report["num_eval_inner_steps"],
       )

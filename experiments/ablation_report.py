@@ -99,7 +99,12 @@ def write_table(grid: dict, path: str) -> None:
     header.append("per seed")
   if transform:
     header.append(f"transformed ({transform})")
-  header += ["inner steps at test", "meta-steps", "training hours", "parameters"]
+  header += [
+    "inner steps at test",
+    "meta-steps",
+    "training hours" + (" per seed" if len(grid["seeds"]) > 1 else ""),
+    "parameters",
+  ]
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   reference = grid["cells"].get("mann_maml", next(iter(grid["cells"].values())))
   for name, row in grid["cells"].items():
@@ -127,7 +132,8 @@ def write_table(grid: dict, path: str) -> None:
     cells += [
       str(row["num_eval_inner_steps"]),
       str(row["num_steps"]),
-      f"{row['train_hours']:.2f}" + (" (mann_episodic's)" if row["trained_by"] else ""),
+      " / ".join(f"{r['train_hours']:.2f}" for r in row["per_seed"].values())
+      + (" (mann_episodic's)" if row["trained_by"] else ""),
       f"{parameters:,}{note}",
     ]
     lines.append("| " + " | ".join(cells) + " |")

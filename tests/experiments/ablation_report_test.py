@@ -22,7 +22,7 @@ def test_pooled_interval_equals_the_interval_of_all_seeds_tasks():
 
 
 def _row(memory, adaptation, accuracy, parameters, trained_by=None):
-  seed = {"accuracy": accuracy, "ci95": 0.01, "num_tasks": 600}
+  seed = {"accuracy": accuracy, "ci95": 0.01, "num_tasks": 600, "train_hours": 0.25}
   return {
     "memory": memory,
     "adaptation": adaptation,
@@ -64,6 +64,7 @@ def test_table_and_plot_hold_every_cell_and_flag_parameter_gaps(tmp_path):
   assert "90.00 +- 1.00" in rows[0] and "70.00 +- 1.00" in rows[0]  # in / out of distribution
   assert "more than 10%" in rows[2] and "more than 10%" not in rows[1]
   assert "(mann_episodic's)" in rows[1]
+  assert "training hours per seed" in table and "| 0.25 / 0.25 |" in rows[0]
   ablation_report.plot(grid, tmp_path / "ablation.png")
   assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert ablation_report.transform_suffix("shear=0.5,scale=0.75") == "shear0p5_scale0p75"
