@@ -85,10 +85,6 @@ TRAIN_CASES = [
   ([SINUSOID, "--batch_norm=running", "--workdir={new}"], "is for experiments.evaluate"),
   (["--model=conv4", "--string_labels", "--workdir={new}"], "--string_labels needs"),
   (
-    ["--model=lstm", "--algorithm=episodic", "--precision=mixed_bfloat16", "--workdir={new}"],
-    "the model these flags build: the MANN and the LSTM have no mixed precision yet",
-  ),
-  (
     ["--model=conv4", "--algorithm=maml", "--protocol=online", "--workdir={new}"],
     "--protocol=online needs --model=mann or lstm",
   ),
