@@ -37,7 +37,15 @@ OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 
 
 def _meta_gradient(policy, batch, *, inner_steps, first_order, workdir):
-  keras.config.set_dtype_policy(policy)
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(policy)  # the model's layers keep it
+  try:
+    return _seeded_meta_gradient(batch, inner_steps, first_order, workdir)
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
+def _seeded_meta_gradient(batch, inner_steps, first_order, workdir):
   keras.utils.set_random_seed(0)
   model = models.conv4(num_classes=5)
   learner = meta.MAML(
@@ -52,7 +60,6 @@ def _meta_gradient(policy, batch, *, inner_steps, first_order, workdir):
   gradients, metrics = learner.compute_gradients(batch)
   keep = [not v.path.endswith("conv/bias") for v in model.trainable_variables]
   flat = np.concatenate([g.numpy().ravel() for g, k in zip(gradients, keep) if k])
-  keras.config.set_dtype_policy("float32")
   return flat, float(metrics["loss"])
 
 

@@ -2,6 +2,8 @@
 loss and meta-gradients; the task-batched and the per-task paths agree; the
 meta-gradient stays near float32's."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -14,12 +16,21 @@ from mann.data import sampler as sampler_lib
 from tests import class_images
 
 
+@contextlib.contextmanager
+def _dtype_policy(name):
+  """Keras's global dtype policy set to `name`, and put back afterwards."""
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(name)
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
 @pytest.fixture
 def mixed_bfloat16():
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy("mixed_bfloat16")
-  yield
-  keras.config.set_dtype_policy(previous)
+  with _dtype_policy("mixed_bfloat16"):
+    yield
 
 
 def _meta_batch():
@@ -74,12 +85,8 @@ def test_the_meta_gradient_stays_near_float32s(inner_steps, min_cosine):
   # second-order inner step); bfloat16 keeps 8 bits of mantissa, so a deeper unroll
   # drifts further (benchmarks/precision.py measures the paper's conv4).
   _, _, full_metrics, full = _gradients("batched", inner_steps)
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy("mixed_bfloat16")
-  try:
+  with _dtype_policy("mixed_bfloat16"):
     _, _, mixed_metrics, mixed = _gradients("batched", inner_steps)
-  finally:
-    keras.config.set_dtype_policy(previous)
   assert _cosine(full, mixed) > min_cosine
   assert float(mixed_metrics["loss"]) == pytest.approx(float(full_metrics["loss"]), rel=0.02)
 
