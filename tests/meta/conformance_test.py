@@ -216,6 +216,13 @@ def test_compute_gradients_leaves_the_variables_unchanged(row):
 
 def test_every_trainable_variable_gets_a_gradient(row):
   learner = row.make(0)
+  # Move every variable off its initial value first: at initialisation every batch norm's
+  # beta is 0, so a conv4 block's output is positively homogeneous in its gamma, the next
+  # block's batch norm divides that scale out, and every gamma but the last block's has an
+  # exact zero gradient there (not at trained weights).
+  rng = np.random.default_rng(0)
+  for variable in learner.trainable_variables:
+    variable.assign_add(tf.cast(0.1 * rng.standard_normal(variable.shape), variable.dtype))
   gradients, _ = learner.compute_gradients(row.tasks(), 0)
   assert len(gradients) == len(learner.trainable_variables)
   pattern, reason = row.zero_gradients
