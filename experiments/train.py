@@ -92,6 +92,9 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
   del argv
+  # Process ages (s) at the milestones of the start-up, for results.json: what the time to
+  # the first step goes to (the trainer adds the end of the first call).
+  startup = {"main": training.process_age_seconds()}
   run_flags.check_combination()
   if run_flags.BATCH_NORM.value == "running":
     raise errors.UserInputError(
@@ -106,6 +109,7 @@ def main(argv):
     tf.config.threading.set_inter_op_parallelism_threads(NUM_THREADS.value)
   run_folder.check_run_flags(WORKDIR.value)  # before the slow data loading
   splits = data_flags.class_splits()
+  startup["data_loaded"] = training.process_age_seconds()
   # The image transfer baseline pretrains on the training classes' own labels.
   pretrain = run_flags.ALGORITHM.value == "transfer" and splits is not None
   train_sampler = builders.make_sampler(splits, split="train", class_labels=pretrain)
@@ -115,6 +119,7 @@ def main(argv):
     model = builders.make_model(train_sampler)
     learner = builders.make_learner(model, splits)
     optimizer = builders.make_optimizer()
+  startup["learner_built"] = training.process_age_seconds()
   validate = None
   if NUM_VALIDATION_TASKS.value:
     validation_sampler = builders.make_sampler(splits, split="validation")
@@ -155,6 +160,7 @@ def main(argv):
     run_facts={
       "num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
       "num_replicas": strategy.num_replicas_in_sync,
+      "startup_process_age_seconds": startup,
     },
   )
   if chief:

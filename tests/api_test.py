@@ -73,7 +73,7 @@ PUBLIC = {
     "mlp",
     "weight_groups",
   ],
-  "mann.training": ["restore_latest", "train"],
+  "mann.training": ["process_age_seconds", "restore_latest", "train"],
 }
 
 

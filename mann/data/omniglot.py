@@ -2,7 +2,7 @@
 
 Two ways in, one result:
   * online: the stock TFDS builder, `tfds.load("omniglot")`, which downloads;
-  * offline: `OmniglotLocal`, a TFDS builder with the stock builder's features that
+  * offline: `omniglot_builder.OmniglotLocal`, a TFDS builder with the stock builder's features that
     reads images_background.zip and images_evaluation.zip from a folder given as
     TFDS's manual_dir (the zips of github.com/brendenlake/omniglot, or the rebuilt
     ones of the same layout in ../shared/data/omniglot/rebuilt).
@@ -17,9 +17,6 @@ import os
 from typing import Optional
 import zipfile
 
-import numpy as np
-import tensorflow_datasets as tfds
-
 from mann import errors
 from mann.data import source as source_lib
 from mann.data import tfds_source
@@ -33,7 +30,10 @@ ZIP_CONTENTS = {
   "images_background.zip": (964, 964 * IMAGES_PER_CHARACTER),
   "images_evaluation.zip": (659, 659 * IMAGES_PER_CHARACTER),
 }
-_NUM_ALPHABETS = 50
+# The offline builder's TFDS name and version (mann.data.omniglot_builder), which name
+# its decoded cache: known here, so a cached run never imports TFDS.
+LOCAL_BUILDER_NAME = "omniglot_local"
+LOCAL_BUILDER_VERSION = "3.0.0"
 
 
 def find_omniglot_zips(directory: str) -> dict[str, str]:
@@ -82,79 +82,6 @@ def find_omniglot_zips(directory: str) -> dict[str, str]:
   return found
 
 
-def _character_records(zip_path: str):
-  """Yields (alphabet, alphabet_char_id, label, member name) of every PNG, in the stock
-  builder's order and numbering: label = the global character number in the file name
-  (0709_01.png is label 708), alphabet_char_id = characterNN - 1."""
-  with zipfile.ZipFile(zip_path) as archive:
-    names = sorted(n for n in archive.namelist() if n.endswith(".png"))
-  for name in names:
-    _, alphabet, character, image = name.split("/")
-    yield (alphabet, int(character[len("character") :]) - 1, int(image.split("_")[0]) - 1, name)
-
-
-class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
-  """Omniglot from local zips (TFDS manual_dir): the stock 'omniglot' features and splits
-  train (images_background) and test (images_evaluation), without a download."""
-
-  VERSION = tfds.core.Version("3.0.0")
-  RELEASE_NOTES = {"3.0.0": "Stock omniglot 3.0.0 features, read from manual_dir."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-    "Put images_background.zip and images_evaluation.zip of "
-    "github.com/brendenlake/omniglot (python/ folder) in the manual_dir, or in its "
-    "rebuilt/ folder."
-  )
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      description="Omniglot (Lake et al. 2015), 1623 characters of 50 alphabets.",
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Image(shape=(105, 105, 3), encoding_format="png"),
-          "alphabet": tfds.features.ClassLabel(num_classes=_NUM_ALPHABETS),
-          "alphabet_char_id": np.int64,
-          "label": tfds.features.ClassLabel(num_classes=NUM_CHARACTERS),
-        }
-      ),
-      supervised_keys=("image", "label"),
-      homepage="https://github.com/brendenlake/omniglot/",
-    )
-
-  def _split_generators(self, dl_manager):
-    zips = find_omniglot_zips(os.fspath(dl_manager.manual_dir))
-    alphabets, label_names = set(), {}
-    for path in zips.values():
-      for alphabet, char_id, label, _ in _character_records(path):
-        alphabets.add(alphabet)
-        label_names[label] = f"{alphabet}_{char_id}"
-    if sorted(label_names) != list(range(NUM_CHARACTERS)):
-      raise errors.UserInputError(
-        f"the Omniglot zips in {dl_manager.manual_dir} do not number their characters "
-        f"1..{NUM_CHARACTERS}; use the original or rebuilt zips"
-      )
-    self.info.features["alphabet"].names = sorted(alphabets)
-    self.info.features["label"].names = [label_names[k] for k in sorted(label_names)]
-    return {
-      "train": self._generate_examples(zips["images_background.zip"]),
-      "test": self._generate_examples(zips["images_evaluation.zip"]),
-    }
-
-  def _generate_examples(self, zip_path):
-    with zipfile.ZipFile(zip_path) as archive:
-      for alphabet, char_id, label, name in _character_records(zip_path):
-        key = f"{alphabet}_{char_id}_{os.path.basename(name)}"  # the stock builder's key
-        yield (
-          key,
-          {
-            "image": archive.read(name),
-            "alphabet": alphabet,
-            "alphabet_char_id": char_id,
-            "label": label,
-          },
-        )
-
-
 def load_omniglot(
   *, data_dir: Optional[str], omniglot_dir: Optional[str], image_size: int = IMAGE_SIZE
 ) -> source_lib.ClassIndexedImages:
@@ -172,17 +99,30 @@ def load_omniglot(
     [32460, image_size, image_size, 1] with strokes bright (255) on black (0).
   """
   if omniglot_dir is not None:
-    find_omniglot_zips(omniglot_dir)  # fail early, with the directory named
-    builder = OmniglotLocal(data_dir=data_dir)
-    download_config = tfds.download.DownloadConfig(manual_dir=omniglot_dir)
+    name, version = LOCAL_BUILDER_NAME, LOCAL_BUILDER_VERSION
   else:
-    builder = tfds.builder("omniglot", data_dir=data_dir)
-    download_config = None
-  cache_path = tfds_source.cache_path(
-    data_dir, f"{builder.name}-{builder.version}-{image_size}px-grey.npz"
-  )
+    import tensorflow_datasets as tfds  # only on the download path
+
+    stock = tfds.builder("omniglot", data_dir=data_dir)
+    name, version = stock.name, str(stock.version)
+  cache_path = tfds_source.cache_path(data_dir, f"{name}-{version}-{image_size}px-grey.npz")
+  # Fail early, with the folder named; once the images are decoded the zips are not read
+  # again, so only a missing folder is an error then.
+  if omniglot_dir is not None and not (os.path.exists(cache_path) and os.path.isdir(omniglot_dir)):
+    find_omniglot_zips(omniglot_dir)
 
   def build() -> source_lib.ClassIndexedImages:
+    # TFDS is imported only when the images are not decoded yet (it is a tenth of a
+    # second of every start otherwise).
+    import tensorflow_datasets as tfds
+
+    from mann.data import omniglot_builder
+
+    if omniglot_dir is not None:
+      builder = omniglot_builder.OmniglotLocal(data_dir=data_dir)
+      download_config = tfds.download.DownloadConfig(manual_dir=omniglot_dir)
+    else:
+      builder, download_config = tfds.builder("omniglot", data_dir=data_dir), None
     builder.download_and_prepare(download_config=download_config)
     dataset = builder.as_dataset(split="train+test", shuffle_files=False)
     images, labels = tfds_source.decode_images(

@@ -1,9 +1,11 @@
 """The meta-trainer."""
 
 from mann.training.checkpointing import restore_latest
+from mann.training.trainer import process_age_seconds
 from mann.training.trainer import train
 
 __all__ = [
+  "process_age_seconds",
   "restore_latest",
   "train",
 ]

@@ -70,7 +70,9 @@ class MetaSteps:
     self._meta_step, self._gradients_step, self._apply_step = map(
       compile_step, (self._replica_meta_step, self._replica_gradients, self._replica_apply)
     )
-    self.run = tf.function(self._run)
+    # Traced as written (no AutoGraph): every loop and branch here is explicit, and
+    # AutoGraph's rewriting of these methods was a third of a binary's first call.
+    self.run = tf.function(self._run, autograph=False)
 
   def _replica_gradients(self, meta_batch, step):
     """A replica's part of a meta-step: (the meta-batch's meta-gradients, clipped;
@@ -142,14 +144,21 @@ class MetaSteps:
     first_bad = tf.where(nonfinite > 0, start, tf.constant(-1, tf.int64))
     steps_run = tf.constant(1, tf.int64)
     if self._steps_per_call > 1:  # one step outside the loop fixes the metrics' structure
-      for offset in tf.range(tf.constant(1, tf.int64), count):
-        if not self._skip_nonfinite and bad_steps > 0:
-          break
-        metrics, nonfinite = self._step(next(iterator), start + offset)
+
+      def more(steps_run, totals, bad_steps, first_bad):
+        del totals, first_bad
+        keep_going = steps_run < count
+        return keep_going if self._skip_nonfinite else keep_going & (bad_steps == 0)
+
+      def body(steps_run, totals, bad_steps, first_bad):
+        metrics, nonfinite = self._step(next(iterator), start + steps_run)
         totals = tf.nest.map_structure(tf.add, totals, self._finite_part(metrics, nonfinite))
-        first_bad = tf.where((first_bad < 0) & (nonfinite > 0), start + offset, first_bad)
-        bad_steps += nonfinite
-        steps_run += 1
+        first_bad = tf.where((first_bad < 0) & (nonfinite > 0), start + steps_run, first_bad)
+        return steps_run + 1, totals, bad_steps + nonfinite, first_bad
+
+      steps_run, totals, bad_steps, first_bad = tf.while_loop(
+        more, body, (steps_run, totals, bad_steps, first_bad)
+      )
     finite_steps = tf.maximum(tf.cast(steps_run, tf.float32) - bad_steps, 1.0)
     return (
       {k: v / tf.cast(finite_steps, v.dtype) for k, v in totals.items()},

@@ -114,6 +114,22 @@ def _resident_mib() -> Optional[float]:
   return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
+def process_age_seconds() -> Optional[float]:
+  """Seconds since this process started, from /proc (10 ms resolution; None where /proc
+  is not there): the start-up of a binary, imports included, which no clock started in
+  Python can see."""
+  try:
+    with open("/proc/self/stat") as f:
+      # Field 22, counted after the command name (which may hold spaces): start time in
+      # clock ticks after boot.
+      start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+      uptime = float(f.read().split()[0])
+  except (OSError, ValueError, IndexError):
+    return None
+  return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
+
+
 class TrainingClock:
   """The run's training seconds: a checkpointed total (so it counts across resumes)
   plus the time since the last charge; time the loop spends validating is excluded."""
@@ -260,7 +276,7 @@ def train(
   progress = _Progress(first_step, num_steps, progress_stream)
   window = MetricWindow()
   boundaries = [log_every, checkpoint_every] + ([validate_every] if validate else [])
-  trace_seconds = None
+  trace_seconds = startup_seconds = None
   clock.skip()
   if step < num_steps:
     batches, replica_spec = steps_lib.replica_batches(strategy, make_batches, first_step)
@@ -297,7 +313,13 @@ def train(
       window.add(means, count, bad_steps)
       if trace_seconds is None:
         trace_seconds = time.perf_counter() - started
-        logging.info("first call of %d meta-step(s) (trace + run): %.1f s", count, trace_seconds)
+        startup_seconds = process_age_seconds()
+        logging.info(
+          "first call of %d meta-step(s) (trace + run): %.1f s; process start to its end: %s s",
+          count,
+          trace_seconds,
+          startup_seconds,
+        )
       step += count
       step_counter.assign(step)
       if step % log_every == 0 or step == num_steps:
@@ -334,6 +356,8 @@ def train(
     },
     **log.last_validation,
     "first_step_seconds_this_call": trace_seconds,
+    # From process start to the end of the first call (imports, data, model, trace).
+    "startup_seconds_this_call": startup_seconds,
     **({"nonfinite_skipped": int(skipped_total.numpy())} if skip_nonfinite else {}),
     **(run_facts or {}),
   }

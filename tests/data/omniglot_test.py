@@ -3,6 +3,8 @@
 import io
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -13,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from mann import errors
 from mann.data import omniglot
+from mann.data import omniglot_builder
 from mann.data import sampler as sampler_lib
 from mann.data import tfds_source
 
@@ -106,6 +109,29 @@ def test_second_load_reads_the_cache_without_decoding(
   monkeypatch.setattr(tfds_source, "decode_images", no_decoding)
   again = omniglot.load_omniglot(data_dir=tfds_data_dir, omniglot_dir=omniglot_dir)
   np.testing.assert_array_equal(again.images, omniglot_characters.images)
+
+
+def test_a_cached_load_reads_no_zip_and_imports_no_tfds(
+  omniglot_characters, omniglot_dir, tfds_data_dir, tmp_path
+):
+  # In a fresh process (this one has imported TFDS already), from a folder without zips:
+  # the decoded cache alone is read.
+  child = (
+    "import sys; from mann.data import omniglot; "
+    f"s = omniglot.load_omniglot(data_dir={tfds_data_dir!r}, omniglot_dir={str(tmp_path)!r}); "
+    "print(s.images.shape, s.images.sum(), 'tensorflow_datasets' in sys.modules)"
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", child], capture_output=True, text=True, check=True
+  ).stdout.split("\n")[-2]
+  images = omniglot_characters.images
+  assert out == f"{images.shape} {images.sum()} False"
+
+
+def test_the_offline_builder_has_the_name_and_version_of_its_cache(tmp_path):
+  builder = omniglot_builder.OmniglotLocal(data_dir=str(tmp_path))
+  assert builder.name == omniglot.LOCAL_BUILDER_NAME
+  assert str(builder.version) == omniglot.LOCAL_BUILDER_VERSION
 
 
 def test_missing_directory_names_it_and_the_files(tmp_path):

@@ -65,3 +65,12 @@ def test_unknown_names_fail_clearly(tmp_path):
     tfds_source.load_tfds_images(
       "no_such_set", data_dir=str(tmp_path), image_size=28, grayscale=False
     )
+
+
+@pytest.mark.parametrize("env", [None, "/somewhere/tfds"])
+def test_the_default_data_dir_is_tfds_own(env, monkeypatch):
+  if env is None:
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+  else:
+    monkeypatch.setenv("TFDS_DATA_DIR", env)
+  assert tfds_source.default_data_dir() == tfds.core.constants.get_default_data_dir()

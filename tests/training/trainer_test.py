@@ -3,6 +3,8 @@ parts (clock, metric window, call boundaries) alone."""
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import keras
@@ -199,8 +201,26 @@ def test_results_of_a_run_resumed_at_its_end_are_the_runs_own(tmp_path):
   _, results = _run(tmp_path, 4)
   _, again = _run(tmp_path, 4)  # nothing left to train: results from the kept log
   assert again["first_step_seconds_this_call"] is None
-  del results["first_step_seconds_this_call"], again["first_step_seconds_this_call"]
+  assert again["startup_seconds_this_call"] is None
+  # This process started before the run, so its age at the first call's end is longer.
+  assert results["startup_seconds_this_call"] > results["first_step_seconds_this_call"]
+  for name in ("first_step_seconds_this_call", "startup_seconds_this_call"):
+    del results[name], again[name]
   assert again == results
+
+
+def test_process_age_is_the_time_since_the_process_was_started():
+  child = (
+    "import time; from mann import training; print(training.process_age_seconds(), time.time())"
+  )
+  before = time.time()
+  out = subprocess.run(
+    [sys.executable, "-c", child], capture_output=True, text=True, check=True
+  ).stdout
+  age, child_now = (float(x) for x in out.split()[-2:])
+  since_launch = child_now - before  # the child started after `before`: a bit longer
+  assert since_launch > 1.0  # it imported TensorFlow, so the test can see a difference
+  assert since_launch - 0.5 < age < since_launch + 0.02  # /proc counts in 10 ms ticks
 
 
 def test_the_clock_counts_charged_time_and_not_skipped_time():
