@@ -35,6 +35,13 @@ class MANNCell(keras.layers.Layer):
   State: h [B, units], c [B, units], memory [B, memory_size * word_size],
   usage [B, memory_size], read weights [B, num_reads * memory_size],
   reads [B, num_reads * word_size] (flattened so that Keras's RNN can carry them).
+
+  Under a mixed-precision policy (e.g. mixed_bfloat16) the controller and the heads
+  compute in the 16-bit type, as Keras layers do, while the cell itself computes in the
+  variables' dtype (float32): the memory, usage and read weights, the addressing that
+  updates them, and the state Keras's RNN carries between steps. bfloat16 keeps 8 bits of
+  mantissa, too few for cosine similarities that must tell 128 rows apart and for
+  usages that decay by 0.95 a step.
   """
 
   def __init__(
@@ -57,7 +64,11 @@ class MANNCell(keras.layers.Layer):
     zero_reads: an ablation: every read vector is zero, as if read from a memory wiped at
     each step, so that the controller and the output see no memory; the weights are the
     same as without it (a trained MANN's checkpoint loads)."""
-    super().__init__(**kwargs)
+    # The sublayers take the policy; the cell, whose compute dtype is the one Keras's RNN
+    # casts the state to, computes in the variables' dtype (see the class docstring).
+    policy = keras.dtype_policies.get(kwargs.pop("dtype", None) or keras.config.dtype_policy())
+    super().__init__(dtype=policy.variable_dtype, autocast=False, **kwargs)
+    self._layers_policy = policy
     self.num_outputs = num_outputs
     self.controller_units = controller_units
     self.memory_size = memory_size
@@ -66,12 +77,14 @@ class MANNCell(keras.layers.Layer):
     self.usage_decay = usage_decay
     self.zero_reads = zero_reads
     self.key_strength = key_strength
-    self.controller = keras.layers.LSTMCell(controller_units, name="controller")
-    self.key_layer = keras.layers.Dense(num_reads * word_size, activation="tanh", name="keys")
-    self.gate_layer = keras.layers.Dense(num_reads, name="write_gates")
-    self.output_layer = keras.layers.Dense(num_outputs, name="output")
+    self.controller = keras.layers.LSTMCell(controller_units, name="controller", dtype=policy)
+    self.key_layer = keras.layers.Dense(
+      num_reads * word_size, activation="tanh", name="keys", dtype=policy
+    )
+    self.gate_layer = keras.layers.Dense(num_reads, name="write_gates", dtype=policy)
+    self.output_layer = keras.layers.Dense(num_outputs, name="output", dtype=policy)
     self.strength_layer = (
-      keras.layers.Dense(num_reads, name="key_strengths") if key_strength else None
+      keras.layers.Dense(num_reads, name="key_strengths", dtype=policy) if key_strength else None
     )
     self.state_size = [
       controller_units,
@@ -86,6 +99,7 @@ class MANNCell(keras.layers.Layer):
   def get_config(self):
     return {
       **super().get_config(),
+      "dtype": keras.dtype_policies.serialize(self._layers_policy),
       "num_outputs": self.num_outputs,
       "controller_units": self.controller_units,
       "memory_size": self.memory_size,
@@ -113,22 +127,29 @@ class MANNCell(keras.layers.Layer):
     memory = ops.reshape(memory, (batch, self.memory_size, self.word_size))
     read_weights = ops.reshape(read_weights, (batch, self.num_reads, self.memory_size))
     _, (h, c) = self.controller(
-      ops.concatenate([inputs, reads], axis=-1), [h, c], training=training
+      ops.concatenate([inputs, ops.cast(reads, inputs.dtype)], axis=-1), [h, c], training=training
     )
-    keys = ops.reshape(self.key_layer(h), (batch, self.num_reads, self.word_size))
+    wide = lambda x: ops.cast(x, self.compute_dtype)  # the addressing's precision
+    keys = ops.reshape(wide(self.key_layer(h)), (batch, self.num_reads, self.word_size))
     strengths = (
-      1.0 + ops.softplus(self.strength_layer(h)) if self.strength_layer is not None else None
+      1.0 + ops.softplus(wide(self.strength_layer(h))) if self.strength_layer is not None else None
     )
     read_vectors, memory, usage, read_weights = access.lrua_step(
-      memory, usage, read_weights, keys, self.gate_layer(h), strengths, usage_decay=self.usage_decay
+      memory,
+      usage,
+      read_weights,
+      keys,
+      wide(self.gate_layer(h)),
+      strengths,
+      usage_decay=self.usage_decay,
     )
     read_vectors = ops.reshape(read_vectors, (batch, self.num_reads * self.word_size))
     if self.zero_reads:
       read_vectors = ops.zeros_like(read_vectors)
-    outputs = self.output_layer(ops.concatenate([h, read_vectors], axis=-1))
+    outputs = self.output_layer(ops.concatenate([h, ops.cast(read_vectors, h.dtype)], axis=-1))
     new_states = [
-      h,
-      c,
+      wide(h),
+      wide(c),
       ops.reshape(memory, (batch, -1)),
       usage,
       ops.reshape(read_weights, (batch, -1)),
@@ -257,19 +278,8 @@ class LastAxisSlice(keras.layers.Layer):
     return (*input_shape[:-1], width)
 
 
-def _check_precision() -> None:
-  """The sequence models run in their variables' precision: the memory's cosine
-  addressing and the LSTM's state have no mixed-precision form here yet."""
-  if keras.config.dtype_policy().compute_dtype in ("bfloat16", "float16"):
-    raise ValueError(
-      f"the MANN and the LSTM have no mixed precision yet (dtype policy "
-      f"{keras.config.dtype_policy().name}); build them under float32"
-    )
-
-
 def _sequence_model(core: list, *, input_size, encoder, image_shape, name) -> keras.Model:
   """Input [B, T, input_size] -> (encoder over each step's image) -> core layers."""
-  _check_precision()
   if encoder is None:
     return keras.Sequential([keras.Input((None, input_size))] + core, name=name)
   if image_shape is None:

@@ -42,6 +42,10 @@ def unsupported_reason(model: keras.Model) -> Optional[str]:
   """None when TaskBatchedSequenceModel can run `model` (built by models.mann or
   models.lstm), else why not (one line)."""
   names = {layer.name for layer in model.layers}
+  if any(layer.compute_dtype in ("bfloat16", "float16") for layer in model.layers):
+    # Its recurrence computes in the weights' dtype; the Keras layers (MANNCell) keep the
+    # mixed-precision rules, so a learner maps the tasks through them instead.
+    return f"{model.name} computes in mixed precision, which the batched recurrence has not"
   if "rnn" in names:
     cell = model.get_layer("rnn").cell
     if not isinstance(cell, MANNCell):

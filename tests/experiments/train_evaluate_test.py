@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests import conftest
 from tests.experiments import binaries
@@ -328,6 +330,35 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
   ]
   binaries.run_ok("train", *resume)
   assert binaries.read_json(workdir / "results.json")["num_steps"] == step + 20
+
+
+def test_a_mixed_bfloat16_mann_trains_float32_weights_and_evaluates_in_its_precision(
+  tmp_path, omniglot_dir, tfds_data_dir, omniglot_characters
+):
+  del omniglot_characters  # prepared by the fixture
+  workdir = tmp_path / "run"
+  common = [*binaries.omniglot_flags(omniglot_dir, tfds_data_dir), *_TINY_MANN]
+  common += ["--protocol=online", "--num_ways=3", "--num_instances=4"]
+  binaries.run_ok(
+    "train",
+    *common,
+    "--precision=mixed_bfloat16",
+    "--meta_batch_size=2",
+    "--num_steps=2",
+    "--num_validation_tasks=0",
+    f"--workdir={workdir}",
+  )
+  assert binaries.read_json(workdir / "flags.json")["precision"] == "mixed_bfloat16"
+  assert np.isfinite(binaries.read_json(workdir / "results.json")["final_loss"])
+  reader = tf.train.load_checkpoint(str(workdir / "checkpoints"))
+  dtypes = reader.get_variable_to_dtype_map()
+  # The model's floating variables (not the LSTM's integer dropout seed) are float32.
+  weights = [d for n, d in dtypes.items() if n.startswith("model/") and d.is_floating]
+  assert len(weights) > 10 and set(weights) == {tf.float32}
+  binaries.run_ok("evaluate", f"--workdir={workdir}", "--num_tasks=4", "--tasks_per_batch=2")
+  report = binaries.read_json(workdir / "eval.json")
+  assert len(report["accuracy_by_instance"]) == 4
+  assert all(0.0 <= a <= 1.0 for a in report["accuracy_by_instance"])
 
 
 def test_online_protocol_mann_train_then_evaluate(

@@ -1,6 +1,6 @@
-"""Mixed bfloat16 (Keras's "mixed_bfloat16" policy) through MAML: float32 variables,
-loss and meta-gradients; the task-batched and the per-task paths agree; the
-meta-gradient stays near float32's."""
+"""Mixed bfloat16 (Keras's "mixed_bfloat16" policy) through MAML and over the sequence
+models: float32 variables, loss and meta-gradients; the task-batched and the per-task
+paths agree; the MANN's memory stays float32; the meta-gradient stays near float32's."""
 
 import contextlib
 
@@ -14,6 +14,7 @@ from mann import meta
 from mann import models
 from mann.data import sampler as sampler_lib
 from tests import class_images
+from tests import sequence_models
 
 
 @contextlib.contextmanager
@@ -91,7 +92,80 @@ def test_the_meta_gradient_stays_near_float32s(inner_steps, min_cosine):
   assert float(mixed_metrics["loss"]) == pytest.approx(float(full_metrics["loss"]), rel=0.02)
 
 
-def test_the_sequence_models_refuse_mixed_precision(mixed_bfloat16):
-  del mixed_bfloat16
-  with pytest.raises(ValueError, match="no mixed precision yet"):
-    models.lstm(num_classes=3, input_size=7, units=4)
+def _sequence_model(kind, policy, seed=0):
+  with _dtype_policy(policy):
+    return sequence_models.tiny_sequence_model(kind, encoder=True, seed=seed, image_shape=(8, 8, 1))
+
+
+def _sequence_inputs(model, length=6):
+  rng = np.random.default_rng(1)
+  return tf.constant(rng.random((2, length, model.input_shape[-1])), tf.float32)
+
+
+@pytest.mark.parametrize("kind", ["mann", "lstm"])
+def test_the_sequence_models_compute_in_bfloat16_near_float32(kind):
+  full = _sequence_model(kind, "float32")
+  mixed = _sequence_model(kind, "mixed_bfloat16")
+  mixed.set_weights(full.get_weights())
+  assert {v.dtype for v in mixed.trainable_variables} == {"float32"}
+  x = _sequence_inputs(full)
+  expected, got = full(x).numpy(), mixed(x)
+  assert got.dtype == tf.bfloat16
+  # bfloat16 keeps 8 bits of mantissa (2^-8 = 0.4%); measured here: 0.49% (MANN),
+  # 0.71% (LSTM) over the 6 steps.
+  error = np.linalg.norm(got.numpy().astype(np.float32) - expected) / np.linalg.norm(expected)
+  assert error < 0.02
+
+
+def test_the_mann_keeps_its_memory_and_addressing_in_float32():
+  cell = _sequence_model("mann", "mixed_bfloat16").get_layer("rnn").cell
+  # Keras's RNN carries the state in the cell's compute dtype; the controller and the
+  # heads compute in bfloat16.
+  assert cell.compute_dtype == "float32"
+  assert {cell.controller.compute_dtype, cell.key_layer.compute_dtype} == {"bfloat16"}
+  state = [tf.zeros([2, size]) for size in cell.state_size]
+  inputs = tf.ones([2, cell.controller.kernel.shape[0] - cell.num_reads * cell.word_size])
+  outputs, new_state = cell(tf.cast(inputs, tf.bfloat16), state)
+  assert outputs.dtype == tf.bfloat16
+  assert {v.dtype for v in new_state} == {tf.float32}
+  # Float32 addressing: the usage after one step holds what bfloat16 would round away.
+  usage = new_state[3].numpy()
+  assert np.any(usage != usage.astype(tf.bfloat16.as_numpy_dtype).astype(np.float32))
+  # The config round trip keeps the policy of the sublayers.
+  again = type(cell).from_config(cell.get_config())
+  assert (again.compute_dtype, again.controller.compute_dtype) == ("float32", "bfloat16")
+
+
+@pytest.mark.parametrize(
+  "make_learner",
+  [
+    lambda m: meta.Episodic(m, num_classes=sequence_models.NUM_WAYS, num_instances=1),
+    lambda m: meta.MAML(
+      m,
+      objective=meta.CLASSIFICATION,
+      num_inner_steps=1,
+      inner_lr=0.4,
+      task_format=meta.SequenceFormat(num_classes=sequence_models.NUM_WAYS),
+    ),
+  ],
+  ids=["episodic", "maml"],
+)
+def test_learners_over_a_mixed_mann_give_float32_meta_gradients_near_float32s(make_learner):
+  tasks = sequence_models.image_tasks(
+    num_tasks=2, num_shots=1, num_queries=1, image_shape=(8, 8, 1)
+  )
+  results = {}
+  for policy in ("float32", "mixed_bfloat16"):
+    model = _sequence_model("mann", policy)
+    learner = make_learner(model)
+    gradients, metrics = learner.compute_gradients(tasks, 0)
+    assert {g.dtype for g in gradients} == {tf.float32}
+    assert metrics["loss"].dtype == tf.float32
+    keep = [not v.path.endswith("conv/bias") for v in model.trainable_variables]
+    flat = np.concatenate([g.numpy().ravel() for g, k in zip(gradients, keep) if k])
+    results[policy] = flat, float(metrics["loss"])
+  (full, full_loss), (mixed, mixed_loss) = results["float32"], results["mixed_bfloat16"]
+  # Measured: cosine 0.998 (episodic), 0.999 (MAML, one second-order inner step); the
+  # losses agree to 1e-4 relative.
+  assert mixed_loss == pytest.approx(full_loss, rel=2e-3)
+  assert _cosine(full, mixed) > 0.99
