@@ -55,7 +55,7 @@ ORDERS = flags.DEFINE_list("orders", ["second", "first"], "second and/or first."
 PRECISIONS = flags.DEFINE_list(
   "precisions",
   ["float32"],
-  "Our step's precision(s): float32, mixed_bfloat16 (conv4 only). Rows of float32 are "
+  "Our step's precision(s): float32, mixed_bfloat16. Rows of float32 are "
   "ours_<mapping>, of mixed_bfloat16 ours_<mapping>_mixed_bfloat16; with mixed_bfloat16 "
   "the peer is also timed under torch.autocast(bfloat16) (peer_autocast_bfloat16).",
 )

@@ -16,7 +16,8 @@ to float round-off; each replica takes meta_batch_size / R tasks of every meta-b
 Writes to --workdir: flags.json (every setting of the run), checkpoints/, log.jsonl
 (a JSON line per logging step and per validation), tensorboard/, results.json (at
 the end: num_steps, train_seconds, final_loss, final metrics, last validation,
-num_parameters of the model).
+num_parameters of the model, and this call's start-up: the process's age at main(),
+after the data and after the learner, and at the end of the first meta-step).
 """
 
 import os
