@@ -98,10 +98,11 @@ def load_omniglot(
     A source of 1623 classes (class c = TFDS label c), images uint8
     [32460, image_size, image_size, 1] with strokes bright (255) on black (0).
   """
+  stock = None  # the stock TFDS builder, on the download path only
   if omniglot_dir is not None:
     name, version = LOCAL_BUILDER_NAME, LOCAL_BUILDER_VERSION
   else:
-    import tensorflow_datasets as tfds  # only on the download path
+    import tensorflow_datasets as tfds
 
     stock = tfds.builder("omniglot", data_dir=data_dir)
     name, version = stock.name, str(stock.version)
@@ -118,11 +119,11 @@ def load_omniglot(
 
     from mann.data import omniglot_builder
 
-    if omniglot_dir is not None:
+    if stock is None:
       builder = omniglot_builder.OmniglotLocal(data_dir=data_dir)
       download_config = tfds.download.DownloadConfig(manual_dir=omniglot_dir)
     else:
-      builder, download_config = tfds.builder("omniglot", data_dir=data_dir), None
+      builder, download_config = stock, None
     builder.download_and_prepare(download_config=download_config)
     dataset = builder.as_dataset(split="train+test", shuffle_files=False)
     images, labels = tfds_source.decode_images(
