@@ -68,7 +68,9 @@ TASK_MAPPINGS = flags.DEFINE_list(
   ["batched", "map_fn"],
   "How our step runs the tasks (mann.meta.TASK_MAPPINGS), each timed: batched "
   "(grouped convolutions) and map_fn (tf.map_fn over a per-task function); "
-  "batched+checkpoint: batched with checkpoint_inner_steps (recomputed inner steps).",
+  "batched+checkpoint: batched with checkpoint_inner_steps (recomputed inner steps); "
+  "a +chunkN suffix (batched+chunk8) computes the meta-gradients N tasks at a time "
+  "(mann.meta.task_chunks: the same gradients in a fraction of the memory).",
 )
 PEER_PYTHON = flags.DEFINE_string(
   "peer_python", None, "Python of a learn2learn venv (../shared/peers/README.md); unset: ours only."
@@ -139,14 +141,16 @@ def _time_ours(
   keras.utils.set_random_seed(0)
   keras.config.set_dtype_policy(precision)  # before the model: its layers keep it
   model, task_format = _model_and_format(model_name, ways)
-  checkpoint = task_mapping.endswith("+checkpoint")
+  mapping, *options = task_mapping.split("+")
+  checkpoint = "checkpoint" in options
+  tasks_per_chunk = next((int(o[len("chunk") :]) for o in options if o.startswith("chunk")), 0)
   learner = meta.MAML(
     model,
     objective=meta.CLASSIFICATION,
     num_inner_steps=inner_steps,
     inner_lr=0.4,
     first_order=order == "first",
-    task_mapping=task_mapping.split("+")[0],
+    task_mapping=mapping,
     checkpoint_inner_steps=checkpoint,
     task_format=task_format,
   )
@@ -161,7 +165,9 @@ def _time_ours(
 
   @tf.function(jit_compile=jit_compile)
   def step(meta_batch):
-    gradients, metrics = learner.compute_gradients(meta_batch)
+    gradients, metrics = meta.task_chunks.compute_gradients(
+      learner, meta_batch, 0, tasks_per_chunk=tasks_per_chunk
+    )
     optimizer.apply(gradients, learner.trainable_variables)
     return metrics["loss"]
 

@@ -35,6 +35,7 @@ from mann import data
 from mann import errors
 from mann import evaluation
 from mann import training
+from mann.meta import task_chunks
 from mann.training import distribute
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run (created if missing).")
@@ -61,6 +62,15 @@ STEPS_PER_CALL = flags.DEFINE_integer(
   "are too small to pay a Python round trip each); results do not depend on it (beyond "
   "float32 round-off).",
   lower_bound=1,
+)
+TASKS_PER_CHUNK = flags.DEFINE_integer(
+  "tasks_per_chunk",
+  0,
+  "maml, fomaml, reptile: compute a meta-step's meta-gradients this many tasks at a time "
+  "(a divisor of --meta_batch_size per replica): the same gradients, with one chunk's "
+  "activations in memory instead of the whole meta-batch's (memory and time measured "
+  "in results/README.md, step time). 0: all tasks at once.",
+  lower_bound=0,
 )
 NUM_THREADS = flags.DEFINE_integer(
   "num_threads",
@@ -121,6 +131,9 @@ def main(argv):
     learner = builders.make_learner(model, splits)
     optimizer = builders.make_optimizer()
   startup["learner_built"] = training.process_age_seconds()
+  common.library_checks("--tasks_per_chunk")(task_chunks.check_tasks_per_chunk)(
+    learner, run_flags.META_BATCH_SIZE.value // strategy.num_replicas_in_sync, TASKS_PER_CHUNK.value
+  )
   validate = None
   if NUM_VALIDATION_TASKS.value:
     validation_sampler = builders.make_sampler(splits, split="validation")
@@ -155,6 +168,7 @@ def main(argv):
     validate=validate,
     validate_every=VALIDATE_EVERY.value,
     steps_per_call=STEPS_PER_CALL.value,
+    tasks_per_chunk=TASKS_PER_CHUNK.value,
     clip_grad_norm=run_flags.CLIP_GRAD_NORM.value or None,
     skip_nonfinite=run_flags.SKIP_NONFINITE.value,
     # The model adapted and tested (not a transfer baseline's pretraining head).

@@ -1,5 +1,6 @@
 """Meta-learning algorithms over any Keras model: functional inner loop, MAML family, Reptile."""
 
+from mann.meta import task_chunks
 from mann.meta.episodic import Episodic
 from mann.meta.gradient_learner import TASK_MAPPINGS
 from mann.meta.gradient_learner import GradientMetaLearner
@@ -32,6 +33,7 @@ __all__ = [
   "sgd_adapt",
   "STRING_CLASSIFICATION",
   "TASK_MAPPINGS",
+  "task_chunks",
   "TaskObjective",
   "Transfer",
 ]

@@ -81,6 +81,11 @@ class Episodic:
       sequence_inputs(images, labels, self.num_classes, self.string_labels), training=training
     )
 
+  # The model runs on all episodes at once: a batch-norm encoder normalises them together
+  # and moves its running statistics once per call.
+  separable_over_tasks = False
+  not_separable_because = "Episodic runs all episodes as one batch (the encoder's batch norm)"
+
   @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """Gradients of the mean cross-entropy over every step of every sequence."""

@@ -99,6 +99,10 @@ class Transfer(gradient_learner.GradientMetaLearner):
       weights = weights[:-2] + [tf.zeros_like(w) for w in weights[-2:]]
     return weights, non_trainable
 
+  # The tasks' examples are pooled into one batch, normalised together.
+  separable_over_tasks = False
+  not_separable_because = "Transfer pools every task's examples into one batch-norm batch"
+
   @learner.traced_as_written
   def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
     """Gradient of the loss on all support and query examples of all tasks, pooled."""

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from mann.data import pipeline
 from mann.meta import learner as learner_lib
+from mann.meta import task_chunks
 
 
 def replica_batches(
@@ -39,9 +40,10 @@ def replica_batches(
 class MetaSteps:
   """`run(iterator, start, count)`: `count` meta-steps in one compiled call.
 
-  A meta-step: each replica computes the meta-gradients of its T/R tasks, the replicas'
-  means are averaged, clipped to clip_grad_norm, checked for finiteness (loss and every
-  gradient, on every replica) and applied by the optimiser unless not finite.
+  A meta-step: each replica computes the meta-gradients of its T/R tasks (tasks_per_chunk
+  of them at a time, if set), the replicas' means are averaged, clipped to
+  clip_grad_norm, checked for finiteness (loss and every gradient, on every replica) and
+  applied by the optimiser unless not finite.
   """
 
   def __init__(
@@ -55,9 +57,14 @@ class MetaSteps:
     skip_nonfinite: bool = False,
     steps_per_call: int = 1,
     jit_compile: bool = False,
+    tasks_per_chunk: int = 0,
   ):
     """replica_spec: a replica's meta-batch, static shapes (replica_batches' second
     value); the other arguments as mann.training.train's."""
+    task_chunks.check_tasks_per_chunk(
+      learner, tf.nest.flatten(replica_spec)[0].shape[0], tasks_per_chunk
+    )
+    self._tasks_per_chunk = tasks_per_chunk
     self._learner = learner
     self._optimizer = optimizer
     self._variables = learner.trainable_variables
@@ -81,7 +88,9 @@ class MetaSteps:
     meta_batch = tf.nest.map_structure(
       lambda x, spec: tf.ensure_shape(x, spec.shape), meta_batch, self._replica_spec
     )
-    gradients, metrics = self._learner.compute_gradients(meta_batch, step)
+    gradients, metrics = task_chunks.compute_gradients(
+      self._learner, meta_batch, step, tasks_per_chunk=self._tasks_per_chunk
+    )
     context = tf.distribute.get_replica_context()
     if context.num_replicas_in_sync > 1:  # each replica's gradient: the mean of its T/R
       gradients = context.all_reduce(tf.distribute.ReduceOp.MEAN, gradients)

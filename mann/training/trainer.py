@@ -203,6 +203,7 @@ def train(
   validate_every: int = 1000,
   steps_per_call: int = 1,
   jit_compile: bool = False,
+  tasks_per_chunk: int = 0,
   strategy: Optional[tf.distribute.Strategy] = None,
   clip_grad_norm: Optional[float] = None,
   skip_nonfinite: bool = False,
@@ -230,6 +231,11 @@ def train(
       (oneDNN may fuse ops differently inside the loop).
     jit_compile: compile each meta-step (gradients and update) with XLA, as GPUs and
       TPUs want it; the same steps up to rounding.
+    tasks_per_chunk: compute each replica's meta-gradients this many tasks at a time
+      (mann.meta.task_chunks; a divisor of the replica's T/R tasks): the same
+      gradients up to round-off, with one chunk's activations in memory instead of
+      all tasks'. 0: all at once. Needs a learner whose meta-gradient is a mean of
+      per-task ones (MAML, FOMAML, Reptile without per-step batch norm).
     strategy: the tf.distribute strategy the steps run under (default: the current
       one, tf.distribute.get_strategy()). The learner's variables must have been made
       under its scope. R replicas each take T/R tasks of every meta-batch; the update
@@ -289,6 +295,7 @@ def train(
       skip_nonfinite=skip_nonfinite,
       steps_per_call=steps_per_call,
       jit_compile=jit_compile,
+      tasks_per_chunk=tasks_per_chunk,
     )
   with _stop_requests() as stop:
     while step < num_steps:

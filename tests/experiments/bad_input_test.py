@@ -64,6 +64,20 @@ TRAIN_CASES = [
     [SINUSOID, "--inner_weights=controller", "--workdir={new}"],
     "the learner these flags build: mlp has no controller weights",
   ),
+  (
+    [SINUSOID, "--tasks_per_chunk=4", "--workdir={new}"],
+    "--tasks_per_chunk: tasks_per_chunk=4 does not divide the 25 tasks",
+  ),
+  (
+    [
+      SINUSOID,
+      "--algorithm=maml",
+      "--batch_norm=per_step",
+      "--tasks_per_chunk=5",
+      "--workdir={new}",
+    ],
+    "--tasks_per_chunk: tasks_per_chunk cannot split this learner's meta-batches",
+  ),
   ([SINUSOID, "--inner_lr=-0.1", "--workdir={new}"], "--inner_lr=-0.1"),
   ([SINUSOID, "--outer_lr=-1", "--workdir={new}"], "--outer_lr=-1"),
   (["--model=mann", "--usage_decay=1.5", "--workdir={new}"], "--usage_decay=1.5"),

@@ -7,7 +7,9 @@ learner gets every guarantee by adding a row:
   - a checkpoint round trip gives the same evaluation;
   - compute_gradients leaves the trainable variables unchanged;
   - every trainable variable gets a non-zero gradient;
-  - the same seed gives the same numbers.
+  - the same seed gives the same numbers;
+  - run a task at a time (mann.meta.task_chunks), the meta-gradients are the mean of
+    each task's own, or the learner says why it cannot be split.
 """
 
 import dataclasses
@@ -167,6 +169,34 @@ def _numpy(values):
 
 def _snapshot(variables):
   return [v.numpy().copy() for v in variables]
+
+
+def _one_task(tasks, i):
+  return tf.nest.map_structure(lambda x: x[i : i + 1], tasks)
+
+
+def test_a_task_at_a_time_gives_the_mean_of_each_tasks_gradients(row):
+  learner = row.make(0)
+  tasks = row.tasks()
+  num_tasks = tf.nest.flatten(tasks)[0].shape[0]
+  reason = meta.task_chunks.unsupported_reason(learner)
+  if reason is not None:
+    with pytest.raises(ValueError, match="cannot split this learner's meta-batches"):
+      meta.task_chunks.check_tasks_per_chunk(learner, num_tasks, 1)
+    return
+  # Independent: each task alone through the plain compute_gradients, averaged here.
+  alone = [learner.compute_gradients(_one_task(tasks, i), 0) for i in range(num_tasks)]
+  expected = [np.mean([_numpy(g)[k] for g, _ in alone], axis=0) for k in range(len(alone[0][0]))]
+  chunked = tf.function(
+    lambda tasks: meta.task_chunks.compute_gradients(learner, tasks, 0, tasks_per_chunk=1)
+  )
+  gradients, metrics = chunked(tasks)
+  for want, got in zip(expected, _numpy(gradients)):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+  names = ["loss", learner.objective.metric_name]
+  for name in names:
+    want = np.mean([float(m[name]) for _, m in alone])
+    assert float(metrics[name]) == pytest.approx(want, rel=1e-5), name
 
 
 def test_learner_keeps_the_contract(row):
