@@ -39,9 +39,10 @@ class MANNCell(keras.layers.Layer):
   Under a mixed-precision policy (e.g. mixed_bfloat16) the controller and the heads
   compute in the 16-bit type, as Keras layers do, while the cell itself computes in the
   variables' dtype (float32): the memory, usage and read weights, the addressing that
-  updates them, and the state Keras's RNN carries between steps. bfloat16 keeps 8 bits of
-  mantissa, too few for cosine similarities that must tell 128 rows apart and for
-  usages that decay by 0.95 a step.
+  updates them, the controller's gates and cell state (its matmuls are 16-bit), and the
+  state Keras's RNN carries between steps. bfloat16 keeps 8 bits of mantissa, too few
+  for cosine similarities that must tell 128 rows apart, for usages that decay by 0.95
+  a step, and for a cell state summed over an episode.
   """
 
   def __init__(
@@ -126,9 +127,11 @@ class MANNCell(keras.layers.Layer):
     batch = ops.shape(inputs)[0]
     memory = ops.reshape(memory, (batch, self.memory_size, self.word_size))
     read_weights = ops.reshape(read_weights, (batch, self.num_reads, self.memory_size))
-    _, (h, c) = self.controller(
-      ops.concatenate([inputs, ops.cast(reads, inputs.dtype)], axis=-1), [h, c], training=training
-    )
+    controller_inputs = ops.concatenate([inputs, ops.cast(reads, inputs.dtype)], axis=-1)
+    if self._layers_policy.compute_dtype == self.compute_dtype:
+      _, (h, c) = self.controller(controller_inputs, [h, c], training=training)
+    else:
+      h, c = self._mixed_controller_step(controller_inputs, h, c)
     wide = lambda x: ops.cast(x, self.compute_dtype)  # the addressing's precision
     keys = ops.reshape(wide(self.key_layer(h)), (batch, self.num_reads, self.word_size))
     strengths = (
@@ -156,6 +159,29 @@ class MANNCell(keras.layers.Layer):
       read_vectors,
     ]
     return outputs, new_states
+
+  def _mixed_controller_step(self, x, h, c):
+    """The controller's LSTM step under a mixed policy: its two matmuls in the 16-bit
+    type, the gates and the cell state in float32 (Keras's LSTMCell would round c to
+    bfloat16 at every step, an error that compounds along the episode).
+
+    x [B, D + reads] (16-bit), h and c [B, units] (float32) -> new h, c (float32); the
+    controller's own weights, so checkpoints are those of the float32 cell.
+    """
+    cell = self.controller
+    low = self._layers_policy.compute_dtype
+    product = lambda a, kernel: ops.cast(
+      ops.matmul(ops.cast(a, low), ops.cast(kernel, low)), self.compute_dtype
+    )
+    z = product(x, cell.kernel) + product(h, cell.recurrent_kernel)
+    if cell.use_bias:
+      z = z + ops.cast(cell.bias, self.compute_dtype)
+    input_gate, forget_gate, candidate, output_gate = ops.split(z, 4, axis=-1)  # Keras's order
+    c = cell.recurrent_activation(forget_gate) * c + cell.recurrent_activation(
+      input_gate
+    ) * cell.activation(candidate)
+    h = cell.recurrent_activation(output_gate) * cell.activation(c)
+    return h, c
 
 
 def mann(

@@ -136,6 +136,41 @@ def test_the_mann_keeps_its_memory_and_addressing_in_float32():
   assert (again.compute_dtype, again.controller.compute_dtype) == ("float32", "bfloat16")
 
 
+def _bfloat16_rounded(x):
+  return np.asarray(x, np.float32).astype(tf.bfloat16.as_numpy_dtype).astype(np.float64)
+
+
+def test_the_mann_controller_multiplies_in_bfloat16_and_keeps_its_cell_state_float32():
+  cell = _sequence_model("mann", "mixed_bfloat16").get_layer("rnn").cell
+  controller = cell.controller
+  rng = np.random.default_rng(2)
+  state = [tf.constant(rng.normal(size=(2, size)), tf.float32) for size in cell.state_size]
+  reads_size = cell.num_reads * cell.word_size
+  x = rng.normal(size=(2, controller.kernel.shape[0] - reads_size))
+  _, (h, c, *_) = cell(tf.constant(x, tf.bfloat16), state)
+  assert (h.dtype, c.dtype) == (tf.float32, tf.float32)
+  # numpy: each matmul's operands and product in bfloat16, the gates in float64.
+  rounded = _bfloat16_rounded
+  x_and_reads = np.concatenate([rounded(x), rounded(state[5].numpy())], -1)
+  z = (
+    rounded(x_and_reads @ rounded(controller.kernel.numpy()))
+    + rounded(rounded(state[0].numpy()) @ rounded(controller.recurrent_kernel.numpy()))
+    + controller.bias.numpy()
+  )
+  i, f, g, o = np.split(z, 4, axis=-1)  # Keras LSTM gate order
+  sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))
+  want_c = sigmoid(f) * state[1].numpy() + sigmoid(i) * np.tanh(g)
+  want_h = sigmoid(o) * np.tanh(want_c)
+  # Measured: 5e-8 apart; float32 products instead of bfloat16's are 1e-3 off, Keras's
+  # bfloat16 LSTMCell 4e-3 (a product could round the other way under another float32
+  # summation order, but only within 1e-7 of a rounding boundary).
+  np.testing.assert_allclose(c.numpy(), want_c, atol=1e-5)
+  np.testing.assert_allclose(h.numpy(), want_h, atol=1e-5)
+  # Float32 cell state: values that bfloat16 would have rounded away.
+  c = c.numpy()
+  assert np.mean(c != _bfloat16_rounded(c)) > 0.5
+
+
 @pytest.mark.parametrize(
   "make_learner",
   [
