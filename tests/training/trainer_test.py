@@ -60,35 +60,32 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
   assert steps == [2, 4, 6, 8]
 
 
+def _assert_the_same_steps(tmp_path, num_steps, *, rtol, loss_rtol, **options):
+  """Trains num_steps plainly and with `options`; the weights and the final loss agree."""
+  plain, plain_results = _run(tmp_path / "plain", num_steps, checkpoint_every=num_steps)
+  other, other_results = _run(tmp_path / "other", num_steps, checkpoint_every=num_steps, **options)
+  for a, b in zip(plain.get_weights(), other.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-6)
+  assert other_results["final_loss"] == pytest.approx(plain_results["final_loss"], rel=loss_rtol)
+
+
 def test_steps_run_inside_one_call_are_the_same_steps(tmp_path):
-  one, one_results = _run(tmp_path / "one", 8, checkpoint_every=8)
-  many, many_results = _run(tmp_path / "many", 8, checkpoint_every=8, steps_per_call=3)
   # The same steps on the same meta-batches; with oneDNN on (mann/__init__.py) the graph
   # rewrites inside the while loop may round differently (3.7e-9 here on an AMD EPYC),
   # so equal to float32 round-off (1.6e-6 relative after 8 Adam steps) rather than bit
   # for bit.
-  for a, b in zip(one.get_weights(), many.get_weights()):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-  assert many_results["final_loss"] == pytest.approx(one_results["final_loss"], rel=1e-6)
+  _assert_the_same_steps(tmp_path, 8, rtol=1e-5, loss_rtol=1e-6, steps_per_call=3)
 
 
 def test_steps_computed_a_chunk_of_tasks_at_a_time_are_the_same_steps(tmp_path):
-  whole, whole_results = _run(tmp_path / "whole", 6, checkpoint_every=6)
-  chunked, chunked_results = _run(tmp_path / "chunked", 6, checkpoint_every=6, tasks_per_chunk=2)
   # The same meta-gradients summed in another order: float32 round-off after 6 Adam steps.
-  for a, b in zip(whole.get_weights(), chunked.get_weights()):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-  assert chunked_results["final_loss"] == pytest.approx(whole_results["final_loss"], rel=1e-5)
+  _assert_the_same_steps(tmp_path, 6, rtol=1e-5, loss_rtol=1e-5, tasks_per_chunk=2)
   with pytest.raises(ValueError, match="tasks_per_chunk=3 does not divide the 4 tasks"):
     _run(tmp_path / "bad", 2, tasks_per_chunk=3)
 
 
 def test_xla_compiled_steps_are_the_same_steps(tmp_path):
-  plain, plain_results = _run(tmp_path / "plain", 6, checkpoint_every=6)
-  compiled, compiled_results = _run(tmp_path / "xla", 6, checkpoint_every=6, jit_compile=True)
-  for a, b in zip(plain.get_weights(), compiled.get_weights()):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-  assert compiled_results["final_loss"] == pytest.approx(plain_results["final_loss"], rel=1e-4)
+  _assert_the_same_steps(tmp_path, 6, rtol=1e-4, loss_rtol=1e-4, jit_compile=True)
 
 
 def test_resume_redoes_steps_after_the_last_checkpoint(tmp_path):
