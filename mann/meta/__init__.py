@@ -33,7 +33,6 @@ __all__ = [
   "sgd_adapt",
   "STRING_CLASSIFICATION",
   "TASK_MAPPINGS",
-  "task_chunks",
   "TaskObjective",
   "Transfer",
 ]
