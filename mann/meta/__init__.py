@@ -1,6 +1,6 @@
 """Meta-learning algorithms over any Keras model: functional inner loop, MAML family, Reptile."""
 
-from mann.meta import task_chunks
+from mann.meta import task_chunks as task_chunks  # a submodule, re-exported
 from mann.meta.episodic import Episodic
 from mann.meta.gradient_learner import TASK_MAPPINGS
 from mann.meta.gradient_learner import GradientMetaLearner
