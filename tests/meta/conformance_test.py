@@ -191,8 +191,11 @@ def test_a_task_at_a_time_gives_the_mean_of_each_tasks_gradients(row):
     lambda tasks: meta.task_chunks.compute_gradients(learner, tasks, 0, tasks_per_chunk=1)
   )
   gradients, metrics = chunked(tasks)
-  for want, got in zip(expected, _numpy(gradients)):
+  # What makes splitting sound: the whole meta-batch's gradient is that same mean.
+  whole, _ = learner.compute_gradients(tasks, 0)
+  for want, got, whole_gradient in zip(expected, _numpy(gradients), _numpy(whole)):
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+    np.testing.assert_allclose(whole_gradient, want, rtol=2e-4, atol=2e-6)
   names = ["loss", learner.objective.metric_name]
   for name in names:
     want = np.mean([float(m[name]) for _, m in alone])
