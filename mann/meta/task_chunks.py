@@ -45,13 +45,15 @@ def check_tasks_per_chunk(
   tasks_per_chunk (0: not chunked, always allowed)."""
   if tasks_per_chunk < 0:
     raise ValueError(f"tasks_per_chunk must be >= 0 (0: all tasks at once), got {tasks_per_chunk}")
-  if tasks_per_chunk == 0 or tasks_per_chunk >= num_tasks:
+  if tasks_per_chunk == 0:
     return
   if num_tasks % tasks_per_chunk:
     raise ValueError(
       f"tasks_per_chunk={tasks_per_chunk} does not divide the {num_tasks} tasks a "
       "replica computes per meta-step; pick a divisor of it"
     )
+  if tasks_per_chunk == num_tasks:
+    return
   reason = unsupported_reason(learner)
   if reason is not None:
     raise ValueError(f"tasks_per_chunk cannot split this learner's meta-batches: {reason}")
@@ -70,7 +72,7 @@ def compute_gradients(
     learner: any MetaLearner whose gradients and metrics are means over the tasks.
     meta_batch: a meta-batch with a leading task axis [T, ...] of static size T.
     step: the meta-step, passed to every chunk.
-    tasks_per_chunk: tasks per chunk, a divisor of T; 0 or >= T: all at once.
+    tasks_per_chunk: tasks per chunk, a divisor of T; 0 or T: all at once.
 
   Returns:
     (gradients, metrics) as learner.compute_gradients: the mean over the C = T /
@@ -78,7 +80,7 @@ def compute_gradients(
   """
   num_tasks = tf.nest.flatten(meta_batch)[0].shape[0]
   check_tasks_per_chunk(learner, num_tasks, tasks_per_chunk)
-  if tasks_per_chunk == 0 or tasks_per_chunk >= num_tasks:
+  if tasks_per_chunk in (0, num_tasks):
     return learner.compute_gradients(meta_batch, step)
   num_chunks = num_tasks // tasks_per_chunk
   chunks = tf.nest.map_structure(

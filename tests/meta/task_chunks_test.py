@@ -75,6 +75,7 @@ def test_a_whole_chunk_or_zero_is_the_plain_call():
   "tasks_per_chunk, make_learner, message",
   [
     (3, _maml, "tasks_per_chunk=3 does not divide the 4 tasks"),
+    (8, _maml, "tasks_per_chunk=8 does not divide the 4 tasks"),
     (-1, _maml, "tasks_per_chunk must be >= 0"),
     (2, lambda: _maml(batch_norm="per_step"), "batch_norm='per_step' moves its running"),
     (

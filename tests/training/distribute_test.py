@@ -38,7 +38,7 @@ class _ShiftedTasks:
     return task._replace(support_x=task.support_x + shift, query_x=task.query_x + shift)
 
 
-def _train(row, strategy, optimizer_name, workdir, num_steps=NUM_STEPS):
+def _train(row, strategy, optimizer_name, workdir, num_steps=NUM_STEPS, tasks_per_chunk=0):
   """The row's learner trained num_steps meta-steps under `strategy`: its weights."""
   sampler = _ShiftedTasks(row.tasks())
   with strategy.scope():
@@ -62,6 +62,7 @@ def _train(row, strategy, optimizer_name, workdir, num_steps=NUM_STEPS):
     log_every=1,
     checkpoint_every=1,
     strategy=strategy,
+    tasks_per_chunk=tasks_per_chunk,
   )
   # MAML++'s per-step batch-norm statistics are the learner's, not the model's.
   step_statistics = learner.checkpoint_items().get("step_statistics", [])
@@ -151,6 +152,16 @@ def _check_mirrored_equals_one_replica(conformance_row, optimizer_name, mirrored
   ]
   assert sum(moved) > len(moved) / 2  # the comparison is between trained weights
   _assert_close(two, one)
+
+
+def test_replicas_computing_a_task_at_a_time_equal_one_replica(mirrored, tmp_path):
+  """--tasks_per_chunk under two replicas: each splits its own 2 tasks."""
+  row = next(r for r in conformance_test.LEARNERS if r.name == "maml_conv4")
+  one = _train(row, tf.distribute.get_strategy(), "sgd", tmp_path / "one")
+  two = _train(row, mirrored, "sgd", tmp_path / "two", tasks_per_chunk=1)
+  _assert_close(two, one)
+  with pytest.raises(ValueError, match="does not divide the 2 tasks a replica computes"):
+    _train(row, mirrored, "sgd", tmp_path / "bad", tasks_per_chunk=3)
 
 
 def test_replicas_take_their_slices_of_each_meta_batch_in_order(mirrored):
