@@ -83,7 +83,6 @@ class Episodic:
 
   # The model runs on all episodes at once: a batch-norm encoder normalises them together
   # and moves its running statistics once per call.
-  separable_over_tasks = False
   not_separable_because = "Episodic runs all episodes as one batch (the encoder's batch norm)"
 
   @learner.traced_as_written

@@ -152,15 +152,14 @@ class GradientMetaLearner:
     return list(self.model.trainable_variables)
 
   @property
-  def separable_over_tasks(self) -> bool:
-    """Whether compute_gradients is the mean over the tasks of each task's own gradients
-    and metrics, with nothing updated once per meta-batch, so that a meta-batch may run
-    in chunks of tasks (mann.meta.task_chunks): each task adapts and is normalised on
-    its own; per-step running statistics move once per meta-batch."""
-    return self.step_statistics is None
-
-  @property
-  def not_separable_because(self) -> str:
+  def not_separable_because(self) -> Optional[str]:
+    """None where compute_gradients is the mean over the tasks of each task's own
+    gradients and metrics, with nothing updated once per meta-batch, so that a
+    meta-batch may run in chunks of tasks (mann.meta.task_chunks): each task adapts and
+    is normalised on its own. Otherwise why not: per-step running statistics move once
+    per meta-batch."""
+    if self.step_statistics is None:
+      return None
     return "batch_norm='per_step' moves its running statistics once per meta-batch"
 
   def checkpoint_items(self) -> dict:

@@ -25,17 +25,15 @@ from mann.meta import learner as learner_lib
 def unsupported_reason(learner: learner_lib.MetaLearner) -> Optional[str]:
   """Why `learner`'s meta-batches cannot be split into chunks, or None.
 
-  A learner allows it by `separable_over_tasks` (mann.meta.GradientMetaLearner): its
-  gradients and metrics are the means over the tasks of each task's own, and nothing
-  is updated once per meta-batch.
+  A learner allows it by a `not_separable_because` of None (mann.meta.GradientMetaLearner):
+  its gradients and metrics are the means over the tasks of each task's own, and nothing
+  is updated once per meta-batch. A learner without the attribute is not split.
   """
-  if not getattr(learner, "separable_over_tasks", False):
-    return getattr(
-      learner,
-      "not_separable_because",
-      f"{type(learner).__name__}'s meta-gradient is not a mean of per-task gradients",
-    )
-  return None
+  return getattr(
+    learner,
+    "not_separable_because",
+    f"{type(learner).__name__}'s meta-gradient is not a mean of per-task gradients",
+  )
 
 
 def check_tasks_per_chunk(

@@ -100,7 +100,6 @@ class Transfer(gradient_learner.GradientMetaLearner):
     return weights, non_trainable
 
   # The tasks' examples are pooled into one batch, normalised together.
-  separable_over_tasks = False
   not_separable_because = "Transfer pools every task's examples into one batch-norm batch"
 
   @learner.traced_as_written
