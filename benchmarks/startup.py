@@ -3,6 +3,7 @@ r"""A binary's start-up: seconds from process start to the end of its first meta
   python -m benchmarks.startup --omniglot_dir=../shared/data/omniglot \
       --out=results/startup.json
   python -m benchmarks.startup ... --checkout=/tmp/before   # another commit's tree
+  python -m benchmarks.startup ... --baseline_checkout=/tmp/before   # both, taking turns
 
 Runs `python -m experiments.train --flagfile=F --num_steps=1 --num_validation_tasks=0`
 for each flagfile, --repeats times, each in a fresh workdir, after one unrecorded run
@@ -47,6 +48,15 @@ CHECKOUT = flags.DEFINE_string(
 PYTHONPATH = flags.DEFINE_string(
   "pythonpath", None, "Prepended to the binary's PYTHONPATH (e.g. other package versions)."
 )
+BASELINE_CHECKOUT = flags.DEFINE_string(
+  "baseline_checkout",
+  None,
+  "Also run this source tree's binary, its runs taking turns with the other tree's "
+  "(e.g. a `git worktree` of the commit before a change): a row per tree and flagfile.",
+)
+BASELINE_PYTHONPATH = flags.DEFINE_string(
+  "baseline_pythonpath", None, "--pythonpath of the baseline tree."
+)
 OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 
 _MARK = "first call of"
@@ -89,43 +99,61 @@ def _median(runs: list[dict], key: str, sub: str = "") -> Optional[float]:
   return round(statistics.median(present), 2) if len(present) == len(values) else None
 
 
-def main(argv):
-  del argv
-  checkout = os.path.abspath(CHECKOUT.value or os.path.join(os.path.dirname(__file__), ".."))
+def _tree(checkout: Optional[str], pythonpath: Optional[str]) -> dict:
+  """A source tree to start the binary from: its path, commit and environment."""
+  checkout = os.path.abspath(checkout or os.path.join(os.path.dirname(__file__), ".."))
   env = dict(os.environ)
-  if PYTHONPATH.value:
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PYTHONPATH.value, env.get("PYTHONPATH")]))
+  if pythonpath:
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
   commit = subprocess.run(
     ["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True
   ).stdout.strip()
+  return {"checkout": checkout, "commit": commit, "pythonpath": pythonpath, "env": env}
+
+
+def main(argv):
+  del argv
+  trees = [_tree(CHECKOUT.value, PYTHONPATH.value)]
+  if BASELINE_CHECKOUT.value:
+    trees.append(_tree(BASELINE_CHECKOUT.value, BASELINE_PYTHONPATH.value))
   rows = []
   for flagfile in FLAGFILES.value:
     command = [sys.executable, "-m", "experiments.train", f"--flagfile={flagfile}"]
     command += ["--num_steps=1", "--num_validation_tasks=0"]
     if OMNIGLOT_DIR.value:
       command.append(f"--omniglot_dir={os.path.abspath(OMNIGLOT_DIR.value)}")
-    _one_run(command, checkout, env)  # prepares the decoded images if needed
-    runs = [_one_run(command, checkout, env) for _ in range(REPEATS.value)]
-    rows.append(
-      {
-        "flagfile": flagfile,
-        "command": " ".join(command[1:]) + " --workdir=<fresh>",
-        "median_seen_from_outside_seconds": _median(runs, "seen_from_outside_seconds"),
-        "median_startup_seconds": _median(runs, "startup_seconds"),
-        "median_first_call_seconds": _median(runs, "first_call_seconds"),
-        "median_process_age_seconds": {
-          milestone: _median(runs, "process_age_seconds", milestone)
-          for milestone in ("main", "data_loaded", "learner_built")
-        },
-        "runs": runs,
-      }
-    )
-    print(f"{flagfile}: {rows[-1]['median_seen_from_outside_seconds']} s", file=sys.stderr)
+    runs: list[list[dict]] = [[] for _ in trees]
+    for tree in trees:
+      _one_run(command, tree["checkout"], tree["env"])  # prepares the decoded images if needed
+    for repeat in range(REPEATS.value):
+      # The trees take turns, first one then the other, so drift falls on both alike.
+      order = list(range(len(trees)))
+      for index in order if repeat % 2 == 0 else order[::-1]:
+        runs[index].append(_one_run(command, trees[index]["checkout"], trees[index]["env"]))
+    for tree, tree_runs in zip(trees, runs):
+      rows.append(
+        {
+          "flagfile": flagfile,
+          "checkout": tree["checkout"],
+          "commit": tree["commit"],
+          "command": " ".join(command[1:]) + " --workdir=<fresh>",
+          "median_seen_from_outside_seconds": _median(tree_runs, "seen_from_outside_seconds"),
+          "median_startup_seconds": _median(tree_runs, "startup_seconds"),
+          "median_first_call_seconds": _median(tree_runs, "first_call_seconds"),
+          "median_process_age_seconds": {
+            milestone: _median(tree_runs, "process_age_seconds", milestone)
+            for milestone in ("main", "data_loaded", "learner_built")
+          },
+          "runs": tree_runs,
+        }
+      )
+      print(
+        f"{flagfile} at {tree['commit']}: {rows[-1]['median_seen_from_outside_seconds']} s",
+        file=sys.stderr,
+      )
   report_lib.emit(
     {
-      "checkout": checkout,
-      "commit": commit,
-      "pythonpath": PYTHONPATH.value,
+      "trees": [{k: v for k, v in tree.items() if k != "env"} for tree in trees],
       "repeats": REPEATS.value,
       "rows": rows,
     },

@@ -70,7 +70,9 @@ TASK_MAPPINGS = flags.DEFINE_list(
   "(grouped convolutions) and map_fn (tf.map_fn over a per-task function); "
   "batched+checkpoint: batched with checkpoint_inner_steps (recomputed inner steps); "
   "a +chunkN suffix (batched+chunk8) computes the meta-gradients N tasks at a time "
-  "(mann.meta.task_chunks: the same gradients in a fraction of the memory).",
+  "(mann.meta.task_chunks: the same gradients in a fraction of the memory); "
+  "+loop traces the inner steps once as a tf.while_loop (inner_step_tracing='loop'; "
+  "the default, auto, unrolls MAML's differentiated steps).",
 )
 PEER_PYTHON = flags.DEFINE_string(
   "peer_python", None, "Python of a learn2learn venv (../shared/peers/README.md); unset: ours only."
@@ -153,6 +155,7 @@ def _time_ours(
     task_mapping=mapping,
     checkpoint_inner_steps=checkpoint,
     task_format=task_format,
+    inner_step_tracing="loop" if "loop" in options else "auto",
   )
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(learner.trainable_variables)
@@ -189,7 +192,13 @@ def _time_ours(
     "tasks_per_second": tasks / median,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
   }
-  result["gflop_per_step"] = _graph_gflop(step.get_concrete_function(batch).graph)
+  # TF's FLOP counters skip a tf.while_loop's body: count the steps unrolled (traced only).
+  tracing = learner.inner_step_tracing
+  learner.inner_step_tracing = "unrolled"
+  result["gflop_per_step"] = _graph_gflop(
+    tf.function(step.python_function).get_concrete_function(batch).graph
+  )
+  learner.inner_step_tracing = tracing
   result["gemm_bound_seconds"] = result["gflop_per_step"] / _gemm_gflops_per_second()
   if profile:
     result["op_seconds_per_step"] = _profile_ops(lambda: float(step(batch)), steps)

@@ -108,6 +108,7 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
     num_inner_steps=run_flags.NUM_INNER_STEPS.value,
     inner_lr=run_flags.INNER_LR.value,
     task_mapping=run_flags.TASK_MAPPING.value,
+    inner_step_tracing=run_flags.INNER_STEP_TRACING.value,
   )
   if run_flags.is_sequence_model():
     inner_loop["task_format"] = meta.SequenceFormat(

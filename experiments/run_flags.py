@@ -149,6 +149,15 @@ CHECKPOINT_INNER_STEPS = flags.DEFINE_boolean(
   "activations (gradient checkpointing: memory for many inner steps, for more time); "
   "needs --task_mapping=batched or auto (conv4, mlp, mann, lstm).",
 )
+INNER_STEP_TRACING = flags.DEFINE_enum(
+  "inner_step_tracing",
+  "auto",
+  list(meta.INNER_STEP_TRACINGS),
+  "How the inner steps are traced: loop (once, as a tf.while_loop: a graph and first "
+  "trace that do not grow with the steps), unrolled (each step on its own); auto: a loop "
+  "for meta-test fine-tuning and Reptile, unrolled for MAML's meta-gradient (a few per "
+  "cent faster per meta-step than the loop; results/inner_step_tracing.json).",
+)
 CLIP_GRAD_NORM = flags.DEFINE_float(
   "clip_grad_norm",
   0.0,

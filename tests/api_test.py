@@ -52,6 +52,7 @@ PUBLIC = {
     "forward",
     "GradientMetaLearner",
     "INNER_LOSSES",
+    "INNER_STEP_TRACINGS",
     "MAML",
     "MetaLearner",
     "REGRESSION",

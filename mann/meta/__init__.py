@@ -2,6 +2,7 @@
 
 from mann.meta import task_chunks as task_chunks  # a submodule, re-exported
 from mann.meta.episodic import Episodic
+from mann.meta.gradient_learner import INNER_STEP_TRACINGS
 from mann.meta.gradient_learner import TASK_MAPPINGS
 from mann.meta.gradient_learner import GradientMetaLearner
 from mann.meta.inner_loop import forward
@@ -25,6 +26,7 @@ __all__ = [
   "forward",
   "GradientMetaLearner",
   "INNER_LOSSES",
+  "INNER_STEP_TRACINGS",
   "MAML",
   "MetaLearner",
   "REGRESSION",

@@ -31,6 +31,8 @@ from mann.models import task_batched
 from mann.models import task_batched_sequence
 
 TASK_MAPPINGS = ("auto", "batched", "map_fn", "vectorized_map")
+# How the inner steps are traced (inner_loop.adapt_to_end): see GradientMetaLearner.
+INNER_STEP_TRACINGS = ("auto", "loop", "unrolled")
 TASK_UPDATE_COSINE = "task_update_cosine"
 
 
@@ -88,6 +90,7 @@ class GradientMetaLearner:
     batch_norm: str = "transductive",
     task_format: Optional[task_format_lib.TaskFormat] = None,
     adapted_weights: Optional[Sequence[bool]] = None,
+    inner_step_tracing: str = "auto",
   ):
     """Args:
     model: any built Keras model; its variables hold the initialisation.
@@ -101,11 +104,23 @@ class GradientMetaLearner:
       task_format.ExampleFormat; sequence models: task_format.SequenceFormat).
     adapted_weights: per weight of model.trainable_weights, whether the inner loop
       adapts it (None: all).
+    inner_step_tracing: "loop": the inner steps traced once as a tf.while_loop
+      (inner_loop.adapt_to_end: a graph and a trace that do not grow with the steps);
+      "unrolled": each step traced on its own, as Python unrolls them; "auto": a loop
+      where no meta-gradient flows back through the steps (meta-test evaluation,
+      Reptile: as fast as unrolled, measured), unrolled where one does (MAML's
+      meta-loss: a few per cent faster per step than the loop, measured, for a longer
+      first trace). Steps with per-step statistics, low-rank kernels or
+      checkpointing are unrolled in any case.
     """
     if task_mapping not in TASK_MAPPINGS:
       raise ValueError(f"task_mapping must be one of {TASK_MAPPINGS}, got {task_mapping!r}")
     if num_inner_steps < 0:
       raise ValueError(f"num_inner_steps must be >= 0, got {num_inner_steps}")
+    if inner_step_tracing not in INNER_STEP_TRACINGS:
+      raise ValueError(
+        f"inner_step_tracing must be one of {INNER_STEP_TRACINGS}, got {inner_step_tracing!r}"
+      )
     if batch_norm not in self.BATCH_NORM_MODES:
       raise ValueError(f"batch_norm must be one of {self.BATCH_NORM_MODES}, got {batch_norm!r}")
     self.model = model
@@ -127,6 +142,7 @@ class GradientMetaLearner:
         f"weights, got {adapted_weights}"
       )
     self.batch_norm = batch_norm
+    self.inner_step_tracing = inner_step_tracing
     # Per-step running statistics: step_statistics[s] mirrors model.non_trainable_variables.
     # Under several replicas each moves them by its own tasks' statistics; the mean is kept.
     self.step_statistics: Optional[list[list[tf.Variable]]] = None
@@ -267,6 +283,37 @@ class GradientMetaLearner:
       checkpoint=checkpoint,
     )
 
+  def _adapt_to_end(
+    self,
+    model,
+    weights,
+    statistics,
+    task,
+    *,
+    learning_rates,
+    first_order,
+    training=True,
+    checkpoint=False,
+    score=None,
+    differentiated=False,
+  ):
+    """inner_loop.adapt_to_end on the task's support set, as the task format feeds it;
+    differentiated: a meta-gradient flows back through the steps (inner_step_tracing)."""
+    tracing = self.inner_step_tracing
+    return inner_loop.adapt_to_end(
+      self.task_format.support_forward(model, task, training=training),
+      weights,
+      statistics,
+      task.support_y,
+      objective=self.objective,
+      learning_rates=learning_rates,
+      first_order=first_order,
+      adapted=self.adapted_weights,
+      checkpoint=checkpoint,
+      score=score,
+      unroll=tracing == "unrolled" or (tracing == "auto" and differentiated),
+    )
+
   def _query_outputs(self, model, weights, statistics, task, *, training):
     """(query outputs aligned with task.query_y, the statistics after the pass)."""
     return self.task_format.query_forward(model, task, training=training)(weights, statistics)
@@ -288,23 +335,38 @@ class GradientMetaLearner:
     transductive = self.batch_norm == "transductive"
 
     def one_task(task, model, weights):
-      trajectory, _ = self._adapt(
-        model,
-        weights,
-        statistics[:-1],
-        task,
-        learning_rates=rates,
-        first_order=True,
-        training=transductive,
-      )
-      outputs = [
-        self._query_outputs(model, w, statistics[s], task, training=transductive)[0]
-        for s, w in enumerate(trajectory)
-      ]
-      return (
-        tf.stack([self.objective.loss(task.query_y, o) for o in outputs], axis=-1),
-        tf.stack([self.objective.metric(task.query_y, o) for o in outputs], axis=-1),
-      )
+      def score(w, s=0):
+        outputs = self._query_outputs(model, w, statistics[s], task, training=transductive)[0]
+        objective = self.objective
+        return tf.stack(
+          [objective.loss(task.query_y, outputs), objective.metric(task.query_y, outputs)], axis=-1
+        )
+
+      if self.step_statistics is None:  # one set of statistics: the steps may loop
+        _, scores = self._adapt_to_end(
+          model,
+          weights,
+          statistics[0],
+          task,
+          learning_rates=rates,
+          first_order=True,
+          training=transductive,
+          score=score,
+        )
+        scores = [score(weights)[..., None]] + ([scores] if scores is not None else [])
+      else:
+        trajectory, _ = self._adapt(
+          model,
+          weights,
+          statistics[:-1],
+          task,
+          learning_rates=rates,
+          first_order=True,
+          training=transductive,
+        )
+        scores = [score(w, s)[..., None] for s, w in enumerate(trajectory)]
+      scores = tf.concat(scores, axis=-1)  # [..., 2, num_steps + 1]
+      return scores[..., 0, :], scores[..., 1, :]
 
     task_losses, task_metrics = self._map_tasks(one_task, meta_batch, (self.dtype, self.dtype))
     return {"loss": task_losses, self.objective.metric_name: task_metrics}

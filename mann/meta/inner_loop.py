@@ -7,6 +7,10 @@ meta-gradients flow through nested tf.GradientTapes back to the initial weights.
 inputs and labels carrying a leading task axis: then every function here adapts all
 tasks at once (the sum of the task losses has each task's gradient in its weights).
 
+`adapt` unrolls the steps in Python and returns every step's weights; `adapt_to_end`,
+for the callers that need only the last weights and a score of each step (MAML's
+meta-loss, meta-test evaluation, Reptile), traces the steps once as a tf.while_loop.
+
 `adapt` takes the forward pass as a function of the weights, so that what a task's
 inputs are (examples, or sequences built from the support set: mann.meta.task_format)
 is the caller's choice, not the inner loop's. A weight may be a
@@ -18,9 +22,39 @@ from typing import Callable, Optional, Sequence
 
 import keras
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
+from tensorflow.core.protobuf import rewriter_config_pb2
+from tensorflow.python.eager import context
 
 from mann.meta import losses
 from mann.models import low_rank
+
+
+def _keep_loop_gradients_runnable() -> None:
+  """Turns off Grappler's memory optimiser for this process's tf.functions.
+
+  Where it estimates a graph's peak memory above 80% of the device's, that pass
+  rewrites AddN ops of more than two inputs into a TemporaryVariable accumulated in
+  place; inside the gradient of a tf.while_loop (adapt_to_end's second-order steps)
+  such a variable outlives its loop iteration, and the function's next call fails with
+  "AlreadyExistsError: Resource __per_step_0/.../AddN_6/tmp_var" (seen here on the
+  20-way 1-shot meta-step; tensorflow/tensorflow#25540). Its other pass swaps GPU
+  memory to the host. TensorFlow offers no public switch for it (tf.config.optimizer
+  lists the other optimisers), so the context's base config carries it; functions read
+  that config when their call options are next built.
+  """
+  ctx = context.context()
+  config = config_pb2.ConfigProto()
+  if ctx._config is not None:  # pylint: disable=protected-access
+    config.CopyFrom(ctx._config)  # pylint: disable=protected-access
+  config.graph_options.rewrite_options.memory_optimization = (
+    rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
+  )
+  ctx._config = config  # pylint: disable=protected-access
+  ctx._thread_local_data.function_call_options = None  # pylint: disable=protected-access
+
+
+_keep_loop_gradients_runnable()
 
 Weights = list[tf.Tensor]
 # (weights, non-trainable weights) -> (outputs, non-trainable weights after the pass)
@@ -136,6 +170,105 @@ def adapt(
     trajectory.append(weights)
     updated.append(new_statistics)
   return trajectory, updated
+
+
+# weights after a step -> one tensor (e.g. the query loss), stacked over the steps.
+Score = Callable[[Weights], tf.Tensor]
+
+
+def adapt_to_end(
+  forward: Forward,
+  weights: Weights,
+  statistics: Weights,
+  y: tf.Tensor,
+  *,
+  objective: losses.TaskObjective,
+  learning_rates: Sequence[Sequence[tf.Tensor]],
+  first_order: bool,
+  adapted: Optional[Sequence[bool]] = None,
+  checkpoint: bool = False,
+  score: Optional[Score] = None,
+  unroll: bool = False,
+) -> tuple[Weights, Optional[tf.Tensor]]:
+  """adapt's weights after its last step, every pass with the same `statistics`, and
+  what `score` says of the weights after each step.
+
+  With two steps or more, plain tensor weights, every step's rates of one shape and no
+  checkpointing, the steps are one tf.while_loop: traced once, so the graph, its trace
+  and its optimisation do not grow with the steps (five second-order steps unrolled
+  were most of a 20-way binary's first call); TensorFlow differentiates the loop (to
+  second order through the inner gradients). Otherwise the steps are adapt's, unrolled.
+
+  Args:
+    forward, weights, y, objective, learning_rates, first_order, adapted, checkpoint:
+      as adapt's.
+    statistics: the non-trainable weights of every step's pass.
+    score: weights -> a tensor [...] in the weights' float type, called on the
+      weights after each step; None: nothing.
+    unroll: unroll the steps in any case (a graph per step, as before the loop).
+
+  Returns:
+    (the weights after the last step, score's tensors after steps 1..S stacked on a
+    new last axis [..., S], or None without score).
+  """
+  num_steps = len(learning_rates)
+  adapted = [True] * len(weights) if adapted is None else list(adapted)
+  plain = all(isinstance(w, tf.Tensor) for w in weights)
+  rate_shapes = {tuple(tf.convert_to_tensor(r).shape) for step in learning_rates for r in step}
+  if unroll or num_steps < 2 or checkpoint or not plain or len(rate_shapes) > 1:
+    trajectory, _ = adapt(
+      forward,
+      weights,
+      [statistics] * num_steps,
+      y,
+      objective=objective,
+      learning_rates=learning_rates,
+      first_order=first_order,
+      adapted=adapted,
+      checkpoint=checkpoint,
+    )
+    if score is None or not num_steps:
+      return trajectory[-1], None
+    return trajectory[-1], tf.stack([score(w) for w in trajectory[1:]], axis=-1)
+  # rates[i][s]: weight i's rate at step s, read in the loop at its step counter.
+  rates = [
+    tf.stack([tf.convert_to_tensor(learning_rates[s][i], w.dtype) for s in range(num_steps)])
+    for i, w in enumerate(weights)
+  ]
+  moving = [i for i, a in enumerate(adapted) if a]
+
+  def full(moving_weights):
+    merged = list(weights)  # the weights left alone stay the initial tensors themselves
+    for i, w in zip(moving, moving_weights):
+      merged[i] = w
+    return merged
+
+  def body(step, moving_weights, *scores):
+    new_weights, _ = _sgd_step(
+      forward,
+      full(moving_weights),
+      statistics,
+      y,
+      objective=objective,
+      rates=[tf.gather(r, step) for r in rates],
+      first_order=first_order,
+      adapted=adapted,
+    )
+    if score is not None:
+      scores = (scores[0].write(step, score(new_weights)),)
+    return (step + 1, [new_weights[i] for i in moving], *scores)
+
+  scores = () if score is None else (tf.TensorArray(weights[0].dtype, size=num_steps),)
+  _, final, *scores = tf.while_loop(
+    lambda step, *_: step < num_steps,
+    body,
+    (tf.constant(0), [weights[i] for i in moving], *scores),
+    maximum_iterations=num_steps,
+  )
+  if score is None:
+    return full(final), None
+  stacked = scores[0].stack()  # [S, ...]
+  return full(final), tf.transpose(stacked, list(range(1, len(stacked.shape))) + [0])
 
 
 def _sgd_step(forward, weights, statistics, y, *, objective, rates, first_order, adapted):

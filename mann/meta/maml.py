@@ -52,6 +52,7 @@ class MAML(gradient_learner.GradientMetaLearner):
     checkpoint_inner_steps: bool = False,
     task_format: Optional[task_format_lib.TaskFormat] = None,
     adapted_weights: Optional[Sequence[bool]] = None,
+    inner_step_tracing: str = "auto",
   ):
     """Args:
     model: any built Keras model; its variables hold the initialisation.
@@ -68,7 +69,8 @@ class MAML(gradient_learner.GradientMetaLearner):
       backward pass and recompute the step there (gradient checkpointing): memory
       that does not grow with the inner steps' activations, for about one more
       support forward and backward per step. Needs task_mapping "batched".
-    task_format, adapted_weights: see gradient_learner.GradientMetaLearner.
+    task_format, adapted_weights, inner_step_tracing: see
+      gradient_learner.GradientMetaLearner.
     """
     super().__init__(
       model,
@@ -79,6 +81,7 @@ class MAML(gradient_learner.GradientMetaLearner):
       batch_norm=batch_norm,
       task_format=task_format,
       adapted_weights=adapted_weights,
+      inner_step_tracing=inner_step_tracing,
     )
     self.first_order = first_order
     if checkpoint_inner_steps and self.task_mapping != "batched":
@@ -121,10 +124,9 @@ class MAML(gradient_learner.GradientMetaLearner):
     return [learned[min(s, len(learned) - 1)] for s in range(num_steps)]
 
   def _step_loss_weights(self, step) -> tf.Tensor:
-    """[num_inner_steps] weights of the query losses after steps 1..S (MAML++ MSL)."""
+    """[num_inner_steps] weights of the query losses after steps 1..S (MAML++ MSL; two
+    steps or more)."""
     num = self.num_inner_steps
-    if not self.multi_step_loss or num <= 1:
-      return tf.one_hot(num - 1, num, dtype=self.dtype) if num > 0 else tf.ones([1], self.dtype)
     progress = tf.minimum(tf.cast(step, self.dtype) / self.multi_step_anneal_steps, 1.0)
     early = (1.0 - progress) / num  # each non-final step's weight, falling to 0
     return tf.concat([tf.fill([num - 1], early), [1.0 - (num - 1) * early]], axis=0)
@@ -156,38 +158,71 @@ class MAML(gradient_learner.GradientMetaLearner):
     num_steps = self.num_inner_steps
     rates = self.inner_learning_rates(num_steps)
     statistics = [self._statistics(s) for s in range(num_steps + 1)]
-    step_weights = self._step_loss_weights(step)
+    # Only the last step's query loss counts unless the multi-step loss weighs them all.
+    every_step = self.multi_step_loss and num_steps > 1
+    step_weights = self._step_loss_weights(step) if every_step else None
     keep_statistics = self.step_statistics is not None
 
     def one_task(task, model, weights):
-      trajectory, support_statistics = self._adapt(
-        model,
-        weights,
-        statistics[:-1],
-        task,
-        learning_rates=rates,
-        first_order=self.first_order,
-        checkpoint=self.checkpoint_inner_steps,
-      )
-      outputs = []
-      for s in range(1, num_steps + 1) if num_steps > 0 else [0]:
-        query_outputs, query_statistics = self._query_outputs(
-          model, trajectory[s], statistics[s], task, training=True
-        )
-        outputs.append(query_outputs)
-      step_losses = tf.stack([self.objective.loss(task.query_y, o) for o in outputs], axis=-1)
+      query = lambda w, s: self._query_outputs(model, w, statistics[s], task, training=True)
+      loss = lambda outputs: self.objective.loss(task.query_y, outputs)
+      metric = lambda outputs: self.objective.metric(task.query_y, outputs)
       new_statistics = []
-      if keep_statistics:  # the last query pass updates the statistics of step S
+      if keep_statistics:  # per-step statistics: every step's pass its own, unrolled
+        trajectory, support_statistics = self._adapt(
+          model,
+          weights,
+          statistics[:-1],
+          task,
+          learning_rates=rates,
+          first_order=self.first_order,
+          checkpoint=self.checkpoint_inner_steps,
+        )
+        scored = range(1, num_steps) if every_step else []
+        step_losses = [loss(query(trajectory[s], s)[0]) for s in scored]
+        outputs, query_statistics = query(trajectory[-1], num_steps)
+        step_losses.append(loss(outputs))
+        final_loss, final_metric = step_losses[-1], metric(outputs)
+        # the last query pass updates the statistics of step S
         new_statistics = [
           tf.stop_gradient(v)
           for v in [v for per_step in support_statistics for v in per_step] + list(query_statistics)
         ]
-      return (
-        tf.reduce_sum(step_weights * step_losses, axis=-1),
-        step_losses[..., -1],
-        self.objective.metric(task.query_y, outputs[-1]),
-        new_statistics,
-      )
+        step_losses = tf.stack(step_losses, axis=-1)
+      elif every_step:  # the query loss and metric after every step, from the loop
+
+        def score(w):
+          outputs = query(w, 0)[0]
+          return tf.stack([loss(outputs), metric(outputs)], axis=-1)
+
+        _, scores = self._adapt_to_end(
+          model,
+          weights,
+          statistics[0],
+          task,
+          learning_rates=rates,
+          first_order=self.first_order,
+          checkpoint=self.checkpoint_inner_steps,
+          score=score,
+          differentiated=True,
+        )
+        step_losses = scores[..., 0, :]
+        final_loss, final_metric = step_losses[..., -1], scores[..., 1, -1]
+      else:
+        adapted, _ = self._adapt_to_end(
+          model,
+          weights,
+          statistics[0],
+          task,
+          learning_rates=rates,
+          first_order=self.first_order,
+          checkpoint=self.checkpoint_inner_steps,
+          differentiated=True,
+        )
+        outputs = query(adapted, num_steps)[0]
+        final_loss, final_metric = loss(outputs), metric(outputs)
+      objective = tf.reduce_sum(step_weights * step_losses, axis=-1) if every_step else final_loss
+      return objective, final_loss, final_metric, new_statistics
 
     signature = (
       self.dtype,

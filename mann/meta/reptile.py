@@ -27,10 +27,9 @@ class Reptile(gradient_learner.GradientMetaLearner):
     rates = self.inner_learning_rates(self.num_inner_steps)
 
     def one_task(task, model, weights):
-      trajectory, _ = self._adapt(
-        model, weights, [non_trainable] * len(rates), task, learning_rates=rates, first_order=True
+      adapted, _ = self._adapt_to_end(
+        model, weights, non_trainable, task, learning_rates=rates, first_order=True
       )
-      adapted = trajectory[-1]
       outputs, _ = self._query_outputs(model, adapted, non_trainable, task, training=True)
       return (
         [low_rank.dense(w) - low_rank.dense(a) for w, a in zip(weights, adapted)],

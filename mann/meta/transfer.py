@@ -45,6 +45,7 @@ class Transfer(gradient_learner.GradientMetaLearner):
     inner_lr: float,
     task_mapping: str = "auto",
     num_pretrain_classes: Optional[int] = None,
+    inner_step_tracing: str = "auto",
   ):
     """Args:
     model: the model fine-tuned at test; for classification a Keras model whose last
@@ -55,6 +56,8 @@ class Transfer(gradient_learner.GradientMetaLearner):
     task_mapping: how test tasks run (see mann.meta.gradient_learner).
     num_pretrain_classes: classification only: how many training classes the
       pretraining head separates.
+    inner_step_tracing: how the test-time fine-tuning steps are traced (see
+      mann.meta.gradient_learner.GradientMetaLearner).
     """
     super().__init__(
       model,
@@ -62,6 +65,7 @@ class Transfer(gradient_learner.GradientMetaLearner):
       num_inner_steps=num_inner_steps,
       inner_lr=inner_lr,
       task_mapping=task_mapping,
+      inner_step_tracing=inner_step_tracing,
     )
     self.pretrain_head = None
     if num_pretrain_classes is not None:

@@ -153,3 +153,115 @@ def test_first_order_meta_gradients_are_the_query_gradients_at_the_adapted_weigh
     )
   for a, b in zip(first_order, tape.gradient(at_adapted, adapted)):
     np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def _tanh_model():
+  """Dense(2->5) tanh Dense(5->1), float64 under the fixture: second-order terms are
+  nonzero (a ReLU or linear model has a zero or constant Hessian in its inputs)."""
+  keras.utils.set_random_seed(1)
+  return keras.Sequential(
+    [keras.Input((2,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(1)]
+  )
+
+
+def _adapted_and_scored(model, num_steps, *, unroll, adapted=None):
+  """(final weights, [query loss after each step] stacked [S]) of adapt_to_end on the
+  linear task, as functions of the model's variables; rates differ per step and weight."""
+  support_x, support_y = _linear_task(0)
+  query_x, query_y = _linear_task(1)
+  forward = lambda w, s: (inner_loop.forward(model, w, s, support_x, training=True), s)
+  query_loss = lambda w: meta.REGRESSION.loss(
+    query_y, inner_loop.forward(model, w, [], query_x, training=True)
+  )
+  num_weights = len(model.trainable_variables)
+  rates = [
+    [tf.constant(0.05 + 0.02 * s + 0.01 * i, tf.float64) for i in range(num_weights)]
+    for s in range(num_steps)
+  ]
+  weights = [tf.convert_to_tensor(v) for v in model.trainable_variables]
+  return inner_loop.adapt_to_end(
+    forward,
+    weights,
+    [],
+    support_y,
+    objective=meta.REGRESSION,
+    learning_rates=rates,
+    first_order=False,
+    adapted=adapted,
+    score=query_loss,
+    unroll=unroll,
+  )
+
+
+def test_looped_steps_are_the_unrolled_steps_to_second_order(float64):
+  """adapt_to_end's tf.while_loop: the same weights, scores and second-order
+  meta-gradients as the steps unrolled, and those gradients match finite differences."""
+  del float64
+  model = _tanh_model()
+
+  def meta_loss(unroll):
+    final, scores = _adapted_and_scored(model, 3, unroll=unroll, adapted=[True, False, True, True])
+    return tf.reduce_sum(scores * [0.2, 0.3, 0.5]), final, scores
+
+  @tf.function
+  def looped():
+    with tf.GradientTape() as tape:
+      loss, final, scores = meta_loss(unroll=False)
+    return loss, final, scores, tape.gradient(loss, model.trainable_variables)
+
+  graph = looped.get_concrete_function().graph
+  loops = {"While", "StatelessWhile"} & {op.type for op in graph.get_operations()}
+  assert loops  # traced as one loop, not unrolled in Python
+  loss, final, scores, analytic = looped()
+  with tf.GradientTape() as tape:
+    unrolled_loss, unrolled_final, unrolled_scores = meta_loss(unroll=True)
+  unrolled = tape.gradient(unrolled_loss, model.trainable_variables)
+  assert scores.shape == [3]
+  np.testing.assert_allclose(scores, unrolled_scores, rtol=1e-12)
+  for a, b in zip(final + analytic, unrolled_final + unrolled):
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+  assert final[1] is not None and np.array_equal(final[1], model.trainable_variables[1])
+  numeric = gradient_check.finite_difference_gradients(
+    tf.function(lambda: meta_loss(unroll=False)[0]), model.trainable_variables
+  )
+  gradient_check.assert_gradients_close(analytic, numeric, rtol=1e-6)
+  # Called again: the loop's gradient keeps nothing from one call to the next.
+  np.testing.assert_allclose(looped()[0], loss, rtol=1e-12)
+
+
+def test_the_looped_graph_does_not_grow_with_the_steps(float64):
+  del float64
+  model = _tanh_model()
+
+  def num_ops(num_steps, unroll):
+    @tf.function
+    def meta_gradients():
+      with tf.GradientTape() as tape:
+        _, scores = _adapted_and_scored(model, num_steps, unroll=unroll)
+        loss = tf.reduce_sum(scores)
+      return tape.gradient(loss, model.trainable_variables)
+
+    graph = meta_gradients.get_concrete_function().graph
+    bodies = graph.as_graph_def().library.function
+    return len(graph.get_operations()) + sum(len(f.node_def) for f in bodies)
+
+  # Four more steps: only their rates' constants, one per step and weight.
+  num_weights = len(model.trainable_variables)
+  assert num_ops(6, unroll=False) - num_ops(2, unroll=False) == 4 * num_weights
+  assert num_ops(6, unroll=True) > 2 * num_ops(2, unroll=True)
+
+
+def test_grappler_memory_optimiser_is_off_for_functions():
+  """Its AddN rewrite breaks a differentiated while loop's next call (inner_loop's
+  _keep_loop_gradients_runnable); the functions' call config must say it is off."""
+  from tensorflow.core.protobuf import config_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
+
+  config = config_pb2.ConfigProto.FromString(
+    context.context().function_call_options.config_proto_serialized
+  )
+  assert (
+    config.graph_options.rewrite_options.memory_optimization
+    == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
+  )
