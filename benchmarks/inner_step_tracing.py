@@ -20,6 +20,7 @@ from typing import Any
 from absl import app
 from absl import flags
 
+from benchmarks import inputs
 from benchmarks import report as report_lib
 
 SETTINGS = flags.DEFINE_list(
@@ -80,14 +81,8 @@ def _setting(ways, shots, queries, tasks, inner_steps) -> list[dict]:
 
   from mann import meta  # pylint: disable=g-import-not-at-top
   from mann import models  # pylint: disable=g-import-not-at-top
-  from mann.data import episode as episode_lib  # pylint: disable=g-import-not-at-top
 
-  batch = episode_lib.Episode(
-    support_x=tf.random.uniform([tasks, ways * shots, 28, 28, 1]),
-    support_y=tf.tile(tf.repeat(tf.range(ways), shots)[None], [tasks, 1]),
-    query_x=tf.random.uniform([tasks, ways * queries, 28, 28, 1]),
-    query_y=tf.tile(tf.repeat(tf.range(ways), queries)[None], [tasks, 1]),
-  )
+  batch = inputs.random_meta_batch(ways, shots, queries, tasks)
   setting = dict(
     ways=ways,
     shots=shots,

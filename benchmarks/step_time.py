@@ -31,6 +31,8 @@ import time
 from absl import app
 from absl import flags
 
+from benchmarks import inputs
+
 MODELS = flags.DEFINE_list(
   "models",
   ["conv4"],
@@ -138,7 +140,6 @@ def _time_ours(
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from mann import meta  # pylint: disable=g-import-not-at-top
-  from mann.data import episode as episode_lib  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(0)
   keras.config.set_dtype_policy(precision)  # before the model: its layers keep it
@@ -159,12 +160,7 @@ def _time_ours(
   )
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(learner.trainable_variables)
-  batch = episode_lib.Episode(
-    support_x=tf.random.uniform([tasks, ways * shots, 28, 28, 1]),
-    support_y=tf.tile(tf.repeat(tf.range(ways), shots)[None], [tasks, 1]),
-    query_x=tf.random.uniform([tasks, ways * queries, 28, 28, 1]),
-    query_y=tf.tile(tf.repeat(tf.range(ways), queries)[None], [tasks, 1]),
-  )
+  batch = inputs.random_meta_batch(ways, shots, queries, tasks)
 
   @tf.function(jit_compile=jit_compile)
   def step(meta_batch):

@@ -258,6 +258,16 @@ class GradientMetaLearner:
     num_weights = len(self.model.trainable_variables)
     return [[tf.constant(self.inner_lr, self.dtype)] * num_weights] * num_steps
 
+  def _support_arguments(self, model, task, training) -> dict:
+    """What inner_loop.adapt and adapt_to_end take of a task: its support set's
+    forward pass (as the task format feeds it) and labels, the loss, the adapted set."""
+    return dict(
+      forward=self.task_format.support_forward(model, task, training=training),
+      y=task.support_y,
+      objective=self.objective,
+      adapted=self.adapted_weights,
+    )
+
   def _adapt(
     self,
     model,
@@ -270,17 +280,14 @@ class GradientMetaLearner:
     training=True,
     checkpoint=False,
   ):
-    """inner_loop.adapt on the task's support set, as the task format feeds it."""
+    """inner_loop.adapt on the task's support set."""
     return inner_loop.adapt(
-      self.task_format.support_forward(model, task, training=training),
-      weights,
-      statistics,
-      task.support_y,
-      objective=self.objective,
+      weights=weights,
+      statistics=statistics,
       learning_rates=learning_rates,
       first_order=first_order,
-      adapted=self.adapted_weights,
       checkpoint=checkpoint,
+      **self._support_arguments(model, task, training),
     )
 
   def _adapt_to_end(
@@ -297,21 +304,26 @@ class GradientMetaLearner:
     score=None,
     differentiated=False,
   ):
-    """inner_loop.adapt_to_end on the task's support set, as the task format feeds it;
-    differentiated: a meta-gradient flows back through the steps (inner_step_tracing)."""
+    """inner_loop.adapt_to_end on the task's support set; differentiated: a
+    meta-gradient flows back through the steps (see inner_step_tracing)."""
     tracing = self.inner_step_tracing
     return inner_loop.adapt_to_end(
-      self.task_format.support_forward(model, task, training=training),
-      weights,
-      statistics,
-      task.support_y,
-      objective=self.objective,
+      weights=weights,
+      statistics=statistics,
       learning_rates=learning_rates,
       first_order=first_order,
-      adapted=self.adapted_weights,
       checkpoint=checkpoint,
       score=score,
       unroll=tracing == "unrolled" or (tracing == "auto" and differentiated),
+      **self._support_arguments(model, task, training),
+    )
+
+  def _query_scores(self, model, weights, statistics, task, *, training) -> tf.Tensor:
+    """The query loss and metric under `weights`, stacked [..., 2]."""
+    outputs = self._query_outputs(model, weights, statistics, task, training=training)[0]
+    return tf.stack(
+      [self.objective.loss(task.query_y, outputs), self.objective.metric(task.query_y, outputs)],
+      axis=-1,
     )
 
   def _query_outputs(self, model, weights, statistics, task, *, training):
@@ -336,11 +348,7 @@ class GradientMetaLearner:
 
     def one_task(task, model, weights):
       def score(w, s=0):
-        outputs = self._query_outputs(model, w, statistics[s], task, training=transductive)[0]
-        objective = self.objective
-        return tf.stack(
-          [objective.loss(task.query_y, outputs), objective.metric(task.query_y, outputs)], axis=-1
-        )
+        return self._query_scores(model, w, statistics[s], task, training=transductive)
 
       if self.step_statistics is None:  # one set of statistics: the steps may loop
         _, scores = self._adapt_to_end(

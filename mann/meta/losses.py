@@ -69,6 +69,7 @@ def _string_cross_entropy(labels, logits):
 
 def _string_accuracy(labels, logits):
   """An example is right when every character of its string is."""
+  logits = _float32_at_least(logits)  # a bfloat16 mean of 0/1 would round the accuracy
   predicted = tf.argmax(_string_logits(logits), axis=-1, output_type=tf.int32)
   right = tf.reduce_all(tf.equal(predicted, labels_lib.string_characters(labels)), axis=-1)
   return tf.reduce_mean(tf.cast(right, logits.dtype), axis=-1)

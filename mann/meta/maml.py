@@ -189,13 +189,9 @@ class MAML(gradient_learner.GradientMetaLearner):
           for v in [v for per_step in support_statistics for v in per_step] + list(query_statistics)
         ]
         step_losses = tf.stack(step_losses, axis=-1)
-      elif every_step:  # the query loss and metric after every step, from the loop
-
-        def score(w):
-          outputs = query(w, 0)[0]
-          return tf.stack([loss(outputs), metric(outputs)], axis=-1)
-
-        _, scores = self._adapt_to_end(
+      else:  # the steps to the last, with the query scores after each where they count
+        score = lambda w: self._query_scores(model, w, statistics[0], task, training=True)
+        adapted, scores = self._adapt_to_end(
           model,
           weights,
           statistics[0],
@@ -203,24 +199,13 @@ class MAML(gradient_learner.GradientMetaLearner):
           learning_rates=rates,
           first_order=self.first_order,
           checkpoint=self.checkpoint_inner_steps,
-          score=score,
+          score=score if every_step else None,
           differentiated=True,
         )
+        if scores is None:
+          scores = score(adapted)[..., None]
         step_losses = scores[..., 0, :]
         final_loss, final_metric = step_losses[..., -1], scores[..., 1, -1]
-      else:
-        adapted, _ = self._adapt_to_end(
-          model,
-          weights,
-          statistics[0],
-          task,
-          learning_rates=rates,
-          first_order=self.first_order,
-          checkpoint=self.checkpoint_inner_steps,
-          differentiated=True,
-        )
-        outputs = query(adapted, num_steps)[0]
-        final_loss, final_metric = loss(outputs), metric(outputs)
       objective = tf.reduce_sum(step_weights * step_losses, axis=-1) if every_step else final_loss
       return objective, final_loss, final_metric, new_statistics
 

@@ -56,3 +56,21 @@ def test_a_string_label_is_right_only_when_all_five_characters_are():
   ]
   assert per_example == [1.0, 0.0]
   assert float(meta.STRING_CLASSIFICATION.metric(labels, logits)) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("objective", [meta.CLASSIFICATION, meta.STRING_CLASSIFICATION])
+def test_bfloat16_outputs_give_float32_losses_and_metrics(objective):
+  """Mixed precision: a bfloat16 mean of 0/1 rounds (7 of 9 right is 0.77734375 in
+  bfloat16), so the metric, like the loss, is reduced in float32."""
+  num_classes = 25 if objective is meta.STRING_CLASSIFICATION else 3
+  labels = tf.constant([[0] * 9])  # string label 0: every character 0
+  logits = np.zeros((1, 9, num_classes), np.float32)
+  logits[0, :7, 0] = 5.0  # 7 right
+  logits[0, 7:, 1] = 5.0  # 2 wrong (their first character, or class, 1)
+  for value in (
+    objective.loss(labels, tf.constant(logits, tf.bfloat16)),
+    objective.metric(labels, tf.constant(logits, tf.bfloat16)),
+  ):
+    assert value.dtype == tf.float32
+  accuracy = objective.metric(labels, tf.constant(logits, tf.bfloat16))
+  assert float(accuracy[0]) == pytest.approx(7 / 9, abs=1e-7)
