@@ -12,5 +12,10 @@ import os
 # on AMD EPYC, where the grappler's fused Eigen convolution then rejects the groups).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+# Before Keras loads: its imports of matplotlib and IPython wait until they are used.
+from mann import _deferred_imports  # noqa: E402  (after the environment above)
+
+_deferred_imports.install()
+
 # The subpackages are the public surface (imported by name: `from mann import meta`).
 __all__ = ["data", "errors", "evaluation", "files", "memory", "meta", "models", "training"]
