@@ -77,7 +77,7 @@ def _time_here(num_devices: int, steps: int, meta_batch_size: int) -> dict:
     learner = meta.MAML(
       models.conv4(num_classes=5), objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4
     )
-    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer = training.FusedAdam(1e-3)  # the binaries' Adam (experiments/builders.py)
   sampler = RandomTasks()
   with tempfile.TemporaryDirectory() as workdir:
     results = training.train(

@@ -140,6 +140,7 @@ def _time_ours(
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from mann import meta  # pylint: disable=g-import-not-at-top
+  from mann import training  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(0)
   keras.config.set_dtype_policy(precision)  # before the model: its layers keep it
@@ -158,7 +159,7 @@ def _time_ours(
     task_format=task_format,
     inner_step_tracing="loop" if "loop" in options else "auto",
   )
-  optimizer = keras.optimizers.Adam(1e-3)
+  optimizer = training.FusedAdam(1e-3)  # the binaries' Adam (experiments/builders.py)
   optimizer.build(learner.trainable_variables)
   batch = inputs.random_meta_batch(ways, shots, queries, tasks)
 

@@ -12,6 +12,7 @@ from experiments import data_flags
 from experiments import run_flags
 from mann import meta
 from mann import models
+from mann import training
 from mann.data import augment
 from mann.data import datasets
 from mann.data import labels as labels_lib
@@ -135,7 +136,8 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
 
 
 def make_optimizer() -> keras.optimizers.Optimizer:
-  """The outer optimiser: Adam (MAML) or SGD (Reptile) at --outer_lr."""
+  """The outer optimiser: Adam (MAML; Keras's, its update fused) or SGD (Reptile) at
+  --outer_lr."""
   if run_flags.OUTER_OPTIMIZER.value == "sgd":
     return keras.optimizers.SGD(run_flags.OUTER_LR.value)
-  return keras.optimizers.Adam(run_flags.OUTER_LR.value)
+  return training.FusedAdam(run_flags.OUTER_LR.value)

@@ -74,7 +74,7 @@ PUBLIC = {
     "mlp",
     "weight_groups",
   ],
-  "mann.training": ["process_age_seconds", "restore_latest", "train"],
+  "mann.training": ["FusedAdam", "process_age_seconds", "restore_latest", "train"],
 }
 
 

@@ -46,11 +46,11 @@ def _train(row, strategy, optimizer_name, workdir, num_steps=NUM_STEPS, tasks_pe
     # Adam's epsilon well above round-off: a gradient that is zero up to round-off (a
     # bias before batch norm) would otherwise take steps of lr size in a random
     # direction, different on every summation order.
-    optimizer = (
-      keras.optimizers.SGD(0.1)
-      if optimizer_name == "sgd"
-      else keras.optimizers.Adam(1e-2, epsilon=1e-4)
-    )
+    optimizer = {
+      "sgd": lambda: keras.optimizers.SGD(0.1),
+      "adam": lambda: keras.optimizers.Adam(1e-2, epsilon=1e-4),
+      "fused_adam": lambda: training.FusedAdam(1e-2, epsilon=1e-4),
+    }[optimizer_name]()
   training.train(
     learner=learner,
     optimizer=optimizer,
@@ -141,6 +141,12 @@ _ADAM_ROWS = (
 def test_mirrored_with_adam_equals_one_replica(name, mirrored, tmp_path):
   row = next(r for r in conformance_test.LEARNERS if r.name == name)
   _check_mirrored_equals_one_replica(row, "adam", mirrored, tmp_path)
+
+
+def test_mirrored_with_fused_adam_equals_one_replica(mirrored, tmp_path):
+  # The binaries' Adam (FusedAdam against Keras's: tests/training/optimizers_test.py).
+  row = next(r for r in conformance_test.LEARNERS if r.name == "maml_conv4")
+  _check_mirrored_equals_one_replica(row, "fused_adam", mirrored, tmp_path)
 
 
 def _check_mirrored_equals_one_replica(conformance_row, optimizer_name, mirrored, tmp_path):
