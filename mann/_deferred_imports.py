@@ -92,6 +92,9 @@ class DeferringFinder(importlib.abc.MetaPathFinder):
       origin=real.origin,
       is_package=real.submodule_search_locations is not None,
     )
+    # The stand-in gets the real __file__: inspect.getmodule (AutoGraph calls it while
+    # tracing) reads every module's __file__, which must not import the package.
+    spec.has_location = real.has_location
     if real.submodule_search_locations is not None:
       spec.submodule_search_locations = list(real.submodule_search_locations)
     return spec

@@ -1,5 +1,6 @@
 """Tests of mann/_deferred_imports.py: Keras's plotting imports wait until they are used."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -55,6 +56,10 @@ def test_keras_import_gets_a_stand_in_that_imports_on_first_use(probe_package):
   )
   assert _ran(probe_package) == []  # neither the package nor its modules ran
   assert isinstance(names["plt"], _deferred_imports.DeferredModule)
+  # inspect.getmodule reads every module's __file__ (AutoGraph calls it while tracing).
+  assert inspect.getmodule(_run_as) is sys.modules[__name__]
+  assert names["plt"].__file__.endswith(os.path.join(_PACKAGE, "pyplot.py"))
+  assert _ran(probe_package) == []
   assert names["plt"].figure() == "figure"
   assert _ran(probe_package) == ["__init__", "pyplot"]
   assert names["patches"].PATCH == "patch"
@@ -86,12 +91,15 @@ def test_a_missing_package_still_fails_as_keras_expects(monkeypatch):
     _run_as("keras.src.probe", "import mann_not_installed.pyplot")
 
 
-def _fresh_interpreter(source: str, *args: str) -> str:
-  """Runs `source` in a new Python with this tree importable; returns its last word."""
+def _fresh_interpreter(folder, source: str, *args: str) -> str:
+  """Runs `source` as a script (AutoGraph reads its functions' source) in a new Python
+  with this tree importable; returns its last word."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+  script = folder / "script.py"
+  script.write_text(textwrap.dedent(source))
   result = subprocess.run(
-    [sys.executable, "-c", textwrap.dedent(source), *args],
+    [sys.executable, str(script), *args],
     capture_output=True,
     text=True,
     env=env,
@@ -104,12 +112,20 @@ def _fresh_interpreter(source: str, *args: str) -> str:
 def test_keras_after_mann_leaves_matplotlib_unimported_and_still_plots(tmp_path):
   # Control first: Keras alone imports matplotlib (so the check below can fail).
   keras_alone = "import sys, keras; print('matplotlib.ft2font' in sys.modules)"
-  assert _fresh_interpreter(keras_alone) == "True"
+  assert _fresh_interpreter(tmp_path, keras_alone) == "True"
   assert (
     _fresh_interpreter(
+      tmp_path,
       """
       import sys
       import mann, keras, numpy as np
+      import tensorflow as tf
+      layer = keras.layers.Dense(3)
+
+      def forward(x):
+        return layer(x) + 1
+
+      tf.function(forward)(tf.ones([2, 2]))  # AutoGraph reads every module's __file__
       before = 'matplotlib.ft2font' in sys.modules
       images = np.random.default_rng(0).random((4, 8, 8, 3))
       keras.visualization.plot_image_gallery(images, value_range=(0, 1), path=sys.argv[1])
