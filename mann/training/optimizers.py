@@ -12,8 +12,9 @@ class FusedAdam(keras.optimizers.Adam):
   and checkpoint, from one op per variable instead of about twenty. Keras builds those
   twenty with Python dispatch at every trace: on the conv4 MAML step (18 variables)
   they were a quarter of the step's trace (tests/training/optimizers_test.py compares
-  the two; benchmarks/startup.py). amsgrad falls back to Keras's own update; weight
-  decay, clipping, EMA and gradient accumulation are the base optimiser's, as in Adam.
+  the two; benchmarks/startup.py). amsgrad falls back to Keras's own update. Learning-rate
+  schedules, weight decay and clipping are the base optimiser's, around this update, as
+  in Adam (tested); its other options (EMA, gradient accumulation) are too, untested here.
   """
 
   def update_step(self, gradient, variable, learning_rate):
