@@ -14,8 +14,10 @@ meta-loss, meta-test evaluation, Reptile), traces the steps once as a tf.while_l
 `adapt` takes the forward pass as a function of the weights, so that what a task's
 inputs are (examples, or sequences built from the support set: mann.meta.task_format)
 is the caller's choice, not the inner loop's. A weight may be a
-mann.models.low_rank.LowRankKernel (per-task kernels as the initialisation plus
-low-rank updates), which a step updates in that form.
+mann.models.low_rank.RecordedKernel, which a step updates from the products it records:
+a LowRankKernel (per-task kernels as the initialisation plus low-rank updates, kept in
+that form) or a task_batched.SharedKernel (convolution kernels still at the shared
+initialisation, which the first step turns into per-task tensors).
 """
 
 from typing import Callable, Optional, Sequence
@@ -193,8 +195,10 @@ def adapt_to_end(
   """adapt's weights after its last step, every pass with the same `statistics`, and
   what `score` says of the weights after each step.
 
-  With two steps or more, plain tensor weights, every step's rates of one shape and no
-  checkpointing, the steps are one tf.while_loop: traced once, so the graph, its trace
+  With two steps or more, plain tensor weights (the adapted ones; kernels at the shared
+  initialisation, task_batched.SharedKernel, are tensors after a first step taken on
+  its own), every step's rates of one shape and no checkpointing, the steps are one
+  tf.while_loop: traced once, so the graph, its trace
   and its optimisation do not grow with the steps (a 20-step evaluation traced in a
   tenth of the unrolled time, results/inner_step_tracing.json); TensorFlow
   differentiates the loop (to second order through the inner gradients). Otherwise the
@@ -214,9 +218,39 @@ def adapt_to_end(
   """
   num_steps = len(learning_rates)
   adapted = [True] * len(weights) if adapted is None else list(adapted)
-  plain = all(isinstance(w, tf.Tensor) for w in weights)
+  # The loop carries the adapted weights only; the others stay the initial objects.
+  plain = lambda ws: all(isinstance(w, tf.Tensor) for w, a in zip(ws, adapted) if a)
   rate_shapes = {tuple(tf.convert_to_tensor(r).shape) for step in learning_rates for r in step}
-  if unroll or num_steps < 2 or checkpoint or not plain or len(rate_shapes) > 1:
+  loopable = not (unroll or num_steps < 2 or checkpoint or len(rate_shapes) > 1)
+  recorded = [w for w, a in zip(weights, adapted) if a and isinstance(w, low_rank.RecordedKernel)]
+  if loopable and recorded and all(w.tensors_after_a_step for w in recorded):
+    # Kernels at the shared initialisation (task_batched.SharedKernel) are per-task
+    # tensors after one step: that step on its own, the rest in the loop.
+    first, _ = _sgd_step(
+      forward,
+      weights,
+      statistics,
+      y,
+      objective=objective,
+      rates=learning_rates[0],
+      first_order=first_order,
+      adapted=adapted,
+    )
+    final, rest = adapt_to_end(
+      forward,
+      first,
+      statistics,
+      y,
+      objective=objective,
+      learning_rates=learning_rates[1:],
+      first_order=first_order,
+      adapted=adapted,
+      score=score,
+    )
+    if score is None:
+      return final, None
+    return final, tf.concat([score(first)[..., None], rest], axis=-1)
+  if not loopable or not plain(weights):
     trajectory, _ = adapt(
       forward,
       weights,
@@ -275,11 +309,12 @@ def adapt_to_end(
 def _sgd_step(forward, weights, statistics, y, *, objective, rates, first_order, adapted):
   """One SGD step on the support loss: (new weights, the non-trainable weights after the pass).
 
-  A low_rank.LowRankKernel weight is updated in its factored form: its products in the
-  pass are recorded, and the step appends their rows and the loss gradients of their
-  outputs (the kernel's gradient is the sum of those outer products).
+  A low_rank.RecordedKernel weight is updated from its products in the pass: they are
+  recorded, and the kernel's sgd_step takes the loss gradients of their outputs (a
+  LowRankKernel appends their rows and those gradients as a factor; a
+  task_batched.SharedKernel forms each task's kernel gradient from them).
   """
-  low_rank_kernel = lambda w: isinstance(w, low_rank.LowRankKernel)
+  low_rank_kernel = lambda w: isinstance(w, low_rank.RecordedKernel)
   weights = [w.recording() if a and low_rank_kernel(w) else w for w, a in zip(weights, adapted)]
   moving = [w for w, a in zip(weights, adapted) if a and not low_rank_kernel(w)]
   recorded = [w for w, a in zip(weights, adapted) if a and low_rank_kernel(w)]

@@ -53,6 +53,7 @@ class MAML(gradient_learner.GradientMetaLearner):
     task_format: Optional[task_format_lib.TaskFormat] = None,
     adapted_weights: Optional[Sequence[bool]] = None,
     inner_step_tracing: str = "auto",
+    shared_first_step: bool = False,
   ):
     """Args:
     model: any built Keras model; its variables hold the initialisation.
@@ -69,8 +70,9 @@ class MAML(gradient_learner.GradientMetaLearner):
       backward pass and recompute the step there (gradient checkpointing): memory
       that does not grow with the inner steps' activations, for about one more
       support forward and backward per step. Needs task_mapping "batched".
-    task_format, adapted_weights, inner_step_tracing: see
-      gradient_learner.GradientMetaLearner.
+    task_format, adapted_weights, inner_step_tracing, shared_first_step: see
+      gradient_learner.GradientMetaLearner (not with checkpoint_inner_steps, whose
+      steps take plain tensors).
     """
     super().__init__(
       model,
@@ -82,6 +84,7 @@ class MAML(gradient_learner.GradientMetaLearner):
       task_format=task_format,
       adapted_weights=adapted_weights,
       inner_step_tracing=inner_step_tracing,
+      shared_first_step=shared_first_step,
     )
     self.first_order = first_order
     if checkpoint_inner_steps and self.task_mapping != "batched":
@@ -89,6 +92,11 @@ class MAML(gradient_learner.GradientMetaLearner):
       # reads the Keras layers' variables; the batched model reads none.
       raise ValueError(
         "checkpoint_inner_steps needs task_mapping='batched' (conv4, mlp, mann, lstm)"
+      )
+    if checkpoint_inner_steps and shared_first_step:
+      raise ValueError(
+        "checkpoint_inner_steps and shared_first_step do not combine: a checkpointed "
+        "step takes plain per-task tensors; drop one of them"
       )
     self.checkpoint_inner_steps = checkpoint_inner_steps
     # A checkpointed step's custom gradient takes tensors only.

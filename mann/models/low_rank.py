@@ -27,7 +27,48 @@ from typing import Optional
 import tensorflow as tf
 
 
-class LowRankKernel:
+class RecordedKernel:
+  """T per-task kernels that an inner step updates from what they record.
+
+  While recording (`recording()`), each product of the kernel with inputs appends
+  (inputs, outputs) to `.uses`; the inner loop (mann.meta.inner_loop) differentiates the
+  support loss by those outputs and hands the gradients to `sgd_step`, which returns
+  the updated kernels. Subclasses: LowRankKernel here, and
+  mann.models.task_batched.SharedKernel (convolution kernels at the shared
+  initialisation).
+  """
+
+  base: tf.Tensor  # the shared initialisation, [*kernel shape]
+  num_tasks: int
+  uses: Optional[list]
+  # Whether sgd_step returns plain [T, ...] tensors (then the inner loop can run the
+  # steps after the first as a tf.while_loop).
+  tensors_after_a_step: bool = False
+
+  @property
+  def shape(self) -> tf.TensorShape:
+    return tf.TensorShape([self.num_tasks, *self.base.shape])
+
+  @property
+  def dtype(self) -> tf.DType:
+    return self.base.dtype
+
+  def dense(self) -> tf.Tensor:
+    """The kernels themselves, [T, *kernel shape]."""
+    raise NotImplementedError
+
+  def recording(self) -> "RecordedKernel":
+    """The same kernels, recording each product in .uses."""
+    raise NotImplementedError
+
+  def sgd_step(self, rate: tf.Tensor, output_gradients: list[tf.Tensor], first_order: bool):
+    """The kernels minus rate times the support loss's gradient, from the recorded uses
+    and the loss gradients of their outputs (in .uses order); first_order: that
+    gradient as a constant (FOMAML). Returns a RecordedKernel or a [T, ...] tensor."""
+    raise NotImplementedError
+
+
+class LowRankKernel(RecordedKernel):
   """T per-task kernels [T, D, U]: base [D, U] (shared) minus low-rank factors.
 
   factors: tuples (rate, rows [T, n, D], output_gradients [T, n, U]).
@@ -40,14 +81,6 @@ class LowRankKernel:
     self.num_tasks = num_tasks
     self.factors = tuple(factors)
     self.uses = uses  # a list while the inner loop records this kernel's products
-
-  @property
-  def shape(self) -> tf.TensorShape:
-    return tf.TensorShape([self.num_tasks, *self.base.shape])
-
-  @property
-  def dtype(self) -> tf.DType:
-    return self.base.dtype
 
   def matmul(self, a: tf.Tensor) -> tf.Tensor:
     """a [T, b, D] -> a W_t per task, [T, b, U]; recorded when recording."""
@@ -88,8 +121,8 @@ class LowRankKernel:
 
 
 def dense(weight) -> tf.Tensor:
-  """A weight as a tensor: a LowRankKernel's dense kernels, any tensor itself."""
-  return weight.dense() if isinstance(weight, LowRankKernel) else weight
+  """A weight as a tensor: a RecordedKernel's dense kernels, any tensor itself."""
+  return weight.dense() if isinstance(weight, RecordedKernel) else weight
 
 
 def matmul(a: tf.Tensor, kernel) -> tf.Tensor:

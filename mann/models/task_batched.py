@@ -17,6 +17,19 @@ of the task losses with respect to the stacked weights [T, ...] holds each task'
 gradient: one backward pass adapts every task. Graph size does not depend on T, all
 shapes are static, and every op is one XLA/TPU can compile.
 
+Every task of a meta-batch starts its inner loop from the same weights. With
+shared_kernels=True, task_weights gives the conv kernels as SharedKernel (the one
+initialisation, not T copies) and the pass runs them, while they are shared, as
+ordinary convolutions over all T*B images, [T*B, H, W, C] (tasks not folded; batch norm
+then per task op by op); MAML's first inner step forms each task's kernel gradient
+from the recorded inputs and output gradients as one grouped filter gradient, after
+which the kernels are per-task tensors and the passes grouped convolutions as above.
+The same values and meta-gradients (tests/models/task_batched_test.py); measured here
+(results/shared_first_step.json), the conv4 5w1s second-order meta-gradient takes 0.86x
+the grouped one's time at 1 query per class, 0.95x at 15, and first order gains nothing
+(0.99x-1.0x). The tasks' own gradients of the initial kernels are never formed (no
+task_update_cosine).
+
 TF's CPU kernels have grouped-convolution gradients in float32 and bfloat16 only
 (oneDNN); in any other dtype on CPU the grouped convolution runs as T convolutions
 (float64 gradient checks), which is exact but slow.
@@ -34,6 +47,7 @@ import keras
 import tensorflow as tf
 
 from mann.models import batch_norm
+from mann.models import low_rank
 
 _ELEMENTWISE = (keras.layers.ReLU, keras.layers.Activation)
 _SUPPORTED = (
@@ -152,7 +166,7 @@ def grouped_conv2d(x: tf.Tensor, kernels: tf.Tensor, *, strides, padding: str) -
   """
   tasks, kernel_h, kernel_w, channels, filters = kernels.shape
   padding = padding.upper()
-  if x.dtype in (tf.float32, tf.bfloat16) or tf.config.list_logical_devices("GPU"):
+  if _grouped_kernels_supported(x.dtype):
     grouped = tf.reshape(
       tf.transpose(kernels, [1, 2, 3, 0, 4]), [kernel_h, kernel_w, channels, tasks * filters]
     )
@@ -166,6 +180,90 @@ def grouped_conv2d(x: tf.Tensor, kernels: tf.Tensor, *, strides, padding: str) -
   )
 
 
+def _grouped_kernels_supported(dtype) -> bool:
+  return dtype in (tf.float32, tf.bfloat16) or bool(tf.config.list_logical_devices("GPU"))
+
+
+def grouped_conv2d_kernel_gradients(
+  x: tf.Tensor, output_gradients: tf.Tensor, kernel_shape, *, strides, padding: str
+) -> tf.Tensor:
+  """Each task's kernel gradient of T convolutions: x [T, B, H, W, C] their inputs,
+  output_gradients [T, B, H', W', F] the loss gradients of their outputs ->
+  [T, kh, kw, C, F] (kernel_shape [kh, kw, C, F]). One grouped filter gradient of the
+  folded tensors where the kernels exist; per task otherwise (float64 checks on CPU)."""
+  num_tasks = x.shape[0]
+  kernel_h, kernel_w, channels, filters = kernel_shape
+  options = dict(strides=[1, *strides, 1], padding=padding.upper())
+  if not _grouped_kernels_supported(x.dtype):
+    return tf.stack(
+      [
+        tf.raw_ops.Conv2DBackpropFilter(
+          input=x[t], filter_sizes=list(kernel_shape), out_backprop=output_gradients[t], **options
+        )
+        for t in range(num_tasks)
+      ]
+    )
+  grouped = tf.raw_ops.Conv2DBackpropFilter(
+    input=_fold(x),
+    filter_sizes=[kernel_h, kernel_w, channels, num_tasks * filters],
+    out_backprop=_fold(output_gradients),
+    **options,
+  )
+  grouped = tf.reshape(grouped, [kernel_h, kernel_w, channels, num_tasks, filters])
+  return tf.transpose(grouped, [3, 0, 1, 2, 4])
+
+
+class SharedKernel(low_rank.RecordedKernel):
+  """T tasks' conv kernels while they are all the initialisation: base [kh, kw, C, F].
+
+  conv2d runs one ordinary convolution of all tasks' images; recording, it keeps each
+  call's (inputs, outputs), from which sgd_step forms each task's kernel gradient.
+  """
+
+  tensors_after_a_step = True
+
+  def __init__(self, base: tf.Tensor, num_tasks: int, *, strides, padding: str, uses=None):
+    self.base = base
+    self.num_tasks = num_tasks
+    self.strides = tuple(strides)
+    self.padding = padding
+    self.uses = uses
+
+  def conv2d(self, x: tf.Tensor, dtype) -> tf.Tensor:
+    """x [T, B, H, W, C] (in `dtype`) -> [T, B, H', W', F], the kernel cast to dtype."""
+    num_tasks, batch = x.shape[:2]
+    flat = tf.reshape(x, [num_tasks * batch, *x.shape[2:]])
+    z = tf.nn.conv2d(
+      flat, tf.cast(self.base, dtype), strides=self.strides, padding=self.padding.upper()
+    )
+    if self.uses is not None:
+      self.uses.append((x, z))
+    return tf.reshape(z, [num_tasks, batch, *z.shape[1:]])
+
+  def dense(self) -> tf.Tensor:
+    return tf.broadcast_to(self.base[None], self.shape)
+
+  def recording(self) -> "SharedKernel":
+    return SharedKernel(
+      self.base, self.num_tasks, strides=self.strides, padding=self.padding, uses=[]
+    )
+
+  def sgd_step(self, rate, output_gradients, first_order):
+    """[T, kh, kw, C, F]: the initialisation minus rate times each task's gradient."""
+    if not self.uses:
+      return SharedKernel(self.base, self.num_tasks, strides=self.strides, padding=self.padding)
+    gradient = 0
+    for (x, z), dz in zip(self.uses, output_gradients):
+      dz = tf.reshape(dz, [*x.shape[:2], *z.shape[1:]])
+      gradient += grouped_conv2d_kernel_gradients(
+        x, dz, self.base.shape, strides=self.strides, padding=self.padding
+      )
+    gradient = tf.cast(gradient, self.base.dtype)
+    if first_order:
+      gradient = tf.stop_gradient(gradient)
+    return self.base[None] - rate * gradient
+
+
 class TaskBatchedModel:
   """A Keras model run functionally for T tasks, each with its own weights.
 
@@ -174,11 +272,29 @@ class TaskBatchedModel:
   inner loop) runs all tasks when handed this object in place of the model.
   """
 
-  def __init__(self, model: keras.Model):
+  def __init__(self, model: keras.Model, *, shared_kernels: bool = False):
+    """shared_kernels: task_weights gives the conv kernels as SharedKernel (see the
+    module docstring)."""
     reason = unsupported_reason(model)
     if reason is not None:
       raise ValueError(f"cannot batch tasks of {model.name}: {reason}")
     self.model = model
+    self.shared_kernels = shared_kernels
+
+  def task_weights(self, weights: list[tf.Tensor], num_tasks: int) -> list:
+    """The initial weights of T tasks: [T, *shape] broadcasts, the conv kernels as
+    SharedKernel with shared_kernels."""
+    kernels = {
+      id(layer.kernel): layer
+      for layer in self.model.layers
+      if isinstance(layer, keras.layers.Conv2D) and self.shared_kernels
+    }
+    return [
+      SharedKernel(w, num_tasks, strides=kernels[id(v)].strides, padding=kernels[id(v)].padding)
+      if id(v) in kernels
+      else tf.broadcast_to(w[None], [num_tasks, *w.shape])
+      for w, v in zip(weights, self.model.trainable_weights)
+    ]
 
   def stateless_call(
     self,
@@ -190,7 +306,8 @@ class TaskBatchedModel:
     example_weights: Optional[Sequence[int]] = None,
   ) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """Args:
-      weights: model.trainable_weights' values with a leading task axis, [T, *shape].
+      weights: model.trainable_weights' values with a leading task axis, [T, *shape];
+        a conv kernel may be a SharedKernel instead (task_weights).
       non_trainable: model.non_trainable_weights' values (batch-norm running
         statistics), shared by the tasks, [*shape].
       x: inputs [T, B, ...].
@@ -215,10 +332,17 @@ class TaskBatchedModel:
       layer_statistics = [non_trainable.pop(0) for _ in layer.non_trainable_weights]
       if isinstance(layer, keras.layers.InputLayer):
         continue
-      if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)) and not folded:
-        x, folded = _fold(x), True
       compute = lambda t, layer=layer: tf.cast(t, layer.compute_dtype)
-      if isinstance(layer, keras.layers.Conv2D):
+      if isinstance(layer, keras.layers.Conv2D) and isinstance(layer_weights[0], SharedKernel):
+        if folded:  # an ordinary convolution reads the tasks' images in the batch axis
+          x, folded = _unfold(x, num_tasks), False
+        x = layer_weights[0].conv2d(compute(x), layer.compute_dtype)
+        if layer.use_bias:
+          x = x + compute(layer_weights[1])[:, None, None, None, :]
+        x = layer.activation(x)
+      elif isinstance(layer, keras.layers.Conv2D):
+        if not folded:
+          x, folded = _fold(x), True
         x = grouped_conv2d(
           compute(x), compute(layer_weights[0]), strides=layer.strides, padding=layer.padding
         )
@@ -241,7 +365,14 @@ class TaskBatchedModel:
         x = tf.cast(normalised, x.dtype)
         new_non_trainable += statistics
       elif isinstance(layer, keras.layers.MaxPooling2D):
-        x = tf.nn.max_pool2d(x, layer.pool_size, layer.strides, layer.padding.upper())
+        pool = lambda t, layer=layer: tf.nn.max_pool2d(
+          t, layer.pool_size, layer.strides, layer.padding.upper()
+        )
+        if folded:
+          x = pool(x)
+        else:  # [T, B, H, W, C]: the tasks' images in the batch axis
+          pooled = pool(tf.reshape(x, [-1, *x.shape[2:]]))
+          x = tf.reshape(pooled, [num_tasks, x.shape[1], *pooled.shape[1:]])
       elif isinstance(layer, keras.layers.Flatten):
         if folded:
           x, folded = _unfold(x, num_tasks), False

@@ -80,6 +80,11 @@ LEARNERS = [
   Row("maml_conv4", lambda s: meta.MAML(_conv4(s), **_GRADIENT), _image_tasks),
   Row("fomaml_conv4", lambda s: meta.MAML(_conv4(s), first_order=True, **_GRADIENT), _image_tasks),
   Row(
+    "maml_conv4_shared_first_step",
+    lambda s: meta.MAML(_conv4(s), shared_first_step=True, **_GRADIENT),
+    _image_tasks,
+  ),
+  Row(
     "maml++_conv4",
     lambda s: meta.MAML(
       _conv4(s), learn_inner_lrs=True, multi_step_loss=True, batch_norm="per_step", **_GRADIENT

@@ -226,3 +226,137 @@ def test_batched_meta_gradients_equal_the_per_task_loop(options):
     scores["batched"]["loss"], scores["map_fn"]["loss"], rtol=tolerance * 10
   )
   assert 0 <= float(batched_metrics["accuracy"]) <= 1
+
+
+@pytest.mark.parametrize("downsample", ["stride", "max_pool"])
+def test_shared_kernels_give_the_pass_and_each_task_s_kernel_gradient(downsample):
+  """SharedKernel: the pass of T tasks with the one kernel per conv (ordinary
+  convolutions over all tasks' images) equals each task's own Keras pass, and its
+  sgd_step forms each task's kernel gradient of its own loss (float64)."""
+  model, statistics = _conv4_and_statistics("float64", downsample=downsample)
+  base = [w.value for w in model.trainable_weights]
+  x = tf.constant(np.random.default_rng(2).normal(size=(3, 6, 16, 16, 2)), tf.float64)
+  labels = tf.constant(np.random.default_rng(3).integers(0, 3, size=(3, 6)))
+  batched = task_batched.TaskBatchedModel(model, shared_kernels=True)
+  weights = batched.task_weights(base, 3)
+  kernels = [i for i, w in enumerate(weights) if isinstance(w, task_batched.SharedKernel)]
+  assert len(kernels) == 4  # one per conv layer; every other weight a [T, ...] tensor
+  outputs, _ = batched.stateless_call(weights, statistics, x, training=True)
+  loss_of = lambda logits, y: tf.reduce_mean(
+    tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+  )
+  for t in range(3):
+    want, _ = model.stateless_call(base, statistics, x[t], training=True)
+    np.testing.assert_allclose(outputs[t], want, rtol=1e-12, atol=1e-12)
+  with tf.GradientTape() as tape:
+    recorded = [w.recording() if i in kernels else w for i, w in enumerate(weights)]
+    outputs, _ = batched.stateless_call(recorded, statistics, x, training=True)
+    loss = sum(loss_of(outputs[t], labels[t]) for t in range(3))
+  products = [z for i in kernels for _, z in recorded[i].uses]
+  output_gradients = tape.gradient(loss, products)
+  for position, i in enumerate(kernels):
+    stepped = recorded[i].sgd_step(1.0, [output_gradients[position]], first_order=False)
+    for t in range(3):
+      with tf.GradientTape() as per_task:
+        kernel = tf.constant(base[i])
+        per_task.watch(kernel)
+        own = list(base)
+        own[i] = kernel
+        logits, _ = model.stateless_call(own, statistics, x[t], training=True)
+        task_loss = loss_of(logits, labels[t])
+      want = base[i] - per_task.gradient(task_loss, kernel)
+      np.testing.assert_allclose(stepped[t], want, rtol=1e-10, atol=1e-12)
+
+
+_SHARED_FIRST_STEP_CONFIGS = [
+  dict(num_inner_steps=1),
+  dict(num_inner_steps=1, first_order=True),
+  dict(num_inner_steps=3),
+  dict(num_inner_steps=2, adapted="head"),
+  dict(num_inner_steps=2, learner="reptile"),
+  dict(num_inner_steps=2, learn_inner_lrs=True, multi_step_loss=True, batch_norm="per_step"),
+]
+
+
+@pytest.mark.parametrize(
+  "options, downsample",
+  [(options, "stride") for options in _SHARED_FIRST_STEP_CONFIGS]
+  + [(_SHARED_FIRST_STEP_CONFIGS[0], "max_pool")],
+  ids=str,
+)
+def test_shared_first_step_gives_the_same_meta_gradients_and_evaluation(options, downsample):
+  """shared_first_step against the grouped first step, float64: MAML (second and first
+  order, 3 steps, ANIL, MAML++) and Reptile give the same meta-gradients to 1e-10 and
+  the same 3-step evaluation; MAML then has no task_update_cosine, Reptile keeps it."""
+  options = dict(options)
+  kind = meta.Reptile if options.pop("learner", "maml") == "reptile" else meta.MAML
+  adapted = options.pop("adapted", None)
+  rng = np.random.default_rng(1)
+  tasks = episode_lib.Episode(
+    support_x=tf.constant(rng.uniform(size=(3, 5, 16, 16, 1))),
+    support_y=tf.constant(np.tile(np.arange(5), (3, 1)), tf.int32),
+    query_x=tf.constant(rng.uniform(size=(3, 10, 16, 16, 1))),
+    query_y=tf.constant(np.tile(np.repeat(np.arange(5), 2), (3, 1)), tf.int32),
+  )
+  results = {}
+  for shared in (False, True):
+    keras.utils.set_random_seed(0)
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+      model = models.conv4(
+        num_classes=5, image_shape=(16, 16, 1), num_filters=4, downsample=downsample
+      )
+    finally:
+      keras.config.set_floatx("float32")
+      keras.config.set_dtype_policy("float32")
+    learner = kind(
+      model,
+      objective=meta.CLASSIFICATION,
+      inner_lr=0.4,
+      task_mapping="batched",
+      shared_first_step=shared,
+      adapted_weights=models.adapted_weights(model, adapted) if adapted else None,
+      **options,
+    )
+    gradients, metrics = tf.function(learner.compute_gradients, autograph=False)(tasks)
+    scores = tf.function(lambda b, learner=learner: learner.evaluate_tasks(b, 3))(tasks)
+    results[shared] = ([g.numpy() for g in gradients], metrics, scores)
+  (want, want_metrics, want_scores), (got, got_metrics, got_scores) = results[False], results[True]
+  keep = [not v.path.endswith("conv/bias") for v in model.trainable_variables]
+  assert (
+    _relative_error([g for g, k in zip(got, keep) if k], [w for w, k in zip(want, keep) if k])
+    < 1e-10
+  )
+  np.testing.assert_allclose(got_scores["loss"], want_scores["loss"], rtol=1e-10)
+  assert float(got_metrics["loss"]) == pytest.approx(float(want_metrics["loss"]), rel=1e-12)
+  assert meta.gradient_learner.TASK_UPDATE_COSINE in want_metrics
+  assert (meta.gradient_learner.TASK_UPDATE_COSINE in got_metrics) == (kind is meta.Reptile)
+
+
+def test_the_evaluation_after_a_shared_first_step_is_one_loop():
+  """The steps after the shared first are the tf.while_loop of unshared kernels."""
+  keras.utils.set_random_seed(0)
+  learner = meta.MAML(
+    models.conv4(num_classes=5, num_filters=4),
+    objective=meta.CLASSIFICATION,
+    num_inner_steps=1,
+    inner_lr=0.4,
+    shared_first_step=True,
+  )
+  tasks = _omniglot_like_tasks(2, ways=5, queries=1, seed=0)
+  graph = tf.function(lambda b: learner.evaluate_tasks(b, 4)).get_concrete_function(tasks).graph
+  assert "While" in {op.type for op in graph.get_operations()}
+
+
+def test_shared_first_step_refuses_what_it_cannot_share():
+  keras.utils.set_random_seed(0)
+  common = dict(objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4)
+  with pytest.raises(ValueError, match="shared_first_step shares convolutions"):
+    meta.MAML(models.conv4(num_classes=5), task_mapping="map_fn", shared_first_step=True, **common)
+  with pytest.raises(ValueError, match="shared_first_step shares convolutions"):
+    meta.MAML(models.mlp(hidden_sizes=(4,)), shared_first_step=True, **common)
+  with pytest.raises(ValueError, match="do not combine"):
+    meta.MAML(
+      models.conv4(num_classes=5), checkpoint_inner_steps=True, shared_first_step=True, **common
+    )
