@@ -118,7 +118,7 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
       inner_loss=run_flags.INNER_LOSS.value,
     )
   if algorithm == "reptile":
-    return meta.Reptile(model, **inner_loop)
+    return meta.Reptile(model, **inner_loop, shared_first_step=run_flags.SHARED_FIRST_STEP.value)
   if algorithm == "transfer":
     return meta.Transfer(
       model, **inner_loop, num_pretrain_classes=(splits["train"].num_classes if splits else None)
@@ -131,6 +131,7 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
     learn_inner_lrs=run_flags.LEARN_INNER_LRS.value,
     multi_step_loss=run_flags.MULTI_STEP_LOSS.value,
     checkpoint_inner_steps=run_flags.CHECKPOINT_INNER_STEPS.value,
+    shared_first_step=run_flags.SHARED_FIRST_STEP.value,
     adapted_weights=models.adapted_weights(model, run_flags.INNER_WEIGHTS.value),
   )
 

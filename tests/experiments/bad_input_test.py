@@ -44,6 +44,11 @@ TRAIN_CASES = [
     [SINUSOID, "--task_mapping=map_fn", "--checkpoint_inner_steps", "--workdir={new}"],
     "the learner these flags build: checkpoint_inner_steps needs task_mapping='batched'",
   ),
+  ([SINUSOID, "--shared_first_step", "--workdir={new}"], "--shared_first_step needs"),
+  (
+    [OMNIGLOT, "--shared_first_step", "--checkpoint_inner_steps", "--workdir={new}"],
+    "--shared_first_step needs",
+  ),
   (
     ["--model=mann", "--algorithm=maml", "--protocol=online", "--workdir={new}"],
     "--protocol=online goes with --algorithm=episodic only",
