@@ -13,14 +13,13 @@ medians. This is the measurement behind the default, "auto".
 """
 
 import os
-import statistics
-import time
 from typing import Any
 
 from absl import app
 from absl import flags
 
 from benchmarks import inputs
+from benchmarks import interleaved
 from benchmarks import report as report_lib
 
 SETTINGS = flags.DEFINE_list(
@@ -40,39 +39,12 @@ TRACINGS = ("loop", "unrolled")
 
 def _compare(make_function, batch, repeats) -> dict:
   """Traces, first-calls and times make_function(tracing)(batch) for both tracings."""
-  functions: dict[str, Any] = {}
-  result: dict[str, Any] = {}
-  for tracing in TRACINGS:
-    function = make_function(tracing)
-    started = time.perf_counter()
-    function.get_concrete_function(batch)
-    traced = time.perf_counter() - started
-    started = time.perf_counter()
-    _fetch(function(batch))
-    functions[tracing] = function
-    result[tracing] = {
-      "trace_seconds": traced,
-      "first_call_seconds": time.perf_counter() - started,
-    }
-  times: dict[str, list[float]] = {tracing: [] for tracing in TRACINGS}
-  for call in range(repeats):
-    for tracing in TRACINGS if call % 2 == 0 else reversed(TRACINGS):
-      started = time.perf_counter()
-      _fetch(functions[tracing](batch))
-      times[tracing].append(time.perf_counter() - started)
-  for tracing in TRACINGS:
-    result[tracing]["seconds_per_call"] = statistics.median(times[tracing])
+  functions = {tracing: make_function(tracing) for tracing in TRACINGS}
+  result: dict[str, Any] = interleaved.time_in_turns(functions, batch, repeats)[0]
   result["loop_over_unrolled"] = (
     result["loop"]["seconds_per_call"] / result["unrolled"]["seconds_per_call"]
   )
   return result
-
-
-def _fetch(outputs) -> None:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  for value in tf.nest.flatten(outputs):
-    value.numpy()
 
 
 def _setting(ways, shots, queries, tasks, inner_steps) -> list[dict]:

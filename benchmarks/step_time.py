@@ -74,7 +74,9 @@ TASK_MAPPINGS = flags.DEFINE_list(
   "a +chunkN suffix (batched+chunk8) computes the meta-gradients N tasks at a time "
   "(mann.meta.task_chunks: the same gradients in a fraction of the memory); "
   "+loop traces the inner steps once as a tf.while_loop (inner_step_tracing='loop'; "
-  "the default, auto, unrolls MAML's differentiated steps).",
+  "the default, auto, unrolls MAML's differentiated steps); +shared runs the first "
+  "inner step's support pass as ordinary convolutions of the shared initial kernels "
+  "(shared_first_step).",
 )
 PEER_PYTHON = flags.DEFINE_string(
   "peer_python", None, "Python of a learn2learn venv (../shared/peers/README.md); unset: ours only."
@@ -158,6 +160,7 @@ def _time_ours(
     checkpoint_inner_steps=checkpoint,
     task_format=task_format,
     inner_step_tracing="loop" if "loop" in options else "auto",
+    shared_first_step="shared" in options,
   )
   optimizer = training.FusedAdam(1e-3)  # the binaries' Adam (experiments/builders.py)
   optimizer.build(learner.trainable_variables)

@@ -1,0 +1,35 @@
+"""Two or more traced functions of one argument timed in turns, as the A/B benchmarks
+(inner_step_tracing, shared_first_step) time their variants: each traced and called
+once on its own, then called in turns (ABAB..., then BABA...) so that the shared
+machine's drift falls on all alike."""
+
+import statistics
+import time
+
+
+def time_in_turns(functions: dict, argument, repeats: int) -> tuple[dict, dict]:
+  """functions: name -> tf.function of `argument`.
+
+  Returns ({name: trace_seconds, first_call_seconds, seconds_per_call (median of
+  `repeats` calls)}, {name: the first call's outputs as NumPy arrays, flattened})."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  fetch = lambda outputs: [value.numpy() for value in tf.nest.flatten(outputs)]
+  result, values = {}, {}
+  for name, function in functions.items():
+    started = time.perf_counter()
+    function.get_concrete_function(argument)
+    traced = time.perf_counter() - started
+    started = time.perf_counter()
+    values[name] = fetch(function(argument))
+    result[name] = {"trace_seconds": traced, "first_call_seconds": time.perf_counter() - started}
+  names = list(functions)
+  times: dict[str, list[float]] = {name: [] for name in names}
+  for call in range(repeats):
+    for name in names if call % 2 == 0 else reversed(names):
+      started = time.perf_counter()
+      fetch(functions[name](argument))
+      times[name].append(time.perf_counter() - started)
+  for name in names:
+    result[name]["seconds_per_call"] = statistics.median(times[name])
+  return result, values
