@@ -61,14 +61,17 @@ def _blocks(image_shape, num_filters, downsample, batch_norm_momentum) -> list:
   if downsample not in DOWNSAMPLING:
     raise ValueError(f"downsample must be one of {DOWNSAMPLING}, got {downsample!r}")
   layers = [keras.Input(shape=image_shape)]
+  extent = list(image_shape[:2])  # (H, W) of the block's input
   for block in range(4):
+    # A stride over an extent of 1 changes nothing ('same' padding reads the kernel's
+    # centre either way), so it is 1 there: oneDNN's AMX bfloat16 filter gradient is
+    # wrong (by up to 1e30) when a stride exceeds the input's extent
+    # (tests/models/backbones_test.py checks both).
+    strides = tuple(2 if downsample == "stride" and e > 1 else 1 for e in extent)
+    extent = [-(-e // s) // (2 if downsample == "max_pool" else 1) for e, s in zip(extent, strides)]
     layers += [
       keras.layers.Conv2D(
-        num_filters,
-        3,
-        padding="same",
-        strides=2 if downsample == "stride" else 1,
-        name=f"block{block}_conv",
+        num_filters, 3, padding="same", strides=strides, name=f"block{block}_conv"
       ),
       batch_norm.BatchNormalization(momentum=batch_norm_momentum, name=f"block{block}_norm"),
       keras.layers.ReLU(name=f"block{block}_relu"),
