@@ -37,7 +37,11 @@ TF's CPU kernels have grouped-convolution gradients in float32 and bfloat16 only
 Mixed precision follows each layer's Keras dtype policy, as the layer's own call does:
 under "mixed_bfloat16" the weights stay float32 and are cast to bfloat16 where a
 convolution or matmul reads them, batch norm normalises in float32, and the outputs are
-bfloat16 (the objectives reduce them in float32).
+bfloat16 (the objectives reduce them in float32). A folded bfloat16 tensor goes into TF's
+fused batch norm as it is: the kernel computes in float32 (the same output, bit for bit,
+as casting around it), its gradient's gradient casts to float32 too, and the casts
+around it cost more than the bfloat16 convolutions gained on a CPU with AMX
+(results/step_time_amx.json).
 """
 
 import math
@@ -350,13 +354,11 @@ class TaskBatchedModel:
           x = tf.nn.bias_add(x, compute(_per_task(layer_weights[1])))
         x = layer.activation(x)
       elif isinstance(layer, keras.layers.BatchNormalization):
-        # In float32 at least, as Keras's layer normalises 16-bit inputs.
-        wide = tf.float32 if x.dtype in (tf.bfloat16, tf.float16) else x.dtype
         normalised, statistics = self._batch_norm(
           layer,
           layer_weights,
           layer_statistics,
-          tf.cast(x, wide),
+          x,
           num_tasks,
           folded=folded,
           training=training,
@@ -407,8 +409,10 @@ class TaskBatchedModel:
     else:
       axes = list(range(1, x.shape.rank - 1))
       shape = [num_tasks] + [1] * (x.shape.rank - 2) + [channels]
-    if training and folded and x.dtype == tf.float32 and example_weights is None:
+    if training and folded and x.dtype in (tf.float32, tf.bfloat16) and example_weights is None:
       return TaskBatchedModel._fused_batch_norm(layer, gamma, beta, statistics, x, num_tasks)
+    # In float32 at least, as Keras's layer normalises 16-bit inputs.
+    x = tf.cast(x, tf.float32) if x.dtype in (tf.bfloat16, tf.float16) else x
     if training:
       # Both moments with every gradient path, as mann.models.BatchNormalization.
       if example_weights is None:
@@ -448,13 +452,15 @@ class TaskBatchedModel:
 
   @staticmethod
   def _fused_batch_norm(layer, gamma, beta, statistics, x, num_tasks):
-    """Training-mode batch norm of folded float32 x [B, H, W, T*C] in TF's fused kernel.
+    """Training-mode batch norm of folded x [B, H, W, T*C] (float32, or bfloat16 normalised
+    in float32 inside the kernel) in TF's fused kernel.
 
     The per-task normalisation of large query batches is memory-bound: the fused op
     reads x twice where the op-by-op form makes a dozen passes, and its gradient is one
     kernel too. Its second derivative (TF's FusedBatchNormGrad gradient) is exact: it
     differentiates the first derivative's formula, where the mean's path through the
-    variance contributes zero. CPU kernels exist for float32, hence the dtype check.
+    variance contributes zero. CPU kernels exist for float32 and bfloat16, hence the
+    dtype check.
     """
     channels = layer.moving_mean.shape[0]
     folded_channels = num_tasks * channels
