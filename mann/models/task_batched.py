@@ -409,8 +409,17 @@ class TaskBatchedModel:
     else:
       axes = list(range(1, x.shape.rank - 1))
       shape = [num_tasks] + [1] * (x.shape.rank - 2) + [channels]
-    if training and folded and x.dtype in (tf.float32, tf.bfloat16) and example_weights is None:
+    fusable = training and x.dtype in (tf.float32, tf.bfloat16) and example_weights is None
+    if fusable and folded:
       return TaskBatchedModel._fused_batch_norm(layer, gamma, beta, statistics, x, num_tasks)
+    if fusable and x.dtype == tf.bfloat16 and x.shape.rank == 5:
+      # [T, B, H, W, C], the shared first step's: folded into the fused kernel, which
+      # spares the casts to float32 and back; in float32 the two transposes cost more
+      # than the op-by-op form (the 5w1s step 1.16-1.26x as long, 3 runs in turns).
+      y, new_statistics = TaskBatchedModel._fused_batch_norm(
+        layer, gamma, beta, statistics, _fold(x), num_tasks
+      )
+      return _unfold(y, num_tasks), new_statistics
     # In float32 at least, as Keras's layer normalises 16-bit inputs.
     x = tf.cast(x, tf.float32) if x.dtype in (tf.bfloat16, tf.float16) else x
     if training:

@@ -86,8 +86,9 @@ def test_the_task_batched_path_computes_what_keras_does_per_task(mixed_bfloat16)
 
 def test_the_shared_first_step_rounds_differently_within_bfloat16s_error(mixed_bfloat16):
   """shared_first_step is exact in float32 and float64 (tests/models/task_batched_test.py);
-  in bfloat16 its ordinary convolutions and op-by-op batch norm round at other points
-  than the grouped ones: measured here loss 1.1e-3 apart, cosine 0.995, against 0.875
+  in bfloat16 its ordinary convolutions round at other points than the grouped ones
+  (both batch norms are TF's fused kernel, the shared one over the folded images):
+  measured here loss 1.1e-3 apart, cosine 0.995, against 0.875
   between either precision's meta-gradient (below)."""
   del mixed_bfloat16
   _, _, grouped_metrics, grouped = _gradients("batched")

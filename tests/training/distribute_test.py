@@ -84,16 +84,23 @@ def _name(variable) -> str:
 _ZERO_GRADIENT_BY_CONSTRUCTION = "_conv/bias"
 
 
+# Float32 round-off of a few MAML steps (inner rate 0.4) whose grouped convolutions
+# split the tasks differently: below 1e-5 relative on an AMD EPYC; 1.09e-5 and 1.36e-5
+# (conv4 block0 kernel, block0 beta) on a Xeon with AMX, where oneDNN picks other
+# kernels. A wrong split of the tasks moves the weights by far more.
+_RELATIVE_TOLERANCE = 3e-5
+
+
 def _assert_close(got, expected):
-  """Every weight within 1e-5 relative (by tensor norm) of the one-replica run's (in
-  order: Keras numbers some names by how many models the process has built)."""
+  """Every weight within _RELATIVE_TOLERANCE (by tensor norm) of the one-replica run's
+  (in order: Keras numbers some names by how many models the process has built)."""
   assert len(got) == len(expected)
   for (_, value), (name, want) in zip(got, expected):
     difference = np.linalg.norm(value - want)
     if _ZERO_GRADIENT_BY_CONSTRUCTION in name:
       assert difference < 1e-4, name
       continue
-    assert difference <= 1e-5 * np.linalg.norm(want) + 1e-7, (
+    assert difference <= _RELATIVE_TOLERANCE * np.linalg.norm(want) + 1e-7, (
       f"{name}: |difference| {difference:.3g}, |weight| {np.linalg.norm(want):.3g}"
     )
 
