@@ -1,0 +1,48 @@
+"""benchmarks/conv_kernels.py: its bfloat16 kernels compute float32's convolutions."""
+
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import conv_kernels
+
+
+def test_each_kernel_in_both_dtypes_computes_the_convolution_and_its_gradients():
+  """The float32 kernels against tf.nn.conv2d and its autodiff gradients (another
+  code path: the grouped convolution differentiated by TF), bfloat16's error small."""
+  x = tf.random.stateless_uniform([3, 7, 7, 2 * 4], seed=[0, 1])
+  kernel = tf.random.stateless_normal([3, 3, 4, 2 * 5], seed=[0, 2])
+  full, half = conv_kernels._kernels(x, kernel, 2)  # pylint: disable=protected-access
+  rounded = lambda t: tf.cast(tf.cast(t, tf.bfloat16), tf.float32)
+  x_, kernel_ = rounded(x), rounded(kernel)
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch([x_, kernel_])
+    y = tf.nn.conv2d(x_, kernel_, 2, "SAME")
+    output_gradient = rounded(tf.random.stateless_normal(y.shape, seed=[1, 2]))
+    loss = tf.reduce_sum(y * output_gradient)
+  expected = {
+    "forward": y,
+    "input_gradient": tape.gradient(loss, x_),
+    "filter_gradient": tape.gradient(loss, kernel_),
+  }
+  for name, want in expected.items():
+    np.testing.assert_allclose(full[name](0), want, rtol=1e-5, atol=1e-5, err_msg=name)
+    got = half[name](0)
+    assert got.dtype == tf.bfloat16
+    # bfloat16 outputs keep 8 bits of mantissa: 2^-8 = 0.4% per element.
+    assert conv_kernels._relative_error(got, want) < 1e-2, name  # pylint: disable=protected-access
+
+
+def test_a_layer_reports_each_kernel_in_both_dtypes():
+  result = conv_kernels.measure_layer(2, 4, 3, 2, 2, repeats=2)
+  for name in ("forward", "input_gradient", "filter_gradient"):
+    figures = result[name]
+    assert figures["float32_seconds"] > 0 and figures["bfloat16_seconds"] > 0
+    assert figures["bfloat16_over_float32"] == (
+      figures["bfloat16_seconds"] / figures["float32_seconds"]
+    )
+    assert figures["bfloat16_relative_error"] < 1e-2
+
+
+def test_the_filter_gradient_check_is_small_where_the_stride_fits_the_input():
+  check = conv_kernels.check_filter_gradient(5, 4, 8, 2, calls=2)
+  assert check["max_relative_error"] < 1e-2
