@@ -45,4 +45,4 @@ def test_a_layer_reports_each_kernel_in_both_dtypes():
 
 def test_the_filter_gradient_check_is_small_where_the_stride_fits_the_input():
   check = conv_kernels.check_filter_gradient(5, 4, 8, 2, calls=2)
-  assert check["max_relative_error"] < 1e-2
+  assert len(check["relative_errors"]) == 2 and max(check["relative_errors"]) < 1e-2
