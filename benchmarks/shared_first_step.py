@@ -18,8 +18,8 @@ Reported: the shared meta-gradient's relative error against the grouped one, and
 against task_mapping="map_fn" on the same batch, the spread of float32 computations of
 it (conv biases left out: batch norm cancels them, their gradient is round-off); each
 one's trace, first call and median of --repeats calls taken in turns (ABAB..., then
-BABA...), and shared_over_grouped, the ratio of medians. Float32, conv4 (stride 2,
-batch norm), Omniglot-sized random inputs, inner lr 0.4, one inner step.
+BABA...), and shared_over_grouped, the ratio of medians. Float32 (or --precision),
+conv4 (stride 2, batch norm), Omniglot-sized random inputs, inner lr 0.4, one inner step.
 """
 
 import os
@@ -40,6 +40,13 @@ SETTINGS = flags.DEFINE_list(
 ORDERS = flags.DEFINE_list("orders", ["second", "first"], "Meta-gradient orders: second, first.")
 REPEATS = flags.DEFINE_integer("repeats", 16, "Timed calls of each variant.", lower_bound=2)
 SEED = flags.DEFINE_integer("seed", 0, "Seed of the random inputs.")
+PRECISION = flags.DEFINE_enum(
+  "precision",
+  "float32",
+  ["float32", "mixed_bfloat16"],
+  "Keras's dtype policy of all three models (mixed_bfloat16: the agreement figures are "
+  "then bfloat16's round-off).",
+)
 OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 
 INNER_LR = 0.4
@@ -65,6 +72,7 @@ def _maml(ways, task_mapping, first_order, shared_first_step=False):
   from mann import models  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(0)  # the same initial weights for every learner
+  keras.config.set_dtype_policy(PRECISION.value)  # before the model: its layers keep it
   return meta.MAML(
     models.conv4(num_classes=ways),
     objective=meta.CLASSIFICATION,
@@ -121,7 +129,8 @@ def main(argv):
   rows = []
   for setting in SETTINGS.value:
     rows += _setting(*[int(field) for field in setting.split(":")])
-  report_lib.emit({"repeats": REPEATS.value, "inner_lr": INNER_LR, "results": rows}, OUT.value)
+  report = {"repeats": REPEATS.value, "inner_lr": INNER_LR, "precision": PRECISION.value}
+  report_lib.emit({**report, "results": rows}, OUT.value)
 
 
 if __name__ == "__main__":
