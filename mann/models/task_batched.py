@@ -40,8 +40,8 @@ convolution or matmul reads them, batch norm normalises in float32, and the outp
 bfloat16 (the objectives reduce them in float32). A folded bfloat16 tensor goes into TF's
 fused batch norm as it is: the kernel computes in float32 (the same output, bit for bit,
 as casting around it), its gradient's gradient casts to float32 too, and the casts
-around it cost more than the bfloat16 convolutions gained on a CPU with AMX
-(results/step_time_amx.json).
+around it left the mixed step as slow as float32's on a CPU with AMX
+(results/batch_norm_bfloat16/).
 """
 
 import math
