@@ -16,7 +16,7 @@ AMX bfloat16 filter gradient was seen wrong (mann/models/convolutional.py).
 from absl import app
 from absl import flags
 
-from benchmarks import interleaved
+from benchmarks import convolution_kernels
 from benchmarks import report as report_lib
 
 NUM_TASKS = flags.DEFINE_integer("num_tasks", 32, "T, tasks folded into the channels.")
@@ -25,93 +25,6 @@ BATCHES = flags.DEFINE_list(
 )
 REPEATS = flags.DEFINE_integer("repeats", 15, "Timed calls of each kernel.", lower_bound=2)
 OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
-
-# (input extent, input channels) of conv4's layers on 28x28x1 with 64 filters.
-CONV4_LAYERS = ((28, 1), (14, 64), (7, 64), (4, 64))
-FILTERS = 64
-# (images, extent, channels, stride): the stride exceeds the extent (and one control).
-CHECK_SHAPES = ((5, 1, 64, 2), (75, 1, 64, 2), (5, 2, 64, 3), (5, 2, 64, 2))
-
-
-def _kernels(x, kernel, strides):
-  """The three convolution kernels of x [B, H, W, C] and kernel [3, 3, C/groups, F] as
-  functions of their dtype: {name: tf.function of () in that dtype}."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  options = dict(strides=[1, strides, strides, 1], padding="SAME")
-  output_shape = tf.nn.conv2d(x, kernel, strides, "SAME").shape
-  output_gradient = tf.random.stateless_normal(output_shape, seed=[1, 2])
-
-  def make(dtype):
-    cast = lambda t: tf.cast(tf.cast(t, tf.bfloat16), dtype)  # the same rounded inputs
-    x_, kernel_, gradient_ = cast(x), cast(kernel), cast(output_gradient)
-    return {
-      "forward": tf.function(lambda _: tf.nn.conv2d(x_, kernel_, strides, "SAME")),
-      "input_gradient": tf.function(
-        lambda _: tf.raw_ops.Conv2DBackpropInput(
-          input_sizes=x.shape, filter=kernel_, out_backprop=gradient_, **options
-        )
-      ),
-      "filter_gradient": tf.function(
-        lambda _: tf.raw_ops.Conv2DBackpropFilter(
-          input=x_, filter_sizes=kernel.shape, out_backprop=gradient_, **options
-        )
-      ),
-    }
-
-  return make(tf.float32), make(tf.bfloat16)
-
-
-def _relative_error(got, want) -> float:
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-  return float(np.linalg.norm(got - want) / np.linalg.norm(want))
-
-
-def measure_layer(batch, extent, channels, num_tasks, strides, repeats) -> dict:
-  """Seconds per call of each kernel in both dtypes, bfloat16 over float32, and the
-  bfloat16 results' errors against float32's."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  x = tf.random.stateless_uniform([batch, extent, extent, num_tasks * channels], seed=[0, 1])
-  kernel = tf.random.stateless_normal([3, 3, channels, num_tasks * FILTERS], seed=[0, 2])
-  full, half = _kernels(x, kernel, strides)
-  functions = {f"{name}_float32": f for name, f in full.items()}
-  functions |= {f"{name}_bfloat16": f for name, f in half.items()}
-  timings, values = interleaved.time_in_turns(functions, tf.constant(0), repeats)
-  result = {"batch": batch, "extent": extent, "channels": channels, "tasks": num_tasks}
-  for name in full:
-    result[name] = {
-      "float32_seconds": timings[f"{name}_float32"]["seconds_per_call"],
-      "bfloat16_seconds": timings[f"{name}_bfloat16"]["seconds_per_call"],
-      "bfloat16_over_float32": timings[f"{name}_bfloat16"]["seconds_per_call"]
-      / timings[f"{name}_float32"]["seconds_per_call"],
-      "bfloat16_relative_error": _relative_error(
-        values[f"{name}_bfloat16"][0], values[f"{name}_float32"][0]
-      ),
-    }
-  return result
-
-
-def check_filter_gradient(batch, extent, channels, strides, calls=5) -> dict:
-  """The bfloat16 filter gradient's relative error against float32's in each of `calls`
-  calls (a kernel that reads memory it never wrote errs in some calls only; a
-  non-finite error is written as null)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  x = tf.random.stateless_uniform([batch, extent, extent, channels], seed=[0, 1])
-  kernel = tf.random.stateless_normal([3, 3, channels, FILTERS], seed=[0, 2])
-  full, half = _kernels(x, kernel, strides)
-  want = full["filter_gradient"](0).numpy()
-  errors = [_relative_error(half["filter_gradient"](0), want) for _ in range(calls)]
-  return {
-    "batch": batch,
-    "extent": extent,
-    "channels": channels,
-    "strides": strides,
-    "relative_errors": errors,
-  }
 
 
 def main(argv):
@@ -125,11 +38,16 @@ def main(argv):
     + f"--num_tasks={NUM_TASKS.value} --batches={','.join(BATCHES.value)} "
     + f"--repeats={REPEATS.value}",
     "layers": [
-      measure_layer(int(batch), extent, channels, NUM_TASKS.value, 2, REPEATS.value)
+      convolution_kernels.measure_layer(
+        int(batch), extent, channels, NUM_TASKS.value, 2, REPEATS.value
+      )
       for batch in BATCHES.value
-      for extent, channels in CONV4_LAYERS
+      for extent, channels in convolution_kernels.CONV4_LAYERS
     ],
-    "filter_gradient_checks": [check_filter_gradient(*shape) for shape in CHECK_SHAPES],
+    "filter_gradient_checks": [
+      convolution_kernels.check_filter_gradient(*shape)
+      for shape in convolution_kernels.CHECK_SHAPES
+    ],
   }
   report_lib.emit(report, OUT.value)
 

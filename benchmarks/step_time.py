@@ -33,6 +33,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import inputs
+from benchmarks import step_rows
 
 MODELS = flags.DEFINE_list(
   "models",
@@ -322,55 +323,6 @@ def _run_peer(ways, shots, queries, tasks, order, autocast=False) -> dict:
   }
 
 
-def _median_over_rounds(results: list[dict]) -> dict:
-  """One row's figures over its rounds: the median seconds per step (and the figures
-  derived from it), the median first call, the largest peak RSS."""
-  median = statistics.median(r["seconds_per_step"] for r in results)
-  merged = dict(results[0])
-  merged.update(
-    seconds_per_step=median,
-    first_call_seconds=statistics.median(r["first_call_seconds"] for r in results),
-    peak_rss_mb=max(r["peak_rss_mb"] for r in results),
-    tasks_per_second=results[0]["tasks_per_second"] * results[0]["seconds_per_step"] / median,
-  )
-  if len(results) > 1:
-    merged["seconds_per_step_rounds"] = [r["seconds_per_step"] for r in results]
-    for key in ("min", "max"):
-      merged.pop(key, None)  # one round's own spread; the rounds' seconds say more
-  return merged
-
-
-def _precisions(precisions) -> list[str]:
-  """float32 always (every ratio's reference), then the other precisions."""
-  return ["float32"] + [p for p in precisions if p != "float32"]
-
-
-def _add_ratios(entry: dict, models, mappings, precisions) -> None:
-  """Each row's time over its reference's: mixed over float32, a sequence model over
-  conv4 (same mapping), ours over the peer's float32 and autocast bfloat16 steps."""
-  seconds = lambda key: entry[key]["seconds_per_step"]
-  for model_name in models:
-    for mapping in mappings:
-      key = f"ours_{mapping}" if model_name == "conv4" else f"ours_{model_name}_{mapping}"
-      for precision in _precisions(precisions)[1:]:
-        entry[f"ratio_{key[len('ours_') :]}_{precision}_to_float32"] = seconds(
-          f"{key}_{precision}"
-        ) / seconds(key)
-      if model_name != "conv4" and f"ours_{mapping}" in entry:
-        entry[f"ratio_{model_name}_{mapping}_to_conv4"] = seconds(key) / seconds(f"ours_{mapping}")
-  if "peer" not in entry:
-    return
-  for mapping in mappings:
-    if "peer_autocast_bfloat16" in entry:
-      entry[f"ratio_{mapping}_mixed_bfloat16_to_peer_autocast_bfloat16"] = seconds(
-        f"ours_{mapping}_mixed_bfloat16"
-      ) / seconds("peer_autocast_bfloat16")
-    for suffix in ["" if p == "float32" else f"_{p}" for p in _precisions(precisions)]:
-      entry[f"ratio_{mapping}{suffix}_to_peer"] = seconds(f"ours_{mapping}{suffix}") / seconds(
-        "peer"
-      )
-
-
 def _parse_setting(setting: str) -> tuple[int, int, int, int, int]:
   """ "ways:shots:queries:tasks[:inner_steps]" -> the five integers."""
   values = [int(v) for v in setting.split(":")]
@@ -433,7 +385,7 @@ def main(argv):
       for model_name in MODELS.value:
         for mapping in TASK_MAPPINGS.value:
           key = f"ours_{mapping}" if model_name == "conv4" else f"ours_{model_name}_{mapping}"
-          for precision in _precisions(PRECISIONS.value):
+          for precision in step_rows.precisions_with_float32(PRECISIONS.value):
             suffix = "" if precision == "float32" else f"_{precision}"
             jobs[key + suffix] = functools.partial(
               _run_ours, setting, order, mapping, model_name, precision
@@ -444,12 +396,12 @@ def main(argv):
           jobs["peer_autocast_bfloat16"] = functools.partial(
             _run_peer, ways, shots, queries, tasks, order, autocast=True
           )
-      rounds: dict[str, list[dict]] = {key: [] for key in jobs}
+      rounds = {key: [] for key in jobs}
       for _ in range(ROUNDS.value):
         for key, job in jobs.items():
           rounds[key].append(job())
-      entry.update({key: _median_over_rounds(results) for key, results in rounds.items()})
-      _add_ratios(entry, MODELS.value, TASK_MAPPINGS.value, PRECISIONS.value)
+      entry.update({key: step_rows.median_over_rounds(results) for key, results in rounds.items()})
+      step_rows.add_ratios(entry, MODELS.value, TASK_MAPPINGS.value, PRECISIONS.value)
       report["results"].append(entry)
       print(json.dumps(entry), file=sys.stderr, flush=True)
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))

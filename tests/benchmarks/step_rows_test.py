@@ -1,8 +1,8 @@
-"""benchmarks/step_time.py: rows merged over rounds, and the ratios between rows."""
+"""benchmarks/step_rows.py: rows merged over rounds, and the ratios between rows."""
 
 import pytest
 
-from benchmarks import step_time
+from benchmarks import step_rows
 
 
 def _row(seconds, first_call, rss, tasks=32):
@@ -17,7 +17,7 @@ def _row(seconds, first_call, rss, tasks=32):
 
 
 def test_a_row_over_rounds_takes_the_median_time_and_the_largest_memory():
-  merged = step_time._median_over_rounds(  # pylint: disable=protected-access
+  merged = step_rows.median_over_rounds(
     [_row(0.5, 3.0, 900.0), _row(0.2, 2.0, 950.0), _row(0.4, 4.0, 800.0)]
   )
   assert merged["seconds_per_step"] == 0.4
@@ -27,7 +27,7 @@ def test_a_row_over_rounds_takes_the_median_time_and_the_largest_memory():
   assert merged["tasks_per_second"] == pytest.approx(32 / 0.4)
   assert "min" not in merged and "max" not in merged
   # One round: its own figures, unchanged.
-  assert step_time._median_over_rounds([_row(0.5, 3.0, 900.0)]) == _row(0.5, 3.0, 900.0)  # pylint: disable=protected-access
+  assert step_rows.median_over_rounds([_row(0.5, 3.0, 900.0)]) == _row(0.5, 3.0, 900.0)
 
 
 def test_ratios_of_mixed_to_float32_and_of_ours_to_both_peer_rows():
@@ -37,7 +37,7 @@ def test_ratios_of_mixed_to_float32_and_of_ours_to_both_peer_rows():
     "peer": _row(1.2, 1, 1),
     "peer_autocast_bfloat16": _row(0.6, 1, 1),
   }
-  step_time._add_ratios(entry, ["conv4"], ["batched"], ["mixed_bfloat16"])  # pylint: disable=protected-access
+  step_rows.add_ratios(entry, ["conv4"], ["batched"], ["mixed_bfloat16"])
   assert entry["ratio_batched_mixed_bfloat16_to_float32"] == pytest.approx(0.75)
   assert entry["ratio_batched_to_peer"] == pytest.approx(1 / 3)
   assert entry["ratio_batched_mixed_bfloat16_to_peer"] == pytest.approx(0.25)

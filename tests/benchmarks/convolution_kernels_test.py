@@ -1,9 +1,9 @@
-"""benchmarks/conv_kernels.py: its bfloat16 kernels compute float32's convolutions."""
+"""benchmarks/convolution_kernels.py: its bfloat16 kernels compute float32's convolutions."""
 
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import conv_kernels
+from benchmarks import convolution_kernels
 
 
 def test_each_kernel_in_both_dtypes_computes_the_convolution_and_its_gradients():
@@ -11,7 +11,7 @@ def test_each_kernel_in_both_dtypes_computes_the_convolution_and_its_gradients()
   code path: the grouped convolution differentiated by TF), bfloat16's error small."""
   x = tf.random.stateless_uniform([3, 7, 7, 2 * 4], seed=[0, 1])
   kernel = tf.random.stateless_normal([3, 3, 4, 2 * 5], seed=[0, 2])
-  full, half = conv_kernels._kernels(x, kernel, 2)  # pylint: disable=protected-access
+  full, half = convolution_kernels._kernels(x, kernel, 2)  # pylint: disable=protected-access
   rounded = lambda t: tf.cast(tf.cast(t, tf.bfloat16), tf.float32)
   x_, kernel_ = rounded(x), rounded(kernel)
   with tf.GradientTape(persistent=True) as tape:
@@ -29,11 +29,11 @@ def test_each_kernel_in_both_dtypes_computes_the_convolution_and_its_gradients()
     got = half[name](0)
     assert got.dtype == tf.bfloat16
     # bfloat16 outputs keep 8 bits of mantissa: 2^-8 = 0.4% per element.
-    assert conv_kernels._relative_error(got, want) < 1e-2, name  # pylint: disable=protected-access
+    assert convolution_kernels._relative_error(got, want) < 1e-2, name  # pylint: disable=protected-access
 
 
 def test_a_layer_reports_each_kernel_in_both_dtypes():
-  result = conv_kernels.measure_layer(2, 4, 3, 2, 2, repeats=2)
+  result = convolution_kernels.measure_layer(2, 4, 3, 2, 2, repeats=2)
   for name in ("forward", "input_gradient", "filter_gradient"):
     figures = result[name]
     assert figures["float32_seconds"] > 0 and figures["bfloat16_seconds"] > 0
@@ -44,5 +44,5 @@ def test_a_layer_reports_each_kernel_in_both_dtypes():
 
 
 def test_the_filter_gradient_check_is_small_where_the_stride_fits_the_input():
-  check = conv_kernels.check_filter_gradient(5, 4, 8, 2, calls=2)
+  check = convolution_kernels.check_filter_gradient(5, 4, 8, 2, calls=2)
   assert len(check["relative_errors"]) == 2 and max(check["relative_errors"]) < 1e-2
