@@ -65,8 +65,8 @@ def _blocks(image_shape, num_filters, downsample, batch_norm_momentum) -> list:
   for block in range(4):
     # A stride over an extent of 1 changes nothing ('same' padding reads the kernel's
     # centre either way), so it is 1 there: oneDNN's AMX bfloat16 filter gradient is
-    # wrong (by up to 1e30) when a stride exceeds the input's extent
-    # (tests/models/backbones_test.py checks both).
+    # wrong (by orders of magnitude, or not finite) when a stride exceeds the input's
+    # extent (results/conv_kernels_amx.json; tests/models/backbones_test.py checks both).
     strides = tuple(2 if downsample == "stride" and e > 1 else 1 for e in extent)
     extent = [-(-e // s) // (2 if downsample == "max_pool" else 1) for e, s in zip(extent, strides)]
     layers += [

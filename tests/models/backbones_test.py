@@ -85,8 +85,9 @@ def test_conv4_strides_are_1_only_where_the_input_is_1_wide():
 @pytest.mark.parametrize("size", [28, 8])
 def test_conv4_kernel_gradients_in_bfloat16_are_near_float32s(size):
   """On a CPU with AMX, oneDNN's bfloat16 filter gradient of a stride-2 convolution over
-  a 1x1 input was wrong by up to 1e30 (seen on a Xeon with amx_bf16, TF 2.21): conv4
-  over 8x8 images now avoids that stride. Elsewhere this checks bfloat16 round-off only."""
+  a 1x1 input was wrong by orders of magnitude (seen on a Xeon with amx_bf16, TF 2.21;
+  results/conv_kernels_amx.json): conv4 over 8x8 images now avoids that stride.
+  Elsewhere this checks bfloat16 round-off only."""
   full = models.conv4(num_classes=5, image_shape=(size, size, 1))
   _randomise(full, 0)
   previous = keras.config.dtype_policy()
