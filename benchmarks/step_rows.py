@@ -27,16 +27,22 @@ def precisions_with_float32(precisions) -> list[str]:
   return ["float32"] + [p for p in precisions if p != "float32"]
 
 
+def row_key(key: str, precision: str) -> str:
+  """The row of `key` (ours_<mapping>, ...) in `precision`: float32's has no suffix."""
+  return key if precision == "float32" else f"{key}_{precision}"
+
+
 def add_ratios(entry: dict, models, mappings, precisions) -> None:
   """Each row's time over its reference's: mixed over float32, a sequence model over
   conv4 (same mapping), ours over the peer's float32 and autocast bfloat16 steps."""
   seconds = lambda key: entry[key]["seconds_per_step"]
+  precisions = precisions_with_float32(precisions)
   for model_name in models:
     for mapping in mappings:
       key = f"ours_{mapping}" if model_name == "conv4" else f"ours_{model_name}_{mapping}"
-      for precision in precisions_with_float32(precisions)[1:]:
+      for precision in precisions[1:]:
         entry[f"ratio_{key[len('ours_') :]}_{precision}_to_float32"] = seconds(
-          f"{key}_{precision}"
+          row_key(key, precision)
         ) / seconds(key)
       if model_name != "conv4" and f"ours_{mapping}" in entry:
         entry[f"ratio_{model_name}_{mapping}_to_conv4"] = seconds(key) / seconds(f"ours_{mapping}")
@@ -47,7 +53,6 @@ def add_ratios(entry: dict, models, mappings, precisions) -> None:
       entry[f"ratio_{mapping}_mixed_bfloat16_to_peer_autocast_bfloat16"] = seconds(
         f"ours_{mapping}_mixed_bfloat16"
       ) / seconds("peer_autocast_bfloat16")
-    for suffix in ["" if p == "float32" else f"_{p}" for p in precisions_with_float32(precisions)]:
-      entry[f"ratio_{mapping}{suffix}_to_peer"] = seconds(f"ours_{mapping}{suffix}") / seconds(
-        "peer"
-      )
+    for precision in precisions:
+      row = row_key(f"ours_{mapping}", precision)
+      entry[f"ratio_{row[len('ours_') :]}_to_peer"] = seconds(row) / seconds("peer")

@@ -386,8 +386,7 @@ def main(argv):
         for mapping in TASK_MAPPINGS.value:
           key = f"ours_{mapping}" if model_name == "conv4" else f"ours_{model_name}_{mapping}"
           for precision in step_rows.precisions_with_float32(PRECISIONS.value):
-            suffix = "" if precision == "float32" else f"_{precision}"
-            jobs[key + suffix] = functools.partial(
+            jobs[step_rows.row_key(key, precision)] = functools.partial(
               _run_ours, setting, order, mapping, model_name, precision
             )
       if PEER_PYTHON.value and inner_steps == 1 and "conv4" in MODELS.value:
