@@ -157,6 +157,27 @@ def _unfold(x: tf.Tensor, num_tasks: int) -> tf.Tensor:
   return tf.transpose(x, [3, 0, 1, 2, 4])
 
 
+@tf.custom_gradient
+def _add_bias(x: tf.Tensor, bias: tf.Tensor):
+  """tf.nn.bias_add(x, bias) (which the graph optimiser fuses into the convolution before
+  it, rounding once in bfloat16), whose bias gradient is a Sum, not a BiasAddGrad.
+
+  oneDNN's graph pass fuses a filter gradient with a BiasAddGrad of the same output
+  gradient without checking that neither depends on the other. In a second-order step
+  one does (the inner bias gradient feeds the adapted weights, which feed the outer
+  filter gradient of that same inner output gradient): the fused graph had a cycle and
+  did not run ("N nodes in a cycle"), for some graph orders (PYTHONHASHSEED), once batch
+  norm's second derivative was in closed form. A Sum is never fused, and in bfloat16 it
+  accumulates in float32 where BiasAddGrad accumulates in bfloat16
+  (tests/meta/mixed_precision_test.py).
+  """
+
+  def gradient(upstream):
+    return upstream, tf.reduce_sum(upstream, axis=list(range(upstream.shape.rank - 1)))
+
+  return tf.nn.bias_add(x, bias), gradient
+
+
 def _per_task(weight: tf.Tensor) -> tf.Tensor:
   """[T, C] -> [T*C], in the folded channel order."""
   return tf.reshape(weight, [-1])
@@ -350,8 +371,8 @@ class TaskBatchedModel:
         x = grouped_conv2d(
           compute(x), compute(layer_weights[0]), strides=layer.strides, padding=layer.padding
         )
-        if layer.use_bias:  # bias_add: its gradient is one BiasAddGrad kernel, not a Sum
-          x = tf.nn.bias_add(x, compute(_per_task(layer_weights[1])))
+        if layer.use_bias:
+          x = _add_bias(x, compute(_per_task(layer_weights[1])))
         x = layer.activation(x)
       elif isinstance(layer, keras.layers.BatchNormalization):
         normalised, statistics = self._batch_norm(
@@ -466,20 +487,17 @@ class TaskBatchedModel:
 
     The per-task normalisation of large query batches is memory-bound: the fused op
     reads x twice where the op-by-op form makes a dozen passes, and its gradient is one
-    kernel too. Its second derivative (TF's FusedBatchNormGrad gradient) is exact: it
-    differentiates the first derivative's formula, where the mean's path through the
-    variance contributes zero. CPU kernels exist for float32 and bfloat16, hence the
-    dtype check.
+    kernel too. Its second derivative is exact (the mean's path through the variance
+    included) and in closed form (batch_norm.fused_batch_norm_training). CPU kernels
+    exist for float32 and bfloat16, hence the dtype check.
     """
     channels = layer.moving_mean.shape[0]
     folded_channels = num_tasks * channels
     scale = tf.reshape(gamma, [-1]) if gamma is not None else tf.ones([folded_channels])
     offset = tf.reshape(beta, [-1]) if beta is not None else tf.zeros([folded_channels])
-    y, mean, corrected_variance = tf.compat.v1.nn.fused_batch_norm(
-      x, scale, offset, epsilon=layer.epsilon, data_format="NHWC", is_training=True
+    y, mean, variance = batch_norm.fused_batch_norm_training(
+      x, scale, offset, epsilon=layer.epsilon
     )
-    count = x.shape[0] * x.shape[1] * x.shape[2]
-    variance = corrected_variance * ((count - 1) / count)  # the kernel's is Bessel-corrected
     momentum = layer.momentum
     moving_mean, moving_variance = statistics
     new_statistics = [

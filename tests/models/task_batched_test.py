@@ -360,3 +360,28 @@ def test_shared_first_step_refuses_what_it_cannot_share():
     meta.MAML(
       models.conv4(num_classes=5), checkpoint_inner_steps=True, shared_first_step=True, **common
     )
+
+
+def test_a_second_order_step_has_no_bias_gradient_kernel_to_fuse():
+  """oneDNN's graph pass fuses a filter gradient with a BiasAddGrad of the same output
+  gradient without checking that neither depends on the other; in a second-order MAML
+  step one does (the inner bias gradient feeds the adapted weights, which feed the
+  outer filter gradient of the same inner output gradient), and the fused graph had a
+  cycle ("N nodes in a cycle") for some graph orders. The batched conv adds its bias
+  by broadcasting, so the traced step holds no BiasAddGrad to fuse, and it runs."""
+  keras.utils.set_random_seed(0)
+  learner = meta.MAML(
+    models.conv4(num_classes=5),
+    objective=meta.CLASSIFICATION,
+    num_inner_steps=1,
+    inner_lr=0.4,
+    task_mapping="batched",
+  )
+  step = tf.function(learner.compute_gradients)
+  tasks = _omniglot_like_tasks(2, ways=5, queries=1, seed=1)
+  graph = step.get_concrete_function(tasks).graph
+  op_types = {op.type for op in graph.get_operations()}
+  assert "Conv2DBackpropFilter" in op_types and "FusedBatchNormGradV3" in op_types
+  assert "BiasAddGrad" not in op_types
+  gradients, _ = step(tasks)
+  assert all(np.isfinite(g.numpy()).all() for g in gradients)
