@@ -77,7 +77,7 @@ def test_variables_loss_and_meta_gradients_stay_float32(mixed_bfloat16, task_map
 
 
 def test_the_task_batched_path_computes_what_keras_does_per_task(mixed_bfloat16):
-  """The same ops but one: the batched conv's bias gradient is a Sum (float32
+  """The same ops but one: the batched conv's bias gradient is a matmul (float32
   accumulation, 0.16% from the exact sum of a 5x14x14 bfloat16 gradient), Keras's is
   BiasAddGrad (3.8%: it accumulates in bfloat16). The bias feeds batch norm, so its
   inner update moves the loss only through rounding: measured 1.1e-3 apart in loss,
