@@ -58,9 +58,9 @@ def fused_batch_norm_training(
   (its FusedBatchNormGrad gradient) recomputes the first derivative op by op in float32
   and differentiates the composite: some thirty passes over activation-sized tensors,
   most of a second-order MAML step's batch-norm time. Here it is one more fused gradient
-  kernel and eight elementwise passes, from the closed form below; the same values up
-  to round-off (tests/models/batch_norm_test.py checks it against TF's, and against the
-  op-by-op layer's autodiff). Per channel, over its N = B*H*W positions, with
+  kernel, two per-channel reductions and about ten elementwise passes, from the closed
+  form below: the same values up to round-off (tests/models/batch_norm_test.py checks
+  every block against autodiff of the plain formula in float64). Per channel, over its N = B*H*W positions, with
   s = 1/sqrt(var + eps), xh = (x - mean) s, g the gradient of y and M(.) the mean:
 
     dx = scale s (g - M(g) - xh M(g xh)),  dscale = N M(g xh),  doffset = N M(g).
