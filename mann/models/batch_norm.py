@@ -56,12 +56,13 @@ def fused_batch_norm_training(
 
   The first derivative is TF's fused gradient kernel. TF's own derivative of that kernel
   (its FusedBatchNormGrad gradient) recomputes the first derivative op by op in float32
-  and differentiates the composite: some thirty passes over activation-sized tensors,
+  and differentiates the composite: tens of elementwise ops on activation-sized tensors,
   most of a second-order MAML step's batch-norm time. Here it is one more fused gradient
   kernel, two per-channel reductions and about ten elementwise passes, from the closed
   form below: the same values up to round-off (tests/models/batch_norm_test.py checks
-  every block against autodiff of the plain formula in float64). Per channel, over its N = B*H*W positions, with
-  s = 1/sqrt(var + eps), xh = (x - mean) s, g the gradient of y and M(.) the mean:
+  every block against autodiff of the plain formula in float64). Per channel, over its
+  N = B*H*W positions, with s = 1/sqrt(var + eps), xh = (x - mean) s, g the gradient of
+  y and M(.) the mean:
 
     dx = scale s (g - M(g) - xh M(g xh)),  dscale = N M(g xh),  doffset = N M(g).
 
