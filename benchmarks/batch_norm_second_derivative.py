@@ -32,7 +32,6 @@ from unittest import mock
 from absl import app
 from absl import flags
 
-from benchmarks import inputs
 from benchmarks import interleaved
 from benchmarks import report as report_lib
 
@@ -152,25 +151,10 @@ def _compare(batch, ways, first_order) -> dict:
   return result
 
 
-def _setting(ways, shots, queries, tasks) -> list[dict]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  tf.random.set_seed(SEED.value)
-  batch = inputs.random_meta_batch(ways, shots, queries, tasks)
-  setting = dict(ways=ways, shots=shots, queries_per_class=queries, meta_batch_size=tasks)
-  rows = []
-  for order in ORDERS.value:
-    rows.append({**setting, "order": order, **_compare(batch, ways, order == "first")})
-    print(rows[-1], flush=True)
-  return rows
-
-
 def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  rows = []
-  for setting in SETTINGS.value:
-    rows += _setting(*[int(field) for field in setting.split(":")])
+  rows = interleaved.rows_by_setting(SETTINGS.value, ORDERS.value, SEED.value, _compare)
   report = {
     "repeats": REPEATS.value,
     "inner_lr": INNER_LR,

@@ -1,7 +1,8 @@
 """Two or more traced functions of one argument timed in turns, as the A/B benchmarks
-(inner_step_tracing, shared_first_step) time their variants: each traced and called
-once on its own, then called in turns (ABAB..., then BABA...) so that the shared
-machine's drift falls on all alike."""
+(inner_step_tracing, shared_first_step, batch_norm_second_derivative) time their
+variants: each traced and called once on its own, then called in turns (ABAB..., then
+BABA...) so that the shared machine's drift falls on all alike; and their rows, one per
+setting and meta-gradient order (rows_by_setting)."""
 
 import statistics
 import time
@@ -33,3 +34,25 @@ def time_in_turns(functions: dict, argument, repeats: int) -> tuple[dict, dict]:
   for name in names:
     result[name]["seconds_per_call"] = statistics.median(times[name])
   return result, values
+
+
+def rows_by_setting(settings, orders, seed: int, compare) -> list[dict]:
+  """One row per setting and meta-gradient order, each setting on its own random batch.
+
+  settings: "ways:shots:queries_per_class:meta_batch_size" strings; orders: "second"
+  and/or "first"; compare: (batch, ways, first_order) -> {figure: value}, the row's
+  measurements. Each row is printed as it is made (a long run shows its progress)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from benchmarks import inputs  # pylint: disable=g-import-not-at-top
+
+  rows = []
+  for setting in settings:
+    ways, shots, queries, tasks = (int(field) for field in setting.split(":"))
+    tf.random.set_seed(seed)
+    batch = inputs.random_meta_batch(ways, shots, queries, tasks)
+    fields = dict(ways=ways, shots=shots, queries_per_class=queries, meta_batch_size=tasks)
+    for order in orders:
+      rows.append({**fields, "order": order, **compare(batch, ways, order == "first")})
+      print(rows[-1], flush=True)
+  return rows
