@@ -105,8 +105,6 @@ def _maml(ways, task_mapping, first_order):
 
 def _compare(batch, ways, first_order) -> dict:
   """Both variants' agreement, trace, first call and time per call on one batch."""
-  import keras  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   learners = {name: _maml(ways, "batched", first_order) for name in ("closed", "composite")}
@@ -125,19 +123,8 @@ def _compare(batch, ways, first_order) -> dict:
   result: dict[str, Any]
   result, values = interleaved.time_in_turns(functions, batch, REPEATS.value)
   per_task = _maml(ways, "map_fn", first_order)
-  values["map_fn"] = [
-    g.numpy()
-    for g in tf.function(lambda b: per_task.compute_gradients(b)[0], autograph=False)(batch)
-  ]
-  model = learners["closed"].model
-  conv_biases = {id(layer.bias) for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
-  kept = [i for i, v in enumerate(model.trainable_variables) if id(v) not in conv_biases]
-
-  def relative(got, want):
-    flat = lambda values: np.concatenate([np.ravel(values[i]).astype(np.float64) for i in kept])
-    got, want = flat(got), flat(want)
-    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
-
+  values["map_fn"] = interleaved.meta_gradients_of(per_task, batch)
+  relative = interleaved.meta_gradient_difference(learners["closed"].model)
   result["relative_difference"] = relative(values["closed_form"], values["tf_composite"])
   result["closed_form_relative_difference_to_map_fn"] = relative(
     values["closed_form"], values["map_fn"]

@@ -56,3 +56,29 @@ def rows_by_setting(settings, orders, seed: int, compare) -> list[dict]:
       rows.append({**fields, "order": order, **compare(batch, ways, order == "first")})
       print(rows[-1], flush=True)
   return rows
+
+
+def meta_gradient_difference(model):
+  """(got, want) -> the relative difference of two meta-gradients of `model`'s
+  trainable variables (lists of arrays in their order), in float64, conv biases left
+  out: each is followed by batch norm, which cancels it, so its gradient is round-off."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  conv_biases = {id(layer.bias) for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
+  kept = [i for i, v in enumerate(model.trainable_variables) if id(v) not in conv_biases]
+
+  def relative(got, want) -> float:
+    flat = lambda values: np.concatenate([np.ravel(values[i]).astype(np.float64) for i in kept])
+    difference = flat(got) - flat(want)
+    return float(np.linalg.norm(difference) / np.linalg.norm(flat(want)))
+
+  return relative
+
+
+def meta_gradients_of(learner, batch) -> list:
+  """learner.compute_gradients(batch)'s meta-gradients, traced, as NumPy arrays."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  meta_gradients = tf.function(lambda b: learner.compute_gradients(b)[0], autograph=False)
+  return [g.numpy() for g in meta_gradients(batch)]

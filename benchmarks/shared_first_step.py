@@ -72,8 +72,6 @@ def _maml(ways, task_mapping, first_order, shared_first_step=False):
 
 def _compare(batch, ways, first_order) -> dict:
   """Both variants' agreement, trace, first call and time per call on one batch."""
-  import keras  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   learner = _maml(ways, "batched", first_order)
@@ -87,19 +85,8 @@ def _compare(batch, ways, first_order) -> dict:
   result, values = interleaved.time_in_turns(functions, batch, REPEATS.value)
   # The library's per-task mapping on the same batch: how far two float32 computations
   # of this meta-gradient part anyway (round-off, amplified by lr 0.4 and ReLU kinks).
-  values["map_fn"] = [
-    g.numpy()
-    for g in tf.function(lambda b: per_task.compute_gradients(b)[0], autograph=False)(batch)
-  ]
-  conv_biases = {
-    id(layer.bias) for layer in learner.model.layers if isinstance(layer, keras.layers.Conv2D)
-  }
-  kept = [i for i, v in enumerate(learner.trainable_variables) if id(v) not in conv_biases]
-
-  def relative(got, want):
-    got, want = (np.concatenate([g[i].ravel() for i in kept]) for g in (got, want))
-    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
-
+  values["map_fn"] = interleaved.meta_gradients_of(per_task, batch)
+  relative = interleaved.meta_gradient_difference(learner.model)
   result["relative_error"] = relative(values["shared"], values["grouped"])
   result["relative_error_to_map_fn"] = relative(values["shared"], values["map_fn"])
   result["grouped_relative_error_to_map_fn"] = relative(values["grouped"], values["map_fn"])
