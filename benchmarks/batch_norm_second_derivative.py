@@ -44,7 +44,7 @@ ORDERS = flags.DEFINE_list(
   "orders",
   ["second", "first"],
   "Meta-gradient orders: second, first (first order has no second derivative; it shows "
-  "what the bias gradient's Sum costs).",
+  "what the bias gradient's matmul costs against BiasAddGrad).",
 )
 REPEATS = flags.DEFINE_integer("repeats", 16, "Timed calls of each variant.", lower_bound=2)
 SEED = flags.DEFINE_integer("seed", 0, "Seed of the random inputs.")

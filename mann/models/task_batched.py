@@ -160,7 +160,7 @@ def _unfold(x: tf.Tensor, num_tasks: int) -> tf.Tensor:
 @tf.custom_gradient
 def _add_bias(x: tf.Tensor, bias: tf.Tensor):
   """tf.nn.bias_add(x, bias) (which the graph optimiser fuses into the convolution before
-  it, rounding once in bfloat16), whose bias gradient is a Sum, not a BiasAddGrad.
+  it, rounding once in bfloat16), whose bias gradient is a matmul, not a BiasAddGrad.
 
   oneDNN's graph pass fuses a filter gradient with a BiasAddGrad of the same output
   gradient without checking that neither depends on the other. In a second-order step

@@ -367,8 +367,9 @@ def test_a_second_order_step_has_no_bias_gradient_kernel_to_fuse():
   gradient without checking that neither depends on the other; in a second-order MAML
   step one does (the inner bias gradient feeds the adapted weights, which feed the
   outer filter gradient of the same inner output gradient), and the fused graph had a
-  cycle ("N nodes in a cycle") for some graph orders. The batched conv adds its bias
-  by broadcasting, so the traced step holds no BiasAddGrad to fuse, and it runs."""
+  cycle ("N nodes in a cycle") for some graph orders. The batched conv's bias gradient
+  is a matmul (task_batched._add_bias), so the traced step holds no BiasAddGrad to
+  fuse, and it runs."""
   keras.utils.set_random_seed(0)
   learner = meta.MAML(
     models.conv4(num_classes=5),
