@@ -47,28 +47,54 @@ def _relative_error(got, want) -> float:
   return float(np.linalg.norm(got - want) / np.linalg.norm(want))
 
 
-def measure_layer(batch, extent, channels, num_tasks, strides, repeats) -> dict:
+def tasks_in_batch(x, kernel, num_tasks):
+  """The same images and multiply-adds as one ordinary convolution: x [B, H, W, T*C]
+  (tasks folded into channels) -> [T*B, H, W, C], and kernel [kh, kw, C, T*F] -> the
+  first task's [kh, kw, C, F]."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  batch, height, width, folded = x.shape
+  x = tf.reshape(x, [batch, height, width, num_tasks, folded // num_tasks])
+  x = tf.reshape(tf.transpose(x, [3, 0, 1, 2, 4]), [num_tasks * batch, height, width, -1])
+  return x, kernel[..., : kernel.shape[-1] // num_tasks]
+
+
+def measure_layer(batch, extent, channels, num_tasks, strides, repeats, ordinary=False) -> dict:
   """Seconds per call of each kernel in both dtypes, bfloat16 over float32, and the
-  bfloat16 results' errors against float32's."""
+  bfloat16 results' errors against float32's. ordinary=True also times each kernel as
+  one ordinary convolution of the same images and multiply-adds (tasks_in_batch), what
+  the grouping itself costs: ordinary_*_seconds and grouped_over_ordinary_*."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   x = tf.random.stateless_uniform([batch, extent, extent, num_tasks * channels], seed=[0, 1])
   kernel = tf.random.stateless_normal([3, 3, channels, num_tasks * FILTERS], seed=[0, 2])
-  full, half = _kernels(x, kernel, strides)
-  functions = {f"{name}_float32": f for name, f in full.items()}
-  functions |= {f"{name}_bfloat16": f for name, f in half.items()}
+  variants = {"": _kernels(x, kernel, strides)}
+  if ordinary:
+    images, first_kernel = tasks_in_batch(x, kernel, num_tasks)
+    variants["ordinary_"] = _kernels(images, first_kernel, strides)
+  functions = {
+    f"{prefix}{name}_{dtype}": f
+    for prefix, (full, half) in variants.items()
+    for dtype, kernels in (("float32", full), ("bfloat16", half))
+    for name, f in kernels.items()
+  }
   timings, values = interleaved.time_in_turns(functions, tf.constant(0), repeats)
+  seconds = lambda key: timings[key]["seconds_per_call"]
   result = {"batch": batch, "extent": extent, "channels": channels, "tasks": num_tasks}
-  for name in full:
+  for name in variants[""][0]:
     result[name] = {
-      "float32_seconds": timings[f"{name}_float32"]["seconds_per_call"],
-      "bfloat16_seconds": timings[f"{name}_bfloat16"]["seconds_per_call"],
-      "bfloat16_over_float32": timings[f"{name}_bfloat16"]["seconds_per_call"]
-      / timings[f"{name}_float32"]["seconds_per_call"],
+      "float32_seconds": seconds(f"{name}_float32"),
+      "bfloat16_seconds": seconds(f"{name}_bfloat16"),
+      "bfloat16_over_float32": seconds(f"{name}_bfloat16") / seconds(f"{name}_float32"),
       "bfloat16_relative_error": _relative_error(
         values[f"{name}_bfloat16"][0], values[f"{name}_float32"][0]
       ),
     }
+    for dtype in ("float32", "bfloat16") if ordinary else ():
+      result[name][f"ordinary_{dtype}_seconds"] = seconds(f"ordinary_{name}_{dtype}")
+      result[name][f"grouped_over_ordinary_{dtype}"] = seconds(f"{name}_{dtype}") / seconds(
+        f"ordinary_{name}_{dtype}"
+      )
   return result
 
 

@@ -43,6 +43,41 @@ def test_a_layer_reports_each_kernel_in_both_dtypes():
     assert figures["bfloat16_relative_error"] < 1e-2
 
 
+def test_tasks_in_batch_is_each_tasks_own_convolution():
+  """The ordinary convolution of tasks_in_batch's images and kernel is the grouped
+  convolution's first group, task by task (the batch axis holds task t's images at
+  t*B..t*B+B-1), with the same multiply-adds."""
+  num_tasks, batch, channels, filters = 3, 2, 4, 5
+  x = tf.random.stateless_uniform([batch, 6, 6, num_tasks * channels], seed=[0, 1])
+  kernel = tf.random.stateless_normal([3, 3, channels, num_tasks * filters], seed=[0, 2])
+  images, first_kernel = convolution_kernels.tasks_in_batch(x, kernel, num_tasks)
+  assert images.shape == (num_tasks * batch, 6, 6, channels)
+  assert first_kernel.shape == (3, 3, channels, filters)
+  ordinary = tf.nn.conv2d(images, first_kernel, 2, "SAME")
+  for t in range(num_tasks):
+    own = x[..., t * channels : (t + 1) * channels]
+    want = tf.nn.conv2d(own, kernel[..., :filters], 2, "SAME")
+    np.testing.assert_allclose(ordinary[t * batch : (t + 1) * batch], want, rtol=1e-6)
+  grouped = tf.nn.conv2d(x, kernel, 2, "SAME")
+  np.testing.assert_allclose(ordinary[:batch], grouped[..., :filters], rtol=1e-5, atol=1e-6)
+  assert ordinary.shape.num_elements() == grouped.shape.num_elements()
+
+
+def test_the_ordinary_timings_are_reported_beside_the_grouped_ones():
+  result = convolution_kernels.measure_layer(2, 4, 3, 2, 2, repeats=2, ordinary=True)
+  for name in ("forward", "input_gradient", "filter_gradient"):
+    figures = result[name]
+    for dtype in ("float32", "bfloat16"):
+      assert figures[f"ordinary_{dtype}_seconds"] > 0
+      assert figures[f"grouped_over_ordinary_{dtype}"] == (
+        figures[f"{dtype}_seconds"] / figures[f"ordinary_{dtype}_seconds"]
+      )
+  assert (
+    "ordinary_float32_seconds"
+    not in convolution_kernels.measure_layer(2, 4, 3, 2, 2, repeats=2)["forward"]
+  )
+
+
 def test_the_filter_gradient_check_is_small_where_the_stride_fits_the_input():
   check = convolution_kernels.check_filter_gradient(5, 4, 8, 2, calls=2)
   assert len(check["relative_errors"]) == 2 and max(check["relative_errors"]) < 1e-2
