@@ -44,9 +44,9 @@ def test_a_layer_reports_each_kernel_in_both_dtypes():
 
 
 def test_tasks_in_batch_is_each_tasks_own_convolution():
-  """The ordinary convolution of tasks_in_batch's images and kernel is the grouped
-  convolution's first group, task by task (the batch axis holds task t's images at
-  t*B..t*B+B-1), with the same multiply-adds."""
+  """The ordinary convolution of tasks_in_batch's images and kernel convolves each task's
+  own images (task t's at t*B..t*B+B-1 of the batch axis) with the first task's kernel;
+  for task 0 it is the grouped convolution's first group; the same number of outputs."""
   num_tasks, batch, channels, filters = 3, 2, 4, 5
   x = tf.random.stateless_uniform([batch, 6, 6, num_tasks * channels], seed=[0, 1])
   kernel = tf.random.stateless_normal([3, 3, channels, num_tasks * filters], seed=[0, 2])
