@@ -56,8 +56,6 @@ SHARED_FIRST_STEP = flags.DEFINE_boolean(
 )
 OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 
-INNER_LR = 0.4
-
 
 def _tf_composite_batch_norm(x, scale, offset, *, epsilon):
   """fused_batch_norm_training's outputs from TF's fused op, differentiated by TF."""
@@ -85,20 +83,11 @@ def _as_before():
 
 
 def _maml(ways, task_mapping, first_order):
-  import keras  # pylint: disable=g-import-not-at-top
-
-  from mann import meta  # pylint: disable=g-import-not-at-top
-  from mann import models  # pylint: disable=g-import-not-at-top
-
-  keras.utils.set_random_seed(0)  # the same initial weights for every learner
-  keras.config.set_dtype_policy(PRECISION.value)  # before the model: its layers keep it
-  return meta.MAML(
-    models.conv4(num_classes=ways),
-    objective=meta.CLASSIFICATION,
-    num_inner_steps=1,
-    inner_lr=INNER_LR,
-    first_order=first_order,
+  return interleaved.conv4_maml(
+    ways,
+    precision=PRECISION.value,
     task_mapping=task_mapping,
+    first_order=first_order,
     shared_first_step=SHARED_FIRST_STEP.value and task_mapping == "batched",
   )
 
@@ -144,7 +133,7 @@ def main(argv):
   rows = interleaved.rows_by_setting(SETTINGS.value, ORDERS.value, SEED.value, _compare)
   report = {
     "repeats": REPEATS.value,
-    "inner_lr": INNER_LR,
+    "inner_lr": interleaved.INNER_LR,
     "precision": PRECISION.value,
     "shared_first_step": SHARED_FIRST_STEP.value,
   }

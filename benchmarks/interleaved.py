@@ -1,11 +1,14 @@
 """Two or more traced functions of one argument timed in turns, as the A/B benchmarks
 (inner_step_tracing, shared_first_step, batch_norm_second_derivative) time their
 variants: each traced and called once on its own, then called in turns (ABAB..., then
-BABA...) so that the shared machine's drift falls on all alike; and their rows, one per
-setting and meta-gradient order (rows_by_setting)."""
+BABA...) so that the shared machine's drift falls on all alike; their rows, one per
+setting and meta-gradient order (rows_by_setting); and the conv4 MAML they compare
+(conv4_maml)."""
 
 import statistics
 import time
+
+INNER_LR = 0.4  # the A/B benchmarks' conv4 MAML: one inner step at Omniglot's rate
 
 
 def time_in_turns(functions: dict, argument, repeats: int) -> tuple[dict, dict]:
@@ -82,3 +85,24 @@ def meta_gradients_of(learner, batch) -> list:
 
   meta_gradients = tf.function(lambda b: learner.compute_gradients(b)[0], autograph=False)
   return [g.numpy() for g in meta_gradients(batch)]
+
+
+def conv4_maml(ways, *, precision, task_mapping, first_order, shared_first_step=False):
+  """conv4 MAML (one inner step at INNER_LR) under Keras's `precision` dtype policy, with
+  the same initial weights at every call, so that variants built in turns compare."""
+  import keras  # pylint: disable=g-import-not-at-top
+
+  from mann import meta  # pylint: disable=g-import-not-at-top
+  from mann import models  # pylint: disable=g-import-not-at-top
+
+  keras.utils.set_random_seed(0)  # the same initial weights for every learner
+  keras.config.set_dtype_policy(precision)  # before the model: its layers keep it
+  return meta.MAML(
+    models.conv4(num_classes=ways),
+    objective=meta.CLASSIFICATION,
+    num_inner_steps=1,
+    inner_lr=INNER_LR,
+    first_order=first_order,
+    task_mapping=task_mapping,
+    shared_first_step=shared_first_step,
+  )

@@ -48,24 +48,13 @@ PRECISION = flags.DEFINE_enum(
 )
 OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 
-INNER_LR = 0.4
-
 
 def _maml(ways, task_mapping, first_order, shared_first_step=False):
-  import keras  # pylint: disable=g-import-not-at-top
-
-  from mann import meta  # pylint: disable=g-import-not-at-top
-  from mann import models  # pylint: disable=g-import-not-at-top
-
-  keras.utils.set_random_seed(0)  # the same initial weights for every learner
-  keras.config.set_dtype_policy(PRECISION.value)  # before the model: its layers keep it
-  return meta.MAML(
-    models.conv4(num_classes=ways),
-    objective=meta.CLASSIFICATION,
-    num_inner_steps=1,
-    inner_lr=INNER_LR,
-    first_order=first_order,
+  return interleaved.conv4_maml(
+    ways,
+    precision=PRECISION.value,
     task_mapping=task_mapping,
+    first_order=first_order,
     shared_first_step=shared_first_step,
   )
 
@@ -100,7 +89,11 @@ def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   rows = interleaved.rows_by_setting(SETTINGS.value, ORDERS.value, SEED.value, _compare)
-  report = {"repeats": REPEATS.value, "inner_lr": INNER_LR, "precision": PRECISION.value}
+  report = {
+    "repeats": REPEATS.value,
+    "inner_lr": interleaved.INNER_LR,
+    "precision": PRECISION.value,
+  }
   report_lib.emit({**report, "results": rows}, OUT.value)
 
 
