@@ -49,14 +49,15 @@ def _relative_error(got, want) -> float:
 
 def tasks_in_batch(x, kernel, num_tasks):
   """The same images and multiply-adds as one ordinary convolution: x [B, H, W, T*C]
-  (tasks folded into channels) -> [T*B, H, W, C], and kernel [kh, kw, C, T*F] -> the
-  first task's [kh, kw, C, F]."""
+  (tasks folded into channels) -> [T*B, H, W, C], unfolded as the batched model unfolds
+  it, and kernel [kh, kw, C, T*F] -> the first task's [kh, kw, C, F]."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  batch, height, width, folded = x.shape
-  x = tf.reshape(x, [batch, height, width, num_tasks, folded // num_tasks])
-  x = tf.reshape(tf.transpose(x, [3, 0, 1, 2, 4]), [num_tasks * batch, height, width, -1])
-  return x, kernel[..., : kernel.shape[-1] // num_tasks]
+  from mann.models import task_batched  # pylint: disable=g-import-not-at-top
+
+  images = task_batched._unfold(x, num_tasks)  # pylint: disable=protected-access
+  images = tf.reshape(images, [-1, *images.shape[2:]])
+  return images, kernel[..., : kernel.shape[-1] // num_tasks]
 
 
 def measure_layer(batch, extent, channels, num_tasks, strides, repeats, ordinary=False) -> dict:
