@@ -14,7 +14,8 @@ every run after a machine's first does). Two clocks per run:
     every version of the trainer prints, so a checkout from before the in-process
     figures is measured the same way;
   - from results.json, where the trainer writes them: the process's age at main() (the
-    imports), after the data, after the learner, and at the first call's end.
+    imports), after the data, after the learner, and at the first call's end; the first
+    call's seconds, and of those its trace alone (None from a trainer without it).
 Medians over the repeats; the machine is shared, so compare figures from one run.
 """
 
@@ -87,6 +88,7 @@ def _one_run(command: list[str], checkout: str, env: dict) -> dict:
       results = json.load(f)
   return {
     "seen_from_outside_seconds": round(seen, 2),
+    "trace_seconds": results.get("trace_seconds_this_call"),
     "first_call_seconds": results.get("first_step_seconds_this_call"),
     "startup_seconds": results.get("startup_seconds_this_call"),
     "process_age_seconds": results.get("startup_process_age_seconds"),
@@ -139,6 +141,7 @@ def main(argv):
           "command": " ".join(command[1:]) + " --workdir=<fresh>",
           "median_seen_from_outside_seconds": _median(tree_runs, "seen_from_outside_seconds"),
           "median_startup_seconds": _median(tree_runs, "startup_seconds"),
+          "median_trace_seconds": _median(tree_runs, "trace_seconds"),
           "median_first_call_seconds": _median(tree_runs, "first_call_seconds"),
           "median_process_age_seconds": {
             milestone: _median(tree_runs, "process_age_seconds", milestone)

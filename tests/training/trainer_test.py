@@ -205,16 +205,39 @@ def test_clip_grad_norm_bounds_the_update(tmp_path):
   assert step == pytest.approx(1e-3, rel=1e-4)
 
 
+_THIS_CALL = (
+  "trace_seconds_this_call",
+  "first_step_seconds_this_call",
+  "startup_seconds_this_call",
+)
+
+
 def test_results_of_a_run_resumed_at_its_end_are_the_runs_own(tmp_path):
   _, results = _run(tmp_path, 4)
   _, again = _run(tmp_path, 4)  # nothing left to train: results from the kept log
-  assert again["first_step_seconds_this_call"] is None
-  assert again["startup_seconds_this_call"] is None
-  # This process started before the run, so its age at the first call's end is longer.
-  assert results["startup_seconds_this_call"] > results["first_step_seconds_this_call"]
-  for name in ("first_step_seconds_this_call", "startup_seconds_this_call"):
+  assert all(again[name] is None for name in _THIS_CALL)
+  # This process started before the run, so its age at the first call's end is longer;
+  # the first call holds its trace.
+  trace, first_call, startup = (results[name] for name in _THIS_CALL)
+  assert 0 < trace < first_call < startup
+  for name in _THIS_CALL:
     del results[name], again[name]
   assert again == results
+
+
+def test_the_first_call_runs_the_trace_made_before_it(tmp_path, monkeypatch):
+  built = []
+  original_init = trainer.steps_lib.MetaSteps.__init__
+
+  def keep(self, **kwargs):
+    original_init(self, **kwargs)
+    built.append(self)
+
+  monkeypatch.setattr(trainer.steps_lib.MetaSteps, "__init__", keep)
+  # 5 steps, 2 a call: calls of 2, 2 and 1 steps, the step counts as tensors.
+  _run(tmp_path, 5, steps_per_call=2)
+  (meta_steps,) = built
+  assert meta_steps.run.experimental_get_tracing_count() == 1
 
 
 def test_process_age_is_the_time_since_the_process_was_started():
