@@ -6,7 +6,7 @@ import statistics
 
 def median_over_rounds(results: list[dict]) -> dict:
   """One row's figures over its rounds: the median seconds per step (and the figures
-  derived from it), the median first call, the largest peak RSS."""
+  derived from it), the median first call and trace, the largest peak RSS."""
   median = statistics.median(r["seconds_per_step"] for r in results)
   merged = dict(results[0])
   merged.update(
@@ -15,6 +15,8 @@ def median_over_rounds(results: list[dict]) -> dict:
     peak_rss_mb=max(r["peak_rss_mb"] for r in results),
     tasks_per_second=results[0]["tasks_per_second"] * results[0]["seconds_per_step"] / median,
   )
+  if "trace_seconds" in merged:  # ours; the peer's step has no trace
+    merged["trace_seconds"] = statistics.median(r["trace_seconds"] for r in results)
   if len(results) > 1:
     merged["seconds_per_step_rounds"] = [r["seconds_per_step"] for r in results]
     for key in ("min", "max"):

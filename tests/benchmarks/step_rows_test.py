@@ -26,8 +26,14 @@ def test_a_row_over_rounds_takes_the_median_time_and_the_largest_memory():
   assert merged["peak_rss_mb"] == 950.0
   assert merged["tasks_per_second"] == pytest.approx(32 / 0.4)
   assert "min" not in merged and "max" not in merged
+  assert "trace_seconds" not in merged  # the peer's rows have none
   # One round: its own figures, unchanged.
   assert step_rows.median_over_rounds([_row(0.5, 3.0, 900.0)]) == _row(0.5, 3.0, 900.0)
+
+
+def test_our_rows_over_rounds_take_the_median_trace():
+  rounds = [{**_row(0.5, 3.0, 900.0), "trace_seconds": trace} for trace in (1.5, 0.9, 1.1)]
+  assert step_rows.median_over_rounds(rounds)["trace_seconds"] == 1.1
 
 
 def test_ratios_of_mixed_to_float32_and_of_ours_to_both_peer_rows():
