@@ -2,6 +2,8 @@
 (benchmarks/conv_kernels.py's measurements, here without flags so that tests import
 them)."""
 
+from typing import Optional
+
 from benchmarks import interleaved
 
 # (input extent, input channels) of conv4's layers on 28x28x1 with 64 filters.
@@ -9,6 +11,23 @@ CONV4_LAYERS = ((28, 1), (14, 64), (7, 64), (4, 64))
 FILTERS = 64
 # (images, extent, channels, stride): the stride exceeds the extent (and one control).
 CHECK_SHAPES = ((5, 1, 64, 2), (75, 1, 64, 2), (5, 2, 64, 3), (5, 2, 64, 2))
+
+
+def missing_kernels() -> Optional[str]:
+  """None where TF's bfloat16 grouped kernels run here, else why this benchmark has
+  nothing to time (one line)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from mann.models import grouped_convolution  # pylint: disable=g-import-not-at-top
+
+  if grouped_convolution.grouped_kernels_work(tf.bfloat16):
+    return None
+  return (
+    "this machine's TensorFlow has no bfloat16 grouped-convolution kernels (oneDNN's "
+    "bfloat16 path needs AVX-512 or AMX), which this benchmark times; the task-batched "
+    "engine runs them as float32 kernels there, timed by python3 -m benchmarks.step_time "
+    "--precisions=mixed_bfloat16_fallback"
+  )
 
 
 def _kernels(x, kernel, strides):

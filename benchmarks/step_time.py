@@ -59,10 +59,14 @@ ORDERS = flags.DEFINE_list("orders", ["second", "first"], "second and/or first."
 PRECISIONS = flags.DEFINE_list(
   "precisions",
   ["float32"],
-  "Our step's precision(s): float32, mixed_bfloat16. Rows of float32 are "
-  "ours_<mapping>, of mixed_bfloat16 ours_<mapping>_mixed_bfloat16; with mixed_bfloat16 "
-  "the peer is also timed under torch.autocast(bfloat16) (peer_autocast_bfloat16).",
+  "Our step's precision(s): float32, mixed_bfloat16, mixed_bfloat16_fallback (mixed "
+  "bfloat16 with the grouped convolutions as float32 kernels with casts, as on a CPU "
+  "without bfloat16 grouped kernels: MANN_DISABLE_BFLOAT16_GROUPED_CONV=1). Rows of "
+  "float32 are ours_<mapping>, of the others ours_<mapping>_<precision>; with "
+  "mixed_bfloat16 the peer is also timed under torch.autocast(bfloat16) "
+  "(peer_autocast_bfloat16). Each row of ours reports its grouped_convolution forms.",
 )
+FALLBACK_SUFFIX = "_fallback"
 ROUNDS = flags.DEFINE_integer(
   "rounds",
   1,
@@ -153,7 +157,11 @@ def _time_ours(
 
   from mann import meta  # pylint: disable=g-import-not-at-top
   from mann import training  # pylint: disable=g-import-not-at-top
+  from mann.models import grouped_convolution  # pylint: disable=g-import-not-at-top
 
+  if precision.endswith(FALLBACK_SUFFIX):  # read when the step is traced
+    os.environ[grouped_convolution.DISABLE_BFLOAT16_ENV] = "1"
+    precision = precision[: -len(FALLBACK_SUFFIX)]
   keras.utils.set_random_seed(0)
   keras.config.set_dtype_policy(precision)  # before the model: its layers keep it
   model, task_format = _model_and_format(model_name, ways)
@@ -204,6 +212,7 @@ def _time_ours(
     "first_call_seconds": first_call,
     "tasks_per_second": tasks / median,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "grouped_convolution": grouped_convolution.paths_chosen(),
   }
   # TF's FLOP counters skip a tf.while_loop's body: count the steps unrolled (traced only).
   tracing = learner.inner_step_tracing

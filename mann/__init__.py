@@ -18,4 +18,14 @@ from mann import _deferred_imports  # noqa: E402  (after the environment above)
 _deferred_imports.install()
 
 # The subpackages are the public surface (imported by name: `from mann import meta`).
-__all__ = ["data", "errors", "evaluation", "files", "memory", "meta", "models", "training"]
+__all__ = [
+  "data",
+  "errors",
+  "evaluation",
+  "files",
+  "machine",
+  "memory",
+  "meta",
+  "models",
+  "training",
+]

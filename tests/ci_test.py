@@ -6,7 +6,11 @@ import subprocess
 
 from tests import conftest
 
-TEST_COMMAND = "ruff check . && ruff format --check . && mypy && python3 -m pytest -q -n 2"
+TEST_COMMAND = (
+  "ruff check . && ruff format --check . && mypy && python3 -m pytest -q -n 2 && "
+  "MANN_DISABLE_BFLOAT16_GROUPED_CONV=1 python3 -m pytest -q -n 2 "
+  "tests/meta/mixed_precision_test.py tests/models/grouped_convolution_test.py"
+)
 
 
 def _ci_lines():

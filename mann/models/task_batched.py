@@ -30,9 +30,11 @@ the grouped one's time at 1 query per class, 0.95x at 15, and first order gains 
 (0.99x-1.0x). The tasks' own gradients of the initial kernels are never formed (no
 task_update_cosine).
 
-TF's CPU kernels have grouped-convolution gradients in float32 and bfloat16 only
-(oneDNN); in any other dtype on CPU the grouped convolution runs as T convolutions
-(float64 gradient checks), which is exact but slow.
+TF's CPU kernels have grouped-convolution gradients only where oneDNN runs the op
+(float32; bfloat16 on CPUs with AVX-512 or AMX): mann.models.grouped_convolution tries
+them once per dtype and picks the form, a float32 grouped convolution with casts around
+it for bfloat16 where its own kernels are missing, T ordinary convolutions where no
+grouped kernel exists (float64 gradient checks), exact but slow.
 
 Mixed precision follows each layer's Keras dtype policy, as the layer's own call does:
 under "mixed_bfloat16" the weights stay float32 and are cast to bfloat16 where a
@@ -51,6 +53,7 @@ import keras
 import tensorflow as tf
 
 from mann.models import batch_norm
+from mann.models import grouped_convolution
 from mann.models import low_rank
 
 _ELEMENTWISE = (keras.layers.ReLU, keras.layers.Activation)
@@ -188,29 +191,31 @@ def _per_task(weight: tf.Tensor) -> tf.Tensor:
 
 
 def grouped_conv2d(x: tf.Tensor, kernels: tf.Tensor, *, strides, padding: str) -> tf.Tensor:
-  """T convolutions in one: x [B, H, W, T*C], kernels [T, kh, kw, C, F] -> [B, H', W', T*F].
+  """T convolutions in one: x [B, H, W, T*C], kernels [T, kh, kw, C, F] -> [B, H', W', T*F]
+  in x's dtype.
 
   Group t convolves channels t*C..t*C+C-1 with kernels[t]; its outputs are channels
-  t*F..t*F+F-1.
+  t*F..t*F+F-1. The kernels run in the form grouped_convolution.kernel_path picks.
   """
   tasks, kernel_h, kernel_w, channels, filters = kernels.shape
   padding = padding.upper()
-  if _grouped_kernels_supported(x.dtype):
-    grouped = tf.reshape(
-      tf.transpose(kernels, [1, 2, 3, 0, 4]), [kernel_h, kernel_w, channels, tasks * filters]
+  path = grouped_convolution.kernel_path(x.dtype)
+  if path == grouped_convolution.PER_TASK:
+    return tf.concat(
+      [
+        tf.nn.conv2d(part, kernels[t], strides=strides, padding=padding)
+        for t, part in enumerate(tf.split(x, tasks, axis=-1))
+      ],
+      axis=-1,
     )
-    return tf.nn.conv2d(x, grouped, strides=strides, padding=padding)
-  return tf.concat(
-    [
-      tf.nn.conv2d(part, kernels[t], strides=strides, padding=padding)
-      for t, part in enumerate(tf.split(x, tasks, axis=-1))
-    ],
-    axis=-1,
+  kernel_dtype = tf.float32 if path == grouped_convolution.GROUPED_FLOAT32 else x.dtype
+  grouped = tf.reshape(
+    tf.transpose(kernels, [1, 2, 3, 0, 4]), [kernel_h, kernel_w, channels, tasks * filters]
   )
-
-
-def _grouped_kernels_supported(dtype) -> bool:
-  return dtype in (tf.float32, tf.bfloat16) or bool(tf.config.list_logical_devices("GPU"))
+  y = tf.nn.conv2d(
+    tf.cast(x, kernel_dtype), tf.cast(grouped, kernel_dtype), strides=strides, padding=padding
+  )
+  return tf.cast(y, x.dtype)
 
 
 def grouped_conv2d_kernel_gradients(
@@ -218,12 +223,15 @@ def grouped_conv2d_kernel_gradients(
 ) -> tf.Tensor:
   """Each task's kernel gradient of T convolutions: x [T, B, H, W, C] their inputs,
   output_gradients [T, B, H', W', F] the loss gradients of their outputs ->
-  [T, kh, kw, C, F] (kernel_shape [kh, kw, C, F]). One grouped filter gradient of the
-  folded tensors where the kernels exist; per task otherwise (float64 checks on CPU)."""
+  [T, kh, kw, C, F] (kernel_shape [kh, kw, C, F]), in x's dtype or, where bfloat16 runs
+  as float32 grouped kernels (grouped_convolution.GROUPED_FLOAT32), in float32. One
+  grouped filter gradient of the folded tensors where the kernels exist; per task
+  otherwise (float64 checks on CPU)."""
   num_tasks = x.shape[0]
   kernel_h, kernel_w, channels, filters = kernel_shape
   options = dict(strides=[1, *strides, 1], padding=padding.upper())
-  if not _grouped_kernels_supported(x.dtype):
+  path = grouped_convolution.kernel_path(x.dtype)
+  if path == grouped_convolution.PER_TASK:
     return tf.stack(
       [
         tf.raw_ops.Conv2DBackpropFilter(
@@ -232,6 +240,8 @@ def grouped_conv2d_kernel_gradients(
         for t in range(num_tasks)
       ]
     )
+  if path == grouped_convolution.GROUPED_FLOAT32:
+    x, output_gradients = tf.cast(x, tf.float32), tf.cast(output_gradients, tf.float32)
   grouped = tf.raw_ops.Conv2DBackpropFilter(
     input=_fold(x),
     filter_sizes=[kernel_h, kernel_w, channels, num_tasks * filters],
@@ -262,9 +272,14 @@ class SharedKernel(low_rank.RecordedKernel):
     """x [T, B, H, W, C] (in `dtype`) -> [T, B, H', W', F], the kernel cast to dtype."""
     num_tasks, batch = x.shape[:2]
     flat = tf.reshape(x, [num_tasks * batch, *x.shape[2:]])
+    kernel_dtype = dtype
+    if grouped_convolution.kernel_path(dtype) == grouped_convolution.GROUPED_FLOAT32:
+      kernel_dtype = tf.float32  # the dtype's values (kernel rounded), float32's kernels
+    kernel = tf.cast(tf.cast(self.base, dtype), kernel_dtype)
     z = tf.nn.conv2d(
-      flat, tf.cast(self.base, dtype), strides=self.strides, padding=self.padding.upper()
+      tf.cast(flat, kernel_dtype), kernel, strides=self.strides, padding=self.padding.upper()
     )
+    z = tf.cast(z, dtype)
     if self.uses is not None:
       self.uses.append((x, z))
     return tf.reshape(z, [num_tasks, batch, *z.shape[1:]])

@@ -6,7 +6,8 @@ A run lives in its workdir:
   log.jsonl        one JSON line per logging step (its metrics, train_seconds so far and
                    rss_mib, the process's resident memory) and per validation
   tensorboard/     the same scalars for TensorBoard
-  results.json     written at the end: num_steps, train_seconds, final_loss, ...
+  results.json     written at the end: num_steps, train_seconds, final_loss, ...,
+                   the grouped convolutions' form and the machine
 Resuming restores the step, the weights and the optimiser, and restarts the data
 stream at the restored step (meta-batch s is always episodes sT..sT+T-1), so an
 interrupted run ends where an uninterrupted one of the same length would.
@@ -31,8 +32,10 @@ import tensorflow as tf
 
 from mann import errors
 from mann import files
+from mann import machine
 from mann.data import pipeline
 from mann.meta import learner as learner_lib
+from mann.models import grouped_convolution
 from mann.training import checkpointing
 from mann.training import distribute
 from mann.training import run_log
@@ -316,6 +319,13 @@ def train(
         # results.json holds the trace apart from the graph optimisation and the run.
         meta_steps.run.get_concrete_function(*arguments)
         trace_seconds = time.perf_counter() - started
+        # The trace chose the form of each dtype's grouped convolutions: said once.
+        for dtype_name, path in grouped_convolution.paths_chosen().items():
+          logging.info(
+            "grouped convolutions in %s: %s",
+            dtype_name,
+            grouped_convolution.describe(dtype_name, path),
+          )
       means, bad_steps, first_bad = meta_steps.run(*arguments)
       bad_steps = int(bad_steps)  # waits for the steps
       if bad_steps and not skip_nonfinite:
@@ -374,6 +384,10 @@ def train(
     # From process start to the end of the first call (imports, data, model, trace).
     "startup_seconds_this_call": startup_seconds,
     **({"nonfinite_skipped": int(skipped_total.numpy())} if skip_nonfinite else {}),
+    # {dtype: form} of the task-batched engine's grouped convolutions in this process
+    # (mann.models.grouped_convolution; {}: none ran), and the CPU they ran on.
+    "grouped_convolution": grouped_convolution.paths_chosen(),
+    "machine": machine.describe(),
     **(run_facts or {}),
   }
   if chief:

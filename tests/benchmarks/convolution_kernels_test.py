@@ -1,12 +1,29 @@
 """benchmarks/convolution_kernels.py: its bfloat16 kernels compute float32's convolutions."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from benchmarks import convolution_kernels
+from mann.models import grouped_convolution
 
 
-def test_each_kernel_in_both_dtypes_computes_the_convolution_and_its_gradients():
+@pytest.fixture
+def grouped_bfloat16_kernels():
+  """The benchmark times TF's bfloat16 grouped kernels: where they are missing there is
+  nothing to time (tests/models/grouped_convolution_test.py tests the engine's fallback,
+  and test_without_the_kernels_the_benchmark_says_so_in_one_line the benchmark's)."""
+  if not grouped_convolution.grouped_kernels_work(tf.bfloat16):
+    pytest.skip(
+      "this machine's TensorFlow has no bfloat16 grouped-convolution kernels (oneDNN's "
+      "bfloat16 path needs AVX-512 or AMX), the benchmark's subject"
+    )
+
+
+def test_each_kernel_in_both_dtypes_computes_the_convolution_and_its_gradients(
+  grouped_bfloat16_kernels,
+):
+  del grouped_bfloat16_kernels
   """The float32 kernels against tf.nn.conv2d and its autodiff gradients (another
   code path: the grouped convolution differentiated by TF), bfloat16's error small."""
   x = tf.random.stateless_uniform([3, 7, 7, 2 * 4], seed=[0, 1])
@@ -32,7 +49,8 @@ def test_each_kernel_in_both_dtypes_computes_the_convolution_and_its_gradients()
     assert convolution_kernels._relative_error(got, want) < 1e-2, name  # pylint: disable=protected-access
 
 
-def test_a_layer_reports_each_kernel_in_both_dtypes():
+def test_a_layer_reports_each_kernel_in_both_dtypes(grouped_bfloat16_kernels):
+  del grouped_bfloat16_kernels
   result = convolution_kernels.measure_layer(2, 4, 3, 2, 2, repeats=2)
   for name in ("forward", "input_gradient", "filter_gradient"):
     figures = result[name]
@@ -63,7 +81,8 @@ def test_tasks_in_batch_is_each_tasks_own_convolution():
   assert ordinary.shape.num_elements() == grouped.shape.num_elements()
 
 
-def test_the_ordinary_timings_are_reported_beside_the_grouped_ones():
+def test_the_ordinary_timings_are_reported_beside_the_grouped_ones(grouped_bfloat16_kernels):
+  del grouped_bfloat16_kernels
   result = convolution_kernels.measure_layer(2, 4, 3, 2, 2, repeats=2, ordinary=True)
   for name in ("forward", "input_gradient", "filter_gradient"):
     figures = result[name]
@@ -81,3 +100,12 @@ def test_the_ordinary_timings_are_reported_beside_the_grouped_ones():
 def test_the_filter_gradient_check_is_small_where_the_stride_fits_the_input():
   check = convolution_kernels.check_filter_gradient(5, 4, 8, 2, calls=2)
   assert len(check["relative_errors"]) == 2 and max(check["relative_errors"]) < 1e-2
+
+
+def test_without_the_kernels_the_benchmark_says_so_in_one_line(monkeypatch):
+  assert (convolution_kernels.missing_kernels() is None) == (
+    grouped_convolution.grouped_kernels_work(tf.bfloat16)
+  )
+  monkeypatch.setattr(grouped_convolution, "grouped_kernels_work", lambda dtype: False)
+  reason = convolution_kernels.missing_kernels()
+  assert "\n" not in reason and "no bfloat16 grouped-convolution kernels" in reason

@@ -3,33 +3,12 @@
 import json
 
 from benchmarks import report
-
-CPUINFO = """processor\t: 0
-vendor_id\t: GenuineIntel
-model name\t: Intel(R) Xeon(R) Platinum 8480+
-flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile
-processor\t: 1
-model name\t: Intel(R) Xeon(R) Platinum 8480+
-flags\t\t: fpu
-"""
-
-
-def test_the_machine_is_read_from_cpuinfo(tmp_path):
-  cpuinfo = tmp_path / "cpuinfo"
-  cpuinfo.write_text(CPUINFO)
-  got = report.machine(str(cpuinfo))
-  assert got["cpu_model"] == "Intel(R) Xeon(R) Platinum 8480+"
-  assert got["cpu_flags"] == ["amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2"]
-
-
-def test_without_cpuinfo_the_machine_has_no_flags(tmp_path):
-  got = report.machine(str(tmp_path / "missing"))
-  assert got["cpu_flags"] == [] and got["cpu_count"] >= 1
+from mann import machine
 
 
 def test_the_report_written_holds_the_machine(tmp_path, capsys):
   out = tmp_path / "report.json"
   report.emit({"benchmark": "b", "results": [1]}, str(out))
   written = json.loads(out.read_text())
-  assert written["results"] == [1] and written["machine"] == report.machine()
+  assert written["results"] == [1] and written["machine"] == machine.describe()
   assert json.loads(capsys.readouterr().out) == written

@@ -13,6 +13,7 @@ from mann import data
 from mann import meta
 from mann import models
 from mann.data import sampler as sampler_lib
+from mann.models import grouped_convolution
 from mann.models import task_batched
 from tests import class_images
 from tests import sequence_models
@@ -77,16 +78,27 @@ def test_variables_loss_and_meta_gradients_stay_float32(mixed_bfloat16, task_map
 
 
 def test_the_task_batched_path_computes_what_keras_does_per_task(mixed_bfloat16):
-  """The same ops but one: the batched conv's bias gradient is a matmul (float32
-  accumulation, 0.16% from the exact sum of a 5x14x14 bfloat16 gradient), Keras's is
-  BiasAddGrad (3.8%: it accumulates in bfloat16). The bias feeds batch norm, so its
-  inner update moves the loss only through rounding: measured 1.1e-3 apart in loss,
-  cosine 0.995 (3e-7 and 0.99996 with BiasAddGrad in both)."""
+  """Where oneDNN has bfloat16 kernels, the same ops but one: the batched conv's bias
+  gradient is a matmul (float32 accumulation, 0.16% from the exact sum of a 5x14x14
+  bfloat16 gradient), Keras's is BiasAddGrad (3.8%: it accumulates in bfloat16). The
+  bias feeds batch norm, so its inner update moves the loss only through rounding:
+  measured 1.1e-3 apart in loss, cosine 0.995 (3e-7 and 0.99996 with BiasAddGrad in
+  both), the same with the batched convolutions as float32 kernels
+  (MANN_DISABLE_BFLOAT16_GROUPED_CONV=1).
+
+  Where it has none, Keras's per-task convolutions run Eigen's bfloat16 kernels, which
+  round inside their sums: emulated with TF_ENABLE_ONEDNN_OPTS=0 for the per-task side,
+  1.0e-2 apart in loss, cosine 0.886, as far as either is from float32 (cosine 0.81-0.87,
+  test_the_meta_gradient_stays_near_float32s), so only that looser bound holds."""
   del mixed_bfloat16
   _, _, batched_metrics, batched = _gradients("batched")
   _, _, per_task_metrics, per_task = _gradients("map_fn")
-  assert float(batched_metrics["loss"]) == pytest.approx(float(per_task_metrics["loss"]), rel=2e-3)
-  assert _cosine(batched, per_task) > 0.99
+  onednn_bfloat16 = grouped_convolution.grouped_kernels_work(tf.bfloat16)
+  loss_rtol, min_cosine = (2e-3, 0.99) if onednn_bfloat16 else (3e-2, 0.75)
+  assert float(batched_metrics["loss"]) == pytest.approx(
+    float(per_task_metrics["loss"]), rel=loss_rtol
+  )
+  assert _cosine(batched, per_task) > min_cosine
 
 
 def test_the_shared_first_step_rounds_differently_within_bfloat16s_error(mixed_bfloat16):
