@@ -193,9 +193,11 @@ PRECISION = flags.DEFINE_enum(
   "against float32 on one batch, conv4 5w1s, trained weights: cosine 0.999 with no inner "
   "step, 0.990 after one second-order step, 0.988 after five; from a fresh "
   "initialisation 0.997, 0.955, and 0.07 after five (results/precision/meta_gradient.json). "
-  "The conv4 5w1s step in 0.92x float32's time at 15 queries a class and 0.83x at 1 on a "
-  "CPU with AMX, 0.92x and 1.1x without (results/step_time_amx_rounds.json, "
-  "step_time_precision.json).",
+  "The conv4 5w1s step in 0.92x float32's time at 15 queries a class and 0.83x at 1 on an "
+  "Intel Xeon with AMX, 0.92x and 1.1x on an AMD EPYC with AVX-512 BF16 "
+  "(results/step_time_amx_rounds.json, step_time_precision.json). Where oneDNN has no "
+  "bfloat16 kernels (an AVX2-only CPU), the task-batched convolutions run as float32 "
+  "kernels, said at start and in results.json (results/grouped_convolution_fallback/).",
 )
 
 

@@ -86,10 +86,11 @@ def test_the_task_batched_path_computes_what_keras_does_per_task(mixed_bfloat16)
   both), the same with the batched convolutions as float32 kernels
   (MANN_DISABLE_BFLOAT16_GROUPED_CONV=1).
 
-  Where it has none, Keras's per-task convolutions run Eigen's bfloat16 kernels, which
-  round inside their sums: emulated with TF_ENABLE_ONEDNN_OPTS=0 for the per-task side,
-  1.0e-2 apart in loss, cosine 0.886, as far as either is from float32 (cosine 0.81-0.87,
-  test_the_meta_gradient_stays_near_float32s), so only that looser bound holds."""
+  Where it has none, Keras's per-task convolutions run Eigen's bfloat16 kernels:
+  emulated with TF_ENABLE_ONEDNN_OPTS=0 for the per-task side, 1.0e-2 apart in loss,
+  cosine 0.886, as far as either is from float32 (cosine 0.81-0.88,
+  test_the_meta_gradient_stays_near_float32s), so only that looser bound holds
+  (results/grouped_convolution_fallback/README.md)."""
   del mixed_bfloat16
   _, _, batched_metrics, batched = _gradients("batched")
   _, _, per_task_metrics, per_task = _gradients("map_fn")
