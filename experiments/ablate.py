@@ -19,6 +19,11 @@ Cells (--cells), every one with the conv4 encoder at 28x28, the flagfiles' setti
   conv4_maml      reference: conv4 MAML (the paper's model)
   conv4_transfer  reference: conv4 pretrained on the training classes, fine-tuned at test
 
+Every memory cell (mann_*) is scored with its reads zeroed too, on the same tasks
+(experiments.evaluate's control): ablation.md gives that accuracy and the paired
+difference with its interval, and names the cell "memory unused" where the interval
+holds 0.
+
 Each cell is an ordinary experiments.train + experiments.evaluate run in
 WORKDIR/seed_<s>/<cell>/ (mann_fine_tune evaluates mann_episodic's run and writes
 eval_fine_tune.json there). Rerunning the same command resumes unfinished cells and
@@ -153,6 +158,8 @@ def _evaluate(
     report is None
     or report["checkpoint_step"] != BUDGET_STEPS.value
     or report["num_tasks"] != NUM_TASKS.value
+    # A memory cell's report from before the reads-zeroed control: scored again.
+    or (cell.memory.startswith("mann") and "reads_zeroed" not in report)
   ):
     common.run_binary(
       [
@@ -168,6 +175,20 @@ def _evaluate(
     )
     report = common.require_json(path, written_by="experiments.evaluate")
   return report
+
+
+def _reads_zeroed_entry(report: dict) -> dict:
+  """A memory cell's reads-zeroed score and paired difference (eval.json's reads_zeroed),
+  as the pooling reads them."""
+  control = report["reads_zeroed"]
+  return {
+    "accuracy": control["accuracy"],
+    "ci95": control["ci95"],
+    "difference": control["difference"]["mean"],
+    "difference_ci95": control["difference"]["ci95"],
+    "memory_used": control["memory_used"],
+    "num_tasks": control["num_tasks"],
+  }
 
 
 def main(argv):
@@ -229,6 +250,8 @@ def main(argv):
         )
       }
       row["per_seed"][seed]["train_hours"] = results["train_seconds"] / 3600
+      if "reads_zeroed" in report:
+        row["per_seed"][seed]["reads_zeroed"] = _reads_zeroed_entry(report)
       row.update(
         num_steps=results["num_steps"],
         # Summed over the seeds (each seed's is in per_seed).
@@ -250,6 +273,9 @@ def main(argv):
         }
   for row in rows.values():
     row["pooled"] = ablation_report.pooled(list(row["per_seed"].values()))
+    zeroed = [r["reads_zeroed"] for r in row["per_seed"].values() if "reads_zeroed" in r]
+    if zeroed:
+      row["pooled_reads_zeroed"] = ablation_report.pooled_reads_zeroed(zeroed)
     if transform:
       row["pooled_transformed"] = ablation_report.pooled(list(row["per_seed_transformed"].values()))
   shots = data_flags.NUM_SHOTS.value

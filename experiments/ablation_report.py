@@ -22,6 +22,28 @@ def pooled(per_seed: list[dict], key: str = "accuracy") -> dict:
   }
 
 
+def pooled_reads_zeroed(per_seed: list[dict]) -> dict:
+  """A memory cell's reads-zeroed accuracy and paired difference (with reads minus
+  without) pooled over seeds as pooled() pools an accuracy, and memory_used: the
+  difference's interval excludes 0."""
+  accuracy = pooled(per_seed)
+  difference = pooled(
+    [
+      {"difference": r["difference"], "ci95": r["difference_ci95"], "num_tasks": r["num_tasks"]}
+      for r in per_seed
+    ],
+    key="difference",
+  )
+  return {
+    "accuracy": accuracy["accuracy"],
+    "ci95": accuracy["ci95"],
+    "difference": difference["difference"],
+    "difference_ci95": difference["ci95"],
+    "memory_used": bool(abs(difference["difference"]) > difference["ci95"]),
+    "num_tasks": accuracy["num_tasks"],
+  }
+
+
 def transform_suffix(transform: str) -> str:
   """'shear=0.5,scale=0.75' -> 'shear0p5_scale0p75' (a file-name part)."""
   return transform.replace("=", "").replace(",", "_").replace(".", "p").replace("-", "m")
@@ -99,6 +121,7 @@ def write_table(grid: dict, path: str) -> None:
     header.append("per seed")
   if transform:
     header.append(f"transformed ({transform})")
+  header += ["reads zeroed", "with minus without reads"]
   header += [
     "inner steps at test",
     "meta-steps",
@@ -124,6 +147,15 @@ def write_table(grid: dict, path: str) -> None:
     if transform:
       shifted = row["pooled_transformed"]
       cells.append(f"{_percent(shifted['accuracy'])} +- {_percent(shifted['ci95'])}")
+    zeroed = row.get("pooled_reads_zeroed")
+    if zeroed:
+      cells += [
+        f"{_percent(zeroed['accuracy'])} +- {_percent(zeroed['ci95'])}",
+        f"{100 * zeroed['difference']:+.2f} +- {_percent(zeroed['difference_ci95'])}"
+        + ("" if zeroed["memory_used"] else " (memory unused)"),
+      ]
+    else:
+      cells += ["", ""]
     parameters = row["num_parameters"]
     difference = parameters / reference["num_parameters"] - 1
     note = (

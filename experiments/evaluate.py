@@ -18,7 +18,11 @@ num_eval_inner_steps, num_shots, num_queries,
   classification: metric "accuracy", accuracy, ci95, accuracy_by_steps {steps: mean},
   ci95_by_steps; regression: metric "mse", mse, ci95, mse_by_steps, ci95_by_steps;
   online protocol: accuracy, accuracy_by_instance [1st, 2nd, ...], ci95_by_instance,
-  num_instances.
+  num_instances;
+and for a model with an external memory (unless --noreads_zeroed_control or --zero_reads)
+reads_zeroed: the same report of the same tasks with every read zeroed, difference
+(mean, ci95 and excludes_zero of the per-task score with reads minus without; online
+also by instance) and memory_used (the difference's interval excludes 0).
 """
 
 import os
@@ -32,6 +36,7 @@ from experiments import run_flags
 from experiments import run_folder
 from mann import evaluation
 from mann import files
+from mann import models
 from mann.data import augment
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
@@ -51,6 +56,14 @@ EVAL_TRANSFORM = flags.DEFINE_string(
   "Out of distribution: every image of the tasks sheared then "
   "scaled about its centre, e.g. 'shear=0.5,scale=0.75' (x += shear * y; scale < 1 "
   "shrinks); the same tasks as without it. Unset: the images as they are.",
+)
+READS_ZEROED_CONTROL = flags.DEFINE_boolean(
+  "reads_zeroed_control",
+  True,
+  "A model with an external memory (--model=mann) is scored a second time with its reads "
+  "zeroed, on the same tasks: eval.json's reads_zeroed holds that score and the paired "
+  "per-task difference (with reads minus without) with its 95% interval, and says "
+  "memory_used: false where the interval contains 0. Off: one score.",
 )
 flags.mark_flag_as_required("workdir")
 
@@ -90,13 +103,43 @@ def main(argv):
       eval_transform=EVAL_TRANSFORM.value,
       tasks_digest=evaluation.tasks_digest(sampler, NUM_TASKS.value),
     )
+  control_line = ""
+  cells = models.memory_cells(learner.model)
+  # With --zero_reads the score above is itself the ablation.
+  if READS_ZEROED_CONTROL.value and cells and not any(cell.zero_reads for cell in cells):
+    report["reads_zeroed"], control_line = _reads_zeroed_control(
+      learner, sampler, num_steps, scores
+    )
   report.update(overrides=overrides, eval_seconds=round(time.time() - start, 1))
   path = os.path.join(WORKDIR.value, OUTPUT_NAME.value)
   files.write_json(path, report)
   print(
     f"{SPLIT.value}: {evaluation.report_line(summary)} (checkpoint step "
-    f"{checkpoint_step}); wrote {path}"
+    f"{checkpoint_step}){control_line}; wrote {path}"
   )
+
+
+def _reads_zeroed_control(learner, sampler, num_steps, scores) -> tuple[dict, str]:
+  """The same tasks scored with the model's reads zeroed: its report, the paired
+  difference, memory_used; and the words for the summary line."""
+  metric_name = learner.objective.metric_name
+  with models.reads_zeroed(learner.model):
+    control = evaluation.score_tasks(
+      learner,
+      sampler,
+      num_tasks=NUM_TASKS.value,
+      num_inner_steps=num_steps,
+      batch_size=TASKS_PER_BATCH.value,
+    )
+  summary = evaluation.report(control, metric_name=metric_name)
+  difference = evaluation.paired_difference(scores, control, metric_name=metric_name)
+  used = difference["excludes_zero"]
+  line = (
+    f"; reads zeroed: {evaluation.report_line(summary)}, difference "
+    f"{100 * difference['mean']:+.2f} +- {100 * difference['ci95']:.2f} points"
+    f"{'' if used else ' (memory unused)'}"
+  )
+  return {**summary, "difference": difference, "memory_used": used}, line
 
 
 if __name__ == "__main__":

@@ -67,6 +67,33 @@ MLP_HIDDEN_SIZES = flags.DEFINE_list(
   "mlp: the hidden layers' widths (depth = their "
   "number; the MAML paper's sinusoid regressor is 40,40).",
 )
+INIT_FROM = flags.DEFINE_string(
+  "init_from",
+  None,
+  "A run folder (experiments.train) whose latest checkpoint's model weights start this "
+  "run: the weights only, no optimiser state and no step (e.g. a Santoro-trained MANN "
+  "meta-trained further by MAML). The run must build the same model (the flags of "
+  "ARCHITECTURE_FLAGS equal); used on the first start, a resumed run continues from its "
+  "own checkpoint.",
+)
+# The flags that decide a model's weights and their shapes (--init_from compares them).
+ARCHITECTURE_FLAGS = (
+  "dataset",
+  "image_size",
+  "grayscale",
+  "num_ways",
+  "string_labels",
+  "model",
+  "sequence_encoder",
+  "num_filters",
+  "downsample",
+  "mlp_hidden_sizes",
+  "controller_units",
+  "memory_size",
+  "word_size",
+  "num_reads",
+  "key_strength",
+)
 ALGORITHM = flags.DEFINE_enum(
   "algorithm",
   "maml",

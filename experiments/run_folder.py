@@ -22,6 +22,7 @@ FLAGS_FILE = "flags.json"
 # The divergence guards too, so that a run stopped by a non-finite step resumes with them.
 FLAGS_FREE_ACROSS_RESUMES = (
   "num_steps",
+  "init_from",  # read at the first start only
   "data_dir",
   "omniglot_dir",
   "clip_grad_norm",
@@ -131,3 +132,38 @@ def load_trained_run(
       f"{given}; drop those that change the model or the episode shapes"
     ) from None
   return learner, sampler, checkpoint_step, overrides
+
+
+def init_model_from(run_dir: str, model) -> int:
+  """Sets `model`'s weights to those of the latest checkpoint of the run in run_dir
+  (--init_from), after checking that the run built the same model; returns that
+  checkpoint's step. Reads only: a refusal leaves nothing written."""
+  path = os.path.join(run_dir, FLAGS_FILE)
+  if not os.path.exists(path):
+    raise errors.UserInputError(
+      f"--init_from={run_dir}: {path} not found; it must be the folder of a run made by "
+      f"experiments.train"
+    )
+  with open(path) as f:
+    saved = json.load(f)
+  values = run_flag_values()
+  text = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)
+  differ = [
+    f"--{name}={text(saved[name])} there, {text(values[name])} here"
+    for name in run_flags.ARCHITECTURE_FLAGS
+    if name in saved and saved[name] != values[name]
+  ]
+  if differ:
+    raise errors.UserInputError(
+      f"--init_from={run_dir} holds another model ({'; '.join(differ)}); give this run "
+      f"the same model flags, or start it without --init_from"
+    )
+  try:
+    return training.restore_model_weights(run_dir, model)
+  except FileNotFoundError as e:
+    raise errors.UserInputError(f"--init_from={run_dir}: {e}; train that run first") from None
+  except (ValueError, AssertionError) as e:
+    raise errors.UserInputError(
+      f"--init_from={run_dir}: its checkpoint does not fit this model "
+      f"({str(e).splitlines()[0][:160]})"
+    ) from None

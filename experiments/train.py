@@ -23,6 +23,7 @@ after the data and after the learner, and at the end of the first meta-step).
 import os
 
 from absl import flags
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -151,6 +152,12 @@ def main(argv):
         evaluation.report(scores, metric_name=learner.objective.metric_name)
       )
 
+  run_facts = {}
+  if run_flags.INIT_FROM.value and not training.has_checkpoint(WORKDIR.value):
+    # A first start: the weights from the other run (a resumed run has its own).
+    source_step = run_folder.init_model_from(run_flags.INIT_FROM.value, model)
+    logging.info("model weights from %s (its step %d)", run_flags.INIT_FROM.value, source_step)
+    run_facts["init_from"] = {"run": run_flags.INIT_FROM.value, "step": source_step}
   # Only now: a first start that fails on its data or flags writes nothing.
   chief = distribute.is_chief(strategy)
   if chief:
@@ -178,6 +185,7 @@ def main(argv):
       "num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
       "num_replicas": strategy.num_replicas_in_sync,
       "startup_process_age_seconds": startup,
+      **run_facts,
     },
   )
   if chief:

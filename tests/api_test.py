@@ -26,6 +26,8 @@ PUBLIC = {
     "FEW_SHOT",
     "mean_and_ci95",
     "ONLINE",
+    "paired_difference",
+    "per_task_scores",
     "report",
     "report_line",
     "report_scalars",
@@ -71,10 +73,19 @@ PUBLIC = {
     "conv4_features",
     "lstm",
     "mann",
+    "memory_cells",
     "mlp",
+    "reads_zeroed",
     "weight_groups",
   ],
-  "mann.training": ["FusedAdam", "process_age_seconds", "restore_latest", "train"],
+  "mann.training": [
+    "FusedAdam",
+    "has_checkpoint",
+    "process_age_seconds",
+    "restore_latest",
+    "restore_model_weights",
+    "train",
+  ],
 }
 
 

@@ -2,6 +2,8 @@
 
 from mann.evaluation.evaluate import FEW_SHOT
 from mann.evaluation.evaluate import ONLINE
+from mann.evaluation.evaluate import paired_difference
+from mann.evaluation.evaluate import per_task_scores
 from mann.evaluation.evaluate import report
 from mann.evaluation.evaluate import report_line
 from mann.evaluation.evaluate import report_scalars
@@ -15,6 +17,8 @@ __all__ = [
   "FEW_SHOT",
   "ONLINE",
   "mean_and_ci95",
+  "paired_difference",
+  "per_task_scores",
   "report",
   "report_line",
   "report_scalars",

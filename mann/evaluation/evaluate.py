@@ -120,6 +120,35 @@ def report(scores: dict[str, np.ndarray], *, metric_name: str) -> dict:
   }
 
 
+def per_task_scores(scores: dict[str, np.ndarray], metric_name: str) -> np.ndarray:
+  """Each task's headline score, [num_tasks]: the metric after the last step (few-shot),
+  or the accuracy over the episode's steps (online)."""
+  if _ONLINE_SCORES in scores:
+    return scores[_ONLINE_SCORES].mean(axis=1)
+  return scores[metric_name][:, -1]
+
+
+def paired_difference(
+  scores: dict[str, np.ndarray], control: dict[str, np.ndarray], *, metric_name: str
+) -> dict:
+  """The per-task difference scores - control on the same tasks (score_tasks of the
+  same task indices): its mean and 95% interval (mean_and_ci95), whether the interval
+  excludes 0, and online also per instance.
+
+  Returns:
+    {"mean", "ci95", "excludes_zero"}; online also "mean_by_instance", "ci95_by_instance".
+  """
+  difference = per_task_scores(scores, metric_name) - per_task_scores(control, metric_name)
+  mean, ci95 = metrics.mean_and_ci95(difference)
+  result = {"mean": mean, "ci95": ci95, "excludes_zero": bool(abs(mean) > ci95)}
+  if _ONLINE_SCORES in scores:
+    by_instance = scores[_ONLINE_SCORES] - control[_ONLINE_SCORES]
+    pairs = [metrics.mean_and_ci95(by_instance[:, i]) for i in range(by_instance.shape[1])]
+    result["mean_by_instance"] = [m for m, _ in pairs]
+    result["ci95_by_instance"] = [c for _, c in pairs]
+  return result
+
+
 def report_scalars(summary: dict) -> dict[str, float]:
   """A report's headline numbers as flat scalars, for a log line: few-shot {METRIC,
   METRIC_ci95} after the last step; online the accuracy at the 1st, 2nd, 5th and 10th

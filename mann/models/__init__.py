@@ -10,6 +10,8 @@ from mann.models.parameter_groups import adapted_weights
 from mann.models.parameter_groups import weight_groups
 from mann.models.recurrent import lstm
 from mann.models.recurrent import mann
+from mann.models.recurrent import memory_cells
+from mann.models.recurrent import reads_zeroed
 
 __all__ = [
   "adapted_weights",
@@ -18,6 +20,8 @@ __all__ = [
   "conv4_features",
   "lstm",
   "mann",
+  "memory_cells",
   "mlp",
+  "reads_zeroed",
   "weight_groups",
 ]

@@ -19,6 +19,7 @@ open); the read vector takes the written memory. The memory starts each sequence
 one sequence is one episode, so memory is wiped between episodes by construction.
 """
 
+import contextlib
 import math
 from typing import Optional
 
@@ -226,6 +227,33 @@ def mann(
     image_shape=image_shape,
     name=name,
   )
+
+
+def memory_cells(model: keras.Model) -> list[MANNCell]:
+  """The MANN cells inside `model` ([] for a model without an external memory)."""
+  return [layer for layer in model._flatten_layers() if isinstance(layer, MANNCell)]
+
+
+@contextlib.contextmanager
+def reads_zeroed(model: keras.Model):
+  """Within the block, every MANN cell of `model` reads zeros (the zero_reads ablation of
+  mann(), same weights); functions traced within it keep the ablation, later traces do
+  not. Put back as it was on leaving.
+
+  Raises:
+    ValueError: the model has no MANN cell.
+  """
+  cells = memory_cells(model)
+  if not cells:
+    raise ValueError(f"{model.name} has no external memory whose reads could be zeroed")
+  before = [cell.zero_reads for cell in cells]
+  for cell in cells:
+    cell.zero_reads = True
+  try:
+    yield
+  finally:
+    for cell, value in zip(cells, before):
+      cell.zero_reads = value
 
 
 def lstm(

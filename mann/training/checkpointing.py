@@ -54,6 +54,11 @@ class RunCheckpoint:
     self._manager.save(checkpoint_number=step)
 
 
+def has_checkpoint(workdir: str) -> bool:
+  """Whether the run in workdir has saved a checkpoint (a start there resumes)."""
+  return tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_FOLDER)) is not None
+
+
 def restore_latest(workdir: str, learner: learner_lib.MetaLearner) -> int:
   """Loads the learner's weights from the run's latest checkpoint; returns its step.
 
@@ -68,4 +73,24 @@ def restore_latest(workdir: str, learner: learner_lib.MetaLearner) -> int:
   tf.train.Checkpoint(step=step, **learner.checkpoint_items()).restore(
     latest
   ).expect_partial().assert_existing_objects_matched()
+  return int(step.numpy())
+
+
+def restore_model_weights(workdir: str, model: keras.Model) -> int:
+  """Loads only `model`'s weights (and batch-norm statistics) from the latest checkpoint
+  of the run in workdir, none of the run's optimiser state; returns that checkpoint's
+  step.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+    ValueError, AssertionError: the checkpoint has no model, or one whose weights
+      differ in shape or are fewer than this model's.
+  """
+  folder = os.path.join(workdir, CHECKPOINT_FOLDER)
+  latest = tf.train.latest_checkpoint(folder)
+  if latest is None:
+    raise FileNotFoundError(f"no checkpoint in {folder}")
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  status = tf.train.Checkpoint(step=step, model=model).restore(latest)
+  status.expect_partial().assert_existing_objects_matched()
   return int(step.numpy())

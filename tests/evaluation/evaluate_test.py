@@ -105,3 +105,36 @@ def test_equal_digests_mean_the_same_tasks():
   assert digest == evaluation.tasks_digest(_sampler(), 20) and len(digest) == 16
   assert digest != evaluation.tasks_digest(_sampler(), 20, first_task=1)
   assert digest != evaluation.tasks_digest(_sampler(seed=1), 20)
+
+
+def test_the_paired_difference_is_the_per_task_difference_after_the_last_step():
+  rng = np.random.default_rng(0)
+  scores = {"loss": rng.random((50, 3)), "accuracy": rng.random((50, 3))}
+  control = {"loss": rng.random((50, 3)), "accuracy": scores["accuracy"] - 0.1}
+  control["accuracy"][:, :2] = 0.0  # only the last step's score is compared
+  difference = evaluation.paired_difference(scores, control, metric_name="accuracy")
+  assert difference["mean"] == pytest.approx(0.1)
+  assert difference["ci95"] == pytest.approx(0.0, abs=1e-12)
+  assert difference["excludes_zero"]
+  # Scores no different from their control's but for noise: the interval holds 0.
+  noise = {"accuracy": scores["accuracy"] + rng.normal(0, 0.1, (50, 3))}
+  difference = evaluation.paired_difference(scores, noise, metric_name="accuracy")
+  per_task = scores["accuracy"][:, -1] - noise["accuracy"][:, -1]
+  assert difference["mean"] == pytest.approx(per_task.mean())
+  assert difference["ci95"] == pytest.approx(1.96 * per_task.std() / np.sqrt(50))
+  assert difference["excludes_zero"] == (abs(per_task.mean()) > difference["ci95"])
+
+
+def test_an_online_paired_difference_is_per_episode_and_per_instance():
+  rng = np.random.default_rng(1)
+  scores = {"accuracy_by_instance": rng.random((40, 4))}
+  control = {"accuracy_by_instance": rng.random((40, 4))}
+  difference = evaluation.paired_difference(scores, control, metric_name="accuracy")
+  per_episode = scores["accuracy_by_instance"].mean(1) - control["accuracy_by_instance"].mean(1)
+  assert difference["mean"] == pytest.approx(per_episode.mean())
+  assert difference["ci95"] == pytest.approx(1.96 * per_episode.std() / np.sqrt(40))
+  by_instance = scores["accuracy_by_instance"] - control["accuracy_by_instance"]
+  assert difference["mean_by_instance"] == pytest.approx(list(by_instance.mean(0)))
+  assert difference["ci95_by_instance"] == pytest.approx(
+    list(1.96 * by_instance.std(0) / np.sqrt(40))
+  )

@@ -78,6 +78,14 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
     assert row["pooled"]["accuracy"] == report["accuracy"]
     assert row["num_parameters"] > 0 and row["num_steps"] == 2
     digests.add(report["tasks_digest"])
+    # Every memory cell carries its reads-zeroed control, read from its eval report.
+    assert ("reads_zeroed" in report) == name.startswith("mann")
+    if name.startswith("mann"):
+      zeroed = row["pooled_reads_zeroed"]
+      assert zeroed["accuracy"] == report["reads_zeroed"]["accuracy"]
+      assert zeroed["difference"] == report["reads_zeroed"]["difference"]["mean"]
+      unused = "(memory unused)" in next(line for line in table.splitlines() if f"`{name}`" in line)
+      assert unused == (not zeroed["memory_used"])
   # One set of test tasks for every cell (conv4's support class by class, the sequence
   # models' shuffled: the same images).
   assert len(digests) == 1

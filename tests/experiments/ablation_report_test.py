@@ -97,3 +97,51 @@ def test_comparisons_say_when_intervals_overlap(tmp_path):
     if line.startswith("| MAML over the MANN against conv4 MAML")
   ]
   assert "[89.00, 91.00] vs [94.00, 96.00]: second higher" in row
+
+
+def test_a_memory_cells_reads_zeroed_difference_is_pooled_and_named_when_unused(tmp_path):
+  rng = np.random.default_rng(1)
+  with_reads = [rng.binomial(5, 0.8, size=40) / 5 for _ in range(2)]
+  shifts = [rng.normal(0.0, 0.05, size=40) for _ in range(2)]
+  per_seed = []
+  for scores, shift in zip(with_reads, shifts):
+    control, difference = _report(scores - shift), _report(shift)
+    per_seed.append(
+      {
+        **control,
+        "difference": difference["accuracy"],
+        "difference_ci95": difference["ci95"],
+        "memory_used": False,
+      }
+    )
+  pooled = ablation_report.pooled_reads_zeroed(per_seed)
+  mean, ci95 = metrics.mean_and_ci95(np.concatenate(shifts))
+  np.testing.assert_allclose([pooled["difference"], pooled["difference_ci95"]], [mean, ci95])
+  assert pooled["memory_used"] == (abs(mean) > ci95)
+  row = _row("mann (LRUA)", "maml", 0.9, 400_000)
+  grid = {
+    "command": "c",
+    "data": "omniglot 5-way 1-shot",
+    "num_ways": 5,
+    "budget_steps": 2,
+    "seeds": ["0"],
+    "num_tasks": 600,
+    "eval_transform": None,
+    "cells": {
+      "mann_maml": {**row, "pooled_reads_zeroed": {**pooled, "memory_used": False}},
+      "mann_episodic": {
+        **row,
+        "pooled_reads_zeroed": {**pooled, "difference": 0.3, "memory_used": True},
+      },
+      "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000),
+    },
+  }
+  ablation_report.write_table(grid, tmp_path / "ablation.md")
+  rows = {
+    line.split("|")[1].strip(): line
+    for line in (tmp_path / "ablation.md").read_text().splitlines()
+    if line.startswith("| `")
+  }
+  assert "(memory unused)" in rows["`mann_maml`"]
+  assert "+30.00 +- " in rows["`mann_episodic`"] and "unused" not in rows["`mann_episodic`"]
+  assert "unused" not in rows["`conv4_maml`"]

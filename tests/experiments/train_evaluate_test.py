@@ -400,6 +400,17 @@ def test_online_protocol_mann_train_then_evaluate(
   ablated = binaries.read_json(workdir / "eval_zero_reads.json")
   assert ablated["overrides"] == {"zero_reads": True}
   assert ablated["checkpoint_step"] == report["checkpoint_step"]
+  assert "reads_zeroed" not in ablated  # the ablation is the score itself
+  # The control scored beside the model is that ablation, and its paired difference the
+  # difference of the two reports' means (equal episodes, equal lengths).
+  control = report["reads_zeroed"]
+  assert control["accuracy_by_instance"] == pytest.approx(ablated["accuracy_by_instance"])
+  difference = control["difference"]
+  assert difference["mean"] == pytest.approx(report["accuracy"] - ablated["accuracy"])
+  assert difference["mean_by_instance"] == pytest.approx(
+    [a - b for a, b in zip(report["accuracy_by_instance"], ablated["accuracy_by_instance"])]
+  )
+  assert control["memory_used"] == (abs(difference["mean"]) > difference["ci95"])
   # The same weights scored in the few-shot protocol, beside MAML's numbers.
   binaries.run_ok(
     "evaluate",

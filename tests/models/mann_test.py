@@ -100,6 +100,28 @@ def test_zero_reads_ablation_keeps_the_weights_and_hides_the_memory():
   assert not np.allclose(got, trained(x).numpy(), atol=1e-3)  # the reads did matter
 
 
+def test_reads_zeroed_ablates_a_built_model_in_place_and_puts_it_back():
+  kwargs = dict(num_classes=3, input_size=6, controller_units=5, memory_size=4, word_size=3)
+  model = models.mann(**kwargs, num_reads=2, usage_decay=0.9)
+  x = np.random.default_rng(6).normal(size=(2, 7, 6)).astype(np.float32)
+  with_reads = model(x).numpy()
+  (cell,) = models.memory_cells(model)
+  with models.reads_zeroed(model):
+    assert cell.zero_reads
+    # A function traced within the block, as the evaluation traces its own.
+    zeroed = tf.function(lambda inputs: model(inputs))(x).numpy()
+  assert not cell.zero_reads
+  np.testing.assert_allclose(
+    zeroed, _numpy_mann(model, x, 4, 3, 2, 0.9, zero_reads=True), rtol=1e-4, atol=1e-5
+  )
+  np.testing.assert_allclose(model(x).numpy(), with_reads, rtol=1e-6)
+  lstm = models.lstm(num_classes=3, input_size=6, units=4)
+  assert models.memory_cells(lstm) == []
+  with pytest.raises(ValueError, match="no external memory"):
+    with models.reads_zeroed(lstm):
+      pass
+
+
 def test_memory_is_wiped_between_sequences_and_stateless_call_works():
   model = models.mann(
     num_classes=3, input_size=4, controller_units=8, memory_size=6, word_size=3, num_reads=1
