@@ -133,6 +133,7 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
     checkpoint_inner_steps=run_flags.CHECKPOINT_INNER_STEPS.value,
     shared_first_step=run_flags.SHARED_FIRST_STEP.value,
     adapted_weights=models.adapted_weights(model, run_flags.INNER_WEIGHTS.value),
+    pre_adaptation_loss_weight=run_flags.PRE_ADAPTATION_LOSS_WEIGHT.value,
   )
 
 

@@ -128,6 +128,15 @@ INNER_WEIGHTS = flags.DEFINE_enum(
   "layer); encoder (conv4: the conv blocks; mann, lstm: the conv4 encoder). The others "
   "stay at the initialisation within a task and are still meta-learned.",
 )
+PRE_ADAPTATION_LOSS_WEIGHT = flags.DEFINE_float(
+  "pre_adaptation_loss_weight",
+  0.0,
+  "maml, fomaml: a joint objective, each task's query loss after the inner steps plus "
+  "this weight times its query loss before them (under the initialisation: for the MANN, "
+  "what its memory alone predicts), logged as train_loss_before_adaptation and "
+  "train_accuracy_before_adaptation. 0: MAML's loss.",
+  lower_bound=0.0,
+)
 META_BATCH_SIZE = flags.DEFINE_integer(
   "meta_batch_size", 32, "T: tasks per meta-step.", lower_bound=1
 )
@@ -280,6 +289,10 @@ def check_combination() -> None:
       f"--inner_weights={INNER_WEIGHTS.value} needs --algorithm=maml or fomaml (reptile "
       f"moves the initialisation toward the adapted weights: weights that do not adapt "
       f"would never move)"
+    )
+  if PRE_ADAPTATION_LOSS_WEIGHT.value and algorithm not in ("maml", "fomaml"):
+    raise errors.UserInputError(
+      f"--pre_adaptation_loss_weight needs --algorithm=maml or fomaml, not {algorithm}"
     )
   if not regression and MODEL.value == "mlp":
     raise errors.UserInputError(

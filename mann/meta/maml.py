@@ -54,6 +54,7 @@ class MAML(gradient_learner.GradientMetaLearner):
     adapted_weights: Optional[Sequence[bool]] = None,
     inner_step_tracing: str = "auto",
     shared_first_step: bool = False,
+    pre_adaptation_loss_weight: float = 0.0,
   ):
     """Args:
     model: any built Keras model; its variables hold the initialisation.
@@ -73,6 +74,12 @@ class MAML(gradient_learner.GradientMetaLearner):
     task_format, adapted_weights, inner_step_tracing, shared_first_step: see
       gradient_learner.GradientMetaLearner (not with checkpoint_inner_steps, whose
       steps take plain tensors).
+    pre_adaptation_loss_weight: lambda >= 0 of a joint objective: each task's meta-loss
+      is its query loss after the inner steps plus lambda times its query loss before
+      them, under the initialisation itself (for a memory model: what its memory alone
+      predicts from the support sequence), so the initialisation is trained to solve the
+      task without a gradient step too. 0: MAML's loss. The step's metrics then hold
+      loss_before_adaptation and METRIC_before_adaptation.
     """
     super().__init__(
       model,
@@ -103,6 +110,9 @@ class MAML(gradient_learner.GradientMetaLearner):
     self._low_rank_kernels = not checkpoint_inner_steps
     self.multi_step_loss = multi_step_loss
     self.multi_step_anneal_steps = multi_step_anneal_steps
+    if pre_adaptation_loss_weight < 0:
+      raise ValueError(f"pre_adaptation_loss_weight must be >= 0, got {pre_adaptation_loss_weight}")
+    self.pre_adaptation_loss_weight = float(pre_adaptation_loss_weight)
     self.inner_lrs: Optional[list[list[tf.Variable]]] = None
     if learn_inner_lrs:
       self.inner_lrs = [
@@ -170,8 +180,13 @@ class MAML(gradient_learner.GradientMetaLearner):
     every_step = self.multi_step_loss and num_steps > 1
     step_weights = self._step_loss_weights(step) if every_step else None
     keep_statistics = self.step_statistics is not None
+    joint = self.pre_adaptation_loss_weight > 0
 
     def one_task(task, model, weights):
+      # Under the initialisation, before the inner steps (the joint objective's term).
+      before = (
+        self._query_scores(model, weights, statistics[0], task, training=True) if joint else None
+      )
       query = lambda w, s: self._query_outputs(model, w, statistics[s], task, training=True)
       loss = lambda outputs: self.objective.loss(task.query_y, outputs)
       metric = lambda outputs: self.objective.metric(task.query_y, outputs)
@@ -215,6 +230,9 @@ class MAML(gradient_learner.GradientMetaLearner):
         step_losses = scores[..., 0, :]
         final_loss, final_metric = step_losses[..., -1], scores[..., 1, -1]
       objective = tf.reduce_sum(step_weights * step_losses, axis=-1) if every_step else final_loss
+      if joint:
+        objective = objective + self.pre_adaptation_loss_weight * before[..., 0]
+        return objective, final_loss, final_metric, new_statistics, before[..., 0], before[..., 1]
       return objective, final_loss, final_metric, new_statistics
 
     signature = (
@@ -224,16 +242,18 @@ class MAML(gradient_learner.GradientMetaLearner):
       [tf.TensorSpec(v.shape, v.dtype) for per_step in statistics for v in per_step]
       if keep_statistics
       else [],
-    )
-    objective, final_loss, final_metric, new_statistics = self._map_tasks(
+    ) + ((self.dtype, self.dtype) if joint else ())
+    objective, final_loss, final_metric, new_statistics, *before = self._map_tasks(
       one_task, meta_batch, signature, task_start_weights
     )
+    metric_name = self.objective.metric_name
+    metrics = {"loss": tf.reduce_mean(final_loss), metric_name: tf.reduce_mean(final_metric)}
+    if joint:
+      metrics["loss_before_adaptation"] = tf.reduce_mean(before[0])
+      metrics[f"{metric_name}_before_adaptation"] = tf.reduce_mean(before[1])
     return (
       tf.reduce_mean(objective),
-      {
-        "loss": tf.reduce_mean(final_loss),
-        self.objective.metric_name: tf.reduce_mean(final_metric),
-      },
+      metrics,
       [tf.reduce_mean(v, axis=0) for v in new_statistics],
     )
 

@@ -151,6 +151,16 @@ LEARNERS = [
     _sequence_tasks(False),
   ),
   Row(
+    "maml_mann_joint",
+    lambda s: meta.MAML(
+      _sequence("mann", False)(s),
+      pre_adaptation_loss_weight=0.5,
+      task_format=_format("support_replay"),
+      **_GRADIENT,
+    ),
+    _sequence_tasks(False),
+  ),
+  Row(
     "fomaml_lstm",
     lambda s: meta.MAML(_sequence("lstm")(s), first_order=True, task_format=_format(), **_GRADIENT),
     _sequence_tasks(),

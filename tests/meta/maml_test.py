@@ -371,3 +371,41 @@ def test_image_transfer_pretrains_its_own_head_and_fine_tunes_from_a_zero_head()
   scores = learner.evaluate_tasks(episode, num_steps=2)
   np.testing.assert_allclose(scores["loss"][:, 0], np.log(3.0), rtol=1e-6)
   assert np.all(scores["loss"][:, 2] < scores["loss"][:, 0] + 1e-6)
+
+
+@pytest.mark.parametrize("task_mapping", ["batched", "map_fn"])
+def test_the_joint_objective_adds_the_weighted_loss_before_adaptation(task_mapping):
+  """Its meta-loss is MAML's plus lambda times the zero-step query loss (each from a
+  learner of its own), and its meta-gradient equals finite differences of that loss."""
+  tasks = _tasks(seed=4)
+  joint = meta.MAML(
+    _tiny_model(4),
+    objective=meta.CLASSIFICATION,
+    num_inner_steps=2,
+    inner_lr=0.3,
+    task_mapping=task_mapping,
+    pre_adaptation_loss_weight=0.7,
+  )
+  model = joint.model
+  plain = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=2, inner_lr=0.3)
+  before = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=0, inner_lr=0.3)
+  loss, metrics = joint.meta_loss(tasks)
+  want = plain.meta_loss(tasks)[0] + 0.7 * before.meta_loss(tasks)[0]
+  np.testing.assert_allclose(loss, want, rtol=1e-12)
+  np.testing.assert_allclose(metrics["loss_before_adaptation"], before.meta_loss(tasks)[0])
+  np.testing.assert_allclose(metrics["loss"], plain.meta_loss(tasks)[1]["loss"], rtol=1e-12)
+  assert 0.0 <= float(metrics["accuracy_before_adaptation"]) <= 1.0
+  analytic, step_metrics = tf.function(joint.compute_gradients)(tasks, 0)
+  assert "accuracy_before_adaptation" in step_metrics
+  numeric = gradient_check.finite_difference_gradients(
+    tf.function(lambda: joint.meta_loss(tasks)[0]), joint.trainable_variables
+  )
+  gradient_check.assert_gradients_close([a.numpy() for a in analytic], numeric, rtol=1e-6)
+  with pytest.raises(ValueError, match="pre_adaptation_loss_weight"):
+    meta.MAML(
+      model,
+      objective=meta.CLASSIFICATION,
+      num_inner_steps=1,
+      inner_lr=0.3,
+      pre_adaptation_loss_weight=-1.0,
+    )

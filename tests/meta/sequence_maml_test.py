@@ -196,3 +196,24 @@ def test_weight_groups_of_each_model():
   assert models.weight_groups(conv4) == ["encoder"] * 16 + ["head"] * 2
   with pytest.raises(ValueError, match="has no controller weights"):
     models.adapted_weights(conv4, "controller")
+
+
+def test_the_joint_objective_over_a_mann_has_the_meta_gradient_of_finite_differences(float64):
+  """The query loss before the inner steps (the memory alone) weighted into MAML's
+  meta-loss, over the batched recurrence: second-order meta-gradient against central
+  differences along a direction per variable."""
+  model = sequence_models.tiny_sequence_model("mann", image_shape=(2, 2, 1))
+  learner = _maml(model, "support_replay", num_inner_steps=1, pre_adaptation_loss_weight=0.5)
+  assert learner.task_mapping == "batched"
+  tasks = sequence_models.image_tasks(image_shape=(2, 2, 1))
+  analytic, metrics = tf.function(learner.compute_gradients)(tasks, 0)
+  assert "loss_before_adaptation" in metrics
+  before = _maml(model, "support_replay", num_inner_steps=0).meta_loss(tasks)[0]
+  np.testing.assert_allclose(metrics["loss_before_adaptation"], before, rtol=1e-10)
+  gradient_check.assert_directional_derivatives_close(
+    tf.function(lambda: learner.meta_loss(tasks)[0]),
+    learner.trainable_variables,
+    [a.numpy() for a in analytic],
+    rtol=1e-6,
+    h=1e-6,
+  )
