@@ -140,7 +140,7 @@ def paired_difference(
   """
   difference = per_task_scores(scores, metric_name) - per_task_scores(control, metric_name)
   mean, ci95 = metrics.mean_and_ci95(difference)
-  result = {"mean": mean, "ci95": ci95, "excludes_zero": bool(abs(mean) > ci95)}
+  result: dict = {"mean": mean, "ci95": ci95, "excludes_zero": bool(abs(mean) > ci95)}
   if _ONLINE_SCORES in scores:
     by_instance = scores[_ONLINE_SCORES] - control[_ONLINE_SCORES]
     pairs = [metrics.mean_and_ci95(by_instance[:, i]) for i in range(by_instance.shape[1])]
