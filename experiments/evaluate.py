@@ -84,13 +84,7 @@ def main(argv):
     else run_flags.NUM_EVAL_INNER_STEPS.value
   )
   start = time.time()
-  scores = evaluation.score_tasks(
-    learner,
-    sampler,
-    num_tasks=NUM_TASKS.value,
-    num_inner_steps=num_steps,
-    batch_size=TASKS_PER_BATCH.value,
-  )
+  scores = _score(learner, sampler, num_steps)
   summary = evaluation.report(scores, metric_name=learner.objective.metric_name)
   report = {"split": SPLIT.value, **summary, "checkpoint_step": checkpoint_step}
   if summary["protocol"] == evaluation.ONLINE:
@@ -119,18 +113,23 @@ def main(argv):
   )
 
 
+def _score(learner, sampler, num_steps):
+  """score_tasks of the --num_tasks tasks, --tasks_per_batch at a time."""
+  return evaluation.score_tasks(
+    learner,
+    sampler,
+    num_tasks=NUM_TASKS.value,
+    num_inner_steps=num_steps,
+    batch_size=TASKS_PER_BATCH.value,
+  )
+
+
 def _reads_zeroed_control(learner, sampler, num_steps, scores) -> tuple[dict, str]:
   """The same tasks scored with the model's reads zeroed: its report, the paired
   difference, memory_used; and the words for the summary line."""
   metric_name = learner.objective.metric_name
   with models.reads_zeroed(learner.model):
-    control = evaluation.score_tasks(
-      learner,
-      sampler,
-      num_tasks=NUM_TASKS.value,
-      num_inner_steps=num_steps,
-      batch_size=TASKS_PER_BATCH.value,
-    )
+    control = _score(learner, sampler, num_steps)
   summary = evaluation.report(control, metric_name=metric_name)
   difference = evaluation.paired_difference(scores, control, metric_name=metric_name)
   used = difference["excludes_zero"]

@@ -138,6 +138,16 @@ def _convolution_ops(function, *args) -> dict[str, set[str]]:
   return found
 
 
+def _mixed_conv4():
+  """A 3-way conv4 of 4 filters under Keras's mixed_bfloat16 policy (put back after)."""
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy("mixed_bfloat16")
+  try:
+    return models.conv4(num_classes=3, num_filters=4)
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
 def _forward_and_gradients(x, kernels, output_weights):
   with tf.GradientTape() as tape:
     tape.watch([x, kernels])
@@ -204,12 +214,7 @@ def test_a_fallback_maml_step_runs_no_bfloat16_convolution_kernel(fallback, shar
   del fallback
   if grouped_convolution.kernel_path(tf.bfloat16) != grouped_convolution.GROUPED_FLOAT32:
     pytest.skip("no float32 grouped kernels here either: every dtype runs per task")
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy("mixed_bfloat16")
-  try:
-    model = models.conv4(num_classes=3, num_filters=4)
-  finally:
-    keras.config.set_dtype_policy(previous)
+  model = _mixed_conv4()
   learner = meta.MAML(
     model,
     objective=meta.CLASSIFICATION,
@@ -249,12 +254,7 @@ def test_a_run_says_which_form_ran_and_on_what_machine(tmp_path, fallback, caplo
   """results.json and the log of a mixed conv4 run on the fallback: the choice, once."""
   del fallback
   keras.utils.set_random_seed(0)
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy("mixed_bfloat16")
-  try:
-    model = models.conv4(num_classes=3, num_filters=4)
-  finally:
-    keras.config.set_dtype_policy(previous)
+  model = _mixed_conv4()
   learner = meta.MAML(model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=0.4)
   source = class_images.random_class_images(6, 3, size=28)
   sampler = sampler_lib.FewShotSampler(source, num_ways=3, num_shots=1, num_queries=1, seed=0)
