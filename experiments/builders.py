@@ -81,6 +81,7 @@ def _make_model(sampler) -> keras.Model:
       usage_decay=run_flags.USAGE_DECAY.value,
       key_strength=run_flags.KEY_STRENGTH.value,
       zero_reads=run_flags.ZERO_READS.value,
+      reads_only_output=run_flags.READS_ONLY_OUTPUT.value,
     )
   if run_flags.MODEL.value == "mlp":
     return models.mlp(input_size=1, hidden_sizes=run_flags.mlp_hidden_sizes(), output_size=1)

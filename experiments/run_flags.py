@@ -47,6 +47,12 @@ ZERO_READS = flags.DEFINE_boolean(
   "memory), weights unchanged; e.g. evaluate a trained MANN with it to measure what its "
   "memory adds: experiments.evaluate --workdir=RUN --zero_reads --output_name=eval_zero_reads.json",
 )
+READS_ONLY_OUTPUT = flags.DEFINE_boolean(
+  "reads_only_output",
+  False,
+  "mann: the output layer reads the memory's read vectors alone (not the controller's "
+  "state beside them), so every prediction comes back out of the memory.",
+)
 SEQUENCE_ENCODER = flags.DEFINE_enum(
   "sequence_encoder",
   "pixels",
@@ -93,6 +99,7 @@ ARCHITECTURE_FLAGS = (
   "word_size",
   "num_reads",
   "key_strength",
+  "reads_only_output",
 )
 ALGORITHM = flags.DEFINE_enum(
   "algorithm",
@@ -259,8 +266,10 @@ def check_combination() -> None:
     raise errors.UserInputError(f"--dataset={data_flags.DATASET.value} needs --model=mlp")
   if MODEL.value == "mlp":
     mlp_hidden_sizes()
-  if (ZERO_READS.value or KEY_STRENGTH.value) and MODEL.value != "mann":
-    raise errors.UserInputError("--zero_reads and --key_strength need --model=mann")
+  if (ZERO_READS.value or KEY_STRENGTH.value or READS_ONLY_OUTPUT.value) and MODEL.value != "mann":
+    raise errors.UserInputError(
+      "--zero_reads, --key_strength and --reads_only_output need --model=mann"
+    )
   if data_flags.STRING_LABELS.value and not sequence_model:
     raise errors.UserInputError("--string_labels needs --model=mann or lstm")
   if CHECKPOINT_INNER_STEPS.value and algorithm not in ("maml", "fomaml"):

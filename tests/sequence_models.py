@@ -17,6 +17,7 @@ def tiny_sequence_model(
   seed: int = 0,
   image_shape=(4, 4, 1),
   key_strength: bool = True,
+  reads_only_output: bool = False,
 ) -> keras.Model:
   """A MANN (controller 3 units, memory 4 x 2, 2 reads) or an LSTM (3 units) over 3-way
   sequences of image_shape images, with a conv4 encoder of one filter when asked, in
@@ -33,6 +34,7 @@ def tiny_sequence_model(
       word_size=2,
       num_reads=2,
       key_strength=key_strength,
+      reads_only_output=reads_only_output,
       encoder=features,
       image_shape=image_shape,
     )

@@ -57,6 +57,7 @@ class MANNCell(keras.layers.Layer):
     usage_decay: float = 0.95,
     key_strength: bool = False,
     zero_reads: bool = False,
+    reads_only_output: bool = False,
     **kwargs,
   ):
     """key_strength: learn a sharpness beta_t = 1 + softplus(W_b h_t) per read head, as
@@ -65,7 +66,10 @@ class MANNCell(keras.layers.Layer):
     (cosines lie in [-1, 1]).
     zero_reads: an ablation: every read vector is zero, as if read from a memory wiped at
     each step, so that the controller and the output see no memory; the weights are the
-    same as without it (a trained MANN's checkpoint loads)."""
+    same as without it (a trained MANN's checkpoint loads).
+    reads_only_output: the output layer reads the read vectors alone, output_t = W_o r_t,
+    not [h_t, r_t]: whatever the network predicts must come back out of the memory
+    (with zero_reads it predicts its bias alone)."""
     # The sublayers take the policy; the cell, whose compute dtype is the one Keras's RNN
     # casts the state to, computes in the variables' dtype (see the class docstring).
     policy = keras.dtype_policies.get(kwargs.pop("dtype", None) or keras.config.dtype_policy())
@@ -78,6 +82,7 @@ class MANNCell(keras.layers.Layer):
     self.num_reads = num_reads
     self.usage_decay = usage_decay
     self.zero_reads = zero_reads
+    self.reads_only_output = reads_only_output
     self.key_strength = key_strength
     self.controller = keras.layers.LSTMCell(controller_units, name="controller", dtype=policy)
     self.key_layer = keras.layers.Dense(
@@ -110,6 +115,7 @@ class MANNCell(keras.layers.Layer):
       "usage_decay": self.usage_decay,
       "key_strength": self.key_strength,
       "zero_reads": self.zero_reads,
+      "reads_only_output": self.reads_only_output,
     }
 
   def build(self, input_shape):
@@ -118,8 +124,9 @@ class MANNCell(keras.layers.Layer):
     self.gate_layer.build((input_shape[0], self.controller_units))
     if self.strength_layer is not None:
       self.strength_layer.build((input_shape[0], self.controller_units))
+    reads_size = self.num_reads * self.word_size
     self.output_layer.build(
-      (input_shape[0], self.controller_units + self.num_reads * self.word_size)
+      (input_shape[0], reads_size + (0 if self.reads_only_output else self.controller_units))
     )
     self.built = True
 
@@ -150,7 +157,12 @@ class MANNCell(keras.layers.Layer):
     read_vectors = ops.reshape(read_vectors, (batch, self.num_reads * self.word_size))
     if self.zero_reads:
       read_vectors = ops.zeros_like(read_vectors)
-    outputs = self.output_layer(ops.concatenate([h, ops.cast(read_vectors, h.dtype)], axis=-1))
+    read_features = ops.cast(read_vectors, h.dtype)
+    outputs = self.output_layer(
+      read_features
+      if self.reads_only_output
+      else ops.concatenate([h, read_features], axis=-1)
+    )
     new_states = [
       wide(h),
       wide(c),
@@ -196,6 +208,7 @@ def mann(
   usage_decay: float = 0.95,
   key_strength: bool = False,
   zero_reads: bool = False,
+  reads_only_output: bool = False,
   encoder: Optional[keras.Model] = None,
   image_shape: Optional[tuple[int, ...]] = None,
   name: str = "mann",
@@ -206,8 +219,8 @@ def mann(
   With an encoder (e.g. models.conv4_features) the image part of each step, reshaped
   to image_shape, is encoded first and the controller reads [features, label];
   without one it reads the pixels. Memory, usage and reads start at zero for every
-  sequence (episode). key_strength, zero_reads: see MANNCell. Runs through stateless_call like
-  every other model.
+  sequence (episode). key_strength, zero_reads, reads_only_output: see MANNCell. Runs
+  through stateless_call like every other model.
   """
   cell = MANNCell(
     num_outputs=num_classes,
@@ -218,6 +231,7 @@ def mann(
     usage_decay=usage_decay,
     key_strength=key_strength,
     zero_reads=zero_reads,
+    reads_only_output=reads_only_output,
     name="mann_cell",
   )
   return _sequence_model(

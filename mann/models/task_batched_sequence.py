@@ -306,7 +306,7 @@ class TaskBatchedSequenceModel:
       reads = tf.reshape(read_vectors, [num_tasks, num_sequences, reads_size])
       if cell.zero_reads:
         reads = tf.zeros_like(reads)
-      outputs.append(tf.concat([h, reads], axis=-1))
+      outputs.append(reads if cell.reads_only_output else tf.concat([h, reads], axis=-1))
     memory, usage, read_weights = (
       tf.reshape(v, [num_tasks, num_sequences, *v.shape[1:]]) for v in (memory, usage, read_weights)
     )

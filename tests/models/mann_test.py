@@ -13,7 +13,15 @@ def _sigmoid(x):
 
 
 def _numpy_mann(
-  model, x, memory_size, word_size, num_reads, decay, key_strength=False, zero_reads=False
+  model,
+  x,
+  memory_size,
+  word_size,
+  num_reads,
+  decay,
+  key_strength=False,
+  zero_reads=False,
+  reads_only_output=False,
 ):
   """Runs the MANN on x [B, T, D] step by step in numpy; returns logits [B, T, N]."""
   cell = model.get_layer("rnn").cell
@@ -55,7 +63,8 @@ def _numpy_mann(
     if zero_reads:
       reads = np.zeros_like(reads)
     usage = decay * usage + read_weights.sum(1) + write_weights.sum(1)
-    logits.append(np.concatenate([h, reads], -1) @ out_w + out_b)
+    features = reads if reads_only_output else np.concatenate([h, reads], -1)
+    logits.append(features @ out_w + out_b)
   return np.stack(logits, axis=1)
 
 
@@ -200,8 +209,13 @@ def _round_trip(layer):
   return keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
 
 
-@pytest.mark.parametrize("key_strength, zero_reads", [(False, False), (True, True)])
-def test_mann_cell_round_trips_its_config_and_computes_the_same(key_strength, zero_reads):
+@pytest.mark.parametrize(
+  "key_strength, zero_reads, reads_only_output",
+  [(False, False, False), (True, True, False), (False, False, True)],
+)
+def test_mann_cell_round_trips_its_config_and_computes_the_same(
+  key_strength, zero_reads, reads_only_output
+):
   from mann.models.recurrent import MANNCell  # pylint: disable=g-import-not-at-top
 
   cell = MANNCell(
@@ -213,6 +227,7 @@ def test_mann_cell_round_trips_its_config_and_computes_the_same(key_strength, ze
     usage_decay=0.9,
     key_strength=key_strength,
     zero_reads=zero_reads,
+    reads_only_output=reads_only_output,
     name="cell",
   )
   rnn = keras.layers.RNN(cell, return_sequences=True)
@@ -256,3 +271,21 @@ def test_a_sequence_model_with_its_encoder_saves_and_loads_in_safe_mode(kind, tm
   model.save(path)
   loaded = keras.saving.load_model(path, safe_mode=True)  # refuses Lambda layers
   np.testing.assert_allclose(loaded(inputs), model(inputs), rtol=1e-6, atol=1e-6)
+
+
+def test_a_reads_only_output_is_the_read_vectors_through_the_output_layer():
+  kwargs = dict(num_classes=3, input_size=6, controller_units=5, memory_size=4, word_size=3)
+  model = models.mann(**kwargs, num_reads=2, usage_decay=0.9, reads_only_output=True)
+  assert model.get_layer("rnn").cell.output_layer.kernel.shape == (2 * 3, 3)
+  x = np.random.default_rng(7).normal(size=(2, 7, 6)).astype(np.float32)
+  np.testing.assert_allclose(
+    model(x).numpy(),
+    _numpy_mann(model, x, 4, 3, 2, 0.9, reads_only_output=True),
+    rtol=1e-4,
+    atol=1e-5,
+  )
+  # Without its reads such a model predicts its output bias alone, at every step.
+  with models.reads_zeroed(model):
+    zeroed = model(x).numpy()
+  bias = model.get_layer("rnn").cell.output_layer.bias.numpy()
+  np.testing.assert_allclose(zeroed, np.broadcast_to(bias, zeroed.shape), rtol=1e-6, atol=1e-7)

@@ -10,7 +10,9 @@ from mann.models import task_batched_sequence
 from tests import sequence_models
 
 
-@pytest.mark.parametrize("kind,key_strength", [("mann", False), ("mann", True), ("lstm", False)])
+@pytest.mark.parametrize(
+  "kind,key_strength", [("mann", False), ("mann", True), ("mann_reads_only", True), ("lstm", False)]
+)
 @pytest.mark.parametrize("encoder", [False, True])
 @pytest.mark.parametrize("training", [True, False])
 def test_batched_outputs_and_statistics_equal_per_task_stateless_calls(
@@ -18,7 +20,11 @@ def test_batched_outputs_and_statistics_equal_per_task_stateless_calls(
 ):
   image_shape = (8, 8, 1)
   model = sequence_models.tiny_sequence_model(
-    kind, encoder=encoder, image_shape=image_shape, key_strength=key_strength
+    kind.removesuffix("_reads_only"),
+    encoder=encoder,
+    image_shape=image_shape,
+    key_strength=key_strength,
+    reads_only_output=kind.endswith("_reads_only"),
   )
   rng = np.random.default_rng(0)
   num_tasks, num_sequences, length = 3, 2, 4
