@@ -159,9 +159,7 @@ class MANNCell(keras.layers.Layer):
       read_vectors = ops.zeros_like(read_vectors)
     read_features = ops.cast(read_vectors, h.dtype)
     outputs = self.output_layer(
-      read_features
-      if self.reads_only_output
-      else ops.concatenate([h, read_features], axis=-1)
+      read_features if self.reads_only_output else ops.concatenate([h, read_features], axis=-1)
     )
     new_states = [
       wide(h),
