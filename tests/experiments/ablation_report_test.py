@@ -37,6 +37,20 @@ def _row(memory, adaptation, accuracy, parameters, trained_by=None):
   }
 
 
+def _one_seed_grid(cells):
+  """A grid of one seed, 600 test tasks and no transform around `cells`."""
+  return {
+    "command": "c",
+    "data": "omniglot 5-way 1-shot",
+    "num_ways": 5,
+    "budget_steps": 2,
+    "seeds": ["0"],
+    "num_tasks": 600,
+    "eval_transform": None,
+    "cells": cells,
+  }
+
+
 def test_table_and_plot_hold_every_cell_and_flag_parameter_gaps(tmp_path):
   grid = {
     "command": "python -m experiments.ablate --budget_steps=2000",
@@ -77,19 +91,12 @@ def test_comparisons_say_when_intervals_overlap(tmp_path):
   )
   assert ablation_report.compare(result(0.90, 0.01), result(0.93, 0.01)) == "second higher"
   assert ablation_report.compare(result(0.95, 0.01), result(0.90, 0.02)) == "first higher"
-  grid = {
-    "command": "c",
-    "data": "omniglot 5-way 1-shot",
-    "num_ways": 5,
-    "budget_steps": 2,
-    "seeds": ["0"],
-    "num_tasks": 600,
-    "eval_transform": None,
-    "cells": {
+  grid = _one_seed_grid(
+    {
       "mann_maml": _row("mann (LRUA)", "maml", 0.9, 400_000),
       "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000),
-    },
-  }
+    }
+  )
   ablation_report.write_table(grid, tmp_path / "ablation.md")
   (row,) = [
     line
@@ -119,23 +126,16 @@ def test_a_memory_cells_reads_zeroed_difference_is_pooled_and_named_when_unused(
   np.testing.assert_allclose([pooled["difference"], pooled["difference_ci95"]], [mean, ci95])
   assert pooled["memory_used"] == (abs(mean) > ci95)
   row = _row("mann (LRUA)", "maml", 0.9, 400_000)
-  grid = {
-    "command": "c",
-    "data": "omniglot 5-way 1-shot",
-    "num_ways": 5,
-    "budget_steps": 2,
-    "seeds": ["0"],
-    "num_tasks": 600,
-    "eval_transform": None,
-    "cells": {
+  grid = _one_seed_grid(
+    {
       "mann_maml": {**row, "pooled_reads_zeroed": {**pooled, "memory_used": False}},
       "mann_episodic": {
         **row,
         "pooled_reads_zeroed": {**pooled, "difference": 0.3, "memory_used": True},
       },
       "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000),
-    },
-  }
+    }
+  )
   ablation_report.write_table(grid, tmp_path / "ablation.md")
   rows = {
     line.split("|")[1].strip(): line
