@@ -79,8 +79,10 @@ PUBLIC = {
     "weight_groups",
   ],
   "mann.training": [
+    "CHECKPOINT_FOLDER",
     "FusedAdam",
     "has_checkpoint",
+    "keep_weights_only",
     "process_age_seconds",
     "restore_latest",
     "restore_model_weights",

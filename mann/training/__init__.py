@@ -1,6 +1,8 @@
 """The meta-trainer."""
 
+from mann.training.checkpointing import CHECKPOINT_FOLDER
 from mann.training.checkpointing import has_checkpoint
+from mann.training.checkpointing import keep_weights_only
 from mann.training.checkpointing import restore_latest
 from mann.training.checkpointing import restore_model_weights
 from mann.training.optimizers import FusedAdam
@@ -8,8 +10,10 @@ from mann.training.trainer import process_age_seconds
 from mann.training.trainer import train
 
 __all__ = [
+  "CHECKPOINT_FOLDER",
   "FusedAdam",
   "has_checkpoint",
+  "keep_weights_only",
   "process_age_seconds",
   "restore_latest",
   "restore_model_weights",

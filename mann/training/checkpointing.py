@@ -1,11 +1,13 @@
 """A run's checkpoints: what a resumed run restores, and weights for evaluation."""
 
 import os
+import shutil
 from typing import Optional
 
 import keras
 import tensorflow as tf
 
+from mann import errors
 from mann.meta import learner as learner_lib
 
 CHECKPOINT_FOLDER = "checkpoints"
@@ -45,6 +47,11 @@ class RunCheckpoint:
     if latest is None:
       return None
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+    if "optimizer" not in saved:
+      raise errors.UserInputError(
+        f"{latest} holds the weights only (keep_weights_only): the run can be evaluated "
+        f"or used as --init_from, not resumed; train on in a new workdir with --init_from"
+      )
     # Checkpoints written before the skip counter existed hold everything else.
     checkpoint = self._checkpoint if _SKIP_COUNTER in saved else tf.train.Checkpoint(**self._items)
     checkpoint.restore(latest).assert_existing_objects_matched()
@@ -93,4 +100,32 @@ def restore_model_weights(workdir: str, model: keras.Model) -> int:
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   status = tf.train.Checkpoint(step=step, model=model).restore(latest)
   status.expect_partial().assert_existing_objects_matched()
+  return int(step.numpy())
+
+
+def keep_weights_only(workdir: str, learner: learner_lib.MetaLearner) -> int:
+  """Replaces the run's checkpoints with one of its latest weights alone: the learner's
+  checkpoint items (model, learned rates, statistics), its step and training seconds,
+  no optimiser state (a finished run's shippable checkpoint, a third of the size with
+  Adam). The run can then be evaluated or used as an initialisation, not resumed.
+  Returns the step. The old checkpoints go only once the new one is written.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+  """
+  folder = os.path.join(workdir, CHECKPOINT_FOLDER)
+  latest = tf.train.latest_checkpoint(folder)
+  if latest is None:
+    raise FileNotFoundError(f"no checkpoint in {folder}")
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+  items = dict(step=step, train_seconds=train_seconds, **learner.checkpoint_items())
+  tf.train.Checkpoint(**items).restore(latest).expect_partial().assert_existing_objects_matched()
+  staging = folder + ".weights_only"
+  shutil.rmtree(staging, ignore_errors=True)
+  tf.train.CheckpointManager(tf.train.Checkpoint(**items), staging, max_to_keep=1).save(
+    checkpoint_number=int(step.numpy())
+  )
+  shutil.rmtree(folder)
+  os.rename(staging, folder)
   return int(step.numpy())

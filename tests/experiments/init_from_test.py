@@ -2,6 +2,8 @@
 fresh optimiser and step; a missing run or another model is refused in one line with
 nothing written."""
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -89,3 +91,34 @@ def test_a_missing_run_or_another_model_is_refused_and_nothing_is_written(tmp_pa
   )
   assert "--mlp_hidden_sizes=40,40 there, 8 here" in line
   assert not refused.exists()
+
+
+def test_a_run_kept_as_weights_only_evaluates_the_same_and_starts_others(tmp_path):
+  """experiments.keep_weights_only: the same eval.json figures from a third of the
+  checkpoint; resuming it is refused in one line; --init_from still reads it."""
+  run = tmp_path / "run"
+  binaries.run_ok("train", *_SINUSOID, "--num_steps=3", f"--workdir={run}")
+  evaluate = ["--num_tasks=4", "--num_eval_inner_steps=1"]
+  binaries.run_ok("evaluate", f"--workdir={run}", *evaluate, "--output_name=before.json")
+  before = _variables(run)
+  result = binaries.run_ok("keep_weights_only", f"--workdir={run}")
+  assert "the weights of step 3 alone" in result.stdout
+  after = _variables(run)
+  assert not any(n.startswith("optimizer/_variables") for n in after)
+  assert any(n.startswith("optimizer/_variables") for n in before)
+  assert after["step/.ATTRIBUTES/VARIABLE_VALUE"] == 3
+  assert sorted(os.listdir(run / "checkpoints")) == [
+    "checkpoint",
+    "ckpt-3.data-00000-of-00001",
+    "ckpt-3.index",
+  ]
+  binaries.run_ok("evaluate", f"--workdir={run}", *evaluate, "--output_name=after.json")
+  first, second = (binaries.read_json(run / n) for n in ("before.json", "after.json"))
+  assert first["mse"] == second["mse"] and first["checkpoint_step"] == second["checkpoint_step"]
+  line = binaries.one_error_line(
+    binaries.run("train", *_SINUSOID, "--num_steps=5", f"--workdir={run}")
+  )
+  assert "holds the weights only" in line and "--init_from" in line
+  binaries.run_ok(
+    "train", *_SINUSOID, "--num_steps=1", f"--init_from={run}", f"--workdir={tmp_path / 'next'}"
+  )
