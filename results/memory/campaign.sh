@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The issue-37 campaign, run by run (results/memory/README.md's table). Each run resumes
+# from its own checkpoint when rerun; a finished run (results.json at 10,000 steps) is
+# only scored (experiments/memory_protocols.sh keeps reports already written).
+# Usage: bash results/memory/campaign.sh [OMNIGLOT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+data=${1:-../shared/data/omniglot}
+configs=experiments/configs
+run() {  # run NAME FLAGFILE [extra train flags...]
+  local name=$1 flagfile=$2
+  shift 2
+  local dir=results/memory/$name
+  if ! grep -qs '"num_steps": 10000' "$dir/results.json"; then
+    python3 -m experiments.train --flagfile="$configs/$flagfile" --omniglot_dir="$data" \
+      --workdir="$dir" "$@"
+  fi
+  python3 -m experiments.keep_weights_only --workdir="$dir"  # idempotent
+  rm -rf "$dir/tensorboard"
+  bash experiments/memory_protocols.sh "$dir" "$data"
+}
+run memory_first_all memory_first_maml_5w1s.flags --init_from=results/mann_key_strength_omniglot_online_5way
+run memory_first_head memory_first_head_maml_5w1s.flags --init_from=results/mann_key_strength_omniglot_online_5way
+run memory_first_lstm memory_first_lstm_maml_5w1s.flags --init_from=results/lstm_omniglot_online_5way
+run joint joint_maml_mann_5w1s.flags
+run reads_only reads_only_maml_mann_5w1s.flags
+run head_only_scratch head_only_maml_mann_5w1s.flags
+run maml_conv4 maml_omniglot_5w1s.flags --num_steps=10000 --validate_every=500 --num_validation_tasks=200 --checkpoint_every=500
