@@ -26,5 +26,7 @@ score eval_0_steps.json --num_eval_inner_steps=0
 score eval_test_5_shot.json --num_shots=5
 score eval_test_10_shot.json --num_shots=10
 if grep -q '"model": "\(mann\|lstm\)"' "$run/flags.json"; then
-  score eval_online.json --protocol=online --algorithm=episodic --num_instances=10
+  # The sequence is read without gradient steps: MAML-only training settings are reset.
+  score eval_online.json --protocol=online --algorithm=episodic --num_instances=10 \
+    --inner_weights=all --pre_adaptation_loss_weight=0
 fi

@@ -295,9 +295,10 @@ def check_combination() -> None:
       )
   if INNER_WEIGHTS.value != "all" and algorithm not in ("maml", "fomaml"):
     raise errors.UserInputError(
-      f"--inner_weights={INNER_WEIGHTS.value} needs --algorithm=maml or fomaml (reptile "
-      f"moves the initialisation toward the adapted weights: weights that do not adapt "
-      f"would never move)"
+      f"--inner_weights={INNER_WEIGHTS.value} needs --algorithm=maml or fomaml, not "
+      f"{algorithm} (only those adapt a chosen subset of the weights; reptile moves the "
+      f"initialisation toward the adapted weights, so weights that do not adapt would "
+      f"never move)"
     )
   if PRE_ADAPTATION_LOSS_WEIGHT.value and algorithm not in ("maml", "fomaml"):
     raise errors.UserInputError(

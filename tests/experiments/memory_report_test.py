@@ -1,0 +1,53 @@
+"""experiments.memory_report tabulates each run's figures from its own eval files."""
+
+import json
+import os
+
+from experiments import memory_report
+
+
+def _write(path, payload):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(payload, f)
+
+
+def test_tables_read_each_runs_figures_and_leave_out_missing_reports(tmp_path):
+  zeroed = {
+    "accuracy": 0.5,
+    "ci95": 0.02,
+    "difference": {"mean": 0.25, "ci95": 0.01, "excludes_zero": True},
+    "memory_used": True,
+  }
+  _write(tmp_path / "mann/results.json", {"train_seconds": 1800, "machine": {"cpu_flags": ["amx_bf16"]}})
+  _write(
+    tmp_path / "mann/eval.json",
+    {"accuracy": 0.75, "ci95": 0.0125, "checkpoint_step": 10000, "reads_zeroed": zeroed},
+  )
+  _write(tmp_path / "lstm/results.json", {"train_seconds": 360, "machine": {"cpu_flags": ["avx2"]}})
+  _write(tmp_path / "lstm/eval.json", {"accuracy": 0.8, "ci95": 0.01, "checkpoint_step": 500})
+
+  lines = memory_report.table(str(tmp_path), "5w1s", "eval.json")
+  assert "| `lstm` | 80.00 ± 1.00 | no memory | no memory | 500 | 0.10 | AVX2 |" in lines
+  assert "| `mann` | 75.00 ± 1.25 | 50.00 ± 2.00 | +25.00 ± 1.00 | 10000 | 0.50 | AMX |" in lines
+  assert memory_report.table(str(tmp_path), "online", "eval_online.json") == []
+
+
+def test_an_online_row_gives_instances_1_2_5_and_10(tmp_path):
+  by_instance = [i / 10 for i in range(10)]
+  zeroed = {
+    "accuracy": 0.2,
+    "accuracy_by_instance": [0.1] * 10,
+    "difference": {"mean": -0.05, "ci95": 0.01},
+    "memory_used": False,
+  }
+  _write(tmp_path / "mann/results.json", {"train_seconds": 3600})
+  _write(
+    tmp_path / "mann/eval_online.json",
+    {"accuracy": 0.45, "accuracy_by_instance": by_instance, "checkpoint_step": 7, "reads_zeroed": zeroed},
+  )
+  (row,) = [line for line in memory_report.table(str(tmp_path), "o", "eval_online.json") if "`mann`" in line]
+  assert row == (
+    "| `mann` | 0.0 / 10.0 / 40.0 / 90.0 | 45.00 | 10.0 / 10.0 / 10.0 / 10.0 | 20.00 "
+    "| -5.00 ± 1.00 (memory unused) | 7 | 1.00 | ? |"
+  )
