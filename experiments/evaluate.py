@@ -18,11 +18,12 @@ num_eval_inner_steps, num_shots, num_queries,
   classification: metric "accuracy", accuracy, ci95, accuracy_by_steps {steps: mean},
   ci95_by_steps; regression: metric "mse", mse, ci95, mse_by_steps, ci95_by_steps;
   online protocol: accuracy, accuracy_by_instance [1st, 2nd, ...], ci95_by_instance,
-  num_instances;
+  num_instances; per_task: [num_tasks] each task's headline score in task order (after
+  the last inner step; online: over the episode), for paired comparisons between runs;
 and for a model with an external memory (unless --noreads_zeroed_control or --zero_reads)
 reads_zeroed: the same report of the same tasks with every read zeroed, difference
 (mean, ci95 and excludes_zero of the per-task score with reads minus without; online
-also by instance) and memory_used (the difference's interval excludes 0).
+also by instance), memory_used (the difference's interval excludes 0) and per_task.
 """
 
 import os
@@ -87,6 +88,7 @@ def main(argv):
   scores = _score(learner, sampler, num_steps)
   summary = evaluation.report(scores, metric_name=learner.objective.metric_name)
   report = {"split": SPLIT.value, **summary, "checkpoint_step": checkpoint_step}
+  metric_name = learner.objective.metric_name
   if summary["protocol"] == evaluation.ONLINE:
     report["num_instances"] = data_flags.NUM_INSTANCES.value
   else:
@@ -104,6 +106,9 @@ def main(argv):
     report["reads_zeroed"], control_line = _reads_zeroed_control(
       learner, sampler, num_steps, scores
     )
+  # Each task's headline score, in task order: runs scored on the same tasks (equal
+  # tasks_digest) compare task by task (experiments.memory_report --baseline).
+  report["per_task"] = _rounded(evaluation.per_task_scores(scores, metric_name))
   report.update(overrides=overrides, eval_seconds=round(time.time() - start, 1))
   path = os.path.join(WORKDIR.value, OUTPUT_NAME.value)
   files.write_json(path, report)
@@ -138,7 +143,13 @@ def _reads_zeroed_control(learner, sampler, num_steps, scores) -> tuple[dict, st
     f"{100 * difference['mean']:+.2f} +- {100 * difference['ci95']:.2f} points"
     f"{'' if used else ' (memory unused)'}"
   )
-  return {**summary, "difference": difference, "memory_used": used}, line
+  per_task = _rounded(evaluation.per_task_scores(control, metric_name))
+  return {**summary, "difference": difference, "memory_used": used, "per_task": per_task}, line
+
+
+def _rounded(values) -> list[float]:
+  """[num_tasks] scores as JSON numbers, to 6 decimals (a task's accuracy is k / n)."""
+  return [round(float(value), 6) for value in values]
 
 
 if __name__ == "__main__":

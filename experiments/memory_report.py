@@ -1,11 +1,12 @@
 """Tables of results/memory/README.md, read from each run's eval files (issue 37).
 
-  python3 -m experiments.memory_report --runs_dir=results/memory > /tmp/tables.md
+  python3 -m experiments.memory_report --runs_dir=results/memory \
+      --baselines=memory_first_lstm,maml_conv4 > /tmp/tables.md
 
 One table per protocol: run, accuracy ± 95% interval, with its reads zeroed, the paired
 per-task difference (with reads minus without) and its interval, steps, training
 hours (results.json's train_seconds, which counts across resumes) and the CPU that
-trained it. A run without a
+trained it; with --baselines=RUN,..., also each run minus each baseline, task by task. A run without a
 report for a protocol is left out of that protocol's table.
 """
 
@@ -16,6 +17,13 @@ from absl import app
 from absl import flags
 
 RUNS_DIR = flags.DEFINE_string("runs_dir", "results/memory", "Folder of the runs to tabulate.")
+BASELINES = flags.DEFINE_list(
+  "baselines",
+  [],
+  "Runs (folder names under --runs_dir) that every run is compared with, task by task: "
+  "a column per baseline gives the paired difference, run minus baseline, with its 95% "
+  "interval, where both reports hold per_task scores of the same tasks.",
+)
 
 PROTOCOLS = (
   ("5-way 1-shot, 3 inner steps at test", "eval.json"),
@@ -51,9 +59,29 @@ def _online_cells(report):
   return " / ".join(f"{100 * by_instance[i - 1]:.1f}" for i in ONLINE_INSTANCES)
 
 
-def table(runs_dir, title, name):
+def paired_against(report, baseline_report):
+  """Run minus baseline on the same tasks, '+m.mm ± c.cc' in points, or '' when the two
+  reports lack per_task scores or were not scored on the same tasks."""
+  if not baseline_report or "per_task" not in report or "per_task" not in baseline_report:
+    return ""
+  if report.get("tasks_digest") != baseline_report.get("tasks_digest"):
+    return ""
+  if len(report["per_task"]) != len(baseline_report["per_task"]):
+    return ""
+  differences = [a - b for a, b in zip(report["per_task"], baseline_report["per_task"])]
+  count = len(differences)
+  mean = sum(differences) / count
+  std = (sum((d - mean) ** 2 for d in differences) / count) ** 0.5
+  return _percent(mean, 1.96 * std / count**0.5, "+")  # mann.evaluation.mean_and_ci95
+
+
+def table(runs_dir, title, name, baselines=()):
   """Markdown lines of one protocol's table, or [] when no run has its report."""
   online = name == "eval_online.json"
+  baseline_reports = {}
+  for baseline in baselines:
+    path = os.path.join(runs_dir, baseline, name)
+    baseline_reports[baseline] = _load(path) if os.path.isfile(path) else None
   rows = []
   for run in sorted(os.listdir(runs_dir)):
     path = os.path.join(runs_dir, run, name)
@@ -79,18 +107,21 @@ def table(runs_dir, title, name):
     else:
       cells += ["no memory"] * (3 if online else 2)
       cells = cells[: 5 if online else 3]
+    cells += [paired_against(report, baseline_reports[b]) if b != run else "" for b in baselines]
     rows.append(f"| `{run}` | " + " | ".join(cells) + f" | {report['checkpoint_step']} | {hours} | {_cpu(results)} |")
   if not rows:
     return []
+  against = "".join(f" minus `{b}` |" for b in baselines)
+  rule = "---|" * len(baselines)
   if online:
     header = [
-      "| run | with memory, instance 1 / 2 / 5 / 10 | overall | reads zeroed, 1 / 2 / 5 / 10 | overall | difference, overall | steps | hours | CPU |",
-      "|---|---|---|---|---|---|---|---|---|",
+      "| run | with memory, instance 1 / 2 / 5 / 10 | overall | reads zeroed, 1 / 2 / 5 / 10 | overall | difference, overall |" + against + " steps | hours | CPU |",
+      "|---|---|---|---|---|---|" + rule + "---|---|---|",
     ]
   else:
     header = [
-      "| run | with memory | reads zeroed | difference | steps | hours | CPU |",
-      "|---|---|---|---|---|---|---|",
+      "| run | with memory | reads zeroed | difference |" + against + " steps | hours | CPU |",
+      "|---|---|---|---|" + rule + "---|---|---|",
     ]
   return [f"#### {title} (`{name}`)", ""] + header + rows + [""]
 
@@ -99,7 +130,7 @@ def main(argv):
   del argv
   lines = []
   for title, name in PROTOCOLS:
-    lines += table(RUNS_DIR.value, title, name)
+    lines += table(RUNS_DIR.value, title, name, BASELINES.value)
   print("\n".join(lines))
 
 

@@ -3,7 +3,10 @@
 import json
 import os
 
+import numpy as np
+
 from experiments import memory_report
+from mann.evaluation import metrics
 
 
 def _write(path, payload):
@@ -51,3 +54,22 @@ def test_an_online_row_gives_instances_1_2_5_and_10(tmp_path):
     "| `mann` | 0.0 / 10.0 / 40.0 / 90.0 | 45.00 | 10.0 / 10.0 / 10.0 / 10.0 | 20.00 "
     "| -5.00 ± 1.00 (memory unused) | 7 | 1.00 | ? |"
   )
+
+
+def test_a_baseline_column_is_the_paired_difference_on_the_same_tasks(tmp_path):
+  run_scores = [1.0, 1.0, 0.0, 1.0]
+  baseline_scores = [1.0, 0.0, 0.0, 0.0]
+  for run, scores, digest in (("mann", run_scores, "a"), ("lstm", baseline_scores, "a"), ("other", run_scores, "b")):
+    _write(tmp_path / run / "results.json", {"train_seconds": 36})
+    _write(
+      tmp_path / run / "eval.json",
+      {"accuracy": sum(scores) / 4, "ci95": 0.1, "checkpoint_step": 1, "tasks_digest": digest, "per_task": scores},
+    )
+  lines = memory_report.table(str(tmp_path), "5w1s", "eval.json", ["lstm"])
+  assert "| run | with memory | reads zeroed | difference | minus `lstm` | steps | hours | CPU |" in lines
+  differences = np.subtract(run_scores, baseline_scores)
+  mean, ci95 = metrics.mean_and_ci95(differences)
+  (mann_row,) = [line for line in lines if "`mann`" in line]
+  assert f"| +{100 * mean:.2f} ± {100 * ci95:.2f} |" in mann_row
+  (other_row,) = [line for line in lines if "`other`" in line]
+  assert "| no memory | no memory |  | 1 |" in other_row  # other tasks: no comparison

@@ -411,6 +411,14 @@ def test_online_protocol_mann_train_then_evaluate(
     [a - b for a, b in zip(report["accuracy_by_instance"], ablated["accuracy_by_instance"])]
   )
   assert control["memory_used"] == (abs(difference["mean"]) > difference["ci95"])
+  # Per task, in task order: each episode's accuracy, whose means are the reports' and
+  # whose differences are the paired difference's.
+  assert len(report["per_task"]) == len(control["per_task"]) == 4
+  assert np.mean(report["per_task"]) == pytest.approx(report["accuracy"], abs=1e-5)
+  assert control["per_task"] == pytest.approx(ablated["per_task"], abs=1e-6)
+  assert np.mean(np.subtract(report["per_task"], control["per_task"])) == pytest.approx(
+    difference["mean"], abs=1e-5
+  )
   # The same weights scored in the few-shot protocol, beside MAML's numbers.
   binaries.run_ok(
     "evaluate",
