@@ -86,9 +86,9 @@ def main(argv):
   )
   start = time.time()
   scores = _score(learner, sampler, num_steps)
-  summary = evaluation.report(scores, metric_name=learner.objective.metric_name)
-  report = {"split": SPLIT.value, **summary, "checkpoint_step": checkpoint_step}
   metric_name = learner.objective.metric_name
+  summary = evaluation.report(scores, metric_name=metric_name)
+  report = {"split": SPLIT.value, **summary, "checkpoint_step": checkpoint_step}
   if summary["protocol"] == evaluation.ONLINE:
     report["num_instances"] = data_flags.NUM_INSTANCES.value
   else:

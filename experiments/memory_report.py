@@ -15,6 +15,9 @@ import os
 
 from absl import app
 from absl import flags
+import numpy as np
+
+from mann.evaluation import metrics
 
 RUNS_DIR = flags.DEFINE_string("runs_dir", "results/memory", "Folder of the runs to tabulate.")
 BASELINES = flags.DEFINE_list(
@@ -68,11 +71,8 @@ def paired_against(report, baseline_report):
     return ""
   if len(report["per_task"]) != len(baseline_report["per_task"]):
     return ""
-  differences = [a - b for a, b in zip(report["per_task"], baseline_report["per_task"])]
-  count = len(differences)
-  mean = sum(differences) / count
-  std = (sum((d - mean) ** 2 for d in differences) / count) ** 0.5
-  return _percent(mean, 1.96 * std / count**0.5, "+")  # mann.evaluation.mean_and_ci95
+  differences = np.subtract(report["per_task"], baseline_report["per_task"])
+  return _percent(*metrics.mean_and_ci95(differences), "+")
 
 
 def table(runs_dir, title, name, baselines=()):
@@ -106,7 +106,6 @@ def table(runs_dir, title, name, baselines=()):
       cells.append(_percent(difference["mean"], difference["ci95"], "+") + used)
     else:
       cells += ["no memory"] * (3 if online else 2)
-      cells = cells[: 5 if online else 3]
     cells += [paired_against(report, baseline_reports[b]) if b != run else "" for b in baselines]
     rows.append(f"| `{run}` | " + " | ".join(cells) + f" | {report['checkpoint_step']} | {hours} | {_cpu(results)} |")
   if not rows:
