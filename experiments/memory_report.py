@@ -6,8 +6,8 @@
 One table per protocol: run, accuracy ± 95% interval, with its reads zeroed, the paired
 per-task difference (with reads minus without) and its interval, steps, training
 hours (results.json's train_seconds, which counts across resumes) and the CPU that
-trained it; with --baselines=RUN,..., also each run minus each baseline, task by task. A run without a
-report for a protocol is left out of that protocol's table.
+trained it; with --baselines=RUN,..., also each run minus each baseline, task by task. A
+run without a report for a protocol is left out of that protocol's table.
 """
 
 import json
@@ -107,14 +107,21 @@ def table(runs_dir, title, name, baselines=()):
     else:
       cells += ["no memory"] * (3 if online else 2)
     cells += [paired_against(report, baseline_reports[b]) if b != run else "" for b in baselines]
-    rows.append(f"| `{run}` | " + " | ".join(cells) + f" | {report['checkpoint_step']} | {hours} | {_cpu(results)} |")
+    rows.append(
+      f"| `{run}` | "
+      + " | ".join(cells)
+      + f" | {report['checkpoint_step']} | {hours} | {_cpu(results)} |"
+    )
   if not rows:
     return []
   against = "".join(f" minus `{b}` |" for b in baselines)
   rule = "---|" * len(baselines)
   if online:
     header = [
-      "| run | with memory, instance 1 / 2 / 5 / 10 | overall | reads zeroed, 1 / 2 / 5 / 10 | overall | difference, overall |" + against + " steps | hours | CPU |",
+      "| run | with memory, instance 1 / 2 / 5 / 10 | overall "
+      "| reads zeroed, 1 / 2 / 5 / 10 | overall | difference, overall |"
+      + against
+      + " steps | hours | CPU |",
       "|---|---|---|---|---|---|" + rule + "---|---|---|",
     ]
   else:

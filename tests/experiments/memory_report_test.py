@@ -22,7 +22,9 @@ def test_tables_read_each_runs_figures_and_leave_out_missing_reports(tmp_path):
     "difference": {"mean": 0.25, "ci95": 0.01, "excludes_zero": True},
     "memory_used": True,
   }
-  _write(tmp_path / "mann/results.json", {"train_seconds": 1800, "machine": {"cpu_flags": ["amx_bf16"]}})
+  _write(
+    tmp_path / "mann/results.json", {"train_seconds": 1800, "machine": {"cpu_flags": ["amx_bf16"]}}
+  )
   _write(
     tmp_path / "mann/eval.json",
     {"accuracy": 0.75, "ci95": 0.0125, "checkpoint_step": 10000, "reads_zeroed": zeroed},
@@ -47,9 +49,16 @@ def test_an_online_row_gives_instances_1_2_5_and_10(tmp_path):
   _write(tmp_path / "mann/results.json", {"train_seconds": 3600})
   _write(
     tmp_path / "mann/eval_online.json",
-    {"accuracy": 0.45, "accuracy_by_instance": by_instance, "checkpoint_step": 7, "reads_zeroed": zeroed},
+    {
+      "accuracy": 0.45,
+      "accuracy_by_instance": by_instance,
+      "checkpoint_step": 7,
+      "reads_zeroed": zeroed,
+    },
   )
-  (row,) = [line for line in memory_report.table(str(tmp_path), "o", "eval_online.json") if "`mann`" in line]
+  (row,) = [
+    line for line in memory_report.table(str(tmp_path), "o", "eval_online.json") if "`mann`" in line
+  ]
   assert row == (
     "| `mann` | 0.0 / 10.0 / 40.0 / 90.0 | 45.00 | 10.0 / 10.0 / 10.0 / 10.0 | 20.00 "
     "| -5.00 ± 1.00 (memory unused) | 7 | 1.00 | ? |"
@@ -59,14 +68,27 @@ def test_an_online_row_gives_instances_1_2_5_and_10(tmp_path):
 def test_a_baseline_column_is_the_paired_difference_on_the_same_tasks(tmp_path):
   run_scores = [1.0, 1.0, 0.0, 1.0]
   baseline_scores = [1.0, 0.0, 0.0, 0.0]
-  for run, scores, digest in (("mann", run_scores, "a"), ("lstm", baseline_scores, "a"), ("other", run_scores, "b")):
+  for run, scores, digest in (
+    ("mann", run_scores, "a"),
+    ("lstm", baseline_scores, "a"),
+    ("other", run_scores, "b"),
+  ):
     _write(tmp_path / run / "results.json", {"train_seconds": 36})
     _write(
       tmp_path / run / "eval.json",
-      {"accuracy": sum(scores) / 4, "ci95": 0.1, "checkpoint_step": 1, "tasks_digest": digest, "per_task": scores},
+      {
+        "accuracy": sum(scores) / 4,
+        "ci95": 0.1,
+        "checkpoint_step": 1,
+        "tasks_digest": digest,
+        "per_task": scores,
+      },
     )
   lines = memory_report.table(str(tmp_path), "5w1s", "eval.json", ["lstm"])
-  assert "| run | with memory | reads zeroed | difference | minus `lstm` | steps | hours | CPU |" in lines
+  assert (
+    "| run | with memory | reads zeroed | difference | minus `lstm` | steps | hours | CPU |"
+    in lines
+  )
   differences = np.subtract(run_scores, baseline_scores)
   mean, ci95 = metrics.mean_and_ci95(differences)
   (mann_row,) = [line for line in lines if "`mann`" in line]
