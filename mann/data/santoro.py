@@ -63,6 +63,11 @@ class SequenceSampler:
     """The sequence of episode `index`: the N x L images of a task, shuffled."""
     return self._tasks.episode(index)
 
+  def episode_image_indices(self, index) -> tuple[tf.Tensor, tf.Tensor]:
+    """classes int32 [N] and the source rows int32 [N, L] of episode `index`'s images,
+    before the shuffle (what evaluation.tasks_digest hashes)."""
+    return self._tasks.episode_image_indices(index)
+
 
 def previous_label_inputs(
   labels: tf.Tensor, num_classes: int, string_labels: bool = False

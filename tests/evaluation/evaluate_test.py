@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from mann import evaluation
 from mann.data import sampler as sampler_lib
+from mann.data import santoro
 from tests import class_images
 
 
@@ -105,6 +106,19 @@ def test_equal_digests_mean_the_same_tasks():
   assert digest == evaluation.tasks_digest(_sampler(), 20) and len(digest) == 16
   assert digest != evaluation.tasks_digest(_sampler(), 20, first_task=1)
   assert digest != evaluation.tasks_digest(_sampler(seed=1), 20)
+
+
+def test_an_online_sequence_has_a_digest_of_the_images_it_shows():
+  source = class_images.random_class_images(20, 10)
+  sequences = santoro.SequenceSampler(source, num_ways=3, num_instances=4, seed=0)
+  _, rows = sequences.episode_image_indices(2)
+  shown = np.round(255 * np.asarray(sequences.episode(2).support_x)).astype(np.uint8)
+  expected = source.images[np.asarray(rows).ravel()]
+  assert sorted(map(bytes, shown)) == sorted(map(bytes, expected))  # the same 12 images
+  digest = evaluation.tasks_digest(sequences, 20)
+  assert digest is not None and digest == evaluation.tasks_digest(sequences, 20)
+  other_seed = santoro.SequenceSampler(source, num_ways=3, num_instances=4, seed=1)
+  assert digest != evaluation.tasks_digest(other_seed, 20)
 
 
 def test_the_paired_difference_is_the_per_task_difference_after_the_last_step():
