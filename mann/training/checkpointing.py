@@ -108,7 +108,8 @@ def keep_weights_only(workdir: str, learner: learner_lib.MetaLearner) -> int:
   checkpoint items (model, learned rates, statistics), its step and training seconds,
   no optimiser state (a finished run's shippable checkpoint, a third of the size with
   Adam). The run can then be evaluated or used as an initialisation, not resumed.
-  Returns the step. The old checkpoints go only once the new one is written.
+  Returns the step. The old checkpoints go only once the new one is written; a folder
+  that already holds one weights-only checkpoint is left as it is.
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
@@ -121,6 +122,10 @@ def keep_weights_only(workdir: str, learner: learner_lib.MetaLearner) -> int:
   train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
   items = dict(step=step, train_seconds=train_seconds, **learner.checkpoint_items())
   tf.train.Checkpoint(**items).restore(latest).expect_partial().assert_existing_objects_matched()
+  state = tf.train.get_checkpoint_state(folder)
+  has_optimizer = any(name.startswith("optimizer/") for name, _ in tf.train.list_variables(latest))
+  if len(state.all_model_checkpoint_paths) == 1 and not has_optimizer:
+    return int(step.numpy())  # already weights only: rewriting would change only timestamps
   staging = folder + ".weights_only"
   shutil.rmtree(staging, ignore_errors=True)
   tf.train.CheckpointManager(tf.train.Checkpoint(**items), staging, max_to_keep=1).save(

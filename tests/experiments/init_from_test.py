@@ -112,6 +112,13 @@ def test_a_run_kept_as_weights_only_evaluates_the_same_and_starts_others(tmp_pat
     "ckpt-3.data-00000-of-00001",
     "ckpt-3.index",
   ]
+  files = {
+    name: (run / "checkpoints" / name).read_bytes() for name in os.listdir(run / "checkpoints")
+  }
+  binaries.run_ok("keep_weights_only", f"--workdir={run}")  # a second time: nothing changes
+  assert files == {
+    name: (run / "checkpoints" / name).read_bytes() for name in os.listdir(run / "checkpoints")
+  }
   binaries.run_ok("evaluate", f"--workdir={run}", *evaluate, "--output_name=after.json")
   first, second = (binaries.read_json(run / n) for n in ("before.json", "after.json"))
   assert first["mse"] == second["mse"] and first["checkpoint_step"] == second["checkpoint_step"]
