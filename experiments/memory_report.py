@@ -28,6 +28,14 @@ BASELINES = flags.DEFINE_list(
   "interval, where both reports hold per_task scores of the same tasks.",
 )
 
+EQUIVALENCE_MARGIN = flags.DEFINE_float(
+  "equivalence_margin",
+  2.0,
+  "Margin of the equivalence test of each baseline column, in accuracy points: a "
+  "difference whose two one-sided tests (TOST, alpha 0.05 each) put it within "
+  "+-margin is labelled 'equivalent'.",
+)
+
 PROTOCOLS = (
   ("5-way 1-shot, 3 inner steps at test", "eval.json"),
   ("5-way 1-shot, no inner step at test", "eval_0_steps.json"),
@@ -62,9 +70,10 @@ def _online_cells(report):
   return " / ".join(f"{100 * by_instance[i - 1]:.1f}" for i in ONLINE_INSTANCES)
 
 
-def paired_against(report, baseline_report):
-  """Run minus baseline on the same tasks, '+m.mm ± c.cc' in points, or '' when the two
-  reports lack per_task scores or were not scored on the same tasks."""
+def paired_against(report, baseline_report, margin=0.02):
+  """Run minus baseline on the same tasks, '+m.mm ± c.cc' in points, followed by
+  ', equivalent' when a TOST puts it within ±margin (a fraction, 0.02 = 2 points);
+  '' when the two reports lack per_task scores or were not scored on the same tasks."""
   if not baseline_report or "per_task" not in report or "per_task" not in baseline_report:
     return ""
   if report.get("tasks_digest") != baseline_report.get("tasks_digest"):
@@ -72,11 +81,15 @@ def paired_against(report, baseline_report):
   if len(report["per_task"]) != len(baseline_report["per_task"]):
     return ""
   differences = np.subtract(report["per_task"], baseline_report["per_task"])
-  return _percent(*metrics.mean_and_ci95(differences), "+")
+  shown = _percent(*metrics.mean_and_ci95(differences), "+")
+  if metrics.equivalence_test(differences, margin)["equivalent"]:
+    shown += ", equivalent"
+  return shown
 
 
-def table(runs_dir, title, name, baselines=()):
-  """Markdown lines of one protocol's table, or [] when no run has its report."""
+def table(runs_dir, title, name, baselines=(), margin=0.02):
+  """Markdown lines of one protocol's table, or [] when no run has its report; margin:
+  of the baseline columns' equivalence test, a fraction."""
   online = name == "eval_online.json"
   baseline_reports = {}
   for baseline in baselines:
@@ -106,7 +119,9 @@ def table(runs_dir, title, name, baselines=()):
       cells.append(_percent(difference["mean"], difference["ci95"], "+") + used)
     else:
       cells += ["no memory"] * (3 if online else 2)
-    cells += [paired_against(report, baseline_reports[b]) if b != run else "" for b in baselines]
+    cells += [
+      paired_against(report, baseline_reports[b], margin) if b != run else "" for b in baselines
+    ]
     rows.append(
       f"| `{run}` | "
       + " | ".join(cells)
@@ -135,8 +150,15 @@ def table(runs_dir, title, name, baselines=()):
 def main(argv):
   del argv
   lines = []
+  if BASELINES.value:
+    lines += [
+      f"A `minus` column: the run minus that baseline on the same tasks, with its 95% "
+      f"interval; 'equivalent': two one-sided tests (alpha 0.05) put the difference within "
+      f"±{EQUIVALENCE_MARGIN.value:g} points.",
+      "",
+    ]
   for title, name in PROTOCOLS:
-    lines += table(RUNS_DIR.value, title, name, BASELINES.value)
+    lines += table(RUNS_DIR.value, title, name, BASELINES.value, EQUIVALENCE_MARGIN.value / 100)
   print("\n".join(lines))
 
 

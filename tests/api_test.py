@@ -24,6 +24,7 @@ PUBLIC = {
   ],
   "mann.evaluation": [
     "FEW_SHOT",
+    "equivalence_test",
     "mean_and_ci95",
     "ONLINE",
     "paired_difference",

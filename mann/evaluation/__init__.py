@@ -11,11 +11,13 @@ from mann.evaluation.evaluate import score_tasks
 from mann.evaluation.evaluate import summarise
 from mann.evaluation.evaluate import summarise_by_instance
 from mann.evaluation.evaluate import tasks_digest
+from mann.evaluation.metrics import equivalence_test
 from mann.evaluation.metrics import mean_and_ci95
 
 __all__ = [
   "FEW_SHOT",
   "ONLINE",
+  "equivalence_test",
   "mean_and_ci95",
   "paired_difference",
   "per_task_scores",

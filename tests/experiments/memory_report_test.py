@@ -93,5 +93,22 @@ def test_a_baseline_column_is_the_paired_difference_on_the_same_tasks(tmp_path):
   mean, ci95 = metrics.mean_and_ci95(differences)
   (mann_row,) = [line for line in lines if "`mann`" in line]
   assert f"| +{100 * mean:.2f} ± {100 * ci95:.2f} |" in mann_row
+  assert "equivalent" not in mann_row  # +50 points is no equivalence
   (other_row,) = [line for line in lines if "`other`" in line]
   assert "| no memory | no memory |  | 1 |" in other_row  # other tasks: no comparison
+
+
+def test_a_baseline_column_says_equivalent_when_the_tost_does():
+  rng = np.random.default_rng(0)
+  baseline = rng.integers(0, 2, 600).astype(float)
+  close = np.where(rng.random(600) < 0.01, 1 - baseline, baseline)  # 1% of tasks flipped
+  reports = {
+    name: {"per_task": list(scores), "tasks_digest": "a"}
+    for name, scores in (("baseline", baseline), ("close", close))
+  }
+  assert memory_report.paired_against(reports["close"], reports["baseline"], 0.02).endswith(
+    ", equivalent"
+  )
+  assert "equivalent" not in memory_report.paired_against(
+    reports["close"], reports["baseline"], 0.001
+  )
