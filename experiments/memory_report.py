@@ -30,7 +30,7 @@ BASELINES = flags.DEFINE_list(
 
 EQUIVALENCE_MARGIN = flags.DEFINE_float(
   "equivalence_margin",
-  2.0,
+  1.0,
   "Margin of the equivalence test of each baseline column, in accuracy points: a "
   "difference whose two one-sided tests (TOST, alpha 0.05 each) put it within "
   "+-margin is labelled 'equivalent'.",

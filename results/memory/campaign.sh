@@ -17,6 +17,12 @@ run() {  # run NAME FLAGFILE [extra train flags...]
   fi
   python3 -m experiments.keep_weights_only --workdir="$dir"  # idempotent
   rm -rf "$dir/tensorboard"
+  # Reports written before evaluate kept per-task scores and online digests are redone.
+  python3 -c 'import glob, json, os, sys
+for path in glob.glob(os.path.join(sys.argv[1], "eval*.json")):
+  report = json.load(open(path))
+  if "per_task" not in report or report.get("tasks_digest") is None:
+    os.remove(path)' "$dir"
   bash experiments/memory_protocols.sh "$dir" "$data"
 }
 run memory_first_all memory_first_maml_5w1s.flags --init_from=results/mann_key_strength_omniglot_online_5way
@@ -25,4 +31,5 @@ run memory_first_lstm memory_first_lstm_maml_5w1s.flags --init_from=results/lstm
 run joint joint_maml_mann_5w1s.flags
 run reads_only reads_only_maml_mann_5w1s.flags
 run head_only_scratch head_only_maml_mann_5w1s.flags
-run maml_conv4 maml_omniglot_5w1s.flags --num_steps=10000 --validate_every=500 --num_validation_tasks=200 --checkpoint_every=500
+run maml_conv4 maml_omniglot_5w1s.flags --image_size=20 --num_steps=10000 --validate_every=500 --num_validation_tasks=200 --checkpoint_every=500
+run joint_lstm joint_lstm_maml_5w1s.flags
