@@ -11,10 +11,11 @@ seed sees the same tasks.
 
 eval.json: split, the report of mann.evaluation.report (protocol, num_tasks and the
 scores below), checkpoint_step, overrides (the run flags given here with another value
-than the run's, e.g. {"zero_reads": true}), eval_seconds, and for few-shot tasks
+than the run's, e.g. {"zero_reads": true}), eval_seconds, tasks_digest (a hash of the
+tasks' classes and images, before any distortion or shuffle: equal digests, same
+tasks; null for sinusoid tasks), and for few-shot tasks
 num_eval_inner_steps, num_shots, num_queries,
-  eval_transform (the --eval_transform distortion, or null), tasks_digest (a hash of
-  the tasks' classes and images, before any distortion: equal digests, same tasks), and
+  eval_transform (the --eval_transform distortion, or null), and
   classification: metric "accuracy", accuracy, ci95, accuracy_by_steps {steps: mean},
   ci95_by_steps; regression: metric "mse", mse, ci95, mse_by_steps, ci95_by_steps;
   online protocol: accuracy, accuracy_by_instance [1st, 2nd, ...], ci95_by_instance,
@@ -97,8 +98,8 @@ def main(argv):
       num_shots=data_flags.NUM_SHOTS.value,
       num_queries=data_flags.NUM_QUERIES.value,
       eval_transform=EVAL_TRANSFORM.value,
-      tasks_digest=evaluation.tasks_digest(sampler, NUM_TASKS.value),
     )
+  report["tasks_digest"] = evaluation.tasks_digest(sampler, NUM_TASKS.value)
   control_line = ""
   cells = models.memory_cells(learner.model)
   # With --zero_reads the score above is itself the ablation.

@@ -400,6 +400,7 @@ def test_online_protocol_mann_train_then_evaluate(
   ablated = binaries.read_json(workdir / "eval_zero_reads.json")
   assert ablated["overrides"] == {"zero_reads": True}
   assert ablated["checkpoint_step"] == report["checkpoint_step"]
+  assert ablated["tasks_digest"] == report["tasks_digest"] is not None  # the same sequences
   assert "reads_zeroed" not in ablated  # the ablation is the score itself
   # The control scored beside the model is that ablation, and its paired difference the
   # difference of the two reports' means (equal episodes, equal lengths).
