@@ -7,7 +7,10 @@ saved value, e.g. --num_eval_inner_steps or --num_queries) and its latest checkp
 adapts to --num_tasks tasks of --split with --num_eval_inner_steps SGD steps each, and
 reports the mean query score after each step with its 95% confidence interval
 (1.96 std / sqrt(num_tasks)). Tasks are a function of --seed: every evaluation of a
-seed sees the same tasks.
+seed sees the same tasks. With --kept_checkpoints it scores, instead, each checkpoint
+that training kept (--keep_checkpoints_at) on those tasks, into
+eval_kept_checkpoints.json: by_checkpoint, a list of eval.json's reports, each with
+the train_seconds of its checkpoint.
 
 eval.json: split, the report of mann.evaluation.report (protocol, num_tasks and the
 scores below), checkpoint_step, overrides (the run flags given here with another value
@@ -36,9 +39,11 @@ from experiments import common
 from experiments import data_flags
 from experiments import run_flags
 from experiments import run_folder
+from mann import errors
 from mann import evaluation
 from mann import files
 from mann import models
+from mann import training
 from mann.data import augment
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
@@ -67,6 +72,14 @@ READS_ZEROED_CONTROL = flags.DEFINE_boolean(
   "per-task difference (with reads minus without) with its 95% interval, and says "
   "memory_used: false where the interval contains 0. Off: one score.",
 )
+KEPT_CHECKPOINTS = flags.DEFINE_boolean(
+  "kept_checkpoints",
+  False,
+  "Score every checkpoint that training kept (--keep_checkpoints_at), each on the same "
+  "tasks, instead of the latest one: accuracy against budget. Writes "
+  "eval_kept_checkpoints.json (unless --output_name says otherwise): by_checkpoint, one "
+  "report as eval.json's per kept step, with its train_seconds.",
+)
 flags.mark_flag_as_required("workdir")
 
 
@@ -86,10 +99,43 @@ def main(argv):
     else run_flags.NUM_EVAL_INNER_STEPS.value
   )
   start = time.time()
+  if not KEPT_CHECKPOINTS.value:
+    report, line, control_line = _evaluate(learner, sampler, num_steps)
+    report.update(checkpoint_step=checkpoint_step, overrides=overrides)
+    lines = [f"{SPLIT.value}: {line} (checkpoint step {checkpoint_step}){control_line}"]
+  else:
+    kept = training.kept_checkpoints(WORKDIR.value)
+    if not kept:
+      raise errors.UserInputError(
+        f"{WORKDIR.value} has no {training.KEPT_FOLDER}: train it with "
+        f"--keep_checkpoints_at=STEP,... or evaluate its latest checkpoint without "
+        f"--kept_checkpoints"
+      )
+    by_checkpoint, lines = [], []
+    for step, path in kept:
+      training.restore_latest(WORKDIR.value, learner, checkpoint=path)
+      one, line, control_line = _evaluate(learner, sampler, num_steps)
+      seconds = training.checkpoint_train_seconds(path)
+      by_checkpoint.append({"checkpoint_step": step, "train_seconds": seconds, **one})
+      lines.append(f"{SPLIT.value}, step {step} ({seconds / 3600:.2f} h): {line}{control_line}")
+    report = {"split": SPLIT.value, "by_checkpoint": by_checkpoint, "overrides": overrides}
+  report["eval_seconds"] = round(time.time() - start, 1)
+  output_name = OUTPUT_NAME.value
+  if KEPT_CHECKPOINTS.value and not flags.FLAGS["output_name"].present:
+    output_name = "eval_kept_checkpoints.json"
+  path = os.path.join(WORKDIR.value, output_name)
+  files.write_json(path, report)
+  print("\n".join(lines) + f"; wrote {path}")
+
+
+def _evaluate(learner, sampler, num_steps) -> tuple[dict, str, str]:
+  """The report of the learner's present weights on the --num_tasks tasks (eval.json's
+  entries but the checkpoint's, the overrides and the time), its summary line and the
+  reads-zeroed control's words ('' without one)."""
   scores = _score(learner, sampler, num_steps)
   metric_name = learner.objective.metric_name
   summary = evaluation.report(scores, metric_name=metric_name)
-  report = {"split": SPLIT.value, **summary, "checkpoint_step": checkpoint_step}
+  report = {"split": SPLIT.value, **summary}
   if summary["protocol"] == evaluation.ONLINE:
     report["num_instances"] = data_flags.NUM_INSTANCES.value
   else:
@@ -110,13 +156,7 @@ def main(argv):
   # Each task's headline score, in task order: runs scored on the same tasks (equal
   # tasks_digest) compare task by task (experiments.memory_report --baseline).
   report["per_task"] = _rounded(evaluation.per_task_scores(scores, metric_name))
-  report.update(overrides=overrides, eval_seconds=round(time.time() - start, 1))
-  path = os.path.join(WORKDIR.value, OUTPUT_NAME.value)
-  files.write_json(path, report)
-  print(
-    f"{SPLIT.value}: {evaluation.report_line(summary)} (checkpoint step "
-    f"{checkpoint_step}){control_line}; wrote {path}"
-  )
+  return report, evaluation.report_line(summary), control_line
 
 
 def _score(learner, sampler, num_steps):

@@ -44,6 +44,14 @@ LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Meta-steps between log lines
 CHECKPOINT_EVERY = flags.DEFINE_integer(
   "checkpoint_every", 1000, "Meta-steps between checkpoints.", lower_bound=1
 )
+KEEP_CHECKPOINTS_AT = flags.DEFINE_list(
+  "keep_checkpoints_at",
+  [],
+  "Meta-steps whose weights are kept for good in WORKDIR/kept_checkpoints, e.g. "
+  "500,1000,2000,5000,10000, beside the latest checkpoints that resume the run; "
+  "experiments.evaluate --kept_checkpoints scores each on the same tasks (accuracy "
+  "against budget).",
+)
 JIT_COMPILE = flags.DEFINE_boolean(
   "jit_compile",
   False,
@@ -104,12 +112,27 @@ NUM_CPU_DEVICES = flags.DEFINE_integer(
 flags.mark_flag_as_required("workdir")
 
 
+def _kept_steps(values: list[str]) -> tuple[int, ...]:
+  """--keep_checkpoints_at as sorted positive steps, or one line that says what is wrong."""
+  try:
+    steps = sorted({int(value) for value in values})
+  except ValueError:
+    steps = [0]
+  if any(step < 1 for step in steps):
+    raise errors.UserInputError(
+      f"--keep_checkpoints_at={','.join(values)}: give positive whole meta-steps, "
+      f"e.g. --keep_checkpoints_at=500,1000,2000"
+    )
+  return tuple(steps)
+
+
 def main(argv):
   del argv
   # Process ages (s) at the milestones of the start-up, for results.json: what the time to
   # the first step goes to (the trainer adds the end of the first call).
   startup = {"main": training.process_age_seconds()}
   run_flags.check_combination()
+  keep_checkpoints_at = _kept_steps(KEEP_CHECKPOINTS_AT.value)
   if run_flags.BATCH_NORM.value == "running":
     raise errors.UserInputError(
       "--batch_norm=running is for experiments.evaluate (fine-tuning a trained run); "
@@ -173,6 +196,7 @@ def main(argv):
     workdir=WORKDIR.value,
     log_every=LOG_EVERY.value,
     checkpoint_every=CHECKPOINT_EVERY.value,
+    keep_checkpoints_at=keep_checkpoints_at,
     jit_compile=JIT_COMPILE.value,
     validate=validate,
     validate_every=VALIDATE_EVERY.value,

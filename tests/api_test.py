@@ -82,8 +82,11 @@ PUBLIC = {
   "mann.training": [
     "CHECKPOINT_FOLDER",
     "FusedAdam",
+    "KEPT_FOLDER",
+    "checkpoint_train_seconds",
     "has_checkpoint",
     "keep_weights_only",
+    "kept_checkpoints",
     "process_age_seconds",
     "restore_latest",
     "restore_model_weights",

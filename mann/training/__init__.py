@@ -1,8 +1,11 @@
 """The meta-trainer."""
 
 from mann.training.checkpointing import CHECKPOINT_FOLDER
+from mann.training.checkpointing import KEPT_FOLDER
+from mann.training.checkpointing import checkpoint_train_seconds
 from mann.training.checkpointing import has_checkpoint
 from mann.training.checkpointing import keep_weights_only
+from mann.training.checkpointing import kept_checkpoints
 from mann.training.checkpointing import restore_latest
 from mann.training.checkpointing import restore_model_weights
 from mann.training.optimizers import FusedAdam
@@ -12,8 +15,11 @@ from mann.training.trainer import train
 __all__ = [
   "CHECKPOINT_FOLDER",
   "FusedAdam",
+  "KEPT_FOLDER",
+  "checkpoint_train_seconds",
   "has_checkpoint",
   "keep_weights_only",
+  "kept_checkpoints",
   "process_age_seconds",
   "restore_latest",
   "restore_model_weights",

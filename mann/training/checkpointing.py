@@ -11,6 +11,7 @@ from mann import errors
 from mann.meta import learner as learner_lib
 
 CHECKPOINT_FOLDER = "checkpoints"
+KEPT_FOLDER = "kept_checkpoints"
 _SKIP_COUNTER = "nonfinite_skipped"
 
 
@@ -61,19 +62,66 @@ class RunCheckpoint:
     self._manager.save(checkpoint_number=step)
 
 
+class KeptCheckpoints:
+  """workdir/kept_checkpoints: the weights at chosen steps (--keep_checkpoints_at), each
+  kept for good beside the rolling checkpoints that resume a run: the learner's
+  checkpoint items, the step and the training seconds, no optimiser state."""
+
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    learner: learner_lib.MetaLearner,
+    step: tf.Variable,
+    train_seconds: tf.Variable,
+  ):
+    checkpoint = tf.train.Checkpoint(
+      step=step, train_seconds=train_seconds, **learner.checkpoint_items()
+    )
+    self._manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(workdir, KEPT_FOLDER), max_to_keep=None
+    )
+
+  def save(self, step: int) -> None:
+    """Writes kept_checkpoints/ckpt-<step> (over one of that step from a run that
+    stopped after it and resumed before it)."""
+    self._manager.save(checkpoint_number=step)
+
+
+def checkpoint_train_seconds(checkpoint: str) -> float:
+  """The training seconds (across resumes) that the checkpoint path prefix records."""
+  return float(tf.train.load_variable(checkpoint, "train_seconds/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def kept_checkpoints(workdir: str) -> list[tuple[int, str]]:
+  """(step, path prefix) of each checkpoint kept at a chosen step, by step; [] if none."""
+  folder = os.path.join(workdir, KEPT_FOLDER)
+  if not os.path.isdir(folder):
+    return []
+  kept = []
+  for name in os.listdir(folder):
+    prefix, dot, suffix = name.partition(".")
+    if suffix == "index" and prefix.startswith("ckpt-") and prefix[5:].isdigit():
+      kept.append((int(prefix[5:]), os.path.join(folder, prefix)))
+  return sorted(kept)
+
+
 def has_checkpoint(workdir: str) -> bool:
   """Whether the run in workdir has saved a checkpoint (a start there resumes)."""
   return tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_FOLDER)) is not None
 
 
-def restore_latest(workdir: str, learner: learner_lib.MetaLearner) -> int:
-  """Loads the learner's weights from the run's latest checkpoint; returns its step.
+def restore_latest(
+  workdir: str, learner: learner_lib.MetaLearner, checkpoint: Optional[str] = None
+) -> int:
+  """Loads the learner's weights from the run's latest checkpoint, or from the
+  checkpoint path prefix `checkpoint` (e.g. one of kept_checkpoints); returns its step.
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
   """
   folder = os.path.join(workdir, CHECKPOINT_FOLDER)
-  latest = tf.train.latest_checkpoint(folder)
+  latest = checkpoint or tf.train.latest_checkpoint(folder)
   if latest is None:
     raise FileNotFoundError(f"no checkpoint in {folder}")
   step = tf.Variable(0, dtype=tf.int64, trainable=False)

@@ -3,6 +3,7 @@ run, logs, progress.
 
 A run lives in its workdir:
   checkpoints/     tf.train.CheckpointManager: weights, optimiser state, step, seconds
+  kept_checkpoints/  the weights, step and seconds at each of keep_checkpoints_at
   log.jsonl        one JSON line per logging step (its metrics, train_seconds so far and
                    rss_mib, the process's resident memory) and per validation
   tensorboard/     the same scalars for TensorBoard
@@ -23,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from absl import logging
 import keras
@@ -176,10 +177,15 @@ class MetricWindow:
     return means, skipped
 
 
-def steps_to_boundary(step: int, *, num_steps: int, steps_per_call: int, every: list[int]) -> int:
+def steps_to_boundary(
+  step: int, *, num_steps: int, steps_per_call: int, every: list[int], at: Sequence[int] = ()
+) -> int:
   """Meta-steps from `step` to the next multiple of any of `every` (log, validation,
-  checkpoint) or to the end, at most steps_per_call."""
-  until = min([n - step % n for n in every] + [num_steps - step])
+  checkpoint), to the next of the steps `at` (kept checkpoints) or to the end, at most
+  steps_per_call."""
+  until = min(
+    [n - step % n for n in every] + [s - step for s in at if s > step] + [num_steps - step]
+  )
   return min(until, steps_per_call)
 
 
@@ -202,6 +208,7 @@ def train(
   workdir: str,
   log_every: int = 100,
   checkpoint_every: int = 1000,
+  keep_checkpoints_at: Sequence[int] = (),
   validate: Optional[Callable[[], dict]] = None,
   validate_every: int = 1000,
   steps_per_call: int = 1,
@@ -225,7 +232,11 @@ def train(
     num_steps: total meta-steps of the run (not of this call).
     workdir: where checkpoints, logs and results go (created if needed).
     log_every: meta-steps between log lines.
-    checkpoint_every: meta-steps between checkpoints (one is always written at the end).
+    checkpoint_every: meta-steps between checkpoints (one is always written at the end);
+      the latest three are kept, to resume from.
+    keep_checkpoints_at: steps whose weights are kept for good in
+      workdir/kept_checkpoints (checkpointing.KeptCheckpoints), to score accuracy
+      against budget; steps past num_steps are never reached.
     validate: optional () -> {name: float}, run every validate_every steps and at the end.
     validate_every: meta-steps between validations.
     steps_per_call: meta-steps run inside one compiled call (a tf.while_loop), which
@@ -278,6 +289,9 @@ def train(
     train_seconds=clock.total,
     nonfinite_skipped=skipped_total,
   )
+  kept = checkpointing.KeptCheckpoints(
+    workdir, learner=learner, step=step_counter, train_seconds=clock.total
+  )
   if resumed_from := checkpoint.restore_latest():
     logging.info("resumed from %s at step %d", resumed_from, int(step_counter.numpy()))
   step = first_step = int(step_counter.numpy())
@@ -311,7 +325,11 @@ def train(
         raise KeyboardInterrupt
       started = time.perf_counter()
       count = steps_to_boundary(
-        step, num_steps=num_steps, steps_per_call=steps_per_call, every=boundaries
+        step,
+        num_steps=num_steps,
+        steps_per_call=steps_per_call,
+        every=boundaries,
+        at=keep_checkpoints_at,
       )
       arguments = (batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
       if trace_seconds is None:
@@ -367,6 +385,9 @@ def train(
       if step % checkpoint_every == 0 or step == num_steps:
         clock.charge()
         checkpoint.save(step)
+      if step in keep_checkpoints_at:
+        clock.charge()
+        kept.save(step)
 
   results = {
     "num_steps": num_steps,

@@ -128,6 +128,8 @@ TRAIN_CASES = [
     "150",
   ),
   ([SINUSOID, "--workdir={blocked}/run"], "cannot write to --workdir"),
+  ([SINUSOID, "--keep_checkpoints_at=500,0", "--workdir={new}"], "give positive whole"),
+  ([SINUSOID, "--keep_checkpoints_at=5k", "--workdir={new}"], "--keep_checkpoints_at=5k"),
 ]
 EVALUATE_CASES = [
   (["--workdir={new}"], "flags.json"),
@@ -136,6 +138,7 @@ EVALUATE_CASES = [
   (["--workdir={run}", "--eval_transform=shear=oops"], "shear"),
   (["--workdir={run}", "--split=bogus"], "--split"),
   (["--workdir={run}", "--num_tasks=0"], "--num_tasks=0"),
+  (["--workdir={run}", "--kept_checkpoints"], "--keep_checkpoints_at=STEP"),
   ([], "--workdir"),
 ]
 

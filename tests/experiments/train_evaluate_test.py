@@ -100,6 +100,30 @@ def test_sinusoid_train_then_evaluate(tmp_path):
     assert task["top_hessian_eigenvalue_by_step"][0] > large["stability_bound"] == 0.02
 
 
+def test_kept_checkpoints_score_as_runs_that_ended_at_their_steps(tmp_path):
+  common = [
+    "--flagfile=experiments/configs/maml_sinusoid.flags",
+    "--meta_batch_size=2",
+    "--steps_per_call=1",
+    "--num_validation_tasks=0",
+  ]
+  binaries.run_ok(
+    "train", *common, "--num_steps=5", "--keep_checkpoints_at=4,2", f"--workdir={tmp_path / 'a'}"
+  )
+  binaries.run_ok("train", *common, "--num_steps=4", f"--workdir={tmp_path / 'b'}")
+  score = ["--num_tasks=6", "--num_eval_inner_steps=2"]
+  result = binaries.run_ok("evaluate", f"--workdir={tmp_path / 'a'}", *score, "--kept_checkpoints")
+  assert "step 2 (" in result.stdout and "step 4 (" in result.stdout
+  binaries.run_ok("evaluate", f"--workdir={tmp_path / 'b'}", *score)
+  kept = binaries.read_json(tmp_path / "a" / "eval_kept_checkpoints.json")["by_checkpoint"]
+  ended_at_4 = binaries.read_json(tmp_path / "b" / "eval.json")
+  assert [entry["checkpoint_step"] for entry in kept] == [2, 4]
+  assert 0 < kept[0]["train_seconds"] < kept[1]["train_seconds"]
+  assert kept[1]["per_task"] == ended_at_4["per_task"] and kept[1]["mse"] == ended_at_4["mse"]
+  assert kept[0]["mse"] != kept[1]["mse"]
+  assert not (tmp_path / "a" / "eval.json").exists()  # the latest one's report is apart
+
+
 @pytest.mark.parametrize("algorithm", ["maml", "transfer"])
 def test_omniglot_train_then_evaluate(
   tmp_path, omniglot_dir, tfds_data_dir, omniglot_characters, algorithm

@@ -294,3 +294,31 @@ def test_a_call_stops_at_the_next_log_validation_checkpoint_or_end(step, expecte
   assert (
     trainer.steps_to_boundary(step, num_steps=30, steps_per_call=4, every=[4, 10, 100]) == expected
   )
+
+
+def test_a_call_stops_at_the_next_kept_step():
+  stops = dict(num_steps=30, steps_per_call=4, every=[100], at=[3, 5, 50])
+  assert [trainer.steps_to_boundary(s, **stops) for s in (0, 3, 4, 5, 26)] == [3, 2, 1, 4, 4]
+
+
+def test_kept_checkpoints_hold_the_weights_at_their_steps_through_a_resume(tmp_path):
+  """A kept step's weights are those of a run that ended there, also when the run was
+  stopped between kept steps and resumed; the rolling checkpoints are unchanged."""
+  _run(tmp_path / "split", 4, keep_checkpoints_at=(3, 7, 50))
+  _run(tmp_path / "split", 8, keep_checkpoints_at=(3, 7, 50))
+  kept = training.kept_checkpoints(str(tmp_path / "split"))
+  assert [step for step, _ in kept] == [3, 7]
+  assert sorted(os.listdir(tmp_path / "split" / "checkpoints")) == [
+    "checkpoint",
+    *(f"ckpt-{s}.{e}" for s in (4, 6, 8) for e in ("data-00000-of-00001", "index")),
+  ]
+  for step, path in kept:
+    names = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+    assert "optimizer" not in names and training.checkpoint_train_seconds(path) > 0
+    ended_there, _ = _run(tmp_path / f"ended_at_{step}", step)
+    restored, learner, _ = poisoned_learner.sinusoid_maml(hidden_sizes=(8, 8))
+    for weights in restored.trainable_weights:
+      weights.assign(tf.zeros_like(weights))
+    assert training.restore_latest(str(tmp_path / "split"), learner, checkpoint=path) == step
+    for a, b in zip(ended_there.get_weights(), restored.get_weights()):
+      np.testing.assert_array_equal(a, b)
