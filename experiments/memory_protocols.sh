@@ -9,10 +9,11 @@
 #   eval_online.json             sequence models only: Santoro's online protocol, 10
 #                                instances of 5 classes, no gradient step
 # Usage: experiments/memory_protocols.sh RUN [OMNIGLOT_DIR]
-# An existing report is kept (delete it to score again).
+# An existing report is kept (delete it to score again). Every run is scored on the test
+# tasks of --seed=0, whatever seed trained it, so that all runs pair task by task.
 set -euo pipefail
 run=${1:?usage: memory_protocols.sh RUN [OMNIGLOT_DIR]}
-data=(--omniglot_dir="${2:-../shared/data/omniglot}")
+data=(--omniglot_dir="${2:-../shared/data/omniglot}" --seed=0)
 cd "$(dirname "$0")/.."
 score() {
   local name=$1

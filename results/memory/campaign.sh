@@ -31,5 +31,10 @@ run memory_first_lstm memory_first_lstm_maml_5w1s.flags --init_from=results/lstm
 run joint joint_maml_mann_5w1s.flags
 run reads_only reads_only_maml_mann_5w1s.flags
 run head_only_scratch head_only_maml_mann_5w1s.flags
-run maml_conv4 maml_omniglot_5w1s.flags --image_size=20 --num_steps=10000 --validate_every=500 --num_validation_tasks=200 --checkpoint_every=500
-run joint_lstm joint_lstm_maml_5w1s.flags
+run maml_conv4 maml_omniglot_5w1s.flags --image_size=20 --keep_checkpoints_at=500,1000,2000,5000,10000 --num_steps=10000 --validate_every=500 --num_validation_tasks=200 --checkpoint_every=500
+run joint_lstm joint_lstm_maml_5w1s.flags --keep_checkpoints_at=500,1000,2000,5000,10000
+# Second seeds (seed 1), scored on the same test tasks as seed 0 (memory_protocols.sh).
+run joint_seed_1 joint_maml_mann_5w1s.flags --seed=1
+run joint_lstm_seed_1 joint_lstm_maml_5w1s.flags --seed=1
+run memory_first_head_seed_1 memory_first_head_maml_5w1s.flags --seed=1 --init_from=results/mann_key_strength_omniglot_online_5way
+run memory_first_lstm_seed_1 memory_first_lstm_maml_5w1s.flags --seed=1 --init_from=results/lstm_omniglot_online_5way
