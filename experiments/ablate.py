@@ -29,7 +29,15 @@ WORKDIR/seed_<s>/<cell>/ (mann_fine_tune evaluates mann_episodic's run and write
 eval_fine_tune.json there). Rerunning the same command resumes unfinished cells and
 never retrains finished ones. --eval_transform also scores every cell on the same test
 tasks with every image sheared and scaled (Finn & Levine 2018's out-of-distribution
-probe). Writes WORKDIR/ablation.json, ablation.md and ablation.png.
+probe).
+
+Accuracy against budget: every cell keeps its weights at --keep_checkpoints_at (up to
+the budget), and each kept checkpoint is scored on the same test tasks; ablation.md
+tabulates those curves against meta-steps and training hours and ablation_curves.png
+draws them. The questions (ablation_report.COMPARISONS) are answered task by task: the
+paired difference of two cells on the shared test tasks, pooled over the seeds, with
+its 95% interval and an equivalence test (TOST, ±1 point). Writes WORKDIR/ablation.json,
+ablation.md, ablation.png and ablation_curves.png.
 """
 
 import dataclasses
@@ -45,6 +53,7 @@ from experiments import common
 from experiments import data_flags
 from mann import errors
 from mann import files
+from mann import training
 from mann.data import augment
 
 CONFIGS = os.path.join("experiments", "configs")  # flagfiles name others from the repo root
@@ -108,6 +117,13 @@ TRAIN_FLAGS = flags.DEFINE_list(
   "Extra flags for every cell's experiments.train, e.g. "
   "--train_flags=--validate_every=500 (tiny models in tests).",
 )
+KEEP_CHECKPOINTS_AT = flags.DEFINE_list(
+  "keep_checkpoints_at",
+  ["500", "1000", "2000", "5000", "10000", "20000"],
+  "Meta-steps at which every cell keeps its weights (experiments.train "
+  "--keep_checkpoints_at; those past --budget_steps are dropped, the budget is added); "
+  "each kept checkpoint is scored on the same test tasks: accuracy against budget.",
+)
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the grid (created if missing).")
 flags.mark_flag_as_required("workdir")
 
@@ -126,6 +142,20 @@ def _data_flags() -> list[str]:
   return given
 
 
+def _kept_steps() -> list[int]:
+  """--keep_checkpoints_at up to the budget, and the budget."""
+  try:
+    steps = {int(step) for step in KEEP_CHECKPOINTS_AT.value}
+  except ValueError:
+    steps = {0}
+  if any(step < 1 for step in steps):
+    raise errors.UserInputError(
+      f"--keep_checkpoints_at={','.join(KEEP_CHECKPOINTS_AT.value)}: give positive whole "
+      f"meta-steps, e.g. 500,1000,2000"
+    )
+  return sorted({step for step in steps if step < BUDGET_STEPS.value} | {BUDGET_STEPS.value})
+
+
 def _train(name: str, cell: Cell, workdir: str, seed: str) -> None:
   results = common.read_json(os.path.join(workdir, "results.json"))
   if results is not None and results["num_steps"] == BUDGET_STEPS.value:
@@ -140,6 +170,7 @@ def _train(name: str, cell: Cell, workdir: str, seed: str) -> None:
       *_data_flags(),
       f"--num_steps={BUDGET_STEPS.value}",
       f"--seed={seed}",
+      f"--keep_checkpoints_at={','.join(map(str, _kept_steps()))}",
       f"--workdir={workdir}",
       *TRAIN_FLAGS.value,
     ],
@@ -158,8 +189,10 @@ def _evaluate(
     report is None
     or report["checkpoint_step"] != BUDGET_STEPS.value
     or report["num_tasks"] != NUM_TASKS.value
-    # A memory cell's report from before the reads-zeroed control: scored again.
+    # A memory cell's report from before the reads-zeroed control, or any from before
+    # per-task scores (the paired comparisons need them): scored again.
     or (cell.memory.startswith("mann") and "reads_zeroed" not in report)
+    or "per_task" not in report
   ):
     common.run_binary(
       [
@@ -175,6 +208,74 @@ def _evaluate(
     )
     report = common.require_json(path, written_by="experiments.evaluate")
   return report
+
+
+def _curve(name: str, cell: Cell, workdir: str, seed: str, transform: Optional[str]) -> list[dict]:
+  """The cell's kept checkpoints scored on the test tasks (eval_kept_checkpoints*.json,
+  scored when missing or stale): [{step, train_hours, accuracy, ci95, num_tasks}]; []
+  for a run trained before it kept checkpoints."""
+  kept = [step for step, _ in training.kept_checkpoints(workdir)]
+  if not kept:
+    return []
+  output = "eval_kept_checkpoints" if cell.trained_by is None else f"eval_kept_{cell.adaptation}"
+  if transform:
+    output += "_" + ablation_report.transform_suffix(transform)
+  path = os.path.join(workdir, f"{output}.json")
+  report = common.read_json(path)
+  if (
+    report is None
+    or [r["checkpoint_step"] for r in report["by_checkpoint"]] != kept
+    or report["by_checkpoint"][0]["num_tasks"] != NUM_TASKS.value
+  ):
+    common.run_binary(
+      [
+        "experiments.evaluate",
+        f"--workdir={workdir}",
+        f"--num_tasks={NUM_TASKS.value}",
+        "--kept_checkpoints",
+        "--noreads_zeroed_control",
+        f"--output_name={output}.json",
+        *cell.eval_flags,
+        *([f"--eval_transform={transform}"] if transform else []),
+      ],
+      f"seed {seed} {name}: evaluating its kept checkpoints"
+      + (f" ({transform})" if transform else ""),
+      driver="ablate",
+    )
+    report = common.require_json(path, written_by="experiments.evaluate")
+  return [
+    {
+      "step": r["checkpoint_step"],
+      "train_hours": r["train_seconds"] / 3600,
+      "accuracy": r["accuracy"],
+      "ci95": r["ci95"],
+      "num_tasks": r["num_tasks"],
+    }
+    for r in report["by_checkpoint"]
+  ]
+
+
+def _comparisons(per_task: dict, transform: Optional[str]) -> list[dict]:
+  """ablation_report.COMPARISONS between the cells that ran, paired task by task.
+
+  per_task: {(cell, seed, "in_distribution" or "transformed"): (tasks_digest, scores)}.
+  """
+  seeds = sorted({seed for _, seed, _ in per_task})
+  keys = ["in_distribution"] + (["transformed"] if transform else [])
+  comparisons = []
+  for first, second, question in ablation_report.COMPARISONS:
+    entry: dict = {"first": first, "second": second, "question": question}
+    for key in keys:
+      firsts = [per_task.get((first, s, key)) for s in seeds]
+      seconds = [per_task.get((second, s, key)) for s in seeds]
+      if any(a is None or b is None or a[0] != b[0] for a, b in zip(firsts, seconds)):
+        break  # a cell that did not run, or tasks that differ: no paired comparison
+      entry[key] = ablation_report.paired_comparison(
+        [a[1] for a in firsts if a], [b[1] for b in seconds if b]
+      )
+    else:
+      comparisons.append(entry)
+  return comparisons
 
 
 def _reads_zeroed_entry(report: dict) -> dict:
@@ -218,6 +319,7 @@ def main(argv):
   os.makedirs(grid_dir, exist_ok=True)
   start = time.time()
   rows = {}
+  per_task = {}
   for seed in seeds:
     for name in names:
       cell = CELLS[name]
@@ -237,6 +339,7 @@ def main(argv):
           "per_seed_transformed": {},
         },
       )
+      per_task[(name, seed, "in_distribution")] = (report["tasks_digest"], report["per_task"])
       row["per_seed"][seed] = {
         k: report[k]
         for k in (
@@ -250,6 +353,7 @@ def main(argv):
         )
       }
       row["per_seed"][seed]["train_hours"] = results["train_seconds"] / 3600
+      row["per_seed"][seed]["curve"] = _curve(name, cell, workdir, seed, None)
       if "reads_zeroed" in report:
         row["per_seed"][seed]["reads_zeroed"] = _reads_zeroed_entry(report)
       row.update(
@@ -271,13 +375,19 @@ def main(argv):
         row["per_seed_transformed"][seed] = {
           k: shifted[k] for k in ("accuracy", "ci95", "num_tasks", "eval_transform")
         }
+        row["per_seed_transformed"][seed]["curve"] = _curve(name, cell, workdir, seed, transform)
+        per_task[(name, seed, "transformed")] = (shifted["tasks_digest"], shifted["per_task"])
   for row in rows.values():
     row["pooled"] = ablation_report.pooled(list(row["per_seed"].values()))
     zeroed = [r["reads_zeroed"] for r in row["per_seed"].values() if "reads_zeroed" in r]
     if zeroed:
       row["pooled_reads_zeroed"] = ablation_report.pooled_reads_zeroed(zeroed)
+    curves = [r["curve"] for r in row["per_seed"].values()]
+    row["curve"] = ablation_report.pooled_curve(curves) if all(curves) else []
     if transform:
       row["pooled_transformed"] = ablation_report.pooled(list(row["per_seed_transformed"].values()))
+      curves = [r["curve"] for r in row["per_seed_transformed"].values()]
+      row["curve_transformed"] = ablation_report.pooled_curve(curves) if all(curves) else []
   shots = data_flags.NUM_SHOTS.value
   grid = {
     "command": " ".join(["python -m experiments.ablate", *sys.argv[1:]]),
@@ -289,13 +399,16 @@ def main(argv):
     "num_tasks": NUM_TASKS.value,
     "eval_transform": transform,
     "cells": rows,
+    "comparisons": _comparisons(per_task, transform),
   }
   files.write_json(os.path.join(grid_dir, "ablation.json"), grid)
   ablation_report.write_table(grid, os.path.join(grid_dir, "ablation.md"))
   ablation_report.plot(grid, os.path.join(grid_dir, "ablation.png"))
+  curves = ablation_report.plot_curves(grid, os.path.join(grid_dir, "ablation_curves.png"))
   print(
     f"ablate: {len(names)} cells x {len(seeds)} seeds in {time.time() - start:.0f} s; "
-    f"wrote {os.path.join(grid_dir, 'ablation.md')} (.json, .png)"
+    f"wrote {os.path.join(grid_dir, 'ablation.md')} (.json, .png"
+    + (", ablation_curves.png)" if curves else ")")
   )
 
 

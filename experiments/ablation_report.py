@@ -1,4 +1,6 @@
-"""The memory x initialisation grid's report: pooled intervals, ablation.md, ablation.png.
+"""The memory x initialisation grid's report: pooled intervals, paired comparisons with
+their equivalence tests, accuracy against budget, ablation.md, ablation.png and
+ablation_curves.png.
 
 experiments.ablate builds the grid dict (see there) and calls these; they read no flags.
 """
@@ -6,6 +8,7 @@ experiments.ablate builds the grid dict (see there) and calls these; they read n
 import numpy as np
 
 from mann import files
+from mann.evaluation import metrics
 
 
 def pooled(per_seed: list[dict], key: str = "accuracy") -> dict:
@@ -53,7 +56,7 @@ def _percent(value: float) -> str:
   return f"{100 * value:.2f}"
 
 
-# The grid's questions, each a pair of cells whose 95% intervals are compared.
+# The grid's questions, each a pair of cells compared task by task.
 COMPARISONS = (
   ("mann_maml", "lstm_maml", "memory beyond a MAML initialisation"),
   ("mann_episodic", "lstm_episodic", "memory without an initialisation"),
@@ -62,45 +65,116 @@ COMPARISONS = (
   ("mann_maml", "conv4_maml", "MAML over the MANN against conv4 MAML"),
   ("conv4_maml", "conv4_transfer", "meta-learning against pretraining (conv4)"),
 )
+EQUIVALENCE_MARGIN = 0.01  # a fraction: differences within ±1 point count as none
 
 
-def interval(result: dict) -> tuple[float, float]:
-  """(low, high) of accuracy +- ci95, in %."""
-  return (100 * (result["accuracy"] - result["ci95"]), 100 * (result["accuracy"] + result["ci95"]))
+def paired_comparison(
+  first: list[list[float]], second: list[list[float]], margin: float = EQUIVALENCE_MARGIN
+) -> dict:
+  """First minus second, task by task, pooled over seeds.
 
+  Args:
+    first, second: per seed, the per-task scores of the two cells on that seed's test
+      tasks (the same tasks for both, in the same order).
+    margin: the equivalence margin, a fraction.
 
-def compare(first: dict, second: dict) -> str:
-  """Whether two results' 95% intervals overlap ("no difference measured") or which
-  one lies above the other."""
-  (a_low, a_high), (b_low, b_high) = interval(first), interval(second)
-  if a_low <= b_high and b_low <= a_high:
-    return "intervals overlap: no difference measured"
-  return "first higher" if a_low > b_high else "second higher"
+  Returns:
+    difference and ci95 (its 95% interval over all tasks), p_equivalence (the TOST's
+    p-value at ±margin), margin, num_tasks and verdict: "first higher" or "second
+    higher" where the interval excludes 0, "equivalent" where the TOST says so at 0.05,
+    else "undecided".
+  """
+  differences = np.concatenate([np.subtract(a, b) for a, b in zip(first, second)])
+  mean, ci95 = metrics.mean_and_ci95(differences)
+  tost = metrics.equivalence_test(differences, margin)
+  if abs(mean) > ci95:
+    verdict = "first higher" if mean > 0 else "second higher"
+  else:
+    verdict = "equivalent" if tost["equivalent"] else "undecided"
+  return {
+    "difference": mean,
+    "ci95": ci95,
+    "p_equivalence": tost["p_value"],
+    "margin": margin,
+    "num_tasks": int(differences.size),
+    "verdict": verdict,
+  }
 
 
 def _comparison_lines(grid: dict) -> list[str]:
-  keys = [("pooled", "in distribution")]
+  keys = [("in_distribution", "in distribution")]
   if grid["eval_transform"]:
-    keys.append(("pooled_transformed", "transformed"))
+    keys.append(("transformed", "transformed"))
+  comparisons = grid.get("comparisons", [])
+  if not comparisons:
+    return []
+  margin = 100 * comparisons[0]["in_distribution"]["margin"]
   lines = [
     "",
-    "Comparisons (95% intervals in %, from the table's rows):",
+    "Comparisons: first minus second, task by task on the shared test tasks, pooled over "
+    "the seeds, in points with its 95% interval; a difference whose interval holds 0 is "
+    f"'equivalent' where two one-sided tests (alpha 0.05) put it within ±{margin:g} "
+    "point, else 'undecided'.",
     "",
     "| question | first | second | " + " | ".join(label for _, label in keys) + " |",
     "|---|---|---|" + "---|" * len(keys),
   ]
-  cells = grid["cells"]
-  for first, second, question in COMPARISONS:
-    if first not in cells or second not in cells:
-      continue
+  for comparison in comparisons:
     entries = []
     for key, _ in keys:
-      (a_low, a_high), (b_low, b_high) = interval(cells[first][key]), interval(cells[second][key])
+      c = comparison[key]
       entries.append(
-        f"[{a_low:.2f}, {a_high:.2f}] vs [{b_low:.2f}, {b_high:.2f}]: "
-        f"{compare(cells[first][key], cells[second][key])}"
+        f"{100 * c['difference']:+.2f} ± {100 * c['ci95']:.2f}: {c['verdict']} "
+        f"(TOST p {c['p_equivalence']:.2g})"
       )
-    lines.append(f"| {question} | `{first}` | `{second}` | " + " | ".join(entries) + " |")
+    lines.append(
+      f"| {comparison['question']} | `{comparison['first']}` | `{comparison['second']}` | "
+      + " | ".join(entries)
+      + " |"
+    )
+  return lines
+
+
+def pooled_curve(per_seed_curves: list[list[dict]]) -> list[dict]:
+  """The accuracy-against-budget curve pooled over seeds at the steps every seed kept:
+  step, train_hours (the seeds' mean), accuracy and ci95 as pooled() pools them."""
+  common_steps = sorted(set.intersection(*[{p["step"] for p in c} for c in per_seed_curves]))
+  curve = []
+  for step in common_steps:
+    points = [next(p for p in c if p["step"] == step) for c in per_seed_curves]
+    curve.append(
+      {
+        "step": step,
+        "train_hours": float(np.mean([p["train_hours"] for p in points])),
+        **pooled(points),
+      }
+    )
+  return curve
+
+
+def _curve_lines(grid: dict) -> list[str]:
+  cells = {name: row for name, row in grid["cells"].items() if row.get("curve")}
+  if not cells:
+    return []
+  steps = sorted({p["step"] for row in cells.values() for p in row["curve"]})
+  lines = [
+    "",
+    "Accuracy against budget (%, pooled over the seeds, the same test tasks at every step; "
+    "hours: training hours at that step, the seeds' mean):",
+    "",
+    "| cell | " + " | ".join(f"{s} steps" for s in steps) + " |",
+    "|---|" + "---|" * len(steps),
+  ]
+  for name, row in cells.items():
+    by_step = {p["step"]: p for p in row["curve"]}
+    entries = [
+      f"{_percent(by_step[s]['accuracy'])} ± {_percent(by_step[s]['ci95'])} "
+      f"({by_step[s]['train_hours']:.2f} h)"
+      if s in by_step
+      else ""
+      for s in steps
+    ]
+    lines.append(f"| `{name}` | " + " | ".join(entries) + " |")
   return lines
 
 
@@ -169,6 +243,7 @@ def write_table(grid: dict, path: str) -> None:
       f"{parameters:,}{note}",
     ]
     lines.append("| " + " | ".join(cells) + " |")
+  lines += _curve_lines(grid)
   lines += _comparison_lines(grid)
   with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
     f.write("\n".join(lines) + "\n")
@@ -206,3 +281,42 @@ def plot(grid: dict, path: str) -> None:
   with files.atomic_write(path) as tmp_path:
     figure.savefig(tmp_path, format="png", dpi=120)
   plt.close(figure)
+
+
+def plot_curves(grid: dict, path: str) -> bool:
+  """ablation_curves.png: each cell's accuracy against meta-steps and against training
+  hours (dashed: transformed). False, and no file, where no cell kept checkpoints."""
+  cells = {name: row for name, row in grid["cells"].items() if row.get("curve")}
+  if not cells:
+    return False
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+  for name, row in cells.items():
+    for key, style, suffix in (("curve", "-", ""), ("curve_transformed", "--", " (transformed)")):
+      curve = row.get(key)
+      if not curve:
+        continue
+      accuracy = [100 * p["accuracy"] for p in curve]
+      error = [100 * p["ci95"] for p in curve]
+      for axis, x_key in zip(axes, ("step", "train_hours")):
+        x = [p[x_key] for p in curve]
+        axis.errorbar(
+          x, accuracy, yerr=error, linestyle=style, marker="o", capsize=2, label=name + suffix
+        )
+  for axis, label in zip(axes, ("meta-steps", "training hours")):
+    axis.set_xscale("log")
+    axis.set_xlabel(label)
+    axis.axhline(100 / grid["num_ways"], color="grey", linestyle=":", linewidth=1)
+  axes[0].set_ylabel("test accuracy (%), 95% interval")
+  axes[0].set_ylim(0, 100)
+  axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+  figure.suptitle(f"Accuracy against budget: {grid['data']}, seeds {','.join(grid['seeds'])}")
+  figure.tight_layout()
+  with files.atomic_write(path) as tmp_path:
+    figure.savefig(tmp_path, format="png", dpi=120)
+  plt.close(figure)
+  return True

@@ -1,11 +1,13 @@
 """experiments.ablate end to end with a tiny budget: every cell trains and is scored on
-the same test tasks, the table holds every cell, and a rerun trains nothing."""
+the same test tasks, at each kept checkpoint too, the table holds every cell and every
+question, and a rerun trains nothing."""
 
 import json
 import os
 import subprocess
 import sys
 
+from experiments import ablation_report
 from tests import conftest
 
 # Tiny models: the grid's settings, shrunk so that each cell's 2 steps take seconds.
@@ -47,7 +49,7 @@ def _ablate(tmp_path, omniglot_dir, tfds_data_dir, *extra):
 def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
   tmp_path, omniglot_dir, tfds_data_dir
 ):
-  first = _ablate(tmp_path, omniglot_dir, tfds_data_dir)
+  first = _ablate(tmp_path, omniglot_dir, tfds_data_dir, "--keep_checkpoints_at=1,50")
   assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
   grid_dir = tmp_path / "grid"
   with open(grid_dir / "ablation.json") as f:
@@ -66,6 +68,11 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
   for name in names:
     assert f"`{name}`" in table
   assert (grid_dir / "ablation.png").stat().st_size > 10_000
+  assert (grid_dir / "ablation_curves.png").stat().st_size > 10_000
+  # Every question answered task by task on the shared tasks.
+  assert [(c["first"], c["second"]) for c in grid["comparisons"]] == [
+    (first, second) for first, second, _ in ablation_report.COMPARISONS
+  ]
 
   digests = set()
   for name in names:
@@ -76,6 +83,10 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
       report = json.load(f)
     assert report["checkpoint_step"] == 2 and report["num_tasks"] == 3
     assert row["pooled"]["accuracy"] == report["accuracy"]
+    # Kept at step 1 and at the budget, whose score is the last checkpoint's.
+    assert [p["step"] for p in row["curve"]] == [1, 2]
+    assert row["curve"][-1]["accuracy"] == report["accuracy"]
+    assert 0 < row["curve"][0]["train_hours"] <= row["curve"][1]["train_hours"]
     assert row["num_parameters"] > 0 and row["num_steps"] == 2
     digests.add(report["tasks_digest"])
     # Every memory cell carries its reads-zeroed control, read from its eval report.
@@ -100,7 +111,7 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
     for n in names
     if n != "mann_fine_tune"
   }
-  second = _ablate(tmp_path, omniglot_dir, tfds_data_dir)
+  second = _ablate(tmp_path, omniglot_dir, tfds_data_dir, "--keep_checkpoints_at=1,50")
   assert second.returncode == 0, second.stderr[-3000:]
   assert "experiments.train" not in second.stdout and "experiments.evaluate" not in second.stdout
   assert {n: os.path.getmtime(grid_dir / "seed_0" / n / "results.json") for n in trained} == trained

@@ -84,26 +84,82 @@ def test_table_and_plot_hold_every_cell_and_flag_parameter_gaps(tmp_path):
   assert ablation_report.transform_suffix("shear=0.5,scale=0.75") == "shear0p5_scale0p75"
 
 
-def test_comparisons_say_when_intervals_overlap(tmp_path):
-  result = lambda accuracy, ci95: {"accuracy": accuracy, "ci95": ci95}
-  assert ablation_report.compare(result(0.90, 0.01), result(0.915, 0.01)).startswith(
-    "intervals overlap"
-  )
-  assert ablation_report.compare(result(0.90, 0.01), result(0.93, 0.01)) == "second higher"
-  assert ablation_report.compare(result(0.95, 0.01), result(0.90, 0.02)) == "first higher"
+def test_paired_comparisons_pool_the_seeds_task_differences_and_test_equivalence():
+  rng = np.random.default_rng(2)
+  first = [rng.binomial(5, 0.8, size=300) / 5 for _ in range(2)]
+  close = [np.clip(f + rng.choice([-0.2, 0.0, 0.2], 300, p=[0.05, 0.9, 0.05]), 0, 1) for f in first]
+  far = [f - 0.2 for f in first]
+  comparison = ablation_report.paired_comparison(first, close)
+  differences = np.concatenate([a - b for a, b in zip(first, close)])
+  mean, ci95 = metrics.mean_and_ci95(differences)
+  assert comparison["difference"] == mean and comparison["ci95"] == ci95
+  assert comparison["num_tasks"] == 600
+  expected = metrics.equivalence_test(differences, 0.01)
+  assert comparison["p_equivalence"] == expected["p_value"]
+  assert comparison["verdict"] == ("equivalent" if expected["equivalent"] else "undecided")
+  assert ablation_report.paired_comparison(first, far)["verdict"] == "first higher"
+  assert ablation_report.paired_comparison(far, first)["verdict"] == "second higher"
+  # Wide noise around no difference: neither a difference nor an equivalence.
+  noisy = [rng.binomial(5, 0.5, size=20) / 5 for _ in range(2)]
+  assert ablation_report.paired_comparison(noisy, noisy[::-1])["verdict"] == "undecided"
+
+
+def test_the_table_gives_the_comparisons_and_the_curves(tmp_path):
+  row = _row("mann (LRUA)", "maml", 0.9, 400_000)
+  curve = [
+    {"step": 500, "train_hours": 0.1, "accuracy": 0.5, "ci95": 0.02, "num_tasks": 600},
+    {"step": 2000, "train_hours": 0.4, "accuracy": 0.9, "ci95": 0.01, "num_tasks": 600},
+  ]
+  comparison = {
+    "difference": -0.05,
+    "ci95": 0.01,
+    "p_equivalence": 1.0,
+    "margin": 0.01,
+    "num_tasks": 600,
+    "verdict": "second higher",
+  }
   grid = _one_seed_grid(
     {
-      "mann_maml": _row("mann (LRUA)", "maml", 0.9, 400_000),
-      "conv4_maml": _row("conv4 (reference)", "maml", 0.95, 112_000),
+      "mann_maml": {**row, "curve": curve},
+      "conv4_maml": {**_row("conv4 (reference)", "maml", 0.95, 112_000), "curve": []},
     }
   )
-  ablation_report.write_table(grid, tmp_path / "ablation.md")
-  (row,) = [
-    line
-    for line in (tmp_path / "ablation.md").read_text().splitlines()
-    if line.startswith("| MAML over the MANN against conv4 MAML")
+  grid["comparisons"] = [
+    {
+      "first": "mann_maml",
+      "second": "conv4_maml",
+      "question": "MAML over the MANN against conv4 MAML",
+      "in_distribution": comparison,
+    }
   ]
-  assert "[89.00, 91.00] vs [94.00, 96.00]: second higher" in row
+  ablation_report.write_table(grid, tmp_path / "ablation.md")
+  lines = (tmp_path / "ablation.md").read_text().splitlines()
+  (row_line,) = [line for line in lines if line.startswith("| MAML over the MANN against")]
+  assert "-5.00 ± 1.00: second higher (TOST p 1)" in row_line
+  assert "| cell | 500 steps | 2000 steps |" in lines
+  (curve_line,) = [line for line in lines if line.startswith("| `mann_maml` | 50.00")]
+  assert curve_line == "| `mann_maml` | 50.00 ± 2.00 (0.10 h) | 90.00 ± 1.00 (0.40 h) |"
+  assert ablation_report.plot_curves(grid, tmp_path / "curves.png")
+  assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  grid["cells"]["mann_maml"]["curve"] = []
+  assert not ablation_report.plot_curves(grid, tmp_path / "none.png")
+  assert not (tmp_path / "none.png").exists()
+
+
+def test_a_curve_pooled_over_seeds_keeps_the_steps_every_seed_has():
+  point = lambda step, accuracy: {
+    "step": step,
+    "train_hours": step / 1000,
+    "accuracy": accuracy,
+    "ci95": 0.01,
+    "num_tasks": 100,
+  }
+  curve = ablation_report.pooled_curve(
+    [[point(1, 0.5), point(2, 0.7)], [point(1, 0.6), point(2, 0.8), point(3, 0.9)]]
+  )
+  assert [p["step"] for p in curve] == [1, 2]
+  expected = ablation_report.pooled([point(2, 0.7), point(2, 0.8)])
+  assert curve[1]["accuracy"] == expected["accuracy"] and curve[1]["ci95"] == expected["ci95"]
 
 
 def test_a_memory_cells_reads_zeroed_difference_is_pooled_and_named_when_unused(tmp_path):
