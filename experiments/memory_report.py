@@ -147,6 +147,39 @@ def table(runs_dir, title, name, baselines=(), margin=0.02):
   return [f"#### {title} (`{name}`)", ""] + header + rows + [""]
 
 
+VALIDATION_STEPS = (2500, 5000, 7500, 10000)
+
+
+def validation_table(runs_dir) -> list[str]:
+  """Markdown lines: each run's validation accuracy (log.jsonl) at VALIDATION_STEPS and
+  its rise over the last of those intervals, to show whether the budget flattened it."""
+  rows = []
+  for run in sorted(os.listdir(runs_dir)):
+    path = os.path.join(runs_dir, run, "log.jsonl")
+    if not os.path.isfile(path):
+      continue
+    with open(path) as f:
+      records = [json.loads(line) for line in f if line.strip()]
+    by_step = {r["step"]: r["validation_accuracy"] for r in records if "validation_accuracy" in r}
+    cells = [f"{100 * by_step[s]:.1f}" if s in by_step else "" for s in VALIDATION_STEPS]
+    last, before = VALIDATION_STEPS[-1], VALIDATION_STEPS[-2]
+    rise = (
+      f"{100 * (by_step[last] - by_step[before]):+.1f}" if {last, before} <= set(by_step) else ""
+    )
+    rows.append(f"| `{run}` | " + " | ".join(cells) + f" | {rise} |")
+  if not rows:
+    return []
+  steps = " | ".join(f"{s:,}" for s in VALIDATION_STEPS)
+  return [
+    "#### Validation accuracy against meta-steps (`log.jsonl`, %)",
+    "",
+    f"| run | {steps} | rise over the last {VALIDATION_STEPS[-1] - VALIDATION_STEPS[-2]:,} |",
+    "|---|" + "---|" * len(VALIDATION_STEPS) + "---|",
+    *rows,
+    "",
+  ]
+
+
 def main(argv):
   del argv
   lines = []
@@ -159,6 +192,7 @@ def main(argv):
     ]
   for title, name in PROTOCOLS:
     lines += table(RUNS_DIR.value, title, name, BASELINES.value, EQUIVALENCE_MARGIN.value / 100)
+  lines += validation_table(RUNS_DIR.value)
   print("\n".join(lines))
 
 

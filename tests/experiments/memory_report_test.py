@@ -112,3 +112,14 @@ def test_a_baseline_column_says_equivalent_when_the_tost_does():
   assert "equivalent" not in memory_report.paired_against(
     reports["close"], reports["baseline"], 0.001
   )
+
+
+def test_the_validation_table_reads_log_jsonl_at_its_steps(tmp_path):
+  records = [{"step": 2500, "train_loss": 1.0}]
+  records += [
+    {"step": s, "validation_accuracy": a} for s, a in ((5000, 0.5), (7500, 0.8), (10000, 0.85))
+  ]
+  os.makedirs(tmp_path / "mann")
+  (tmp_path / "mann" / "log.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
+  lines = memory_report.validation_table(str(tmp_path))
+  assert "| `mann` |  | 50.0 | 80.0 | 85.0 | +5.0 |" in lines
