@@ -138,9 +138,17 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
   )
 
 
+def outer_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+  """adam: Keras's Adam, its update fused (MAML); sgd: plain steps (Reptile); rmsprop:
+  RMSProp with a 0.95 decay of its mean square and no momentum (Santoro et al. 2016 train
+  the MANN with RMSProp)."""
+  if name == "sgd":
+    return keras.optimizers.SGD(learning_rate)
+  if name == "rmsprop":
+    return keras.optimizers.RMSprop(learning_rate, rho=0.95, momentum=0.0)
+  return training.FusedAdam(learning_rate)
+
+
 def make_optimizer() -> keras.optimizers.Optimizer:
-  """The outer optimiser: Adam (MAML; Keras's, its update fused) or SGD (Reptile) at
-  --outer_lr."""
-  if run_flags.OUTER_OPTIMIZER.value == "sgd":
-    return keras.optimizers.SGD(run_flags.OUTER_LR.value)
-  return training.FusedAdam(run_flags.OUTER_LR.value)
+  """The outer optimiser of --outer_optimizer at --outer_lr."""
+  return outer_optimizer(run_flags.OUTER_OPTIMIZER.value, run_flags.OUTER_LR.value)

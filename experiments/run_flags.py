@@ -158,8 +158,9 @@ OUTER_LR = flags.DEFINE_float("outer_lr", 1e-3, "Outer (meta) learning rate.", l
 OUTER_OPTIMIZER = flags.DEFINE_enum(
   "outer_optimizer",
   "adam",
-  ["adam", "sgd"],
-  "Outer optimiser: adam (MAML) or sgd (Reptile's interpolation, step = outer_lr).",
+  ["adam", "sgd", "rmsprop"],
+  "Outer optimiser: adam (MAML), sgd (Reptile's interpolation, step = outer_lr) or "
+  "rmsprop (decay 0.95, no momentum; Santoro et al. 2016's optimiser for the MANN).",
 )
 LEARN_INNER_LRS = flags.DEFINE_boolean(
   "learn_inner_lrs", False, "MAML++ LSLR: learn one inner rate per step and weight tensor."
