@@ -8,12 +8,14 @@
 #   eval_test_10_shot.json       10 shots at test
 #   eval_online.json             sequence models only: Santoro's online protocol, 10
 #                                instances of 5 classes, no gradient step
-# Usage: experiments/memory_protocols.sh RUN [OMNIGLOT_DIR]
+# Usage: experiments/memory_protocols.sh RUN [OMNIGLOT_DIR [EVALUATE_FLAGS...]]
+# EVALUATE_FLAGS go to every call, before the protocol's own (which win), e.g. to score
+# a run trained on the online protocol on few-shot tasks.
 # An existing report is kept (delete it to score again). Every run is scored on the test
 # tasks of --seed=0, whatever seed trained it, so that all runs pair task by task.
 set -euo pipefail
-run=${1:?usage: memory_protocols.sh RUN [OMNIGLOT_DIR]}
-data=(--omniglot_dir="${2:-../shared/data/omniglot}" --seed=0)
+run=${1:?usage: memory_protocols.sh RUN [OMNIGLOT_DIR [EVALUATE_FLAGS...]]}
+data=(--omniglot_dir="${2:-../shared/data/omniglot}" --seed=0 "${@:3}")
 cd "$(dirname "$0")/.."
 score() {
   local name=$1

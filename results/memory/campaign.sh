@@ -33,6 +33,23 @@ run reads_only reads_only_maml_mann_5w1s.flags
 run head_only_scratch head_only_maml_mann_5w1s.flags
 run maml_conv4 maml_omniglot_5w1s.flags --image_size=20 --keep_checkpoints_at=500,1000,2000,5000,10000 --num_steps=10000 --validate_every=500 --num_validation_tasks=200 --checkpoint_every=500
 run joint_lstm joint_lstm_maml_5w1s.flags --keep_checkpoints_at=500,1000,2000,5000,10000
+# Memory only, no MAML: the Santoro-trained MANN and LSTM (the recipes' starting points),
+# their weights copied here and scored on the same few-shot tasks; with 3 inner steps at
+# test they are the fine-tune control (gradient steps never meta-trained for).
+reference() {  # reference NAME SOURCE_RUN
+  local dir=results/memory/$1 source=$2
+  if [[ ! -d "$dir/checkpoints" ]]; then
+    mkdir -p "$dir"
+    cp "$source/flags.json" "$source/results.json" "$dir/"
+    cp -r "$source/checkpoints" "$dir/"
+    python3 -m experiments.keep_weights_only --workdir="$dir"
+  fi
+  bash experiments/memory_protocols.sh "$dir" "$data" --protocol=few_shot --num_queries=1 \
+    --algorithm=maml --inner_loss=support_replay --inner_weights=all --inner_lr=0.4 \
+    --num_eval_inner_steps=3
+}
+reference santoro_mann results/mann_key_strength_omniglot_online_5way
+reference santoro_lstm results/lstm_omniglot_online_5way
 # Second seeds (seed 1), scored on the same test tasks as seed 0 (memory_protocols.sh).
 run joint_seed_1 joint_maml_mann_5w1s.flags --seed=1
 run joint_lstm_seed_1 joint_lstm_maml_5w1s.flags --seed=1
