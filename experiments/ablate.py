@@ -144,15 +144,7 @@ def _data_flags() -> list[str]:
 
 def _kept_steps() -> list[int]:
   """--keep_checkpoints_at up to the budget, and the budget."""
-  try:
-    steps = {int(step) for step in KEEP_CHECKPOINTS_AT.value}
-  except ValueError:
-    steps = {0}
-  if any(step < 1 for step in steps):
-    raise errors.UserInputError(
-      f"--keep_checkpoints_at={','.join(KEEP_CHECKPOINTS_AT.value)}: give positive whole "
-      f"meta-steps, e.g. 500,1000,2000"
-    )
+  steps = common.kept_steps(KEEP_CHECKPOINTS_AT.value)
   return sorted({step for step in steps if step < BUDGET_STEPS.value} | {BUDGET_STEPS.value})
 
 

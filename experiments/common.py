@@ -103,3 +103,18 @@ def require_json(path: str, *, written_by: str) -> dict:
   if found is None:
     raise errors.UserInputError(f"{path} not found: {written_by} did not write it; rerun it")
   return found
+
+
+def kept_steps(values: list[str]) -> tuple[int, ...]:
+  """--keep_checkpoints_at as sorted positive meta-steps, or one line that says what is
+  wrong (experiments.train and experiments.ablate read the flag alike)."""
+  try:
+    steps = sorted({int(value) for value in values})
+  except ValueError:
+    steps = [0]
+  if any(step < 1 for step in steps):
+    raise errors.UserInputError(
+      f"--keep_checkpoints_at={','.join(values)}: give positive whole meta-steps, "
+      f"e.g. --keep_checkpoints_at=500,1000,2000"
+    )
+  return tuple(steps)

@@ -112,27 +112,13 @@ NUM_CPU_DEVICES = flags.DEFINE_integer(
 flags.mark_flag_as_required("workdir")
 
 
-def _kept_steps(values: list[str]) -> tuple[int, ...]:
-  """--keep_checkpoints_at as sorted positive steps, or one line that says what is wrong."""
-  try:
-    steps = sorted({int(value) for value in values})
-  except ValueError:
-    steps = [0]
-  if any(step < 1 for step in steps):
-    raise errors.UserInputError(
-      f"--keep_checkpoints_at={','.join(values)}: give positive whole meta-steps, "
-      f"e.g. --keep_checkpoints_at=500,1000,2000"
-    )
-  return tuple(steps)
-
-
 def main(argv):
   del argv
   # Process ages (s) at the milestones of the start-up, for results.json: what the time to
   # the first step goes to (the trainer adds the end of the first call).
   startup = {"main": training.process_age_seconds()}
   run_flags.check_combination()
-  keep_checkpoints_at = _kept_steps(KEEP_CHECKPOINTS_AT.value)
+  keep_checkpoints_at = common.kept_steps(KEEP_CHECKPOINTS_AT.value)
   if run_flags.BATCH_NORM.value == "running":
     raise errors.UserInputError(
       "--batch_norm=running is for experiments.evaluate (fine-tuning a trained run); "
