@@ -1,23 +1,30 @@
 r"""The memory x initialisation grid: what an external memory adds, what a meta-learned
-initialisation adds, on the same encoder, tasks, seeds and budget.
+initialisation adds, on the same tasks and seeds, each cell trained by its own recipe.
 
-  python -m experiments.ablate --omniglot_dir=../shared/data/omniglot \
-      --budget_steps=2000 --workdir=workdirs/ablation_5w1s
+  python -m experiments.ablate --omniglot_dir=../shared/data/omniglot --seeds=0,1 \
+      --workdir=workdirs/ablation_5w1s
   python -m experiments.ablate --omniglot_dir=../shared/data/omniglot --num_shots=5 \
-      --budget_steps=2000 --workdir=workdirs/ablation_5w5s
+      --seeds=0,1 --workdir=workdirs/ablation_5w5s
 
-Cells (--cells), every one with the conv4 encoder at 28x28, the flagfiles' settings,
---budget_steps meta-steps and the same --seeds (so the same training and test tasks):
+Cells (--cells), every one at --image_size (20x20 by default: the memory-only cells read
+Santoro's 20x20 pixels, and cells pair task by task only on the same images), with the
+same --seeds (so the same test tasks). ablation.md lists each cell's recipe and why.
 
-  lstm_episodic   LSTM, no external memory; weights fixed at test, its state adapts
-  lstm_maml       the LSTM, MAML-initialised (S inner steps on the support sequence)
-  mann_episodic   the MANN (LSTM controller + LRUA memory), weights fixed at test
-  mann_maml       the MANN, MAML-initialised
-  mann_fine_tune  mann_episodic's weights fine-tuned at test by the same S steps, never
-                  meta-trained for it (any gradient steps, or the learned initialisation?);
-                  batch norm with its running statistics, as the episodic MANN is tested
+  lstm_episodic   LSTM, no external memory, trained on Santoro's online sequences for
+                  --memory_only_budget_steps; weights fixed at test, its state adapts
+  lstm_maml       conv4 + LSTM, MAML-initialised (S inner steps on the support sequence),
+                  --budget_steps
+  mann_episodic   the MANN (LSTM controller + LRUA memory, key strength), as lstm_episodic
+  mann_maml       conv4 + MANN, MAML-initialised
+  mann_fine_tune  mann_episodic's weights fine-tuned at test by SGD, never meta-trained for
+                  it (any gradient steps, or the learned initialisation?)
   conv4_maml      reference: conv4 MAML (the paper's model)
   conv4_transfer  reference: conv4 pretrained on the training classes, fine-tuned at test
+
+The two cells that fine-tune without meta-training for it (mann_fine_tune,
+conv4_transfer) choose their test-time rate (--tune_inner_lrs) and steps (1 to
+--tune_max_inner_steps) on --num_tune_tasks validation tasks (tuning_<adaptation>.json);
+the test tasks see only the choice.
 
 Every memory cell (mann_*) is scored with its reads zeroed too, on the same tasks
 (experiments.evaluate's control): ablation.md gives that accuracy and the paired
@@ -66,28 +73,87 @@ class Cell:
 
   memory: str
   adaptation: str
+  recipe: str  # how it is trained and tested, and why that recipe (ablation.md's cell list)
   flagfile: Optional[str] = None
   train_flags: tuple = ()
   trained_by: Optional[str] = None  # re-evaluates that cell's run, with eval_flags
   eval_flags: tuple = ()
+  memory_only: bool = False  # trained for --memory_only_budget_steps, not --budget_steps
+  tuned: bool = False  # its test-time steps and rate are chosen on the validation classes
 
 
+# An online-trained model is tested on the grid's few-shot tasks: each query after the
+# support sequence, weights fixed (as Santoro et al.'s sequences, with 1 query per class).
+_FEW_SHOT_TEST = ("--protocol=few_shot", "--num_queries=1")
+_SANTORO = (
+  "Santoro et al.'s recipe: online sequences of 5 classes x 10 instances (one-hot labels, "
+  "20x20 pixels, controller 200, Adam 1e-3) for --memory_only_budget_steps, tested on the "
+  "grid's few-shot tasks with its weights fixed. Why: trained on few-shot episodes it "
+  "stayed at the label-elimination plateau (chance) after 2,000 steps; on online "
+  "sequences it leaves it at about 4-6k steps"
+)
+_MAML = (
+  "the conv4 MAML recipe (1 inner step at 0.4 in training, 3 at test, meta-batch 32, "
+  "Adam 1e-3, 1 query per class) for --budget_steps, the support set fed as a sequence. "
+  "Why: the recipe that trains conv4 MAML to 98% trains the sequence models too"
+)
 CELLS = {
   "lstm_episodic": Cell(
-    "lstm (none)", "episodic", "maml_lstm_omniglot_5w1s.flags", ("--algorithm=episodic",)
+    "lstm (none)",
+    "episodic",
+    "the LSTM alone, " + _SANTORO,
+    "lstm_omniglot_online_5way.flags",
+    eval_flags=_FEW_SHOT_TEST,
+    memory_only=True,
   ),
-  "lstm_maml": Cell("lstm (none)", "maml", "maml_lstm_omniglot_5w1s.flags"),
-  "mann_episodic": Cell("mann (LRUA)", "episodic", "mann_episodic_omniglot_5w1s.flags"),
-  "mann_maml": Cell("mann (LRUA)", "maml", "maml_mann_omniglot_5w1s.flags"),
+  "lstm_maml": Cell(
+    "lstm (none)", "maml", "MAML over conv4 + LSTM, " + _MAML, "maml_lstm_omniglot_5w1s.flags"
+  ),
+  "mann_episodic": Cell(
+    "mann (LRUA)",
+    "episodic",
+    "the MANN with a learned read sharpness (--key_strength), " + _SANTORO,
+    "mann_key_strength_omniglot_online_5way.flags",
+    eval_flags=_FEW_SHOT_TEST,
+    memory_only=True,
+  ),
+  "mann_maml": Cell(
+    "mann (LRUA)",
+    "maml",
+    "MAML over conv4 + MANN (key strength), " + _MAML,
+    "maml_mann_omniglot_5w1s.flags",
+  ),
   "mann_fine_tune": Cell(
     "mann (LRUA)",
     "fine_tune",
+    "mann_episodic's weights (a memory that learned) fine-tuned at test by SGD on the "
+    "support set (every weight, the support sequence replayed), never meta-trained for "
+    "it; steps and rate chosen on the validation classes. Its pixel encoder has no batch "
+    "norm, so no batch-norm mode differs from the cells it is compared with",
     trained_by="mann_episodic",
-    eval_flags=("--algorithm=maml", "--batch_norm=running"),
+    eval_flags=(
+      *_FEW_SHOT_TEST,
+      "--algorithm=maml",
+      "--inner_loss=support_replay",
+      "--inner_weights=all",
+    ),
+    tuned=True,
   ),
-  "conv4_maml": Cell("conv4 (reference)", "maml", "maml_omniglot_5w1s.flags"),
+  "conv4_maml": Cell(
+    "conv4 (reference)",
+    "maml",
+    "Finn et al.'s conv4 MAML (maml_omniglot_5w1s.flags) for --budget_steps",
+    "maml_omniglot_5w1s.flags",
+  ),
   "conv4_transfer": Cell(
-    "conv4 (reference)", "transfer", "maml_omniglot_5w1s.flags", ("--algorithm=transfer",)
+    "conv4 (reference)",
+    "transfer",
+    "conv4 pretrained on the training classes (one softmax over all of them) for "
+    "--budget_steps, then fine-tuned at test; its steps and rate chosen on the validation "
+    "classes (Chen et al. 2019, A Closer Look at Few-shot Classification)",
+    "maml_omniglot_5w1s.flags",
+    ("--algorithm=transfer",),
+    tuned=True,
   ),
 }
 
@@ -101,7 +167,30 @@ SEEDS = flags.DEFINE_list(
   "seed (weights and tasks), the same seeds for every cell.",
 )
 BUDGET_STEPS = flags.DEFINE_integer(
-  "budget_steps", 2000, "Meta-steps of every cell.", lower_bound=1
+  "budget_steps", 10000, "Meta-steps of every MAML and transfer cell.", lower_bound=1
+)
+MEMORY_ONLY_BUDGET_STEPS = flags.DEFINE_integer(
+  "memory_only_budget_steps",
+  45000,
+  "Meta-steps of the memory-only cells (lstm_episodic, mann_episodic: Santoro et al.'s "
+  "online sequences, which leave the label-elimination plateau at about 4-6k steps).",
+  lower_bound=1,
+)
+TUNE_INNER_LRS = flags.DEFINE_list(
+  "tune_inner_lrs",
+  ["0.01", "0.03", "0.1", "0.4"],
+  "Test-time SGD rates tried, on the validation classes, for the cells that fine-tune "
+  "without meta-training for it (conv4_transfer, mann_fine_tune).",
+)
+TUNE_MAX_INNER_STEPS = flags.DEFINE_integer(
+  "tune_max_inner_steps",
+  10,
+  "Most test-time SGD steps tried for those cells; the best (rate, steps >= 1) on the "
+  "validation classes is used on the test tasks.",
+  lower_bound=1,
+)
+NUM_TUNE_TASKS = flags.DEFINE_integer(
+  "num_tune_tasks", 200, "Validation tasks per rate tried.", lower_bound=1
 )
 NUM_TASKS = flags.DEFINE_integer("num_tasks", 600, "Test tasks per cell and seed.", lower_bound=1)
 EVAL_TRANSFORM = flags.DEFINE_string(
@@ -126,14 +215,17 @@ KEEP_CHECKPOINTS_AT = flags.DEFINE_list(
 )
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the grid (created if missing).")
 flags.mark_flag_as_required("workdir")
+# Santoro's image size for every cell: the memory-only cells read 20x20 pixels, and the
+# cells pair task by task only where they see the same images.
+flags.FLAGS.set_default("image_size", 20)
 
 
 def _data_flags() -> list[str]:
-  """The data flags given on this command line, passed on to every cell (paths made
-  absolute: the cells run from the repository root)."""
+  """The data flags given on this command line, and the grid's image size, passed on to
+  every cell (paths made absolute: the cells run from the repository root)."""
   given = []
   for flag in flags.FLAGS.get_flags_for_module(data_flags):
-    if not flag.present:
+    if not flag.present and flag.name != "image_size":
       continue
     if flag.name in _PATH_FLAGS and flag.value:
       given.append(f"--{flag.name}={os.path.abspath(flag.value)}")
@@ -142,16 +234,23 @@ def _data_flags() -> list[str]:
   return given
 
 
-def _kept_steps() -> list[int]:
+def _budget(cell: Cell) -> int:
+  """Meta-steps of the cell that trains the cell's run."""
+  trainer = CELLS[cell.trained_by] if cell.trained_by else cell
+  return MEMORY_ONLY_BUDGET_STEPS.value if trainer.memory_only else BUDGET_STEPS.value
+
+
+def _kept_steps(budget: int) -> list[int]:
   """--keep_checkpoints_at up to the budget, and the budget."""
   steps = common.kept_steps(KEEP_CHECKPOINTS_AT.value)
-  return sorted({step for step in steps if step < BUDGET_STEPS.value} | {BUDGET_STEPS.value})
+  return sorted({step for step in steps if step < budget} | {budget})
 
 
 def _train(name: str, cell: Cell, workdir: str, seed: str) -> None:
+  budget = _budget(cell)
   results = common.read_json(os.path.join(workdir, "results.json"))
-  if results is not None and results["num_steps"] == BUDGET_STEPS.value:
-    print(f"ablate: seed {seed} {name}: trained ({BUDGET_STEPS.value} steps), kept", flush=True)
+  if results is not None and results["num_steps"] == budget:
+    print(f"ablate: seed {seed} {name}: trained ({budget} steps), kept", flush=True)
     return
   assert cell.flagfile is not None, f"{name} trains, so it names a flagfile"
   common.run_binary(
@@ -160,9 +259,9 @@ def _train(name: str, cell: Cell, workdir: str, seed: str) -> None:
       f"--flagfile={os.path.join(CONFIGS, cell.flagfile)}",
       *cell.train_flags,
       *_data_flags(),
-      f"--num_steps={BUDGET_STEPS.value}",
+      f"--num_steps={budget}",
       f"--seed={seed}",
-      f"--keep_checkpoints_at={','.join(map(str, _kept_steps()))}",
+      f"--keep_checkpoints_at={','.join(map(str, _kept_steps(budget)))}",
       f"--workdir={workdir}",
       *TRAIN_FLAGS.value,
     ],
@@ -171,38 +270,172 @@ def _train(name: str, cell: Cell, workdir: str, seed: str) -> None:
   )
 
 
-def _evaluate(
-  name: str, cell: Cell, workdir: str, seed: str, output_name: str, transform: Optional[str]
-) -> dict:
-  """The cell's eval report, evaluating its run's last checkpoint when not done yet."""
-  path = os.path.join(workdir, output_name)
-  report = common.read_json(path)
+def _tune(name: str, cell: Cell, workdir: str, seed: str) -> dict:
+  """The test-time (inner_lr, num_steps >= 1) with the best mean accuracy on
+  --num_tune_tasks validation tasks, each of --tune_inner_lrs scored after up to
+  --tune_max_inner_steps steps (tuning_<adaptation>.json, redone when stale):
+  {inner_lr, num_steps, accuracy, ci95, by_inner_lr: {rate: {accuracy_by_steps,
+  ci95_by_steps}}, checkpoint_step, num_tasks, max_inner_steps}."""
+  rates = _tune_rates()
+  budget = _budget(cell)
+  path = os.path.join(workdir, f"tuning_{cell.adaptation}.json")
+  tuning = common.read_json(path)
+  wanted = {
+    "checkpoint_step": budget,
+    "num_tasks": NUM_TUNE_TASKS.value,
+    "max_inner_steps": TUNE_MAX_INNER_STEPS.value,
+    "inner_lrs": rates,
+  }
+  if tuning is not None and all(tuning.get(k) == v for k, v in wanted.items()):
+    return tuning
+  by_rate = {}
+  for rate in rates:
+    output = f"validation_{cell.adaptation}_lr{rate:g}.json"
+    report = common.read_json(os.path.join(workdir, output))
+    if (
+      report is None
+      or report["checkpoint_step"] != budget
+      or report["num_tasks"] != NUM_TUNE_TASKS.value
+      or report["num_eval_inner_steps"] != TUNE_MAX_INNER_STEPS.value
+    ):
+      common.run_binary(
+        [
+          "experiments.evaluate",
+          f"--workdir={workdir}",
+          "--split=validation",
+          f"--num_tasks={NUM_TUNE_TASKS.value}",
+          f"--output_name={output}",
+          "--noreads_zeroed_control",
+          *cell.eval_flags,
+          *_data_flags(),
+          f"--inner_lr={rate}",
+          f"--num_eval_inner_steps={TUNE_MAX_INNER_STEPS.value}",
+        ],
+        f"seed {seed} {name}: tuning on the validation classes (inner_lr {rate:g})",
+        driver="ablate",
+      )
+      report = common.require_json(os.path.join(workdir, output), written_by="experiments.evaluate")
+    by_rate[f"{rate:g}"] = {k: report[k] for k in ("accuracy_by_steps", "ci95_by_steps")}
+  # The best mean; ties go to the fewer steps, then the smaller rate.
+  candidates = [
+    (entry["accuracy_by_steps"][str(steps)], -steps, -rate, rate, steps)
+    for rate, entry in zip(rates, by_rate.values())
+    for steps in range(1, TUNE_MAX_INNER_STEPS.value + 1)
+  ]
+  accuracy, _, _, best_rate, best_steps = max(candidates)
+  tuning = {
+    **wanted,
+    "inner_lr": best_rate,
+    "num_steps": best_steps,
+    "accuracy": accuracy,
+    "ci95": by_rate[f"{best_rate:g}"]["ci95_by_steps"][str(best_steps)],
+    "by_inner_lr": by_rate,
+  }
+  files.write_json(path, tuning)
+  print(
+    f"ablate: seed {seed} {name}: chose inner_lr {best_rate:g}, {best_steps} steps "
+    f"(validation {100 * accuracy:.2f} %); wrote {path}",
+    flush=True,
+  )
+  return tuning
+
+
+def _tune_rates() -> list[float]:
+  """--tune_inner_lrs as numbers, or one line that says what is wrong."""
+  try:
+    rates = [float(r) for r in TUNE_INNER_LRS.value]
+  except ValueError:
+    raise errors.UserInputError(
+      f"--tune_inner_lrs={','.join(TUNE_INNER_LRS.value)}: give numbers, e.g. 0.01,0.1"
+    ) from None
+  if not rates or min(rates) <= 0:
+    raise errors.UserInputError("--tune_inner_lrs: give at least one rate, each above 0")
+  return rates
+
+
+def _test_flags(name: str, cell: Cell, workdir: str, seed: str) -> tuple[list[str], dict]:
+  """The flags of the cell's test evaluations (its own, the grid's data flags and, for a
+  tuned cell, the rate and steps chosen on the validation classes) and the tuning ({}
+  for an untuned cell)."""
+  test_flags = [*cell.eval_flags, *_data_flags()]
+  if not cell.tuned:
+    return test_flags, {}
+  tuning = _tune(name, cell, workdir, seed)
+  return test_flags + [
+    f"--inner_lr={tuning['inner_lr']}",
+    f"--num_eval_inner_steps={tuning['num_steps']}",
+  ], tuning
+
+
+def _stale(report: Optional[dict], cell: Cell, workdir: str, tuning: dict) -> bool:
+  """Whether a test report is missing or was scored otherwise than now wanted."""
   if (
     report is None
-    or report["checkpoint_step"] != BUDGET_STEPS.value
+    or report["checkpoint_step"] != _budget(cell)
     or report["num_tasks"] != NUM_TASKS.value
     # A memory cell's report from before the reads-zeroed control, or any from before
     # per-task scores (the paired comparisons need them): scored again.
     or (cell.memory.startswith("mann") and "reads_zeroed" not in report)
     or "per_task" not in report
   ):
+    return True
+  return _tuning_differs(report, report["overrides"], workdir, tuning)
+
+
+def _tuning_differs(report: dict, overrides: dict, workdir: str, tuning: dict) -> bool:
+  """Whether a tuned cell's report was scored with other steps or rate than the tuning's
+  (False for an untuned cell)."""
+  if not tuning:
+    return False
+  run_inner_lr = common.require_json(
+    os.path.join(workdir, "flags.json"), written_by="experiments.train"
+  )["inner_lr"]
+  return (
+    report["num_eval_inner_steps"] != tuning["num_steps"]
+    or overrides.get("inner_lr", run_inner_lr) != tuning["inner_lr"]
+  )
+
+
+def _evaluate(
+  name: str,
+  cell: Cell,
+  workdir: str,
+  seed: str,
+  output_name: str,
+  transform: Optional[str],
+  test_flags: list[str],
+  tuning: dict,
+) -> dict:
+  """The cell's eval report, evaluating its run's last checkpoint when not done yet."""
+  path = os.path.join(workdir, output_name)
+  report = common.read_json(path)
+  if _stale(report, cell, workdir, tuning):
     common.run_binary(
       [
         "experiments.evaluate",
         f"--workdir={workdir}",
         f"--num_tasks={NUM_TASKS.value}",
         f"--output_name={output_name}",
-        *cell.eval_flags,
+        *test_flags,
         *([f"--eval_transform={transform}"] if transform else []),
       ],
       f"seed {seed} {name}: evaluating" + (f" ({transform})" if transform else ""),
       driver="ablate",
     )
     report = common.require_json(path, written_by="experiments.evaluate")
+  assert report is not None  # _stale is true for a missing report
   return report
 
 
-def _curve(name: str, cell: Cell, workdir: str, seed: str, transform: Optional[str]) -> list[dict]:
+def _curve(
+  name: str,
+  cell: Cell,
+  workdir: str,
+  seed: str,
+  transform: Optional[str],
+  test_flags: list[str],
+  tuning: dict,
+) -> list[dict]:
   """The cell's kept checkpoints scored on the test tasks (eval_kept_checkpoints*.json,
   scored when missing or stale): [{step, train_hours, accuracy, ci95, num_tasks}]; []
   for a run trained before it kept checkpoints."""
@@ -218,6 +451,7 @@ def _curve(name: str, cell: Cell, workdir: str, seed: str, transform: Optional[s
     report is None
     or [r["checkpoint_step"] for r in report["by_checkpoint"]] != kept
     or report["by_checkpoint"][0]["num_tasks"] != NUM_TASKS.value
+    or _tuning_differs(report["by_checkpoint"][-1], report["overrides"], workdir, tuning)
   ):
     common.run_binary(
       [
@@ -227,7 +461,7 @@ def _curve(name: str, cell: Cell, workdir: str, seed: str, transform: Optional[s
         "--kept_checkpoints",
         "--noreads_zeroed_control",
         f"--output_name={output}.json",
-        *cell.eval_flags,
+        *test_flags,
         *([f"--eval_transform={transform}"] if transform else []),
       ],
       f"seed {seed} {name}: evaluating its kept checkpoints"
@@ -307,6 +541,7 @@ def main(argv):
   transform = EVAL_TRANSFORM.value
   if transform:
     augment.parse_distortion(transform)  # a bad spec fails before any training
+  _tune_rates()
   grid_dir = os.path.abspath(WORKDIR.value)
   os.makedirs(grid_dir, exist_ok=True)
   start = time.time()
@@ -319,7 +554,8 @@ def main(argv):
       if cell.trained_by is None:
         _train(name, cell, workdir, seed)
       output = "eval" if cell.trained_by is None else f"eval_{cell.adaptation}"
-      report = _evaluate(name, cell, workdir, seed, f"{output}.json", None)
+      test_flags, tuning = _test_flags(name, cell, workdir, seed)
+      report = _evaluate(name, cell, workdir, seed, f"{output}.json", None, test_flags, tuning)
       results = common.read_json(os.path.join(workdir, "results.json"))
       row = rows.setdefault(
         name,
@@ -327,6 +563,7 @@ def main(argv):
           "memory": cell.memory,
           "adaptation": cell.adaptation,
           "trained_by": cell.trained_by,
+          "recipe": cell.recipe,
           "per_seed": {},
           "per_seed_transformed": {},
         },
@@ -345,7 +582,11 @@ def main(argv):
         )
       }
       row["per_seed"][seed]["train_hours"] = results["train_seconds"] / 3600
-      row["per_seed"][seed]["curve"] = _curve(name, cell, workdir, seed, None)
+      row["per_seed"][seed]["curve"] = _curve(name, cell, workdir, seed, None, test_flags, tuning)
+      if tuning:
+        row["per_seed"][seed]["tuning"] = {
+          k: tuning[k] for k in ("inner_lr", "num_steps", "accuracy", "ci95")
+        }
       if "reads_zeroed" in report:
         row["per_seed"][seed]["reads_zeroed"] = _reads_zeroed_entry(report)
       row.update(
@@ -363,11 +604,15 @@ def main(argv):
           seed,
           f"{output}_{ablation_report.transform_suffix(transform)}.json",
           transform,
+          test_flags,
+          tuning,
         )
         row["per_seed_transformed"][seed] = {
           k: shifted[k] for k in ("accuracy", "ci95", "num_tasks", "eval_transform")
         }
-        row["per_seed_transformed"][seed]["curve"] = _curve(name, cell, workdir, seed, transform)
+        row["per_seed_transformed"][seed]["curve"] = _curve(
+          name, cell, workdir, seed, transform, test_flags, tuning
+        )
         per_task[(name, seed, "transformed")] = (shifted["tasks_digest"], shifted["per_task"])
   for row in rows.values():
     row["pooled"] = ablation_report.pooled(list(row["per_seed"].values()))
@@ -387,6 +632,8 @@ def main(argv):
     "num_ways": data_flags.NUM_WAYS.value,
     "num_shots": shots,
     "budget_steps": BUDGET_STEPS.value,
+    "memory_only_budget_steps": MEMORY_ONLY_BUDGET_STEPS.value,
+    "image_size": data_flags.IMAGE_SIZE.value,
     "seeds": seeds,
     "num_tasks": NUM_TASKS.value,
     "eval_transform": transform,

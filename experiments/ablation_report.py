@@ -178,17 +178,43 @@ def _curve_lines(grid: dict) -> list[str]:
   return lines
 
 
+def _recipe_lines(grid: dict) -> list[str]:
+  """The cell list: each cell's recipe and why, and the test-time rate and steps that a
+  tuned cell chose on the validation classes."""
+  lines = ["Cells, each by its recipe:", ""]
+  for name, row in grid["cells"].items():
+    if "recipe" not in row:  # a grid from before recipes were recorded
+      return []
+    line = f"- `{name}`: {row['recipe']}."
+    tunings = [r["tuning"] for r in row["per_seed"].values() if "tuning" in r]
+    if tunings:
+      line += (
+        " Chosen per seed: "
+        + "; ".join(
+          f"seed {seed}: inner_lr {t['inner_lr']:g}, {t['num_steps']} step"
+          f"{'s' if t['num_steps'] > 1 else ''} (validation {_percent(t['accuracy'])} +- "
+          f"{_percent(t['ci95'])})"
+          for seed, t in zip(row["per_seed"], tunings)
+        )
+        + "."
+      )
+    lines.append(line)
+  return lines + [""]
+
+
 def write_table(grid: dict, path: str) -> None:
   lines = [
     f"# Memory x initialisation, {grid['data']}",
     "",
     f"Command: `{grid['command']}`",
     "",
-    f"Every cell: {grid['budget_steps']} meta-steps, seeds {', '.join(grid['seeds'])}, "
-    f"{grid['num_tasks']} test tasks per seed (the same tasks for every cell); "
-    "accuracy in % with its 95% interval over the test tasks (pooled over seeds).",
+    f"Seeds {', '.join(grid['seeds'])}, {grid['num_tasks']} test tasks per seed (the same "
+    f"tasks for every cell), images at {grid.get('image_size', 28)}x"
+    f"{grid.get('image_size', 28)}; accuracy in % with its 95% interval over the test tasks "
+    "(pooled over seeds).",
     "",
   ]
+  lines += _recipe_lines(grid)
   transform = grid["eval_transform"]
   header = ["cell", "memory", "adaptation", "test accuracy"]
   if len(grid["seeds"]) > 1:
@@ -239,7 +265,7 @@ def write_table(grid: dict, path: str) -> None:
       str(row["num_eval_inner_steps"]),
       str(row["num_steps"]),
       " / ".join(f"{r['train_hours']:.2f}" for r in row["per_seed"].values())
-      + (" (mann_episodic's)" if row["trained_by"] else ""),
+      + (f" ({row['trained_by']}'s)" if row["trained_by"] else ""),
       f"{parameters:,}{note}",
     ]
     lines.append("| " + " | ".join(cells) + " |")
@@ -271,10 +297,11 @@ def plot(grid: dict, path: str) -> None:
   axes.set_ylabel("test accuracy (%), 95% interval")
   axes.set_ylim(0, 100)
   axes.axhline(100 / grid["num_ways"], color="grey", linestyle=":", linewidth=1, label="chance")
+  memory_only = grid.get("memory_only_budget_steps")
   axes.set_title(
-    f"Memory x initialisation: {grid['data']}, {grid['budget_steps']} "
-    f"meta-steps, seed{'s' if len(grid['seeds']) > 1 else ''} "
-    f"{','.join(grid['seeds'])}"
+    f"Memory x initialisation: {grid['data']}, {grid['budget_steps']} meta-steps"
+    + (f" ({memory_only} memory only)" if memory_only else "")
+    + f", seed{'s' if len(grid['seeds']) > 1 else ''} {','.join(grid['seeds'])}"
   )
   axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
   figure.tight_layout()

@@ -20,6 +20,8 @@ run() {  # run NAME FLAGFILE [extra train flags...]
   # Reports written before evaluate kept per-task scores and online digests are redone.
   python3 -c 'import glob, json, os, sys
 for path in glob.glob(os.path.join(sys.argv[1], "eval*.json")):
+  if os.path.basename(path).startswith("eval_kept"):
+    continue  # a report per kept checkpoint: its per_task is in by_checkpoint
   report = json.load(open(path))
   if "per_task" not in report or report.get("tasks_digest") is None:
     os.remove(path)' "$dir"
@@ -55,3 +57,18 @@ run joint_seed_1 joint_maml_mann_5w1s.flags --seed=1
 run joint_lstm_seed_1 joint_lstm_maml_5w1s.flags --seed=1
 run memory_first_head_seed_1 memory_first_head_maml_5w1s.flags --seed=1 --init_from=results/mann_key_strength_omniglot_online_5way
 run memory_first_lstm_seed_1 memory_first_lstm_maml_5w1s.flags --seed=1 --init_from=results/lstm_omniglot_online_5way
+# Third seeds (seed 2) of the headline pair.
+run joint_seed_2 joint_maml_mann_5w1s.flags --seed=2
+run joint_lstm_seed_2 joint_lstm_maml_5w1s.flags --seed=2
+# Trained on 5-way 5-shot tasks (the 1-shot recipes with --num_shots=5): does the memory
+# carry a 5-shot task when trained on one? Their eval.json is the 5-shot protocol; the
+# 1-shot test is scored as well.
+for name in joint_5_shot joint_lstm_5_shot; do
+  flagfile=joint_maml_mann_5w1s.flags
+  [[ $name == joint_lstm_5_shot ]] && flagfile=joint_lstm_maml_5w1s.flags
+  run $name $flagfile --num_shots=5
+  if [[ ! -s results/memory/$name/eval_test_1_shot.json ]]; then
+    python3 -m experiments.evaluate --workdir=results/memory/$name --omniglot_dir="$data" \
+      --seed=0 --output_name=eval_test_1_shot.json --num_shots=1
+  fi
+done

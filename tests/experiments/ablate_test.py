@@ -1,6 +1,7 @@
-"""experiments.ablate end to end with a tiny budget: every cell trains and is scored on
-the same test tasks, at each kept checkpoint too, the table holds every cell and every
-question, and a rerun trains nothing."""
+"""experiments.ablate end to end with a tiny budget: every cell trains by its recipe and
+is scored on the same test tasks, at each kept checkpoint too, the tuned cells use the
+rate and steps that scored best on the validation classes, the table holds every cell
+and every question, and a rerun trains nothing."""
 
 import json
 import os
@@ -33,7 +34,11 @@ def _ablate(tmp_path, omniglot_dir, tfds_data_dir, *extra):
       f"--omniglot_dir={omniglot_dir}",
       f"--data_dir={tfds_data_dir}",
       "--budget_steps=2",
+      "--memory_only_budget_steps=3",
       "--num_tasks=3",
+      "--tune_inner_lrs=0.05,0.4",
+      "--tune_max_inner_steps=2",
+      "--num_tune_tasks=2",
       f"--train_flags={','.join(_TINY)}",
       f"--workdir={tmp_path / 'grid'}",
       *extra,
@@ -81,13 +86,40 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
     output = "eval_fine_tune" if name == "mann_fine_tune" else "eval"
     with open(grid_dir / "seed_0" / trained_as / f"{output}.json") as f:
       report = json.load(f)
-    assert report["checkpoint_step"] == 2 and report["num_tasks"] == 3
+    with open(grid_dir / "seed_0" / trained_as / "flags.json") as f:
+      run_flags = json.load(f)
+    # The memory-only cells train on online sequences for their own budget; every cell
+    # at the grid's 20x20.
+    memory_only = trained_as in ("lstm_episodic", "mann_episodic")
+    budget = 3 if memory_only else 2
+    assert run_flags["protocol"] == ("online" if memory_only else "few_shot")
+    assert run_flags["image_size"] == 20 and run_flags["num_steps"] == budget
+    assert report["checkpoint_step"] == budget and report["num_tasks"] == 3
     assert row["pooled"]["accuracy"] == report["accuracy"]
+    assert row["recipe"] and row["recipe"].split(",")[0] in table
     # Kept at step 1 and at the budget, whose score is the last checkpoint's.
-    assert [p["step"] for p in row["curve"]] == [1, 2]
+    assert [p["step"] for p in row["curve"]] == [1, budget]
     assert row["curve"][-1]["accuracy"] == report["accuracy"]
     assert 0 < row["curve"][0]["train_hours"] <= row["curve"][1]["train_hours"]
-    assert row["num_parameters"] > 0 and row["num_steps"] == 2
+    assert row["num_parameters"] > 0 and row["num_steps"] == budget
+    if name in ("conv4_transfer", "mann_fine_tune"):
+      # Its test rate and steps: the best mean on the validation reports, read here.
+      adaptation = "transfer" if name == "conv4_transfer" else "fine_tune"
+      scored = []
+      for rate in (0.05, 0.4):
+        with open(
+          grid_dir / "seed_0" / trained_as / f"validation_{adaptation}_lr{rate:g}.json"
+        ) as f:
+          validation = json.load(f)
+        assert validation["split"] == "validation" and validation["num_tasks"] == 2
+        scored += [(validation["accuracy_by_steps"][str(k)], -k, -rate) for k in (1, 2)]
+      accuracy, steps, rate = max(scored)
+      tuning = row["per_seed"]["0"]["tuning"]
+      assert (tuning["inner_lr"], tuning["num_steps"]) == (-rate, -steps)
+      assert tuning["accuracy"] == accuracy
+      assert report["num_eval_inner_steps"] == -steps
+      assert report["overrides"].get("inner_lr", run_flags["inner_lr"]) == -rate
+      assert f"inner_lr {-rate:g}, {-steps} step" in table
     digests.add(report["tasks_digest"])
     # Every memory cell carries its reads-zeroed control, read from its eval report.
     assert ("reads_zeroed" in report) == name.startswith("mann")
@@ -95,7 +127,9 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
       zeroed = row["pooled_reads_zeroed"]
       assert zeroed["accuracy"] == report["reads_zeroed"]["accuracy"]
       assert zeroed["difference"] == report["reads_zeroed"]["difference"]["mean"]
-      unused = "(memory unused)" in next(line for line in table.splitlines() if f"`{name}`" in line)
+      unused = "(memory unused)" in next(
+        line for line in table.splitlines() if line.startswith(f"| `{name}` |")
+      )
       assert unused == (not zeroed["memory_used"])
   # One set of test tasks for every cell (conv4's support class by class, the sequence
   # models' shuffled: the same images).
@@ -103,7 +137,7 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
   # Fine-tuning the episodic MANN: 0 inner steps is the episodic MANN's own score.
   fine_tune = grid["cells"]["mann_fine_tune"]["per_seed"]["0"]
   episodic = grid["cells"]["mann_episodic"]["per_seed"]["0"]
-  assert fine_tune["num_eval_inner_steps"] == 1 and episodic["num_eval_inner_steps"] == 0
+  assert fine_tune["num_eval_inner_steps"] >= 1 and episodic["num_eval_inner_steps"] == 0
   assert abs(fine_tune["accuracy_by_steps"]["0"] - episodic["accuracy"]) < 1e-6
 
   trained = {
@@ -123,6 +157,8 @@ def test_unknown_cells_and_a_missing_trained_cell_are_one_line_errors(
   for flag, expected in (
     ("--cells=mann_maml,nope", "unknown nope"),
     ("--cells=mann_fine_tune", "add mann_episodic"),
+    ("--tune_inner_lrs=0.1,fast", "--tune_inner_lrs=0.1,fast: give numbers"),
+    ("--tune_inner_lrs=0", "each above 0"),
   ):
     result = _ablate(tmp_path, omniglot_dir, tfds_data_dir, flag)
     assert result.returncode == 2, result.stderr[-2000:]
