@@ -26,6 +26,13 @@ conv4_transfer) choose their test-time rate (--tune_inner_lrs) and steps (1 to
 --tune_max_inner_steps) on --num_tune_tasks validation tasks (tuning_<adaptation>.json);
 the test tasks see only the choice.
 
+Out of distribution, a sweep (Finn & Levine 2018's claim that gradient-based learners
+generalise beyond their training distribution better than recurrent ones): every cell
+and seed is scored at its last checkpoint on the same test tasks under each
+--ood_sweep distortion, and on tasks with each of --ood_test_shots shots
+(ablation.md's out-of-distribution table, ablation_ood.png). More ways at test than in
+training would need wider output heads than the cells have, so the sweep has none.
+
 Every memory cell (mann_*) is scored with its reads zeroed too, on the same tasks
 (experiments.evaluate's control): ablation.md gives that accuracy and the paired
 difference with its interval, and names the cell "memory unused" where the interval
@@ -200,6 +207,19 @@ EVAL_TRANSFORM = flags.DEFINE_string(
   "sheared then scaled about its centre, e.g. 'shear=0.5,scale=0.75' (x += shear * y; "
   "scale < 1 shrinks the character). Unset: in distribution only.",
 )
+OOD_SWEEP = flags.DEFINE_string(
+  "ood_sweep",
+  "shear=0.25;shear=0.5;shear=1;scale=0.75;scale=0.5",
+  "Out of distribution, a sweep: distortions separated by ';' (each as --eval_transform), "
+  "every one scored on the same test tasks for every cell and seed at its last "
+  "checkpoint ('' for none).",
+)
+OOD_TEST_SHOTS = flags.DEFINE_list(
+  "ood_test_shots",
+  ["5", "10"],
+  "Shots at test beyond the training's, each scored on tasks of that many shots for every "
+  "cell and seed (same ways; more ways at test need wider heads than the cells have).",
+)
 TRAIN_FLAGS = flags.DEFINE_list(
   "train_flags",
   [],
@@ -338,6 +358,27 @@ def _tune(name: str, cell: Cell, workdir: str, seed: str) -> dict:
     flush=True,
   )
   return tuning
+
+
+def _ood_specs() -> list[str]:
+  """--ood_sweep's distortions, each checked (one line for a bad one)."""
+  specs = [spec.strip() for spec in OOD_SWEEP.value.split(";") if spec.strip()]
+  for spec in specs:
+    augment.parse_distortion(spec)
+  return specs
+
+
+def _ood_shots() -> list[int]:
+  """--ood_test_shots above the training's shots, or one line for a bad value."""
+  try:
+    shots = [int(s) for s in OOD_TEST_SHOTS.value]
+  except ValueError:
+    shots = [0]
+  if shots and min(shots) < 1:
+    raise errors.UserInputError(
+      f"--ood_test_shots={','.join(OOD_TEST_SHOTS.value)}: give positive integers, e.g. 5,10"
+    )
+  return [s for s in shots if s > data_flags.NUM_SHOTS.value]
 
 
 def _tune_rates() -> list[float]:
@@ -542,6 +583,7 @@ def main(argv):
   if transform:
     augment.parse_distortion(transform)  # a bad spec fails before any training
   _tune_rates()
+  ood_specs, ood_shots = _ood_specs(), _ood_shots()
   grid_dir = os.path.abspath(WORKDIR.value)
   os.makedirs(grid_dir, exist_ok=True)
   start = time.time()
@@ -566,6 +608,7 @@ def main(argv):
           "recipe": cell.recipe,
           "per_seed": {},
           "per_seed_transformed": {},
+          "per_seed_ood": {},
         },
       )
       per_task[(name, seed, "in_distribution")] = (report["tasks_digest"], report["per_task"])
@@ -614,8 +657,26 @@ def main(argv):
           name, cell, workdir, seed, transform, test_flags, tuning
         )
         per_task[(name, seed, "transformed")] = (shifted["tasks_digest"], shifted["per_task"])
+      # The sweep: each distortion, then each larger shot count, at the last checkpoint.
+      sweep = [
+        (spec, f"{output}_{ablation_report.transform_suffix(spec)}.json", spec, [])
+        for spec in ood_specs
+      ]
+      sweep += [
+        (f"{shots} shots", f"{output}_test_{shots}_shot.json", None, [f"--num_shots={shots}"])
+        for shots in ood_shots
+      ]
+      for label, output_name, spec, extra in sweep:
+        scored = _evaluate(name, cell, workdir, seed, output_name, spec, test_flags + extra, tuning)
+        row["per_seed_ood"].setdefault(label, {})[seed] = {
+          k: scored[k] for k in ("accuracy", "ci95", "num_tasks", "tasks_digest")
+        }
   for row in rows.values():
     row["pooled"] = ablation_report.pooled(list(row["per_seed"].values()))
+    row["pooled_ood"] = {
+      label: ablation_report.pooled(list(by_seed.values()))
+      for label, by_seed in row["per_seed_ood"].items()
+    }
     zeroed = [r["reads_zeroed"] for r in row["per_seed"].values() if "reads_zeroed" in r]
     if zeroed:
       row["pooled_reads_zeroed"] = ablation_report.pooled_reads_zeroed(zeroed)
@@ -637,6 +698,8 @@ def main(argv):
     "seeds": seeds,
     "num_tasks": NUM_TASKS.value,
     "eval_transform": transform,
+    "ood_sweep": ood_specs,
+    "ood_test_shots": ood_shots,
     "cells": rows,
     "comparisons": _comparisons(per_task, transform),
   }
@@ -644,6 +707,8 @@ def main(argv):
   ablation_report.write_table(grid, os.path.join(grid_dir, "ablation.md"))
   ablation_report.plot(grid, os.path.join(grid_dir, "ablation.png"))
   curves = ablation_report.plot_curves(grid, os.path.join(grid_dir, "ablation_curves.png"))
+  if ood_specs or ood_shots:
+    ablation_report.plot_ood(grid, os.path.join(grid_dir, "ablation_ood.png"))
   print(
     f"ablate: {len(names)} cells x {len(seeds)} seeds in {time.time() - start:.0f} s; "
     f"wrote {os.path.join(grid_dir, 'ablation.md')} (.json, .png"

@@ -8,6 +8,7 @@ experiments.ablate builds the grid dict (see there) and calls these; they read n
 import numpy as np
 
 from mann import files
+from mann.data import augment
 from mann.evaluation import metrics
 
 
@@ -178,6 +179,90 @@ def _curve_lines(grid: dict) -> list[str]:
   return lines
 
 
+def _ood_labels(grid: dict) -> list[str]:
+  return list(grid.get("ood_sweep", [])) + [f"{s} shots" for s in grid.get("ood_test_shots", [])]
+
+
+def _ood_lines(grid: dict) -> list[str]:
+  """The out-of-distribution sweep: each cell's accuracy on the same test tasks under
+  each distortion, and with more shots at test than in training."""
+  labels = _ood_labels(grid)
+  if not labels:
+    return []
+  lines = [
+    "",
+    "Out of distribution (%, pooled over the seeds, the last checkpoint): the test tasks "
+    "with every image sheared (x += shear * y) or scaled about its centre, and tasks with "
+    f"more shots than the {grid['num_shots']} of training:",
+    "",
+    "| cell | in distribution | " + " | ".join(labels) + " |",
+    "|---|---|" + "---|" * len(labels),
+  ]
+  for name, row in grid["cells"].items():
+    pooled_ood = row.get("pooled_ood", {})
+    entries = [
+      f"{_percent(pooled_ood[label]['accuracy'])} ± {_percent(pooled_ood[label]['ci95'])}"
+      if label in pooled_ood
+      else ""
+      for label in labels
+    ]
+    base = row["pooled"]
+    lines.append(
+      f"| `{name}` | {_percent(base['accuracy'])} ± {_percent(base['ci95'])} | "
+      + " | ".join(entries)
+      + " |"
+    )
+  return lines
+
+
+def plot_ood(grid: dict, path: str) -> None:
+  """ablation_ood.png: each cell's accuracy against shear (scale 1), against scale
+  (shear 0) and against shots at test; the in-distribution score is shear 0, scale 1
+  and the training's shots."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  sweeps: dict[str, list[tuple[float, str]]] = {"shear": [], "scale": [], "shots": []}
+  for spec in grid.get("ood_sweep", []):
+    distortion = augment.parse_distortion(spec)
+    if distortion.scale == 1.0:
+      sweeps["shear"].append((distortion.shear, spec))
+    elif distortion.shear == 0.0:
+      sweeps["scale"].append((distortion.scale, spec))
+  sweeps["shots"] = [(float(s), f"{s} shots") for s in grid.get("ood_test_shots", [])]
+  base_x = {"shear": 0.0, "scale": 1.0, "shots": float(grid["num_shots"])}
+  panels = [key for key, points in sweeps.items() if points]
+  figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 2, 4.2), squeeze=False)
+  for axis, key in zip(axes[0], panels):
+    for name, row in grid["cells"].items():
+      points = [(base_x[key], row["pooled"])] + [
+        (x, row["pooled_ood"][label]) for x, label in sweeps[key] if label in row["pooled_ood"]
+      ]
+      points.sort(key=lambda p: p[0])
+      axis.errorbar(
+        [p[0] for p in points],
+        [100 * p[1]["accuracy"] for p in points],
+        yerr=[100 * p[1]["ci95"] for p in points],
+        marker="o",
+        capsize=2,
+        label=name,
+      )
+    axis.axhline(100 / grid["num_ways"], color="grey", linestyle=":", linewidth=1)
+    axis.set_xlabel(
+      {"shear": "shear (scale 1)", "scale": "scale (shear 0)", "shots": "shots at test"}[key]
+    )
+    axis.set_ylim(0, 100)
+  axes[0][0].set_ylabel("test accuracy (%), 95% interval")
+  axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+  figure.suptitle(f"Out of distribution: {grid['data']}, seeds {','.join(grid['seeds'])}")
+  figure.tight_layout()
+  with files.atomic_write(path) as tmp_path:
+    figure.savefig(tmp_path, format="png", dpi=120)
+  plt.close(figure)
+
+
 def _recipe_lines(grid: dict) -> list[str]:
   """The cell list: each cell's recipe and why, and the test-time rate and steps that a
   tuned cell chose on the validation classes."""
@@ -270,6 +355,7 @@ def write_table(grid: dict, path: str) -> None:
     ]
     lines.append("| " + " | ".join(cells) + " |")
   lines += _curve_lines(grid)
+  lines += _ood_lines(grid)
   lines += _comparison_lines(grid)
   with files.atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
     f.write("\n".join(lines) + "\n")

@@ -39,6 +39,8 @@ def _ablate(tmp_path, omniglot_dir, tfds_data_dir, *extra):
       "--tune_inner_lrs=0.05,0.4",
       "--tune_max_inner_steps=2",
       "--num_tune_tasks=2",
+      "--ood_sweep=shear=0.5",
+      "--ood_test_shots=1,2",
       f"--train_flags={','.join(_TINY)}",
       f"--workdir={tmp_path / 'grid'}",
       *extra,
@@ -74,6 +76,8 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
     assert f"`{name}`" in table
   assert (grid_dir / "ablation.png").stat().st_size > 10_000
   assert (grid_dir / "ablation_curves.png").stat().st_size > 10_000
+  assert (grid_dir / "ablation_ood.png").stat().st_size > 10_000
+  assert "| cell | in distribution | shear=0.5 | 2 shots |" in table
   # Every question answered task by task on the shared tasks.
   assert [(c["first"], c["second"]) for c in grid["comparisons"]] == [
     (first, second) for first, second, _ in ablation_report.COMPARISONS
@@ -121,6 +125,20 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
       assert report["overrides"].get("inner_lr", run_flags["inner_lr"]) == -rate
       assert f"inner_lr {-rate:g}, {-steps} step" in table
     digests.add(report["tasks_digest"])
+    # The out-of-distribution sweep: the same tasks distorted, and tasks of 2 shots (1,
+    # the training's, is dropped), each with its reads-zeroed control for a memory cell.
+    assert list(row["pooled_ood"]) == ["shear=0.5", "2 shots"]
+    for label, suffix in (("shear=0.5", "shear0p5"),):
+      with open(grid_dir / "seed_0" / trained_as / f"{output}_{suffix}.json") as f:
+        distorted = json.load(f)
+      assert distorted["tasks_digest"] == report["tasks_digest"]
+      assert distorted["eval_transform"] and distorted["eval_transform"] != report["eval_transform"]
+      assert row["pooled_ood"][label]["accuracy"] == distorted["accuracy"]
+      assert ("reads_zeroed" in distorted) == name.startswith("mann")
+    with open(grid_dir / "seed_0" / trained_as / f"{output}_test_2_shot.json") as f:
+      two_shot = json.load(f)
+    assert two_shot["num_shots"] == 2 and two_shot["tasks_digest"] != report["tasks_digest"]
+    assert row["pooled_ood"]["2 shots"]["accuracy"] == two_shot["accuracy"]
     # Every memory cell carries its reads-zeroed control, read from its eval report.
     assert ("reads_zeroed" in report) == name.startswith("mann")
     if name.startswith("mann"):
@@ -159,6 +177,8 @@ def test_unknown_cells_and_a_missing_trained_cell_are_one_line_errors(
     ("--cells=mann_fine_tune", "add mann_episodic"),
     ("--tune_inner_lrs=0.1,fast", "--tune_inner_lrs=0.1,fast: give numbers"),
     ("--tune_inner_lrs=0", "each above 0"),
+    ("--ood_sweep=shear=0.5;tilt=2", "expected shear=S and/or scale=Z"),
+    ("--ood_test_shots=5,x", "give positive integers"),
   ):
     result = _ablate(tmp_path, omniglot_dir, tfds_data_dir, flag)
     assert result.returncode == 2, result.stderr[-2000:]

@@ -201,3 +201,26 @@ def test_a_memory_cells_reads_zeroed_difference_is_pooled_and_named_when_unused(
   assert "(memory unused)" in rows["`mann_maml`"]
   assert "+30.00 +- " in rows["`mann_episodic`"] and "unused" not in rows["`mann_episodic`"]
   assert "unused" not in rows["`conv4_maml`"]
+
+
+def test_the_ood_sweep_has_a_column_and_a_point_per_distortion_and_shot_count(tmp_path):
+  shifted = {"shear=0.5": 0.7, "shear=1": 0.5, "scale=0.5": 0.4, "shear=0.5,scale=0.5": 0.3}
+  row = _row("conv4 (reference)", "maml", 0.9, 1000)
+  row["pooled_ood"] = {
+    **{label: {"accuracy": a, "ci95": 0.01, "num_tasks": 600} for label, a in shifted.items()},
+    "5 shots": {"accuracy": 0.95, "ci95": 0.01, "num_tasks": 600},
+  }
+  grid = {
+    **_one_seed_grid({"conv4_maml": row}),
+    "num_shots": 1,
+    "ood_sweep": list(shifted),
+    "ood_test_shots": [5],
+  }
+  path = tmp_path / "ablation.md"
+  ablation_report.write_table(grid, str(path))
+  table = path.read_text()
+  header = "| cell | in distribution | " + " | ".join([*shifted, "5 shots"]) + " |"
+  assert header in table
+  assert "| `conv4_maml` | 90.00 ± 1.00 | 70.00 ± 1.00 | 50.00 ± 1.00 | 40.00 ± 1.00 |" in table
+  ablation_report.plot_ood(grid, str(tmp_path / "ood.png"))
+  assert (tmp_path / "ood.png").stat().st_size > 10_000
