@@ -14,8 +14,13 @@ run's model at fresh random weights, on --num_tasks test tasks:
   per block of the feed-forward network (conv4, or a sequence model's encoder), linear
   CKA between the query images' activations before and after the last step;
   the support loss's gradient norm and top Hessian eigenvalue at the initialisation
-  (--num_curvature_tasks tasks; mann.meta.curvature).
-Writes OUT_DIR/adaptation.json, accuracy_by_steps.png, travel.png and cka.png.
+  (--num_curvature_tasks tasks; mann.meta.curvature);
+  sensitivity, on --num_sensitivity_tasks tasks: the cosine between the support and
+  query gradients at the initialisation, and the query loss's drop after one inner step
+  per unit of parameter change, absolute and relative (batch norm makes raw gradient
+  norms depend on the weights' scale; the relative drop does not).
+Writes OUT_DIR/adaptation.json, adaptation.md, accuracy_by_steps.png, travel.png,
+cka.png and sensitivity.png.
 """
 
 import json
@@ -55,6 +60,13 @@ NUM_CURVATURE_TASKS = flags.DEFINE_integer(
   10,
   "Tasks whose gradient norm and top Hessian eigenvalue are "
   "measured (power iteration, 20 Hessian-vector products each).",
+  lower_bound=0,
+)
+NUM_SENSITIVITY_TASKS = flags.DEFINE_integer(
+  "num_sensitivity_tasks",
+  100,
+  "Tasks of the sensitivity measures (support-query gradient cosine, query-loss drop "
+  "per unit of parameter change after one step); 0 skips them.",
   lower_bound=0,
 )
 OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder for adaptation.json and the plots.")
@@ -139,6 +151,7 @@ def _write_table(report: dict, path: str) -> None:
       )
       + " |"
     )
+  lines += _sensitivity_lines(runs)
   lines += [
     "",
     "Relative travel ||w_S - w_0|| / ||w_0|| per weight tensor is in "
@@ -146,6 +159,58 @@ def _write_table(report: dict, path: str) -> None:
   ]
   with files.atomic_write(path) as tmp, open(tmp, "w") as f:
     f.write("\n".join(lines) + "\n")
+
+
+_SENSITIVITY = (
+  ("support_query_cosine", "cos(support gradient, query gradient)"),
+  ("query_loss_drop", "query-loss drop after 1 step"),
+  ("query_drop_per_unit_change", "drop / ||w_1 - w_0||"),
+  ("query_drop_per_relative_change", "drop / (||w_1 - w_0|| / ||w_0||)"),
+)
+
+
+def _sensitivity_lines(runs: dict) -> list[str]:
+  measured = {name: run["sensitivity"] for name, run in runs.items() if "sensitivity" in run}
+  if not measured:
+    return []
+  num_tasks = next(iter(measured.values()))["num_tasks"]
+  lines = [
+    "",
+    f"Sensitivity at the initialisation ({num_tasks} tasks; mean +- 95% CI, then the "
+    "median [5%, 95%] over the tasks):",
+    "",
+    "| initialisation | " + " | ".join(label for _, label in _SENSITIVITY) + " |",
+    "|---|" + "---|" * len(_SENSITIVITY),
+  ]
+  for name, values in measured.items():
+    cells = []
+    for key, _ in _SENSITIVITY:
+      v = values[key]
+      q = v["quantiles"]
+      cells.append(
+        f"{v['mean']:.3g} +- {v['ci95']:.2g}; {q['0.5']:.3g} [{q['0.05']:.3g}, {q['0.95']:.3g}]"
+      )
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def _plot_sensitivity(runs: dict, path: str) -> None:
+  """sensitivity.png: each measure's distribution over the tasks, one box per run."""
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  measured = {name: run["sensitivity"] for name, run in runs.items() if "sensitivity" in run}
+  figure, axes = plt.subplots(1, len(_SENSITIVITY), figsize=(4.2 * len(_SENSITIVITY), 4.2))
+  for axis, (key, label) in zip(axes, _SENSITIVITY):
+    axis.boxplot([m[key]["per_task"] for m in measured.values()], whis=(5, 95))
+    axis.set_xticks(range(1, len(measured) + 1))
+    axis.set_xticklabels(list(measured), rotation=30, ha="right", fontsize="small")
+    axis.set_title(label, fontsize="medium")
+    axis.axhline(0.0, color="grey", linestyle=":", linewidth=1)
+  figure.suptitle("Sensitivity at the initialisation (boxes: quartiles; whiskers: 5% to 95%)")
+  figure.tight_layout()
+  with files.atomic_write(path) as tmp:
+    figure.savefig(tmp, format="png", dpi=120)
+  plt.close(figure)
 
 
 def _plots(report: dict, out_dir: str) -> None:
@@ -204,6 +269,8 @@ def _plots(report: dict, out_dir: str) -> None:
     with files.atomic_write(os.path.join(out_dir, file_name)) as tmp:
       figure.savefig(tmp, format="png", dpi=120)
     plt.close(figure)
+  if any("sensitivity" in run for run in runs.values()):
+    _plot_sensitivity(runs, os.path.join(out_dir, "sensitivity.png"))
 
 
 def main(argv):
@@ -231,6 +298,7 @@ def main(argv):
   if RANDOM_INIT.value:
     rows.append((f"random ({RANDOM_INIT.value}'s model)", dict(runs)[RANDOM_INIT.value], False))
   measure = common.library_checks("adaptation")(adaptation.measure_adaptation)
+  sensitivity = common.library_checks("adaptation")(adaptation.measure_sensitivity)
   for name, workdir, restore in rows:
     learner, sampler, checkpoint_step = _learner(workdir, restore=restore)
     print(f"adaptation: {name}: {NUM_TASKS.value} tasks, steps {steps}", flush=True)
@@ -246,6 +314,10 @@ def main(argv):
         num_curvature_tasks=NUM_CURVATURE_TASKS.value,
       ),
     }
+    if NUM_SENSITIVITY_TASKS.value:
+      report["runs"][name]["sensitivity"] = sensitivity(
+        learner, sampler, num_tasks=NUM_SENSITIVITY_TASKS.value
+      )
   os.makedirs(OUT_DIR.value, exist_ok=True)
   files.write_json(os.path.join(OUT_DIR.value, "adaptation.json"), report)
   _plots(report, OUT_DIR.value)

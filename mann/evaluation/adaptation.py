@@ -124,3 +124,71 @@ def measure_adaptation(
     )
   summary["inner_lr"] = float(learner.inner_lr)
   return summary
+
+
+def measure_sensitivity(
+  learner: gradient_learner.GradientMetaLearner, sampler, *, num_tasks: int
+) -> dict:
+  """How the initialisation responds to one inner step, on tasks 0..num_tasks-1.
+
+  Per task, at the initialisation w_0: the cosine between the support loss's gradient
+  g_s and the query loss's g_q (flattened over the weights the inner loop adapts,
+  learner.adapted_weights); one SGD step w_1 = w_0 - rate * g_s of those weights at the
+  learner's first inner rates; the query loss's drop
+  L_q(w_0) - L_q(w_1); that drop per unit of parameter change, / ||w_1 - w_0||, and per
+  unit of relative change, / (||w_1 - w_0|| / ||w_0||) (the relative form does not
+  change when batch norm lets the weights' scale change).
+
+  Returns:
+    {"support_query_cosine", "query_loss_drop", "query_drop_per_unit_change",
+     "query_drop_per_relative_change"}: each {"mean", "ci95", "quantiles" at 0.05,
+     0.25, 0.5, 0.75, 0.95, "per_task"}, and "num_tasks".
+  """
+  weights, _ = learner._weights()  # pylint: disable=protected-access
+  weights = [tf.convert_to_tensor(w) for w in weights]
+  rates = learner.inner_learning_rates(1)[0]
+  flat = lambda tensors: tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0)
+  initial_norm = float(tf.norm(flat([w for w, a in zip(weights, learner.adapted_weights) if a])))
+  records: dict[str, list[float]] = {
+    "support_query_cosine": [],
+    "query_loss_drop": [],
+    "query_drop_per_unit_change": [],
+    "query_drop_per_relative_change": [],
+  }
+  for index in range(num_tasks):
+    task = sampler.episode(index)
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(weights)
+      support = learner.support_loss(weights, task)
+      query = learner.query_loss(weights, task)
+    support_gradient = tape.gradient(support, weights)
+    query_gradient = tape.gradient(query, weights)
+    del tape
+    adapted = learner.adapted_weights
+    g_s = flat([g for g, a in zip(support_gradient, adapted) if a])
+    g_q = flat([g for g, a in zip(query_gradient, adapted) if a])
+    cosine = float(tf.reduce_sum(g_s * g_q) / (tf.norm(g_s) * tf.norm(g_q)))
+    stepped = [
+      w - r * g if a else w for w, r, g, a in zip(weights, rates, support_gradient, adapted)
+    ]
+    change = float(tf.norm(flat(stepped) - flat(weights)))
+    drop = float(query) - float(learner.query_loss(stepped, task, step=1))
+    records["support_query_cosine"].append(cosine)
+    records["query_loss_drop"].append(drop)
+    records["query_drop_per_unit_change"].append(drop / change)
+    records["query_drop_per_relative_change"].append(drop / (change / initial_norm))
+  summary: dict[str, Any] = {"num_tasks": num_tasks}
+  for key, values in records.items():
+    mean, ci95 = metrics.mean_and_ci95(values)
+    summary[key] = {
+      "mean": mean,
+      "ci95": ci95,
+      "quantiles": {
+        f"{q:g}": float(v)
+        for q, v in zip(
+          (0.05, 0.25, 0.5, 0.75, 0.95), np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
+        )
+      },
+      "per_task": values,
+    }
+  return summary

@@ -222,6 +222,17 @@ class GradientMetaLearner:
     )
     return self.objective.loss(task.support_y, forward(list(weights), self._statistics(step))[0])
 
+  def query_loss(
+    self, weights: Sequence[tf.Tensor], task: episode_lib.Episode, *, step: int = 0
+  ) -> tf.Tensor:
+    """The objective's loss of one task's query outputs (scalar) under `weights` and the
+    statistics and batch-norm mode of the forward pass after `step` inner steps."""
+    training = self.batch_norm == "transductive"
+    outputs = self._query_outputs(
+      self.model, list(weights), self._statistics(step), task, training=training
+    )[0]
+    return self.objective.loss(task.query_y, outputs)
+
   @property
   def dtype(self) -> tf.DType:
     """The float type of the model's weights (float32, or float64 in gradient checks)."""

@@ -59,3 +59,37 @@ def test_measures_of_a_linear_model_match_least_squares():
   assert report["support_gradient_norm"]["mean"] == pytest.approx(np.mean(norms), rel=1e-4)
   assert report["support_top_hessian_eigenvalue"]["mean"] == pytest.approx(np.mean(tops), rel=1e-3)
   assert report["inner_lr"] == pytest.approx(0.05)
+
+
+def test_sensitivity_of_a_linear_model_matches_least_squares():
+  keras.utils.set_random_seed(1)
+  model = models.mlp(input_size=1, hidden_sizes=(), output_size=1)
+  learner = meta.MAML(model, objective=meta.REGRESSION, num_inner_steps=1, inner_lr=0.05)
+  sampler = data.SinusoidSampler(num_shots=10, num_queries=10, seed=0)
+  report = adaptation.measure_sensitivity(learner, sampler, num_tasks=5)
+  kernel, bias = [w.numpy() for w in model.trainable_weights]
+  theta = np.concatenate([kernel, bias[:, None]])
+  cosines, drops, per_unit, per_relative = [], [], [], []
+  for task in range(5):
+    episode = sampler.episode(task)
+    features = lambda x: np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    support_f, support_y = features(episode.support_x.numpy()), episode.support_y.numpy()
+    query_f, query_y = features(episode.query_x.numpy()), episode.query_y.numpy()
+    g_s = 2 / len(support_y) * support_f.T @ (support_f @ theta - support_y)
+    g_q = 2 / len(query_y) * query_f.T @ (query_f @ theta - query_y)
+    cosines.append(float((g_s * g_q).sum() / np.linalg.norm(g_s) / np.linalg.norm(g_q)))
+    stepped = theta - 0.05 * g_s
+    drop = np.mean((query_f @ theta - query_y) ** 2) - np.mean((query_f @ stepped - query_y) ** 2)
+    drops.append(drop)
+    change = np.linalg.norm(stepped - theta)
+    per_unit.append(drop / change)
+    per_relative.append(drop / (change / np.linalg.norm(theta)))
+  for key, expected in (
+    ("support_query_cosine", cosines),
+    ("query_loss_drop", drops),
+    ("query_drop_per_unit_change", per_unit),
+    ("query_drop_per_relative_change", per_relative),
+  ):
+    np.testing.assert_allclose(report[key]["per_task"], expected, rtol=2e-3, atol=1e-6)
+    assert report[key]["quantiles"]["0.5"] == pytest.approx(np.median(expected), rel=2e-3)
+  assert report["num_tasks"] == 5

@@ -31,6 +31,7 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
     "--num_tasks=4",
     "--tasks_per_batch=4",
     "--num_curvature_tasks=2",
+    "--num_sensitivity_tasks=4",
     f"--out_dir={tmp_path / 'out'}",
   )
   with open(run / "eval.json") as f:
@@ -59,7 +60,14 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
   # A fresh conv bias starts at 0: relative travel undefined, absolute travel measured.
   bias = next(n for n in random["relative_travel"] if n.endswith("block0_conv/bias"))
   assert random["relative_travel"][bias] is None and random["absolute_travel"][bias] > 0
-  for name in ("accuracy_by_steps.png", "travel.png", "cka.png"):
+  # Sensitivity on the same 4 tasks: the query loss's drop after its one step is the
+  # fine-tuning curve's (another code path), and cosines are cosines.
+  sensitivity = maml["sensitivity"]
+  drop = maml["loss_by_steps"]["0"]["mean"] - maml["loss_by_steps"]["1"]["mean"]
+  assert abs(sensitivity["query_loss_drop"]["mean"] - drop) < 1e-4 * max(1.0, abs(drop))
+  assert all(-1 <= c <= 1 for c in sensitivity["support_query_cosine"]["per_task"])
+  assert len(sensitivity["support_query_cosine"]["per_task"]) == 4
+  for name in ("accuracy_by_steps.png", "travel.png", "cka.png", "sensitivity.png"):
     assert (tmp_path / "out" / name).stat().st_size > 5_000
   table = (tmp_path / "out" / "adaptation.md").read_text()
   (row,) = [
@@ -67,6 +75,7 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
     for line in table.splitlines()
     if line.startswith("| maml | ") and "+-" in line.split("|")[2] and line.count("|") == 5
   ]
+  assert "Sensitivity at the initialisation (4 tasks" in table
   first = maml["accuracy_by_steps"]["0"]
   assert f"{100 * first['mean']:.2f} +- {100 * first['ci95']:.2f}" in row
   # 0 steps: no weight and no representation moves.
@@ -76,6 +85,7 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
     "--steps=0",
     "--num_tasks=2",
     "--num_curvature_tasks=0",
+    "--num_sensitivity_tasks=0",
     f"--out_dir={tmp_path / 'zero'}",
   )
   with open(tmp_path / "zero" / "adaptation.json") as f:
