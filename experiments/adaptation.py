@@ -19,6 +19,11 @@ run's model at fresh random weights, on --num_tasks test tasks:
   query gradients at the initialisation, and the query loss's drop after one inner step
   per unit of parameter change, absolute and relative (batch norm makes raw gradient
   norms depend on the weights' scale; the relative drop does not).
+With --tune_inner_lr=NAME,... (run names, or "random" for the random-init row) each
+named row's fine-tuning rate is chosen first: each of --tune_lrs fine-tunes
+--num_tune_tasks validation tasks for the last of --steps, and the rate with the best
+mean query accuracy (lowest loss for regression) is used on the test tasks (the
+validation scores are in the report's tuned_inner_lr).
 Writes OUT_DIR/adaptation.json, adaptation.md, accuracy_by_steps.png, travel.png,
 cka.png and sensitivity.png.
 """
@@ -36,8 +41,10 @@ from experiments import run_flags
 from experiments import run_folder
 from mann import errors
 from mann import files
+from mann.data import pipeline
 from mann.evaluation import adaptation
 from mann.meta import gradient_learner
+from mann.meta import long_adaptation
 
 RUNS = flags.DEFINE_list("runs", [], "NAME=WORKDIR of each trained run to compare.")
 RANDOM_INIT = flags.DEFINE_string(
@@ -68,6 +75,18 @@ NUM_SENSITIVITY_TASKS = flags.DEFINE_integer(
   "Tasks of the sensitivity measures (support-query gradient cosine, query-loss drop "
   "per unit of parameter change after one step); 0 skips them.",
   lower_bound=0,
+)
+TUNE_INNER_LR = flags.DEFINE_list(
+  "tune_inner_lr",
+  [],
+  "Rows whose fine-tuning rate is chosen on the validation classes: run names of --runs, "
+  "or 'random' for the --random_init row (a baseline tuned as carefully as the method).",
+)
+TUNE_LRS = flags.DEFINE_list(
+  "tune_lrs", ["0.01", "0.03", "0.1", "0.4"], "Fine-tuning rates tried for --tune_inner_lr."
+)
+NUM_TUNE_TASKS = flags.DEFINE_integer(
+  "num_tune_tasks", 50, "Validation tasks per rate tried.", lower_bound=1
 )
 OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder for adaptation.json and the plots.")
 REPLOT = flags.DEFINE_boolean(
@@ -109,6 +128,51 @@ def _learner(workdir: str, *, restore: bool):
       f"need a gradient-based learner (maml, fomaml, reptile, transfer)"
     )
   return learner, sampler, step
+
+
+def _tune_rates() -> list[float]:
+  try:
+    rates = [float(r) for r in TUNE_LRS.value]
+  except ValueError:
+    rates = []
+  if not rates or min(rates) <= 0:
+    raise errors.UserInputError(
+      f"--tune_lrs={','.join(TUNE_LRS.value)}: give rates above 0, e.g. 0.01,0.1"
+    )
+  return rates
+
+
+def _tune_inner_lr(learner, rates: list[float], last_step: int) -> dict:
+  """Sets learner.inner_lr to the rate of the best validation score after last_step
+  steps; returns {"chosen", "validation": {rate: mean score}, "metric", "num_tasks"}."""
+  from experiments import data_flags  # pylint: disable=g-import-not-at-top
+
+  validation = builders.make_sampler(data_flags.class_splits(), split="validation")
+  metric = learner.objective.metric_name
+  higher_is_better = metric == "accuracy"
+  scores = {}
+  for rate in rates:
+    learner.inner_lr = rate
+    tuner = long_adaptation.FineTuner(learner)
+    per_task = np.concatenate(
+      [
+        tuner.scores(batch, checkpoints=[last_step])[metric][:, 0]
+        for batch in pipeline.episodes(
+          validation, num_episodes=NUM_TUNE_TASKS.value, batch_size=TASKS_PER_BATCH.value
+        )
+      ]
+    )
+    scores[f"{rate:g}"] = float(per_task.mean())
+  pick = max if higher_is_better else min
+  chosen = pick(rates, key=lambda r: scores[f"{r:g}"])
+  learner.inner_lr = chosen
+  return {
+    "chosen": chosen,
+    "validation": scores,
+    "metric": metric,
+    "num_tasks": NUM_TUNE_TASKS.value,
+    "steps": last_step,
+  }
 
 
 def _write_table(report: dict, path: str) -> None:
@@ -297,14 +361,28 @@ def main(argv):
   rows = [(name, workdir, True) for name, workdir in runs]
   if RANDOM_INIT.value:
     rows.append((f"random ({RANDOM_INIT.value}'s model)", dict(runs)[RANDOM_INIT.value], False))
+  tuned = set(TUNE_INNER_LR.value)
+  known = {name for name, _ in runs} | ({"random"} if RANDOM_INIT.value else set())
+  if tuned - known:
+    raise errors.UserInputError(
+      f"--tune_inner_lr: {', '.join(sorted(tuned - known))} names no row; use names of "
+      f"--runs, or 'random' with --random_init"
+    )
+  rates = _tune_rates() if tuned else []
   measure = common.library_checks("adaptation")(adaptation.measure_adaptation)
   sensitivity = common.library_checks("adaptation")(adaptation.measure_sensitivity)
   for name, workdir, restore in rows:
     learner, sampler, checkpoint_step = _learner(workdir, restore=restore)
+    tuning = None
+    if (name if restore else "random") in tuned:
+      print(f"adaptation: {name}: choosing its rate on the validation classes", flush=True)
+      tuning = _tune_inner_lr(learner, rates, steps[-1])
+      print(f"adaptation: {name}: inner_lr {tuning['chosen']:g} ({tuning['validation']})")
     print(f"adaptation: {name}: {NUM_TASKS.value} tasks, steps {steps}", flush=True)
     report["runs"][name] = {
       "workdir": workdir,
       "checkpoint_step": checkpoint_step,
+      "tuned_inner_lr": tuning,
       **measure(
         learner,
         sampler,

@@ -32,6 +32,9 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
     "--tasks_per_batch=4",
     "--num_curvature_tasks=2",
     "--num_sensitivity_tasks=4",
+    "--tune_inner_lr=random",
+    "--tune_lrs=0.05,0.4",
+    "--num_tune_tasks=2",
     f"--out_dir={tmp_path / 'out'}",
   )
   with open(run / "eval.json") as f:
@@ -57,6 +60,13 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
   assert all(0 <= v <= 1 + 1e-9 for v in maml["cka_before_after"].values())
   random = report["runs"]["random (maml's model)"]
   assert random["checkpoint_step"] is None
+  # The random start's rate: the better validation accuracy after the last step, used
+  # on the test tasks; the MAML run keeps its own.
+  tuning = random["tuned_inner_lr"]
+  assert set(tuning["validation"]) == {"0.05", "0.4"} and tuning["steps"] == 3
+  best = max((0.05, 0.4), key=lambda r: tuning["validation"][f"{r:g}"])
+  assert tuning["chosen"] == best and random["inner_lr"] == best
+  assert maml["tuned_inner_lr"] is None and maml["inner_lr"] == 0.4
   # A fresh conv bias starts at 0: relative travel undefined, absolute travel measured.
   bias = next(n for n in random["relative_travel"] if n.endswith("block0_conv/bias"))
   assert random["relative_travel"][bias] is None and random["absolute_travel"][bias] > 0
@@ -94,3 +104,16 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
   assert all(abs(v - 1) < 1e-6 for v in unmoved["cka_before_after"].values())
   bad = binaries.run("adaptation", "--runs=maml", f"--out_dir={tmp_path / 'x'}")
   assert bad.returncode == 2 and "NAME=WORKDIR" in bad.stderr
+  bad = binaries.run(
+    "adaptation", f"--runs=maml={run}", "--tune_inner_lr=nope", f"--out_dir={tmp_path / 'x'}"
+  )
+  assert bad.returncode == 2 and "nope names no row" in bad.stderr, bad.stderr[-1000:]
+  bad = binaries.run(
+    "adaptation",
+    f"--runs=maml={run}",
+    "--tune_inner_lr=maml",
+    "--tune_lrs=0,fast",
+    f"--out_dir={tmp_path / 'x'}",
+  )
+  assert bad.returncode == 2 and "give rates above 0" in bad.stderr, bad.stderr[-1000:]
+  assert not (tmp_path / "x").exists()
