@@ -138,17 +138,30 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
   )
 
 
-def outer_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def outer_optimizer(
+  name: str, learning_rate: float, *, decay: str = "none", num_steps: int = 1
+) -> keras.optimizers.Optimizer:
   """adam: Keras's Adam, its update fused (MAML); sgd: plain steps (Reptile); rmsprop:
   RMSProp with a 0.95 decay of its mean square and no momentum (Santoro et al. 2016 train
-  the MANN with RMSProp)."""
+  the MANN with RMSProp). decay "linear": the rate falls from learning_rate at step 0 to
+  0 at num_steps; "none": constant."""
+  rate = learning_rate
+  if decay == "linear":
+    rate = keras.optimizers.schedules.PolynomialDecay(
+      learning_rate, decay_steps=num_steps, end_learning_rate=0.0, power=1.0
+    )
   if name == "sgd":
-    return keras.optimizers.SGD(learning_rate)
+    return keras.optimizers.SGD(rate)
   if name == "rmsprop":
-    return keras.optimizers.RMSprop(learning_rate, rho=0.95, momentum=0.0)
-  return training.FusedAdam(learning_rate)
+    return keras.optimizers.RMSprop(rate, rho=0.95, momentum=0.0)
+  return training.FusedAdam(rate)
 
 
 def make_optimizer() -> keras.optimizers.Optimizer:
-  """The outer optimiser of --outer_optimizer at --outer_lr."""
-  return outer_optimizer(run_flags.OUTER_OPTIMIZER.value, run_flags.OUTER_LR.value)
+  """The outer optimiser of --outer_optimizer at --outer_lr, decayed by --outer_lr_decay."""
+  return outer_optimizer(
+    run_flags.OUTER_OPTIMIZER.value,
+    run_flags.OUTER_LR.value,
+    decay=run_flags.OUTER_LR_DECAY.value,
+    num_steps=run_flags.NUM_STEPS.value,
+  )

@@ -162,6 +162,14 @@ OUTER_OPTIMIZER = flags.DEFINE_enum(
   "Outer optimiser: adam (MAML), sgd (Reptile's interpolation, step = outer_lr) or "
   "rmsprop (decay 0.95, no momentum; Santoro et al. 2016's optimiser for the MANN).",
 )
+OUTER_LR_DECAY = flags.DEFINE_enum(
+  "outer_lr_decay",
+  "none",
+  ["none", "linear"],
+  "none: --outer_lr throughout; linear: the outer rate falls linearly from --outer_lr at "
+  "step 0 to 0 at --num_steps (Reptile's annealed epsilon, Nichol et al. 2018; a resume "
+  "with another --num_steps re-spans it).",
+)
 LEARN_INNER_LRS = flags.DEFINE_boolean(
   "learn_inner_lrs", False, "MAML++ LSLR: learn one inner rate per step and weight tensor."
 )
