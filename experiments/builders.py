@@ -119,7 +119,12 @@ def make_learner(model: keras.Model, splits=None) -> meta.MetaLearner:
       inner_loss=run_flags.INNER_LOSS.value,
     )
   if algorithm == "reptile":
-    return meta.Reptile(model, **inner_loop, shared_first_step=run_flags.SHARED_FIRST_STEP.value)
+    return meta.Reptile(
+      model,
+      **inner_loop,
+      shared_first_step=run_flags.SHARED_FIRST_STEP.value,
+      inner_optimizer=run_flags.INNER_OPTIMIZER.value,
+    )
   if algorithm == "transfer":
     return meta.Transfer(
       model, **inner_loop, num_pretrain_classes=(splits["train"].num_classes if splits else None)

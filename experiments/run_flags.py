@@ -162,6 +162,14 @@ OUTER_OPTIMIZER = flags.DEFINE_enum(
   "Outer optimiser: adam (MAML), sgd (Reptile's interpolation, step = outer_lr) or "
   "rmsprop (decay 0.95, no momentum; Santoro et al. 2016's optimiser for the MANN).",
 )
+INNER_OPTIMIZER = flags.DEFINE_enum(
+  "inner_optimizer",
+  "sgd",
+  ["sgd", "adam"],
+  "reptile only: the inner steps' optimiser, in training and at test. sgd at --inner_lr; "
+  "adam: Nichol et al. 2018's, beta1 0, beta2 0.999, at --inner_lr (theirs 1e-3), its "
+  "moments started afresh for every task.",
+)
 OUTER_LR_DECAY = flags.DEFINE_enum(
   "outer_lr_decay",
   "none",
@@ -292,6 +300,10 @@ def check_combination() -> None:
     raise errors.UserInputError(
       "--shared_first_step needs --algorithm=maml, fomaml or reptile, --model=conv4, "
       "--task_mapping=batched or auto, and no --checkpoint_inner_steps"
+    )
+  if INNER_OPTIMIZER.value == "adam" and (algorithm != "reptile" or SHARED_FIRST_STEP.value):
+    raise errors.UserInputError(
+      "--inner_optimizer=adam needs --algorithm=reptile and no --shared_first_step"
     )
   if BATCH_NORM.value == "per_step" and (algorithm not in ("maml", "fomaml") or sequence_model):
     raise errors.UserInputError(

@@ -29,6 +29,11 @@ class FineTuner:
     learner: a GradientMetaLearner (MAML, FOMAML, Reptile, Transfer) whose model has a
       task-batched form (conv4, mlp, the MANN, the LSTM), whatever its task_mapping.
     """
+    inner_optimizer = getattr(learner, "inner_optimizer", "sgd")
+    if inner_optimizer != "sgd":
+      raise ValueError(
+        f"fine-tuning curves take SGD steps; this learner's inner optimiser is {inner_optimizer}"
+      )
     self.learner = learner
     model = learner._batched_model  # pylint: disable=protected-access
     if model is None:

@@ -100,6 +100,9 @@ LEARNERS = [
     _image_tasks,
   ),
   Row("reptile_conv4", lambda s: meta.Reptile(_conv4(s), **_GRADIENT), _image_tasks),
+  # No conv4 row with inner Adam: a conv bias before batch norm has a gradient of 0 up to
+  # round-off, which Adam's g / sqrt(v) turns into steps of either sign (tests/meta/
+  # reptile_test.py checks the batched form on an MLP).
   Row(
     "transfer_conv4",
     lambda s: meta.Transfer(_conv4(s), num_pretrain_classes=7, **_GRADIENT),
@@ -168,6 +171,16 @@ LEARNERS = [
   Row(
     "reptile_mann",
     lambda s: meta.Reptile(_sequence("mann", False)(s), task_format=_format(), **_GRADIENT),
+    _sequence_tasks(False),
+  ),
+  Row(
+    "reptile_adam_mann",
+    lambda s: meta.Reptile(
+      _sequence("mann", False)(s),
+      task_format=_format(),
+      inner_optimizer="adam",
+      **{**_GRADIENT, "num_inner_steps": 2, "inner_lr": 0.01},
+    ),
     _sequence_tasks(False),
   ),
 ]
