@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from mann import meta
+from mann import models
 from mann.data import episode as episode_lib
 
 
@@ -90,8 +91,6 @@ def test_an_unknown_inner_optimizer_is_refused():
 
 
 def test_inner_adam_batched_equals_one_task_at_a_time():
-  from mann import models  # pylint: disable=g-import-not-at-top
-
   rng = np.random.default_rng(2)
   tasks = episode_lib.Episode(
     *(tf.constant(rng.normal(size=(3, 5, 1)), tf.float32) for _ in range(4))
