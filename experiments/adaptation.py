@@ -19,13 +19,15 @@ run's model at fresh random weights, on --num_tasks test tasks:
   query gradients at the initialisation, and the query loss's drop after one inner step
   per unit of parameter change, absolute and relative (batch norm makes raw gradient
   norms depend on the weights' scale; the relative drop does not).
+For a Reptile run, the distribution of the cosines between tasks' updates (initial
+minus adapted weights) over every pair of --num_update_cosine_tasks tasks.
 With --tune_inner_lr=NAME,... (run names, or "random" for the random-init row) each
 named row's fine-tuning rate is chosen first: each of --tune_lrs fine-tunes
 --num_tune_tasks validation tasks for the last of --steps, and the rate with the best
 mean query accuracy (lowest loss for regression) is used on the test tasks (the
 validation scores are in the report's tuned_inner_lr).
 Writes OUT_DIR/adaptation.json, adaptation.md, accuracy_by_steps.png, travel.png,
-cka.png and sensitivity.png.
+cka.png, sensitivity.png and (Reptile) update_cosines.png.
 """
 
 import json
@@ -41,6 +43,7 @@ from experiments import run_flags
 from experiments import run_folder
 from mann import errors
 from mann import files
+from mann import meta
 from mann.data import pipeline
 from mann.evaluation import adaptation
 from mann.meta import gradient_learner
@@ -74,6 +77,13 @@ NUM_SENSITIVITY_TASKS = flags.DEFINE_integer(
   100,
   "Tasks of the sensitivity measures (support-query gradient cosine, query-loss drop "
   "per unit of parameter change after one step); 0 skips them.",
+  lower_bound=0,
+)
+NUM_UPDATE_COSINE_TASKS = flags.DEFINE_integer(
+  "num_update_cosine_tasks",
+  100,
+  "Reptile runs: tasks whose updates' pairwise cosines are measured (their distribution, "
+  "not only the mean the training log gives); 0 skips it.",
   lower_bound=0,
 )
 TUNE_INNER_LR = flags.DEFINE_list(
@@ -216,6 +226,7 @@ def _write_table(report: dict, path: str) -> None:
       + " |"
     )
   lines += _sensitivity_lines(runs)
+  lines += _update_cosine_lines(runs)
   lines += [
     "",
     "Relative travel ||w_S - w_0|| / ||w_0|| per weight tensor is in "
@@ -256,6 +267,51 @@ def _sensitivity_lines(runs: dict) -> list[str]:
       )
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return lines
+
+
+def _update_cosine_lines(runs: dict) -> list[str]:
+  measured = {n: r["task_update_cosines"] for n, r in runs.items() if "task_update_cosines" in r}
+  if not measured:
+    return []
+  quantiles = list(next(iter(measured.values()))["quantiles"])
+  lines = [
+    "",
+    "Cosines between tasks' updates (initial minus adapted weights), every pair of tasks:",
+    "",
+    "| initialisation | tasks | pairs | mean | fraction < 0 | "
+    + " | ".join(f"q{q}" for q in quantiles)
+    + " |",
+    "|---|---|---|---|---|" + "---|" * len(quantiles),
+  ]
+  for name, c in measured.items():
+    lines.append(
+      f"| {name} | {c['num_tasks']} | {c['num_pairs']} | {c['mean']:.3f} | "
+      f"{c['fraction_negative']:.3f} | "
+      + " | ".join(f"{c['quantiles'][q]:.3f}" for q in quantiles)
+      + " |"
+    )
+  return lines
+
+
+def _plot_update_cosines(runs: dict, path: str) -> None:
+  """update_cosines.png: the histogram of the pairwise task-update cosines per run."""
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  measured = {n: r["task_update_cosines"] for n, r in runs.items() if "task_update_cosines" in r}
+  figure, axes = plt.subplots(figsize=(6.5, 4.2))
+  for name, c in measured.items():
+    edges = np.array(c["histogram"]["edges"])
+    fractions = np.array(c["histogram"]["counts"]) / c["num_pairs"]
+    axes.step(edges[:-1], fractions, where="post", label=f"{name} ({c['num_pairs']} pairs)")
+  axes.axvline(0.0, color="grey", linestyle=":", linewidth=1)
+  axes.set_xlabel("cosine between two tasks' updates")
+  axes.set_ylabel("fraction of pairs")
+  axes.set_xlim(-1, 1)
+  axes.legend(fontsize="small")
+  figure.tight_layout()
+  with files.atomic_write(path) as tmp:
+    figure.savefig(tmp, format="png", dpi=120)
+  plt.close(figure)
 
 
 def _plot_sensitivity(runs: dict, path: str) -> None:
@@ -335,6 +391,8 @@ def _plots(report: dict, out_dir: str) -> None:
     plt.close(figure)
   if any("sensitivity" in run for run in runs.values()):
     _plot_sensitivity(runs, os.path.join(out_dir, "sensitivity.png"))
+  if any("task_update_cosines" in run for run in runs.values()):
+    _plot_update_cosines(runs, os.path.join(out_dir, "update_cosines.png"))
 
 
 def main(argv):
@@ -371,6 +429,7 @@ def main(argv):
   rates = _tune_rates() if tuned else []
   measure = common.library_checks("adaptation")(adaptation.measure_adaptation)
   sensitivity = common.library_checks("adaptation")(adaptation.measure_sensitivity)
+  update_cosines = common.library_checks("adaptation")(adaptation.task_update_cosines)
   for name, workdir, restore in rows:
     learner, sampler, checkpoint_step = _learner(workdir, restore=restore)
     tuning = None
@@ -392,6 +451,13 @@ def main(argv):
         num_curvature_tasks=NUM_CURVATURE_TASKS.value,
       ),
     }
+    if isinstance(learner, meta.Reptile) and NUM_UPDATE_COSINE_TASKS.value >= 2:
+      report["runs"][name]["task_update_cosines"] = update_cosines(
+        learner,
+        sampler,
+        num_tasks=NUM_UPDATE_COSINE_TASKS.value,
+        tasks_per_batch=TASKS_PER_BATCH.value,
+      )
     if NUM_SENSITIVITY_TASKS.value:
       report["runs"][name]["sensitivity"] = sensitivity(
         learner, sampler, num_tasks=NUM_SENSITIVITY_TASKS.value

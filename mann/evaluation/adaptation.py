@@ -192,3 +192,40 @@ def measure_sensitivity(
       "per_task": values,
     }
   return summary
+
+
+COSINE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def task_update_cosines(learner, sampler, *, num_tasks: int, tasks_per_batch: int = 25) -> dict:
+  """The distribution of the cosines between tasks' updates at the initialisation.
+
+  Args:
+    learner: a mann.meta.Reptile (its task_updates: initial minus adapted weights after
+      its inner steps).
+    sampler: the split's episode sampler; tasks 0..num_tasks-1 (num_tasks >= 2).
+    tasks_per_batch: tasks adapted together (the same numbers).
+
+  Returns:
+    {"mean", "fraction_negative", "quantiles": {q: value} at COSINE_QUANTILES,
+     "histogram": {"edges" [21] over [-1, 1], "counts" [20]}, "num_tasks", "num_pairs"}
+    over every pair of the num_tasks tasks.
+  """
+  if num_tasks < 2:
+    raise ValueError(f"need at least two tasks, got {num_tasks}")
+  parts = []
+  for batch in pipeline.episodes(sampler, num_episodes=num_tasks, batch_size=tasks_per_batch):
+    updates = learner.task_updates(batch)
+    parts.append(tf.concat([tf.reshape(u, [u.shape[0], -1]) for u in updates], axis=1))
+  cosines = gradient_learner.pairwise_cosines([tf.concat(parts, axis=0)]).numpy()
+  counts, edges = np.histogram(cosines, bins=20, range=(-1.0, 1.0))
+  return {
+    "mean": float(cosines.mean()),
+    "fraction_negative": float((cosines < 0).mean()),
+    "quantiles": {
+      f"{q:g}": float(v) for q, v in zip(COSINE_QUANTILES, np.quantile(cosines, COSINE_QUANTILES))
+    },
+    "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+    "num_tasks": num_tasks,
+    "num_pairs": int(cosines.size),
+  }

@@ -20,6 +20,7 @@ others stay at the initialisation within a task, and all are meta-learned.
 from typing import Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mann.data import episode as episode_lib
@@ -34,6 +35,18 @@ TASK_MAPPINGS = ("auto", "batched", "map_fn", "vectorized_map")
 # How the inner steps are traced (inner_loop.adapt_to_end): see GradientMetaLearner.
 INNER_STEP_TRACINGS = ("auto", "loop", "unrolled")
 TASK_UPDATE_COSINE = "task_update_cosine"
+
+
+def pairwise_cosines(per_task: Sequence[tf.Tensor]) -> tf.Tensor:
+  """Every pair's cosine similarity of the tasks' updates: [T (T - 1) / 2], pairs (i, j)
+  with i < j in row-major order; per_task as task_update_cosine's (a zero update is
+  orthogonal to every other)."""
+  num_tasks = per_task[0].shape[0]
+  flat = tf.concat([tf.reshape(u, [num_tasks, -1]) for u in per_task], axis=1)
+  unit = tf.math.divide_no_nan(flat, tf.norm(flat, axis=1, keepdims=True))
+  similarity = tf.matmul(unit, unit, transpose_b=True)
+  rows, columns = np.triu_indices(num_tasks, k=1)
+  return tf.gather_nd(similarity, np.stack([rows, columns], axis=1))
 
 
 def task_update_cosine(per_task: Sequence[tf.Tensor]) -> tf.Tensor:

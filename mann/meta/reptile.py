@@ -103,12 +103,9 @@ class Reptile(gradient_learner.GradientMetaLearner):
     task_losses, task_metrics = self._map_tasks(one_task, meta_batch, (self.dtype, self.dtype))
     return {"loss": task_losses, self.objective.metric_name: task_metrics}
 
-  @learner.traced_as_written
-  def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
-    """(initial - adapted) weights averaged over tasks, as gradients for an outer
-    optimiser, and the query loss / metric after adaptation and (two tasks or more)
-    the mean pairwise cosine of the tasks' updates (task_update_cosine), for logging."""
-    del step
+  def _task_updates(self, meta_batch: episode_lib.Episode):
+    """Each task's (initial - adapted) weights [T, *shape] per weight tensor, and its
+    query loss and metric after adaptation [T]."""
     weights, non_trainable = self._weights()
     rates = self.inner_learning_rates(self.num_inner_steps)
 
@@ -129,7 +126,21 @@ class Reptile(gradient_learner.GradientMetaLearner):
       )
 
     signature = ([tf.TensorSpec(w.shape, w.dtype) for w in weights], self.dtype, self.dtype)
-    differences, task_loss, task_metric = self._map_tasks(one_task, meta_batch, signature)
+    return self._map_tasks(one_task, meta_batch, signature)
+
+  @learner.traced_as_written
+  def task_updates(self, meta_batch: episode_lib.Episode) -> list[tf.Tensor]:
+    """Each task's update, initial minus adapted weights: [T, *shape] per weight tensor
+    (model.trainable_weights order); their mean is compute_gradients' gradient."""
+    return self._task_updates(meta_batch)[0]
+
+  @learner.traced_as_written
+  def compute_gradients(self, meta_batch: episode_lib.Episode, step=0):
+    """(initial - adapted) weights averaged over tasks, as gradients for an outer
+    optimiser, and the query loss / metric after adaptation and (two tasks or more)
+    the mean pairwise cosine of the tasks' updates (task_update_cosine), for logging."""
+    del step
+    differences, task_loss, task_metric = self._task_updates(meta_batch)
     gradients = [tf.reduce_mean(d, axis=0) for d in differences]
     metrics = {
       "loss": tf.reduce_mean(task_loss),

@@ -93,3 +93,26 @@ def test_sensitivity_of_a_linear_model_matches_least_squares():
     np.testing.assert_allclose(report[key]["per_task"], expected, rtol=2e-3, atol=1e-6)
     assert report[key]["quantiles"]["0.5"] == pytest.approx(np.median(expected), rel=2e-3)
   assert report["num_tasks"] == 5
+
+
+def test_task_update_cosines_are_those_of_each_tasks_own_reptile_update():
+  keras.utils.set_random_seed(2)
+  model = models.mlp(input_size=1, hidden_sizes=(4,), output_size=1)
+  learner = meta.Reptile(model, objective=meta.REGRESSION, num_inner_steps=2, inner_lr=0.05)
+  sampler = data.SinusoidSampler(num_shots=10, num_queries=10, seed=0)
+  report = adaptation.task_update_cosines(learner, sampler, num_tasks=6, tasks_per_batch=4)
+  # Each task's update alone: compute_gradients of a one-task meta-batch.
+  updates = []
+  for index in range(6):
+    episode = sampler.episode(index)
+    one = data.Episode(*(np.asarray(x)[None] for x in episode))
+    gradients, _ = learner.compute_gradients(one)
+    updates.append(np.concatenate([g.numpy().ravel() for g in gradients]))
+  unit = np.array(updates) / np.linalg.norm(updates, axis=1, keepdims=True)
+  rows, columns = np.triu_indices(6, k=1)
+  cosines = (unit @ unit.T)[rows, columns]
+  assert report["num_pairs"] == 15 and report["num_tasks"] == 6
+  assert report["mean"] == pytest.approx(cosines.mean(), abs=1e-5)
+  assert report["quantiles"]["0.5"] == pytest.approx(np.median(cosines), abs=1e-5)
+  assert report["fraction_negative"] == pytest.approx((cosines < 0).mean())
+  assert sum(report["histogram"]["counts"]) == 15

@@ -117,3 +117,36 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
   )
   assert bad.returncode == 2 and "give rates above 0" in bad.stderr, bad.stderr[-1000:]
   assert not (tmp_path / "x").exists()
+
+
+def test_a_reptile_run_gets_the_distribution_of_its_task_update_cosines(tmp_path):
+  run = tmp_path / "reptile"
+  binaries.run_ok(
+    "train",
+    "--flagfile=experiments/configs/maml_sinusoid.flags",
+    "--algorithm=reptile",
+    "--outer_optimizer=sgd",
+    "--outer_lr=0.5",
+    "--mlp_hidden_sizes=8",
+    f"--workdir={run}",
+    "--num_steps=2",
+    "--meta_batch_size=2",
+    "--log_every=1",
+    "--num_validation_tasks=0",
+  )
+  binaries.run_ok(
+    "adaptation",
+    f"--runs=reptile={run}",
+    "--steps=0,1",
+    "--num_tasks=4",
+    "--num_curvature_tasks=0",
+    "--num_sensitivity_tasks=0",
+    "--num_update_cosine_tasks=5",
+    f"--out_dir={tmp_path / 'out'}",
+  )
+  with open(tmp_path / "out" / "adaptation.json") as f:
+    cosines = json.load(f)["runs"]["reptile"]["task_update_cosines"]
+  assert cosines["num_tasks"] == 5 and cosines["num_pairs"] == 10
+  assert -1 <= cosines["quantiles"]["0.01"] <= cosines["quantiles"]["0.99"] <= 1
+  assert (tmp_path / "out" / "update_cosines.png").stat().st_size > 5_000
+  assert "Cosines between tasks' updates" in (tmp_path / "out" / "adaptation.md").read_text()
