@@ -29,11 +29,6 @@ class FineTuner:
     learner: a GradientMetaLearner (MAML, FOMAML, Reptile, Transfer) whose model has a
       task-batched form (conv4, mlp, the MANN, the LSTM), whatever its task_mapping.
     """
-    inner_optimizer = getattr(learner, "inner_optimizer", "sgd")
-    if inner_optimizer != "sgd":
-      raise ValueError(
-        f"fine-tuning curves take SGD steps; this learner's inner optimiser is {inner_optimizer}"
-      )
     self.learner = learner
     model = learner._batched_model  # pylint: disable=protected-access
     if model is None:
@@ -82,6 +77,12 @@ class FineTuner:
     checkpoints = list(checkpoints)
     if not checkpoints or checkpoints != sorted(set(checkpoints)) or checkpoints[0] < 0:
       raise ValueError(f"checkpoints must be increasing step counts >= 0, got {checkpoints}")
+    inner_optimizer = getattr(self.learner, "inner_optimizer", "sgd")
+    if checkpoints[-1] > 0 and inner_optimizer != "sgd":
+      raise ValueError(
+        f"fine-tuning curves take SGD steps; this learner's inner optimiser is "
+        f"{inner_optimizer} (score it at 0 steps only, or evaluate it)"
+      )
     learner = self.learner
     num_tasks = meta_batch.support_x.shape[0]
     weights, _ = learner._weights()  # pylint: disable=protected-access

@@ -8,6 +8,7 @@ import tensorflow as tf
 from mann import meta
 from mann import models
 from mann.data import episode as episode_lib
+from mann.meta import long_adaptation
 
 
 def test_reptile_update_equals_the_hand_computed_one():
@@ -111,3 +112,23 @@ def test_inner_adam_batched_equals_one_task_at_a_time():
   for batched, one_at_a_time in zip(results["batched"][0], results["map_fn"][0]):
     np.testing.assert_allclose(batched, one_at_a_time, rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(results["batched"][1], results["map_fn"][1], rtol=1e-5)
+
+
+def test_fine_tuning_curves_of_an_inner_adam_learner_stop_at_its_initialisation():
+  keras.utils.set_random_seed(0)
+  learner = meta.Reptile(
+    models.mlp(input_size=1, hidden_sizes=(4,), output_size=1),
+    objective=meta.REGRESSION,
+    num_inner_steps=2,
+    inner_lr=0.01,
+    inner_optimizer="adam",
+  )
+  rng = np.random.default_rng(3)
+  tasks = episode_lib.Episode(
+    *(tf.constant(rng.normal(size=(2, 5, 1)), tf.float32) for _ in range(4))
+  )
+  tuner = long_adaptation.FineTuner(learner)
+  at_start = tuner.scores(tasks, checkpoints=[0])["mse"][:, 0]
+  np.testing.assert_allclose(at_start, learner.evaluate_tasks(tasks, 0)["mse"][:, 0], rtol=1e-5)
+  with pytest.raises(ValueError, match="fine-tuning curves take SGD steps"):
+    tuner.scores(tasks, checkpoints=[0, 1])
