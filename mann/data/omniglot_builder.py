@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mann import errors
-from mann.data import omniglot
+from mann.data import omniglot_files
 
 _NUM_ALPHABETS = 50
 
@@ -32,7 +32,7 @@ class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
   """Omniglot from local zips (TFDS manual_dir): the stock 'omniglot' features and splits
   train (images_background) and test (images_evaluation), without a download."""
 
-  VERSION = tfds.core.Version(omniglot.LOCAL_BUILDER_VERSION)
+  VERSION = tfds.core.Version(omniglot_files.LOCAL_BUILDER_VERSION)
   RELEASE_NOTES = {"3.0.0": "Stock omniglot 3.0.0 features, read from manual_dir."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
     "Put images_background.zip and images_evaluation.zip of "
@@ -49,7 +49,7 @@ class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
           "image": tfds.features.Image(shape=(105, 105, 3), encoding_format="png"),
           "alphabet": tfds.features.ClassLabel(num_classes=_NUM_ALPHABETS),
           "alphabet_char_id": np.int64,
-          "label": tfds.features.ClassLabel(num_classes=omniglot.NUM_CHARACTERS),
+          "label": tfds.features.ClassLabel(num_classes=omniglot_files.NUM_CHARACTERS),
         }
       ),
       supervised_keys=("image", "label"),
@@ -57,16 +57,16 @@ class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    zips = omniglot.find_omniglot_zips(os.fspath(dl_manager.manual_dir))
+    zips = omniglot_files.find_omniglot_zips(os.fspath(dl_manager.manual_dir))
     alphabets, label_names = set(), {}
     for path in zips.values():
       for alphabet, char_id, label, _ in _character_records(path):
         alphabets.add(alphabet)
         label_names[label] = f"{alphabet}_{char_id}"
-    if sorted(label_names) != list(range(omniglot.NUM_CHARACTERS)):
+    if sorted(label_names) != list(range(omniglot_files.NUM_CHARACTERS)):
       raise errors.UserInputError(
         f"the Omniglot zips in {dl_manager.manual_dir} do not number their characters "
-        f"1..{omniglot.NUM_CHARACTERS}; use the original or rebuilt zips"
+        f"1..{omniglot_files.NUM_CHARACTERS}; use the original or rebuilt zips"
       )
     self.info.features["alphabet"].names = sorted(alphabets)
     self.info.features["label"].names = [label_names[k] for k in sorted(label_names)]

@@ -1,5 +1,6 @@
 """Tests of mann/data/omniglot.py on the real Omniglot zips (offline TFDS builder)."""
 
+import ast
 import io
 import os
 import shutil
@@ -18,6 +19,7 @@ from mann.data import omniglot
 from mann.data import omniglot_builder
 from mann.data import sampler as sampler_lib
 from mann.data import tfds_source
+from tests import conftest
 
 
 def test_all_characters_with_twenty_images_of_28x28(omniglot_characters):
@@ -190,3 +192,18 @@ def test_stock_tfds_path_gives_the_same_structure(tmp_path):
   np.testing.assert_array_equal(characters.class_counts(), np.full(1623, 2))
   # Inverted: stored pixel = 255 - (label % 200).
   np.testing.assert_array_equal(characters.images[:, 5, 5, 0], 255 - (characters.labels % 200))
+
+
+def test_the_loader_and_the_builder_do_not_import_each_other():
+  def imported(path):
+    tree = ast.parse((conftest.REPO_ROOT / path).read_text())
+    names = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom) and node.module:
+        names |= {f"{node.module}.{a.name}" for a in node.names}
+      elif isinstance(node, ast.Import):
+        names |= {a.name for a in node.names}
+    return names
+
+  assert "mann.data.omniglot" not in imported("mann/data/omniglot_builder.py")
+  assert "mann.data.omniglot_files" in imported("mann/data/omniglot_builder.py")
