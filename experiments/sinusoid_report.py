@@ -31,7 +31,7 @@ flags.mark_flags_as_required(["root", "out_dir"])
 ALGORITHMS = ("maml", "fomaml", "reptile", "transfer")
 SHOTS = (5, 10)
 STEPS = ("1", "5", "10")
-# Finn et al. 2017 as quoted in DESIGN.md: MSE after 1 / 5 / 10 steps, K=5 (Table 2).
+# Finn et al. 2017, Table 2: MSE after 1 / 5 / 10 steps, K=5.
 PAPER = {"maml": "0.67 / 0.38 / 0.35", "transfer": "2.41 / 2.23 / 2.19"}
 NAMES = {
   "maml": "MAML",
