@@ -208,6 +208,15 @@ def test_every_python_file_is_in_a_target(path):
     assert len(owners) == 1, f"library module {path} is in {owners}: one target only"
 
 
+def test_no_target_lists_a_label_twice():
+  # Bazel refuses to load a package where one does (macros' implicit deps included).
+  for label, target in BUILD.targets.items():
+    for attribute in ("deps", "data"):
+      labels = getattr(target, attribute)
+      repeated = sorted({item for item in labels if labels.count(item) > 1})
+      assert not repeated, f"{label} lists {repeated} twice in its {attribute}: remove one"
+
+
 def test_every_dependency_names_a_target_or_a_pinned_requirement():
   for label, target in BUILD.targets.items():
     for dep in target.deps + target.data:
