@@ -1,9 +1,8 @@
 """Benchmark scripts (speed, throughput): run as python -m benchmarks.NAME; print JSON."""
 
-import os
+import sys
 
-# TensorFlow's C++ start-up notices (CPU features, oneDNN) would bury a binary's own
-# output; errors still show. Set before any binary imports TensorFlow.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mann import runtime
 
-import mann  # noqa: F401  (sets TensorFlow's CPU options before TensorFlow loads)
+# Before any binary imports TensorFlow: TF's C++ start-up messages show with --verbosity=1.
+runtime.configure(show_tensorflow_messages=runtime.debug_verbosity_asked(sys.argv[1:]))

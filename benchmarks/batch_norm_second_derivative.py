@@ -25,7 +25,6 @@ inner lr 0.4, one inner step.
 """
 
 import contextlib
-import os
 from typing import Any
 from unittest import mock
 
@@ -129,7 +128,6 @@ def _compare(batch, ways, first_order) -> dict:
 
 def main(argv):
   del argv
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   rows = interleaved.rows_by_setting(SETTINGS.value, ORDERS.value, SEED.value, _compare)
   report = {
     "repeats": REPEATS.value,

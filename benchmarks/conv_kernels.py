@@ -40,10 +40,8 @@ OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 
 def main(argv):
   del argv
-  import os  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
 
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   reason = convolution_kernels.missing_kernels()
   if reason:
     print(f"error: {reason}", file=sys.stderr)

@@ -12,7 +12,6 @@ the shared machine's drift falls on both alike; loop_over_unrolled is the ratio 
 medians. This is the measurement behind the default, "auto".
 """
 
-import os
 from typing import Any
 
 from absl import app
@@ -107,7 +106,6 @@ def _setting(ways, shots, queries, tasks, inner_steps) -> list[dict]:
 
 def main(argv):
   del argv
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   rows = []
   for setting in SETTINGS.value:
     rows += _setting(*[int(field) for field in setting.split(":")])

@@ -32,7 +32,6 @@ OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 
 def main(argv):
   del argv
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   images, height, width, channels = (int(v) for v in SHAPE.value)

@@ -22,7 +22,6 @@ BABA...), and shared_over_grouped, the ratio of medians. Float32 (or --precision
 conv4 (stride 2, batch norm), Omniglot-sized random inputs, inner lr 0.4, one inner step.
 """
 
-import os
 from typing import Any
 
 from absl import app
@@ -87,7 +86,6 @@ def _compare(batch, ways, first_order) -> dict:
 
 def main(argv):
   del argv
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   rows = interleaved.rows_by_setting(SETTINGS.value, ORDERS.value, SEED.value, _compare)
   report = {
     "repeats": REPEATS.value,

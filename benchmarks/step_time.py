@@ -151,7 +151,6 @@ def _time_ours(
   precision="float32",
 ) -> dict:
   """Times our compiled meta-step in this process; returns the figures."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 

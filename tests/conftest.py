@@ -7,13 +7,15 @@ import sys
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as mann/__init__.py says why
 # Not resolved through symlinks: under `bazel test` this is the test's runfiles tree, which
 # holds only the files its target declares (BUILD), and the binaries run from there.
 REPO_ROOT = pathlib.Path(os.path.abspath(__file__)).parents[1]
 if str(REPO_ROOT) not in sys.path:
   sys.path.insert(0, str(REPO_ROOT))
+
+from mann import runtime  # noqa: E402  (after the path above)
+
+runtime.configure()  # before any test imports TensorFlow, as the binaries do
 
 # Two logical CPU devices in every test process, before TensorFlow initialises them, so
 # that multi-replica strategies run here (tests/training/distribute_test.py). Ops are

@@ -109,7 +109,7 @@ def _fresh_interpreter(folder, source: str, *args: str) -> str:
   return result.stdout.split()[-1]
 
 
-def test_keras_after_mann_leaves_matplotlib_unimported_and_still_plots(tmp_path):
+def test_keras_after_configure_leaves_matplotlib_unimported_and_still_plots(tmp_path):
   # Control first: Keras alone imports matplotlib (so the check below can fail).
   keras_alone = "import sys, keras; print('matplotlib.ft2font' in sys.modules)"
   assert _fresh_interpreter(tmp_path, keras_alone) == "True"
@@ -118,7 +118,9 @@ def test_keras_after_mann_leaves_matplotlib_unimported_and_still_plots(tmp_path)
       tmp_path,
       """
       import sys
-      import mann, keras, numpy as np
+      from mann import runtime
+      runtime.configure()
+      import keras, numpy as np
       import tensorflow as tf
       layer = keras.layers.Dense(3)
 

@@ -184,9 +184,9 @@ def tasks_digest(sampler, num_tasks: int, first_task: int = 0):
   if not hasattr(sampler, "episode_image_indices"):
     return None
   indices = tf.range(first_task, first_task + num_tasks)
-  classes, images = tf.function(lambda i: tf.vectorized_map(sampler.episode_image_indices, i))(
-    indices
-  )
+  # pfor has no converters for the stateless random ops: their loop fallback is silent.
+  draw = lambda i: tf.vectorized_map(sampler.episode_image_indices, i, warn=False)
+  classes, images = tf.function(draw)(indices)
   digest = hashlib.sha256(np.asarray(classes, np.int64).tobytes())
   digest.update(np.asarray(images, np.int64).tobytes())
   return digest.hexdigest()[:16]

@@ -281,7 +281,8 @@ class GradientMetaLearner:
       return one_task(meta_batch, self._batched_model, stacked)
     per_task = lambda task: one_task(task, self.model, weights)
     if self.task_mapping == "vectorized_map":
-      return tf.vectorized_map(per_task, meta_batch, fallback_to_while_loop=True)
+      # warn=False: the loop fallback for ops pfor lacks is this mapping's documented cost.
+      return tf.vectorized_map(per_task, meta_batch, fallback_to_while_loop=True, warn=False)
     return tf.map_fn(per_task, meta_batch, fn_output_signature=signature)
 
   # Per-task recurrent kernels as low-rank updates (mann.models.low_rank) where the

@@ -24,39 +24,9 @@ from typing import Callable, Optional, Sequence
 
 import keras
 import tensorflow as tf
-from tensorflow.core.protobuf import config_pb2
-from tensorflow.core.protobuf import rewriter_config_pb2
-from tensorflow.python.eager import context
 
 from mann.meta import losses
 from mann.models import low_rank
-
-
-def _keep_loop_gradients_runnable() -> None:
-  """Turns off Grappler's memory optimiser for this process's tf.functions.
-
-  Where it estimates a graph's peak memory above 80% of the device's, that pass
-  rewrites AddN ops of more than two inputs into a TemporaryVariable accumulated in
-  place; inside the gradient of a tf.while_loop (adapt_to_end's second-order steps)
-  such a variable outlives its loop iteration, and the function's next call fails with
-  "AlreadyExistsError: Resource __per_step_0/.../AddN_6/tmp_var" (seen here on the
-  20-way 1-shot meta-step; tensorflow/tensorflow#25540). Its other pass swaps GPU
-  memory to the host. TensorFlow offers no public switch for it (tf.config.optimizer
-  lists the other optimisers), so the context's base config carries it; functions read
-  that config when their call options are next built.
-  """
-  ctx = context.context()
-  config = config_pb2.ConfigProto()
-  if ctx._config is not None:  # pylint: disable=protected-access
-    config.CopyFrom(ctx._config)  # pylint: disable=protected-access
-  config.graph_options.rewrite_options.memory_optimization = (
-    rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
-  )
-  ctx._config = config  # pylint: disable=protected-access
-  ctx._thread_local_data.function_call_options = None  # pylint: disable=protected-access
-
-
-_keep_loop_gradients_runnable()
 
 Weights = list[tf.Tensor]
 # (weights, non-trainable weights) -> (outputs, non-trainable weights after the pass)

@@ -108,6 +108,11 @@ def test_equal_digests_mean_the_same_tasks():
   assert digest != evaluation.tasks_digest(_sampler(seed=1), 20)
 
 
+def test_the_digest_draws_its_tasks_without_pfor_s_fallback_warnings(capfd):
+  evaluation.tasks_digest(_sampler(), 4)
+  assert "while_loop for converting" not in capfd.readouterr().err
+
+
 def test_an_online_sequence_has_a_digest_of_the_images_it_shows():
   source = class_images.random_class_images(20, 10)
   sequences = santoro.SequenceSampler(source, num_ways=3, num_instances=4, seed=0)

@@ -249,19 +249,3 @@ def test_the_looped_graph_does_not_grow_with_the_steps(float64):
   num_weights = len(model.trainable_variables)
   assert num_ops(6, unroll=False) - num_ops(2, unroll=False) == 4 * num_weights
   assert num_ops(6, unroll=True) > 2 * num_ops(2, unroll=True)
-
-
-def test_grappler_memory_optimiser_is_off_for_functions():
-  """Its AddN rewrite breaks a differentiated while loop's next call (inner_loop's
-  _keep_loop_gradients_runnable); the functions' call config must say it is off."""
-  from tensorflow.core.protobuf import config_pb2  # pylint: disable=g-import-not-at-top
-  from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
-
-  config = config_pb2.ConfigProto.FromString(
-    context.context().function_call_options.config_proto_serialized
-  )
-  assert (
-    config.graph_options.rewrite_options.memory_optimization
-    == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
-  )

@@ -70,7 +70,7 @@ def _assert_the_same_steps(tmp_path, num_steps, *, rtol, loss_rtol, **options):
 
 
 def test_steps_run_inside_one_call_are_the_same_steps(tmp_path):
-  # The same steps on the same meta-batches; with oneDNN on (mann/__init__.py) the graph
+  # The same steps on the same meta-batches; with oneDNN on (mann.runtime.configure) the graph
   # rewrites inside the while loop may round differently (3.7e-9 here on an AMD EPYC),
   # so equal to float32 round-off (1.6e-6 relative after 8 Adam steps) rather than bit
   # for bit.
