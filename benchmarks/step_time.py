@@ -93,7 +93,7 @@ TASK_MAPPINGS = flags.DEFINE_list(
   "(shared_first_step).",
 )
 PEER_PYTHON = flags.DEFINE_string(
-  "peer_python", None, "Python of a learn2learn venv (../shared/peers/README.md); unset: ours only."
+  "peer_python", None, "Python of a venv with learn2learn and PyTorch; unset: ours only."
 )
 PEER_SCRIPT = flags.DEFINE_string(
   "peer_script",

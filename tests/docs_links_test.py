@@ -36,9 +36,20 @@ def test_every_named_markdown_file_is_in_the_repository():
     if name.startswith("/") or first == "workdirs" or (first.isupper() and "/" in name):
       continue
     if "/" in name.strip("./"):
-      found = (root / name).exists() or (path.parent / name).exists()
+      # Resolved inside the repository only: a sibling folder of this checkout is not in it.
+      found = any(
+        candidate.exists() and candidate.resolve().is_relative_to(root)
+        for candidate in (root / name, path.parent / name)
+      )
     else:
       found = name in present
     if not found:
       missing.append(f"{path.relative_to(root)}: {name}")
   assert not missing, "docs name Markdown files the repository lacks:\n" + "\n".join(missing)
+
+
+def test_the_front_pages_stay_short():
+  # README.md is read in five minutes; results/README.md is an index, the stories in studies.
+  for page, most in (("README.md", 100), ("results/README.md", 150)):
+    lines = (REPO_ROOT / page).read_text().count("\n")
+    assert lines <= most, f"{page} has {lines} lines (at most {most}): move detail to docs/"

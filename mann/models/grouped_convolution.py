@@ -91,7 +91,7 @@ def kernel_path(dtype) -> str:
   `dtype` here; tried once per dtype and process, then remembered. Under
   GROUPED_FLOAT32 the engine's ordinary convolutions in `dtype` (a shared first step's)
   run in float32 too: a CPU without the grouped 16-bit kernels lacks oneDNN's 16-bit
-  path, and Eigen's ordinary 16-bit convolutions are far slower (results/README.md)."""
+  path, and Eigen's ordinary 16-bit convolutions are far slower (results/performance/README.md)."""
   dtype = tf.as_dtype(dtype)
   with _lock:
     if dtype.name not in _paths:

@@ -42,7 +42,7 @@ def _bazel(workspace):
   """Bazel with its own output base (and server) for the copy. The system rc stays: it
   names the install base of Debian's bazel-bootstrap (/etc/bazel/bazelrc)."""
   bazel = shutil.which("bazel")
-  assert bazel, "bazel not on PATH: apt-get install bazel-bootstrap (README, Bazel)"
+  assert bazel, "bazel not on PATH: apt-get install bazel-bootstrap (docs/guide.md, Bazel)"
   return [
     bazel,
     f"--output_base={workspace.parent / 'output_base'}",
