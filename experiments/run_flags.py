@@ -119,12 +119,9 @@ INNER_LOSS = flags.DEFINE_enum(
   "support_sequence: each step of the shuffled support sequence scored (in 1-shot a "
   "class is never seen before its own step: only elimination can score); "
   "support_replay: the support sequence shown twice, the second pass scored (what the "
-  "memory recalls). Measured, MAML over the MANN, Omniglot 5w1s "
-  "(maml_mann_omniglot_5w1s.flags), validation accuracy on 200 tasks after 250 / 500 "
-  "meta-steps: support_sequence 82.1 +- 2.3 / 88.7 +- 1.9 %, support_replay 79.7 +- 2.3 / "
-  "88.1 +- 1.9 %: no difference beyond the intervals, and support_sequence runs half the "
-  "recurrent steps per inner step, hence the default. Queries are always predicted "
-  "after the support sequence, under the adapted weights.",
+  "memory recalls; twice support_sequence's recurrent steps). Queries are always "
+  "predicted after the support sequence, under the adapted weights. Why the default: "
+  "results/maml_mann_omniglot_5w1s/README.md.",
 )
 INNER_WEIGHTS = flags.DEFINE_enum(
   "inner_weights",
@@ -214,10 +211,9 @@ SHARED_FIRST_STEP = flags.DEFINE_boolean(
   False,
   "maml, fomaml, reptile over conv4: run the first inner step's support pass, where "
   "every task still has the initialisation, as ordinary convolutions over all tasks' "
-  "images (only the kernels' gradients per task): the same meta-gradients; 0.86x the "
-  "time of the 5w1s second-order meta-gradient at 1 query per class, 0.95x at 15, first "
-  "order no faster (results/shared_first_step.json). MAML then logs no "
-  "task_update_cosine. Not with --checkpoint_inner_steps.",
+  "images (only the kernels' gradients per task): the same meta-gradients, faster at "
+  "second order (results/performance/README.md). MAML then logs no task_update_cosine. "
+  "Not with --checkpoint_inner_steps.",
 )
 INNER_STEP_TRACING = flags.DEFINE_enum(
   "inner_step_tracing",
@@ -225,8 +221,8 @@ INNER_STEP_TRACING = flags.DEFINE_enum(
   list(meta.INNER_STEP_TRACINGS),
   "How the inner steps are traced: loop (once, as a tf.while_loop: a graph and first "
   "trace that do not grow with the steps), unrolled (each step on its own); auto: a loop "
-  "for meta-test fine-tuning and Reptile, unrolled for MAML's meta-gradient (a few per "
-  "cent faster per meta-step than the loop; results/inner_step_tracing.json).",
+  "for meta-test fine-tuning and Reptile, unrolled for MAML's meta-gradient (where it is "
+  "faster; results/performance/README.md).",
 )
 CLIP_GRAD_NORM = flags.DEFINE_float(
   "clip_grad_norm",
@@ -249,15 +245,10 @@ PRECISION = flags.DEFINE_enum(
   list(PRECISIONS),
   "float32; mixed_bfloat16: Keras's mixed policy for every model (weights, the update, "
   "batch-norm statistics, the losses and the MANN's memory addressing in float32; "
-  "convolutions and matmuls of the inner and outer passes in bfloat16). Meta-gradient "
-  "against float32 on one batch, conv4 5w1s, trained weights: cosine 0.999 with no inner "
-  "step, 0.990 after one second-order step, 0.988 after five; from a fresh "
-  "initialisation 0.997, 0.955, and 0.07 after five (results/precision/meta_gradient.json). "
-  "The conv4 5w1s step in 0.92x float32's time at 15 queries a class and 0.83x at 1 on an "
-  "Intel Xeon with AMX, 0.92x and 1.1x on an AMD EPYC with AVX-512 BF16 "
-  "(results/step_time_amx_rounds.json, step_time_precision.json). Where oneDNN has no "
-  "bfloat16 kernels (an AVX2-only CPU), the task-batched convolutions run as float32 "
-  "kernels, said at start and in results.json (results/grouped_convolution_fallback/).",
+  "convolutions and matmuls of the inner and outer passes in bfloat16). Where oneDNN has "
+  "no bfloat16 kernels (an AVX2-only CPU), the task-batched convolutions run as float32 "
+  "kernels, said at start and in results.json. Its speed and accuracy: "
+  "results/performance/README.md, results/precision/README.md.",
 )
 
 

@@ -77,10 +77,8 @@ TASKS_PER_CHUNK = flags.DEFINE_integer(
   0,
   "maml, fomaml, reptile: compute a meta-step's meta-gradients this many tasks at a time "
   "(a divisor of --meta_batch_size per replica): the same gradients, with one chunk's "
-  "activations in memory instead of the whole meta-batch's. conv4 5w1s, 15 queries per "
-  "class, meta-batch 32, second order (results/step_time_chunks.json): 8 holds peak RSS "
-  "at 949 MB against 1,535 MB for 1.07x the time, 2 at 778 MB (below learn2learn's "
-  "830) for 1.53x. 0: all tasks at once.",
+  "activations in memory instead of the whole meta-batch's; smaller chunks, less memory "
+  "and more time (results/performance/README.md). 0: all tasks at once.",
   lower_bound=0,
 )
 NUM_THREADS = flags.DEFINE_integer(

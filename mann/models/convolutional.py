@@ -23,6 +23,10 @@ def conv4(
   `downsample="max_pool"` keeps stride 1 and adds a 2x2 max pool to each block
   (4x the FLOPs): 28 -> 14 -> 7 -> 3 -> 1.
 
+  The head is a Dense layer over the flattened features (2*2*num_filters inputs at
+  28x28 with stride 2). MAML's Omniglot code averages the features over space first
+  (num_filters inputs), so this head has 4x its weights there.
+
   Args:
     num_classes: N, the width of the output layer.
     image_shape: (H, W, C) of one input image.
