@@ -30,6 +30,7 @@ from mann.meta import losses
 from mann.meta import task_format as task_format_lib
 from mann.models import task_batched
 from mann.models import task_batched_sequence
+from mann.models import task_engine
 
 TASK_MAPPINGS = ("auto", "batched", "map_fn", "vectorized_map")
 # How the inner steps are traced (inner_loop.adapt_to_end): see GradientMetaLearner.
@@ -71,7 +72,9 @@ def task_update_cosine(per_task: Sequence[tf.Tensor]) -> tf.Tensor:
   return off_diagonal / (num_tasks * (num_tasks - 1))
 
 
-def _task_batched_model(model: keras.Model, shared_first_step: bool = False):
+def _task_batched_model(
+  model: keras.Model, shared_first_step: bool = False
+) -> tuple[Optional[task_engine.TaskEngine], Optional[str]]:
   """The task-batched form of `model`, or (None, why there is none)."""
   reason = task_batched.unsupported_reason(model)
   if reason is None:
@@ -160,7 +163,9 @@ class GradientMetaLearner:
       )
     self.shared_first_step = shared_first_step
     self.task_mapping = task_mapping
-    self._batched_model = batched_model if task_mapping == "batched" else None
+    self._batched_model: Optional[task_engine.TaskEngine] = (
+      batched_model if task_mapping == "batched" else None
+    )
     self.task_format = task_format or task_format_lib.ExampleFormat()
     num_weights = len(model.trainable_weights)
     self.adapted_weights = (
@@ -272,7 +277,7 @@ class GradientMetaLearner:
     weights, _ = self._weights()
     if self._batched_model is not None:
       num_tasks = meta_batch.support_x.shape[0]
-      if hasattr(self._batched_model, "task_weights") and self._low_rank_kernels:
+      if self._low_rank_kernels:
         stacked = self._batched_model.task_weights(weights, num_tasks)
       else:
         stacked = [tf.broadcast_to(w[None], [num_tasks, *w.shape]) for w in weights]

@@ -21,6 +21,7 @@ import tensorflow as tf
 from mann.data import episode as episode_lib
 from mann.data import santoro
 from mann.meta import inner_loop
+from mann.models import task_engine
 
 INNER_LOSSES = ("support_sequence", "support_replay")
 
@@ -139,7 +140,7 @@ class SequenceFormat:
     )  # [..., NQ, NK+1, D]
 
     num_support = task.support_y.shape[-1]
-    if hasattr(model, "branched_call"):
+    if isinstance(model, task_engine.BranchedTaskEngine):
       # The task-batched model runs the shared support prefix once per task (the same
       # numbers: see TaskBatchedSequenceModel.branched_call).
       prefix = x[:, 0, :num_support]  # [T, NK, D]

@@ -55,6 +55,7 @@ import tensorflow as tf
 from mann.models import batch_norm
 from mann.models import grouped_convolution
 from mann.models import low_rank
+from mann.models import task_engine
 
 _ELEMENTWISE = (keras.layers.ReLU, keras.layers.Activation)
 _SUPPORTED = (
@@ -308,7 +309,7 @@ class SharedKernel(low_rank.RecordedKernel):
     return self.base[None] - rate * gradient
 
 
-class TaskBatchedModel:
+class TaskBatchedModel(task_engine.TaskEngine):
   """A Keras model run functionally for T tasks, each with its own weights.
 
   `batched.stateless_call(weights, non_trainable, x, training=...)` is the task-batched

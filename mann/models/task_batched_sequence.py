@@ -35,6 +35,7 @@ import tensorflow as tf
 from mann.memory import access
 from mann.models import low_rank
 from mann.models import task_batched
+from mann.models import task_engine
 from mann.models.recurrent import MANNCell
 
 
@@ -85,7 +86,7 @@ def _lstm_gates(z: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   return tf.sigmoid(o) * tf.tanh(c), c
 
 
-class TaskBatchedSequenceModel:
+class TaskBatchedSequenceModel(task_engine.BranchedTaskEngine):
   """models.mann / models.lstm run functionally for T tasks, each with its own weights.
 
   `batched.stateless_call(weights, non_trainable, x, training=...)` is the task-batched
