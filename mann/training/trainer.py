@@ -19,6 +19,7 @@ progress line and the stop request that the loop in train() ties together.
 """
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -276,31 +277,23 @@ def train(
   if not chief:  # every worker takes part in a save; only the chief's is the run's
     workdir = os.path.join(workdir, "workers", str(strategy.cluster_resolver.task_id))
   os.makedirs(workdir, exist_ok=True)
-  with strategy.scope():
-    optimizer.build(learner.trainable_variables)
-    step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    clock = TrainingClock()
-    skipped_total = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_skipped")
-  checkpoint = checkpointing.RunCheckpoint(
-    workdir,
-    learner=learner,
-    optimizer=optimizer,
-    step=step_counter,
-    train_seconds=clock.total,
-    nonfinite_skipped=skipped_total,
+  state = _RunState(learner=learner, optimizer=optimizer, strategy=strategy, workdir=workdir)
+  schedule = _Schedule(
+    num_steps=num_steps,
+    steps_per_call=steps_per_call,
+    log_every=log_every,
+    checkpoint_every=checkpoint_every,
+    validate_every=validate_every if validate else None,
+    keep_checkpoints_at=tuple(keep_checkpoints_at),
   )
-  kept = checkpointing.KeptCheckpoints(
-    workdir, learner=learner, step=step_counter, train_seconds=clock.total
+  step = first_step = state.step
+  reporter = _Reporter(
+    log=run_log.RunLog(workdir, first_step=first_step, enabled=chief),
+    progress=_Progress(first_step, num_steps, progress_stream),
+    skip_nonfinite=skip_nonfinite,
   )
-  if resumed_from := checkpoint.restore_latest():
-    logging.info("resumed from %s at step %d", resumed_from, int(step_counter.numpy()))
-  step = first_step = int(step_counter.numpy())
-  log = run_log.RunLog(workdir, first_step=first_step, enabled=chief)
-  progress = _Progress(first_step, num_steps, progress_stream)
-  window = MetricWindow()
-  boundaries = [log_every, checkpoint_every] + ([validate_every] if validate else [])
-  trace_seconds = first_call_seconds = startup_seconds = None
-  clock.skip()
+  timer = StartupTimer()
+  state.clock.skip()
   if step < num_steps:
     batches, replica_spec = steps_lib.replica_batches(strategy, make_batches, first_step)
     meta_steps = steps_lib.MetaSteps(
@@ -317,81 +310,194 @@ def train(
   with _stop_requests() as stop:
     while step < num_steps:
       if stop.requested:
-        clock.charge()
-        checkpoint.save(step)
+        state.clock.charge()
+        state.checkpoint.save(step)
         progress_stream.write(
           f"stopped: checkpoint saved at step {step}; rerun the same command to resume\n"
         )
         raise KeyboardInterrupt
-      started = time.perf_counter()
-      count = steps_to_boundary(
-        step,
-        num_steps=num_steps,
-        steps_per_call=steps_per_call,
-        every=boundaries,
-        at=keep_checkpoints_at,
-      )
+      count = schedule.steps_from(step)
       arguments = (batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
-      if trace_seconds is None:
-        # Traced on its own before the first call (which then reuses the trace), so that
-        # results.json holds the trace apart from the graph optimisation and the run.
-        meta_steps.run.get_concrete_function(*arguments)
-        trace_seconds = time.perf_counter() - started
-        # The trace chose the form of each dtype's grouped convolutions: said once.
-        for dtype_name, path in grouped_convolution.paths_chosen().items():
-          logging.info(
-            "grouped convolutions in %s: %s",
-            dtype_name,
-            grouped_convolution.describe(dtype_name, path),
-          )
-      means, bad_steps, first_bad = meta_steps.run(*arguments)
-      bad_steps = int(bad_steps)  # waits for the steps
+      means, bad_steps, first_bad = timer.call(meta_steps.run, arguments, count)
       if bad_steps and not skip_nonfinite:
-        raise _diverged(int(first_bad), checkpoint)
-      skipped_total.assign_add(bad_steps)
-      window.add(means, count, bad_steps)
-      if first_call_seconds is None:
-        first_call_seconds = time.perf_counter() - started
-        startup_seconds = process_age_seconds()
-        logging.info(
-          "first call of %d meta-step(s): %.1f s (trace %.1f s, then graph optimisation and "
-          "the run); process start to its end: %s s",
-          count,
-          first_call_seconds,
-          trace_seconds,
-          startup_seconds,
-        )
+        raise _diverged(first_bad, state.checkpoint)
+      state.skipped_total.assign_add(bad_steps)
+      reporter.window.add(means, count, bad_steps)
       step += count
-      step_counter.assign(step)
-      if step % log_every == 0 or step == num_steps:
-        means, skipped = window.drain()
-        record = {
-          "step": step,
-          "train_seconds": clock.charge(),
-          **means,
-          **({"nonfinite_skipped": skipped} if skip_nonfinite else {}),
-          "rss_mib": _resident_mib(),
-        }
-        log.write(record)
-        progress.report(
-          step, {k: v for k, v in record.items() if k.startswith("train_") and k != "train_seconds"}
-        )
-      if validate is not None and (step % validate_every == 0 or step == num_steps):
-        clock.charge()
-        validation = {f"validation_{k}": float(v) for k, v in validate().items()}
-        log.write({"step": step, **validation})
-        progress.report(step, validation)
-        clock.skip()
-      if step % checkpoint_every == 0 or step == num_steps:
-        clock.charge()
-        checkpoint.save(step)
-      if step in keep_checkpoints_at:
-        clock.charge()
-        kept.save(step)
+      state.step_counter.assign(step)
+      _at_boundaries(step, state=state, schedule=schedule, reporter=reporter, validate=validate)
+  results = _results(state, reporter.log, timer, num_steps=num_steps, skip_nonfinite=skip_nonfinite)
+  results.update(run_facts or {})
+  if chief:
+    files.write_json(os.path.join(workdir, RESULTS_FILE), results)
+  return results
 
-  results = {
+
+class _RunState:
+  """What a checkpoint restores and the loop advances (the step, the training clock, the
+  count of skipped steps), and the checkpoints that save it; restored at construction."""
+
+  def __init__(self, *, learner, optimizer, strategy, workdir: str):
+    with strategy.scope():
+      optimizer.build(learner.trainable_variables)
+      self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      self.clock = TrainingClock()
+      self.skipped_total = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_skipped")
+    self.checkpoint = checkpointing.RunCheckpoint(
+      workdir,
+      learner=learner,
+      optimizer=optimizer,
+      step=self.step_counter,
+      train_seconds=self.clock.total,
+      nonfinite_skipped=self.skipped_total,
+    )
+    self.kept = checkpointing.KeptCheckpoints(
+      workdir, learner=learner, step=self.step_counter, train_seconds=self.clock.total
+    )
+    if resumed_from := self.checkpoint.restore_latest():
+      logging.info("resumed from %s at step %d", resumed_from, self.step)
+
+  @property
+  def step(self) -> int:
+    return int(self.step_counter.numpy())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+  """When the loop logs, validates (validate_every None: never), checkpoints and keeps
+  weights, and so how many meta-steps each compiled call runs."""
+
+  num_steps: int
+  steps_per_call: int
+  log_every: int
+  checkpoint_every: int
+  validate_every: Optional[int]
+  keep_checkpoints_at: tuple[int, ...]
+
+  def steps_from(self, step: int) -> int:
+    every = [self.log_every, self.checkpoint_every]
+    every += [self.validate_every] if self.validate_every else []
+    return steps_to_boundary(
+      step,
+      num_steps=self.num_steps,
+      steps_per_call=self.steps_per_call,
+      every=every,
+      at=self.keep_checkpoints_at,
+    )
+
+  def due(self, step: int, every: Optional[int]) -> bool:
+    return every is not None and (step % every == 0 or step == self.num_steps)
+
+
+@dataclasses.dataclass
+class _Reporter:
+  """Where the loop's metrics go: the window of train metrics since the last log line,
+  log.jsonl (with TensorBoard) and the progress line."""
+
+  log: run_log.RunLog
+  progress: "_Progress"
+  skip_nonfinite: bool
+  window: MetricWindow = dataclasses.field(default_factory=MetricWindow)
+
+  def log_train(self, step: int, train_seconds: float) -> None:
+    means, skipped = self.window.drain()
+    record = {
+      "step": step,
+      "train_seconds": train_seconds,
+      **means,
+      **({"nonfinite_skipped": skipped} if self.skip_nonfinite else {}),
+      "rss_mib": _resident_mib(),
+    }
+    self.log.write(record)
+    self.progress.report(
+      step, {k: v for k, v in record.items() if k.startswith("train_") and k != "train_seconds"}
+    )
+
+  def log_validation(self, step: int, values: dict) -> None:
+    validation = {f"validation_{k}": float(v) for k, v in values.items()}
+    self.log.write({"step": step, **validation})
+    self.progress.report(step, validation)
+
+
+def _at_boundaries(
+  step: int, *, state: _RunState, schedule: _Schedule, reporter: _Reporter, validate
+):
+  """After the call that reached `step`: log, validate, checkpoint and keep weights where
+  the schedule says so; validation time is not training time."""
+  if schedule.due(step, schedule.log_every):
+    reporter.log_train(step, state.clock.charge())
+  if validate is not None and schedule.due(step, schedule.validate_every):
+    state.clock.charge()
+    reporter.log_validation(step, validate())
+    state.clock.skip()
+  if schedule.due(step, schedule.checkpoint_every):
+    state.clock.charge()
+    state.checkpoint.save(step)
+  if step in schedule.keep_checkpoints_at:
+    state.clock.charge()
+    state.kept.save(step)
+
+
+class StartupTimer:
+  """Wraps the compiled meta-steps' calls to time the first: its trace on its own (the
+  call then reuses it), the whole first call (trace, graph optimisation and the run),
+  and the process's age at its end (start-up), in seconds."""
+
+  def __init__(self) -> None:
+    self.trace_seconds: Optional[float] = None
+    self.first_call_seconds: Optional[float] = None
+    self.startup_seconds: Optional[float] = None
+
+  def call(self, run, arguments: tuple, count: int) -> tuple[dict, int, int]:
+    """run(*arguments) -> (means, bad_steps, first_bad), waited for; ints as Python's."""
+    started = time.perf_counter()
+    if self.trace_seconds is None:
+      run.get_concrete_function(*arguments)
+      self.trace_seconds = time.perf_counter() - started
+      # The trace chose the form of each dtype's grouped convolutions: said once.
+      for dtype_name, path in grouped_convolution.paths_chosen().items():
+        logging.info(
+          "grouped convolutions in %s: %s",
+          dtype_name,
+          grouped_convolution.describe(dtype_name, path),
+        )
+    means, bad_steps, first_bad = run(*arguments)
+    bad_steps = int(bad_steps)  # waits for the steps
+    if self.first_call_seconds is None:
+      self.first_call_seconds = time.perf_counter() - started
+      self.startup_seconds = process_age_seconds()
+      logging.info(
+        "first call of %d meta-step(s): %.1f s (trace %.1f s, then graph optimisation and "
+        "the run); process start to its end: %s s",
+        count,
+        self.first_call_seconds,
+        self.trace_seconds,
+        self.startup_seconds,
+      )
+    return means, bad_steps, int(first_bad)
+
+  def facts(self) -> dict:
+    return {
+      # The first call: its trace, and the trace with the graph optimisation and the run.
+      "trace_seconds_this_call": self.trace_seconds,
+      "first_step_seconds_this_call": self.first_call_seconds,
+      # From process start to the end of the first call (imports, data, model, trace).
+      "startup_seconds_this_call": self.startup_seconds,
+    }
+
+
+def _results(
+  state: _RunState,
+  log: run_log.RunLog,
+  timer: StartupTimer,
+  *,
+  num_steps: int,
+  skip_nonfinite: bool,
+) -> dict:
+  """results.json's entries, less the caller's run_facts."""
+  return {
     "num_steps": num_steps,
-    "train_seconds": float(clock.total.numpy()),
+    "train_seconds": float(state.clock.total.numpy()),
     "final_loss": log.last_train.get("train_loss"),
     **{
       f"final_{k}": v
@@ -399,18 +505,10 @@ def train(
       if k.startswith("train_") and k not in ("train_loss", "train_seconds")
     },
     **log.last_validation,
-    # The first call: its trace, and the trace with the graph optimisation and the run.
-    "trace_seconds_this_call": trace_seconds,
-    "first_step_seconds_this_call": first_call_seconds,
-    # From process start to the end of the first call (imports, data, model, trace).
-    "startup_seconds_this_call": startup_seconds,
-    **({"nonfinite_skipped": int(skipped_total.numpy())} if skip_nonfinite else {}),
+    **timer.facts(),
+    **({"nonfinite_skipped": int(state.skipped_total.numpy())} if skip_nonfinite else {}),
     # {dtype: form} of the task-batched engine's grouped convolutions in this process
     # (mann.models.grouped_convolution; {}: none ran), and the CPU they ran on.
     "grouped_convolution": grouped_convolution.paths_chosen(),
     "machine": machine.describe(),
-    **(run_facts or {}),
   }
-  if chief:
-    files.write_json(os.path.join(workdir, RESULTS_FILE), results)
-  return results
