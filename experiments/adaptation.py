@@ -8,13 +8,13 @@ For each NAME=WORKDIR (a run of experiments.train with a gradient-based learner:
 fomaml, reptile, transfer, the MAML-initialised MANN) and, with --random_init=NAME, that
 run's model at fresh random weights, on --num_tasks test tasks:
   accuracy and loss after each of --steps SGD steps (the run's inner rate and batch
-  norm; one compiled step called again and again, mann.meta.long_adaptation);
+  norm; one compiled step called again and again, mann.analysis.long_adaptation);
   per weight tensor, the relative travel ||w_S - w_0|| / ||w_0|| after the last step
   (null for a weight that starts at 0, e.g. a fresh bias; absolute travel beside it);
   per block of the feed-forward network (conv4, or a sequence model's encoder), linear
   CKA between the query images' activations before and after the last step;
   the support loss's gradient norm and top Hessian eigenvalue at the initialisation
-  (--num_curvature_tasks tasks; mann.meta.curvature);
+  (--num_curvature_tasks tasks; mann.analysis.curvature);
   sensitivity, on --num_sensitivity_tasks tasks: the cosine between the support and
   query gradients at the initialisation, and the query loss's drop after one inner step
   per unit of parameter change, absolute and relative (batch norm makes raw gradient
@@ -44,10 +44,10 @@ from experiments import run_folder
 from mann import errors
 from mann import files
 from mann import meta
+from mann.analysis import adaptation
+from mann.analysis import long_adaptation
 from mann.data import pipeline
-from mann.evaluation import adaptation
 from mann.meta import gradient_learner
-from mann.meta import long_adaptation
 
 RUNS = flags.DEFINE_list("runs", [], "NAME=WORKDIR of each trained run to compare.")
 RANDOM_INIT = flags.DEFINE_string(

@@ -8,7 +8,7 @@ beside the stability bound 2 / inner_lr of plain gradient descent.
 
 Reads the run's flags (flags.json) and latest checkpoint like experiments.evaluate; the
 steps and rate are the run's --num_eval_inner_steps and --inner_lr unless given here.
-The measurement is mann.meta.stability.adaptation_stability's.
+The measurement is mann.analysis.stability.adaptation_stability's.
 """
 
 import time
@@ -19,7 +19,7 @@ from experiments import common
 from experiments import run_flags
 from experiments import run_folder
 from mann import files
-from mann.meta import stability
+from mann.analysis import stability
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a run made by experiments.train.")
 SPLIT = flags.DEFINE_enum(

@@ -37,11 +37,11 @@ from mann import errors
 from mann import files
 from mann import meta
 from mann import models
+from mann.analysis import long_adaptation
 from mann.data import datasets
 from mann.data import pipeline
 from mann.evaluation import metrics
 from mann.evaluation import oracle
-from mann.meta import long_adaptation
 
 FLAGFILE = os.path.join("experiments", "configs", "maml_sinusoid.flags")
 

@@ -22,6 +22,7 @@ PUBLIC = {
     "split_classes",
     "with_rotations",
   ],
+  "mann.analysis": [],
   "mann.evaluation": [
     "FEW_SHOT",
     "equivalence_test",

@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from mann import meta
 from mann import models
+from mann.analysis import long_adaptation
 from mann.data import episode as episode_lib
-from mann.meta import long_adaptation
 
 
 def test_reptile_update_equals_the_hand_computed_one():

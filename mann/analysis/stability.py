@@ -1,7 +1,7 @@
 """Why adaptation from an initialisation diverges, when it does: each task's support
 loss over the learner's own inner SGD steps, and for a task whose loss ends above where
 it started (or non-finite) the top Hessian eigenvalue of its support loss at its first
-steps, beside plain gradient descent's stability bound 2 / inner_lr (mann.meta.curvature).
+steps, beside plain gradient descent's stability bound 2 / inner_lr (mann.analysis.curvature).
 """
 
 import math
@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from mann.meta import curvature
+from mann.analysis import curvature
 from mann.meta import gradient_learner
 
 

@@ -1,4 +1,4 @@
-"""Tests of mann/meta/stability.py on least squares, where gradient descent and the
+"""Tests of mann/analysis/stability.py on least squares, where gradient descent and the
 Hessian are known in closed form."""
 
 import numpy as np
@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from mann import meta
 from mann import models
+from mann.analysis import stability
 from mann.data import episode as episode_lib
-from mann.meta import stability
 
 
 class _FixedTasks:

@@ -1,4 +1,4 @@
-"""Tests of mann/evaluation/adaptation.py on linear regression, where fine-tuning, the
+"""Tests of mann/analysis/adaptation.py on linear regression, where fine-tuning, the
 weights' travel, the gradient and the curvature are known in closed form."""
 
 import keras
@@ -8,7 +8,7 @@ import pytest
 from mann import data
 from mann import meta
 from mann import models
-from mann.evaluation import adaptation
+from mann.analysis import adaptation
 
 
 def _least_squares(x, y, theta, inner_lr, num_steps):

@@ -7,12 +7,12 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from mann.analysis import curvature
+from mann.analysis import long_adaptation
+from mann.analysis import representations
 from mann.data import pipeline
 from mann.evaluation import metrics
-from mann.evaluation import representations
-from mann.meta import curvature
 from mann.meta import gradient_learner
-from mann.meta import long_adaptation
 from mann.models import activations
 
 

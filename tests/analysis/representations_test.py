@@ -1,9 +1,9 @@
-"""mann/evaluation/representations.py against direct computations on small arrays."""
+"""mann/analysis/representations.py against direct computations on small arrays."""
 
 import numpy as np
 import pytest
 
-from mann.evaluation import representations
+from mann.analysis import representations
 
 
 def test_relative_travel_is_the_norm_of_the_move_over_the_norm_of_the_start():

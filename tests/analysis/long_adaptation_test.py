@@ -1,4 +1,4 @@
-"""mann/meta/long_adaptation.py: one compiled step called again and again gives the
+"""mann/analysis/long_adaptation.py: one compiled step called again and again gives the
 numbers of evaluate_tasks' unrolled inner loop, and a graph that does not grow."""
 
 import keras
@@ -7,7 +7,7 @@ import pytest
 
 from mann import meta
 from mann import models
-from mann.meta import long_adaptation
+from mann.analysis import long_adaptation
 from tests import sequence_models
 
 

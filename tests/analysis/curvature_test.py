@@ -1,9 +1,9 @@
-"""Tests of mann/meta/curvature.py against explicit Hessians in numpy."""
+"""Tests of mann/analysis/curvature.py against explicit Hessians in numpy."""
 
 import numpy as np
 import tensorflow as tf
 
-from mann.meta import curvature
+from mann.analysis import curvature
 
 
 def test_hessian_vector_product_and_top_eigenvalue_of_a_quadratic():
