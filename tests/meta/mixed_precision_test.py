@@ -120,7 +120,7 @@ def test_the_shared_first_step_rounds_differently_within_bfloat16s_error(mixed_b
 def test_the_meta_gradient_stays_near_float32s(inner_steps, min_cosine, task_mapping):
   # Measured on this model and batch: cosine 0.992 (plain gradient) and 0.875 (one
   # second-order inner step); bfloat16 keeps 8 bits of mantissa, so a deeper unroll
-  # drifts further (benchmarks/precision.py measures the paper's conv4).
+  # drifts further (results/precision/meta_gradient.json measured the paper's conv4).
   _, _, full_metrics, full = _gradients("batched", inner_steps)
   with _dtype_policy("mixed_bfloat16"):
     _, _, mixed_metrics, mixed = _gradients(task_mapping, inner_steps)
