@@ -47,10 +47,10 @@ print(json.dumps({{
 _DEPENDENCIES = "import absl.flags, keras, numpy, tensorflow, tensorflow_datasets"
 
 
-def _process_state(*, setup: str, imports: str) -> dict:
-  source = _PROCESS_STATE.format(setup=setup, imports=imports)
+def _run_clean(*arguments: str) -> subprocess.CompletedProcess:
+  """python3 ARGUMENTS from the repository root in _CLEAN_ENV, asserting it succeeded."""
   result = subprocess.run(
-    [sys.executable, "-c", source],
+    [sys.executable, *arguments],
     cwd=conftest.REPO_ROOT,
     env=_CLEAN_ENV,
     capture_output=True,
@@ -58,7 +58,12 @@ def _process_state(*, setup: str, imports: str) -> dict:
     timeout=300,
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  return json.loads(result.stdout.splitlines()[-1])
+  return result
+
+
+def _process_state(*, setup: str, imports: str) -> dict:
+  source = _PROCESS_STATE.format(setup=setup, imports=imports)
+  return json.loads(_run_clean("-c", source).stdout.splitlines()[-1])
 
 
 def test_importing_mann_and_its_subpackages_changes_nothing_in_the_process():
@@ -119,25 +124,15 @@ def test_debug_verbosity_is_read_as_absl_reads_it(argv, asked):
 
 
 def _train_sinusoid(tmp_path, *flags) -> str:
-  result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "experiments.train",
-      "--flagfile=experiments/configs/maml_sinusoid.flags",
-      "--num_steps=2",
-      "--num_validation_tasks=4",
-      f"--workdir={tmp_path / 'run'}",
-      *flags,
-    ],
-    cwd=conftest.REPO_ROOT,
-    env=_CLEAN_ENV,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result.stderr
+  return _run_clean(
+    "-m",
+    "experiments.train",
+    "--flagfile=experiments/configs/maml_sinusoid.flags",
+    "--num_steps=2",
+    "--num_validation_tasks=4",
+    f"--workdir={tmp_path / 'run'}",
+    *flags,
+  ).stderr
 
 
 def test_a_binary_starts_without_tensorflow_s_cpp_messages_unless_asked(tmp_path):
