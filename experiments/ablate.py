@@ -382,16 +382,7 @@ def _ood_shots() -> list[int]:
 
 
 def _tune_rates() -> list[float]:
-  """--tune_inner_lrs as numbers, or one line that says what is wrong."""
-  try:
-    rates = [float(r) for r in TUNE_INNER_LRS.value]
-  except ValueError:
-    raise errors.UserInputError(
-      f"--tune_inner_lrs={','.join(TUNE_INNER_LRS.value)}: give numbers, e.g. 0.01,0.1"
-    ) from None
-  if not rates or min(rates) <= 0:
-    raise errors.UserInputError("--tune_inner_lrs: give at least one rate, each above 0")
-  return rates
+  return common.positive_rates("tune_inner_lrs", TUNE_INNER_LRS.value)
 
 
 def _test_flags(name: str, cell: Cell, workdir: str, seed: str) -> tuple[list[str], dict]:

@@ -141,15 +141,7 @@ def _learner(workdir: str, *, restore: bool):
 
 
 def _tune_rates() -> list[float]:
-  try:
-    rates = [float(r) for r in TUNE_LRS.value]
-  except ValueError:
-    rates = []
-  if not rates or min(rates) <= 0:
-    raise errors.UserInputError(
-      f"--tune_lrs={','.join(TUNE_LRS.value)}: give rates above 0, e.g. 0.01,0.1"
-    )
-  return rates
+  return common.positive_rates("tune_lrs", TUNE_LRS.value)
 
 
 def _tune_inner_lr(learner, rates: list[float], last_step: int) -> dict:

@@ -118,3 +118,17 @@ def kept_steps(values: list[str]) -> tuple[int, ...]:
       f"e.g. --keep_checkpoints_at=500,1000,2000"
     )
   return tuple(steps)
+
+
+def positive_rates(flag_name: str, values: list[str]) -> list[float]:
+  """A list flag's values as numbers above 0 (learning rates), or a UserInputError that
+  names the flag and its value."""
+  try:
+    rates = [float(value) for value in values]
+  except ValueError:
+    rates = []
+  if not rates or min(rates) <= 0:
+    raise errors.UserInputError(
+      f"--{flag_name}={','.join(values)}: give numbers above 0, e.g. 0.01,0.1"
+    )
+  return rates

@@ -175,8 +175,8 @@ def test_unknown_cells_and_a_missing_trained_cell_are_one_line_errors(
   for flag, expected in (
     ("--cells=mann_maml,nope", "unknown nope"),
     ("--cells=mann_fine_tune", "add mann_episodic"),
-    ("--tune_inner_lrs=0.1,fast", "--tune_inner_lrs=0.1,fast: give numbers"),
-    ("--tune_inner_lrs=0", "each above 0"),
+    ("--tune_inner_lrs=0.1,fast", "--tune_inner_lrs=0.1,fast: give numbers above 0"),
+    ("--tune_inner_lrs=0", "--tune_inner_lrs=0: give numbers above 0"),
     ("--ood_sweep=shear=0.5;tilt=2", "expected shear=S and/or scale=Z"),
     ("--ood_test_shots=5,x", "give positive integers"),
   ):

@@ -115,7 +115,8 @@ def test_fine_tuning_curves_match_the_evaluation_and_zero_steps_move_nothing(
     "--tune_lrs=0,fast",
     f"--out_dir={tmp_path / 'x'}",
   )
-  assert bad.returncode == 2 and "give rates above 0" in bad.stderr, bad.stderr[-1000:]
+  assert bad.returncode == 2, bad.stderr[-1000:]
+  assert "--tune_lrs=0,fast: give numbers above 0" in bad.stderr, bad.stderr[-1000:]
   assert not (tmp_path / "x").exists()
 
 

@@ -54,3 +54,13 @@ def test_run_main_exit_statuses(error, status, capsys):
   assert exited.value.code == status
   if status != 130:
     assert capsys.readouterr().err == f"error: {error}\n"
+
+
+@pytest.mark.parametrize("values", [["0.1", "fast"], ["0"], [], ["-0.1", "0.2"]])
+def test_positive_rates_refuses_what_is_not_a_rate_above_0(values):
+  with pytest.raises(errors.UserInputError, match=r"^--tune_lrs=.*: give numbers above 0"):
+    common.positive_rates("tune_lrs", values)
+
+
+def test_positive_rates_reads_numbers():
+  assert common.positive_rates("tune_lrs", ["0.01", "1e-1"]) == [0.01, 0.1]
