@@ -240,15 +240,8 @@ def adapt_to_end(
     tf.stack([tf.convert_to_tensor(learning_rates[s][i], w.dtype) for s in range(num_steps)])
     for i, w in enumerate(weights)
   ]
-  moving = [i for i, a in enumerate(adapted) if a]
 
-  def full(moving_weights):
-    merged = list(weights)  # the weights left alone stay the initial tensors themselves
-    for i, w in zip(moving, moving_weights):
-      merged[i] = w
-    return merged
-
-  def body(step, moving_weights, *scores):
+  def sgd_step(step, moving_weights, full):
     new_weights, _ = _sgd_step(
       forward,
       full(moving_weights),
@@ -259,18 +252,61 @@ def adapt_to_end(
       first_order=first_order,
       adapted=adapted,
     )
-    if score is not None:
-      scores = (scores[0].write(step, score(new_weights)),)
-    return (step + 1, [new_weights[i] for i in moving], *scores)
+    return [new_weights[i] for i, a in enumerate(adapted) if a], ()
 
-  scores = () if score is None else (tf.TensorArray(weights[0].dtype, size=num_steps),)
-  _, final, *scores = tf.while_loop(
+  return loop_steps(sgd_step, weights, adapted, num_steps, score=score)
+
+
+StepFunction = Callable[..., tuple[Weights, tuple]]
+
+
+def loop_steps(
+  step_function: StepFunction,
+  weights: Weights,
+  adapted: Sequence[bool],
+  num_steps: int,
+  *,
+  score: Optional[Score] = None,
+  state: tuple = (),
+) -> tuple[Weights, Optional[tf.Tensor]]:
+  """num_steps steps of an inner optimiser as one tf.while_loop over the adapted weights.
+
+  Args:
+    step_function: (step int32 scalar, the adapted weights, full, *state) -> (the adapted
+      weights after the step, the new state); full(adapted weights) gives every weight,
+      the others as `weights` has them.
+    weights: every weight before the first step; the adapted ones plain tensors.
+    adapted: which weights the steps move.
+    num_steps: S, 0 or more.
+    score: weights -> a tensor [...] called after each step; None: nothing.
+    state: the optimiser's own tensors carried from step to step (e.g. Adam's moments).
+
+  Returns:
+    (the weights after the last step, score's tensors after steps 1..S on a new last
+    axis [..., S], or None without score or steps).
+  """
+  moving = [i for i, a in enumerate(adapted) if a]
+
+  def full(moving_weights):
+    merged = list(weights)  # the weights left alone stay the initial tensors themselves
+    for i, w in zip(moving, moving_weights):
+      merged[i] = w
+    return merged
+
+  def body(step, moving_weights, state, *scores):
+    moving_weights, state = step_function(step, moving_weights, full, *state)
+    if score is not None:
+      scores = (scores[0].write(step, score(full(moving_weights))),)
+    return (step + 1, moving_weights, tuple(state), *scores)
+
+  scores = () if score is None else (tf.TensorArray(weights[0].dtype, size=max(num_steps, 1)),)
+  _, final, _, *scores = tf.while_loop(
     lambda step, *_: step < num_steps,
     body,
-    (tf.constant(0), [weights[i] for i in moving], *scores),
+    (tf.constant(0), [weights[i] for i in moving], tuple(state), *scores),
     maximum_iterations=num_steps,
   )
-  if score is None:
+  if score is None or not num_steps:
     return full(final), None
   stacked = scores[0].stack()  # [S, ...]
   return full(final), tf.transpose(stacked, list(range(1, len(stacked.shape))) + [0])

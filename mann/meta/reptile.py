@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from mann.data import episode as episode_lib
 from mann.meta import gradient_learner
+from mann.meta import inner_loop
 from mann.meta import learner
 from mann.models import low_rank
 
@@ -38,16 +39,9 @@ class Reptile(gradient_learner.GradientMetaLearner):
     gradients through them: (adapted weights, score's tensors after steps 1..S on a new
     last axis [..., S], or None without score or steps)."""
     forward = self.task_format.support_forward(model, task, training=training)
-    moving = [i for i, a in enumerate(self.adapted_weights) if a]
     start = [tf.stop_gradient(low_rank.dense(w)) for w in weights]
 
-    def full(moving_weights):
-      merged = list(start)
-      for i, w in zip(moving, moving_weights):
-        merged[i] = w
-      return merged
-
-    def body(step, moving_weights, second_moments, *scores):
+    def adam_step(step, moving_weights, full, *second_moments):
       with tf.GradientTape() as tape:
         tape.watch(moving_weights)
         outputs, _ = forward(full(moving_weights), statistics)
@@ -64,22 +58,17 @@ class Reptile(gradient_learner.GradientMetaLearner):
         w - self.inner_lr * g / (tf.sqrt(v / correction) + ADAM_EPSILON)
         for w, g, v in zip(moving_weights, gradients, second_moments)
       ]
-      if score is not None:
-        scores = (scores[0].write(step, score(full(moving_weights))),)
-      return (step + 1, moving_weights, second_moments, *scores)
+      return moving_weights, tuple(second_moments)
 
-    initial = [start[i] for i in moving]
-    scores = () if score is None else (tf.TensorArray(self.dtype, size=max(num_steps, 1)),)
-    _, final, _, *scores = tf.while_loop(
-      lambda step, *_: step < num_steps,
-      body,
-      (tf.constant(0), initial, [tf.zeros_like(w) for w in initial], *scores),
-      maximum_iterations=num_steps,
+    moving_start = [w for w, a in zip(start, self.adapted_weights) if a]
+    return inner_loop.loop_steps(
+      adam_step,
+      start,
+      self.adapted_weights,
+      num_steps,
+      score=score,
+      state=tuple(tf.zeros_like(w) for w in moving_start),
     )
-    if score is None or not num_steps:
-      return full(final), None
-    stacked = scores[0].stack()  # [S, ...]
-    return full(final), tf.transpose(stacked, list(range(1, len(stacked.shape))) + [0])
 
   @learner.traced_as_written
   def evaluate_tasks(self, meta_batch: episode_lib.Episode, num_steps: int) -> dict:
