@@ -36,12 +36,17 @@ EQUIVALENCE_MARGIN = flags.DEFINE_float(
   "+-margin is labelled 'equivalent'.",
 )
 
+# (title, the files that may hold it, in order, and the test's shots and inner steps, which
+# a few-shot report must match: a run trained on 5-shot tasks has its 5-shot test in
+# eval.json and its 1-shot one in eval_test_1_shot.json). Runs are trained 1-shot unless
+# their row says otherwise.
 PROTOCOLS = (
-  ("5-way 1-shot, 3 inner steps at test", "eval.json"),
-  ("5-way 1-shot, no inner step at test", "eval_0_steps.json"),
-  ("5-way 5-shot at test (trained 1-shot)", "eval_test_5_shot.json"),
-  ("5-way 10-shot at test (trained 1-shot)", "eval_test_10_shot.json"),
-  ("online, 5 classes x 10 instances, no inner step", "eval_online.json"),
+  ("5-way 1-shot, 3 inner steps at test", ("eval.json", "eval_test_1_shot.json"), 1, 3),
+  ("5-way 1-shot, no inner step at test", ("eval_0_steps.json",), 1, 0),
+  ("5-way 5-shot, 3 inner steps at test", ("eval_test_5_shot.json", "eval.json"), 5, 3),
+  ("5-way 5-shot, no inner step at test", ("eval_0_steps.json",), 5, 0),
+  ("5-way 10-shot, 3 inner steps at test", ("eval_test_10_shot.json",), 10, 3),
+  ("online, 5 classes x 10 instances, no inner step", ("eval_online.json",), None, None),
 )
 ONLINE_INSTANCES = (1, 2, 5, 10)
 
@@ -87,20 +92,45 @@ def paired_against(report, baseline_report, margin=0.02):
   return shown
 
 
-def table(runs_dir, title, name, baselines=(), margin=0.02):
-  """Markdown lines of one protocol's table, or [] when no run has its report; margin:
-  of the baseline columns' equivalence test, a fraction."""
-  online = name == "eval_online.json"
-  baseline_reports = {}
-  for baseline in baselines:
-    path = os.path.join(runs_dir, baseline, name)
-    baseline_reports[baseline] = _load(path) if os.path.isfile(path) else None
-  rows = []
-  for run in sorted(os.listdir(runs_dir)):
-    path = os.path.join(runs_dir, run, name)
+def _report(run_dir, names, shots, steps):
+  """(file name, report) of the first of `names` in run_dir whose report is the test of
+  `shots` shots after `steps` inner steps (None, None: any), or (None, None)."""
+  for name in names:
+    path = os.path.join(run_dir, name)
     if not os.path.isfile(path):
       continue
     report = _load(path)
+    if shots is None or (
+      report.get("num_shots", shots) == shots and report.get("num_eval_inner_steps", steps) == steps
+    ):
+      return name, report
+  return None, None
+
+
+def _trained_shots(run_dir) -> int:
+  path = os.path.join(run_dir, "flags.json")
+  return _load(path).get("num_shots", 1) if os.path.isfile(path) else 1
+
+
+def table(runs_dir, title, names, baselines=(), margin=0.02, shots=None, steps=None):
+  """Markdown lines of one protocol's table, or [] when no run has its report.
+
+  names: the file (or files, in order) that may hold a run's report; shots, steps: the
+  test a few-shot report must be (None: any); margin: of the baseline columns'
+  equivalence test, a fraction.
+  """
+  names = (names,) if isinstance(names, str) else tuple(names)
+  online = names[0] == "eval_online.json"
+  baseline_reports = {
+    baseline: _report(os.path.join(runs_dir, baseline), names, shots, steps)[1]
+    for baseline in baselines
+  }
+  rows, files = [], set()
+  for run in sorted(os.listdir(runs_dir)):
+    name, report = _report(os.path.join(runs_dir, run), names, shots, steps)
+    if report is None:
+      continue
+    files.add(name)
     results = _load(os.path.join(runs_dir, run, "results.json"))
     hours = f"{results['train_seconds'] / 3600:.2f}"
     zeroed = report.get("reads_zeroed")
@@ -122,8 +152,10 @@ def table(runs_dir, title, name, baselines=(), margin=0.02):
     cells += [
       paired_against(report, baseline_reports[b], margin) if b != run else "" for b in baselines
     ]
+    trained = _trained_shots(os.path.join(runs_dir, run))
+    label = f"`{run}`" + (f" (trained {trained}-shot)" if trained != 1 else "")
     rows.append(
-      f"| `{run}` | "
+      f"| {label} | "
       + " | ".join(cells)
       + f" | {report['checkpoint_step']} | {hours} | {_cpu(results)} |"
     )
@@ -144,7 +176,8 @@ def table(runs_dir, title, name, baselines=(), margin=0.02):
       "| run | with memory | reads zeroed | difference |" + against + " steps | hours | CPU |",
       "|---|---|---|---|" + rule + "---|---|---|",
     ]
-  return [f"#### {title} (`{name}`)", ""] + header + rows + [""]
+  shown_files = ", ".join(f"`{n}`" for n in names if n in files)
+  return [f"#### {title} ({shown_files})", ""] + header + rows + [""]
 
 
 VALIDATION_STEPS = (2500, 5000, 7500, 10000)
@@ -190,8 +223,16 @@ def main(argv):
       f"±{EQUIVALENCE_MARGIN.value:g} points.",
       "",
     ]
-  for title, name in PROTOCOLS:
-    lines += table(RUNS_DIR.value, title, name, BASELINES.value, EQUIVALENCE_MARGIN.value / 100)
+  for title, names, shots, steps in PROTOCOLS:
+    lines += table(
+      RUNS_DIR.value,
+      title,
+      names,
+      BASELINES.value,
+      EQUIVALENCE_MARGIN.value / 100,
+      shots=shots,
+      steps=steps,
+    )
   lines += validation_table(RUNS_DIR.value)
   print("\n".join(lines))
 

@@ -123,3 +123,37 @@ def test_the_validation_table_reads_log_jsonl_at_its_steps(tmp_path):
   (tmp_path / "mann" / "log.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
   lines = memory_report.validation_table(str(tmp_path))
   assert "| `mann` |  | 50.0 | 80.0 | 85.0 | +5.0 |" in lines
+
+
+def test_a_run_trained_on_5_shot_tasks_sits_in_the_tables_of_its_tests_shots(tmp_path):
+  # Its eval.json is a 5-shot test and its eval_test_1_shot.json the 1-shot one; a run
+  # trained 1-shot has them the other way round.
+  def report(accuracy, shots):
+    return {
+      "accuracy": accuracy,
+      "ci95": 0.01,
+      "checkpoint_step": 10,
+      "num_shots": shots,
+      "num_eval_inner_steps": 3,
+    }
+
+  for run, trained in (("one", 1), ("five", 5)):
+    _write(tmp_path / run / "results.json", {"train_seconds": 36, "machine": {}})
+    _write(tmp_path / run / "flags.json", {"num_shots": trained})
+  _write(tmp_path / "one/eval.json", report(0.9, 1))
+  _write(tmp_path / "one/eval_test_5_shot.json", report(0.6, 5))
+  _write(tmp_path / "five/eval.json", report(0.8, 5))
+  _write(tmp_path / "five/eval_test_1_shot.json", report(0.7, 1))
+
+  def rows(shots, names):
+    lines = memory_report.table(str(tmp_path), "t", names, shots=shots, steps=3)
+    return [line for line in lines if line.startswith("| `")]
+
+  assert rows(1, ("eval.json", "eval_test_1_shot.json")) == [
+    "| `five` (trained 5-shot) | 70.00 ± 1.00 | no memory | no memory | 10 | 0.01 | ? |",
+    "| `one` | 90.00 ± 1.00 | no memory | no memory | 10 | 0.01 | ? |",
+  ]
+  assert rows(5, ("eval_test_5_shot.json", "eval.json")) == [
+    "| `five` (trained 5-shot) | 80.00 ± 1.00 | no memory | no memory | 10 | 0.01 | ? |",
+    "| `one` | 60.00 ± 1.00 | no memory | no memory | 10 | 0.01 | ? |",
+  ]
