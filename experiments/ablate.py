@@ -470,16 +470,17 @@ def _curve(
 ) -> list[dict]:
   """The cell's kept checkpoints scored on the test tasks (eval_kept_checkpoints*.json,
   scored when missing or stale): [{step, train_hours, accuracy, ci95, num_tasks}]; []
-  for a run trained before it kept checkpoints."""
-  kept = [step for step, _ in training.kept_checkpoints(workdir)]
-  if not kept:
-    return []
+  for a run trained before it kept checkpoints. A shipped run whose kept checkpoints were
+  removed once scored gives its report's curve."""
   output = "eval_kept_checkpoints" if cell.trained_by is None else f"eval_kept_{cell.adaptation}"
   if transform:
     output += "_" + ablation_report.transform_suffix(transform)
   path = os.path.join(workdir, f"{output}.json")
   report = common.read_json(path)
-  if (
+  kept = [step for step, _ in training.kept_checkpoints(workdir)]
+  if not kept and report is None:
+    return []
+  if kept and (
     report is None
     or [r["checkpoint_step"] for r in report["by_checkpoint"]] != kept
     or report["by_checkpoint"][0]["num_tasks"] != NUM_TASKS.value
@@ -501,6 +502,7 @@ def _curve(
       driver="ablate",
     )
     report = common.require_json(path, written_by="experiments.evaluate")
+  assert report is not None  # read above, or written just now
   return [
     {
       "step": r["checkpoint_step"],
@@ -558,6 +560,8 @@ def main(argv):
       f"--cells: unknown {', '.join(unknown)}; choose from {', '.join(CELLS)}"
     )
   names = [n for n in CELLS if n in CELL_NAMES.value]  # the table's order
+  if not names:
+    raise errors.UserInputError(f"--cells is empty; name one or more of {', '.join(CELLS)}")
   for name in names:
     trained_by = CELLS[name].trained_by
     if trained_by and trained_by not in names:

@@ -10,6 +10,16 @@ grid=results/ablation/5w1s_by_recipe
 questions=results/questions
 configs=experiments/configs
 
+# Row 1b (issue 39): the headline run retrained, so that its weights ship and re-score.
+headline=results/maml_omniglot_5w1s/retrained
+if ! grep -qs '"num_steps": 15000' "$headline/results.json"; then
+  python3 -m experiments.train --flagfile="$configs/maml_omniglot_5w1s.flags" \
+    --omniglot_dir="$data" --num_steps=15000 --workdir="$headline"
+  python3 -m experiments.keep_weights_only --workdir="$headline"
+fi
+[[ -s $headline/eval.json ]] || python3 -m experiments.evaluate --workdir="$headline" \
+  --omniglot_dir="$data"
+
 # Row 2: the grid by recipe, two seeds (20x20 images; memory-only cells 45k steps, the
 # others 10k; kept checkpoints scored; the out-of-distribution sweep).
 python3 -m experiments.ablate --omniglot_dir="$data" --seeds=0,1 \

@@ -5,10 +5,12 @@ and every question, and a rerun trains nothing."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 from experiments import ablation_report
+from mann import training
 from tests import conftest
 
 # Tiny models: the grid's settings, shrunk so that each cell's 2 steps take seconds.
@@ -168,6 +170,18 @@ def test_every_cell_runs_on_the_same_tasks_and_a_rerun_trains_nothing(
   assert "experiments.train" not in second.stdout and "experiments.evaluate" not in second.stdout
   assert {n: os.path.getmtime(grid_dir / "seed_0" / n / "results.json") for n in trained} == trained
 
+  # A shipped run's kept checkpoints go once scored; its curve stays, read from its report.
+  for n in trained:
+    shutil.rmtree(grid_dir / "seed_0" / n / training.KEPT_FOLDER)
+  third = _ablate(tmp_path, omniglot_dir, tfds_data_dir, "--keep_checkpoints_at=1,50")
+  assert third.returncode == 0, third.stderr[-3000:]
+  assert "experiments.evaluate" not in third.stdout
+  with open(grid_dir / "ablation.json") as f:
+    shipped = json.load(f)
+  for name in names:
+    assert shipped["cells"][name]["curve"] == grid["cells"][name]["curve"]
+    assert len(shipped["cells"][name]["curve"]) == 2
+
 
 def test_unknown_cells_and_a_missing_trained_cell_are_one_line_errors(
   tmp_path, omniglot_dir, tfds_data_dir
@@ -175,6 +189,7 @@ def test_unknown_cells_and_a_missing_trained_cell_are_one_line_errors(
   for flag, expected in (
     ("--cells=mann_maml,nope", "unknown nope"),
     ("--cells=mann_fine_tune", "add mann_episodic"),
+    ("--cells=", "--cells is empty"),
     ("--tune_inner_lrs=0.1,fast", "--tune_inner_lrs=0.1,fast: give numbers above 0"),
     ("--tune_inner_lrs=0", "--tune_inner_lrs=0: give numbers above 0"),
     ("--ood_sweep=shear=0.5;tilt=2", "expected shear=S and/or scale=Z"),
