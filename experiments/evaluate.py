@@ -99,8 +99,10 @@ def main(argv):
     else run_flags.NUM_EVAL_INNER_STEPS.value
   )
   start = time.time()
+  # The tasks are the same for every checkpoint: one digest (each digest traces a draw).
+  digest = evaluation.tasks_digest(sampler, NUM_TASKS.value)
   if not KEPT_CHECKPOINTS.value:
-    report, line, control_line = _evaluate(learner, sampler, num_steps)
+    report, line, control_line = _evaluate(learner, sampler, num_steps, digest)
     report.update(checkpoint_step=checkpoint_step, overrides=overrides)
     lines = [f"{SPLIT.value}: {line} (checkpoint step {checkpoint_step}){control_line}"]
   else:
@@ -114,7 +116,7 @@ def main(argv):
     by_checkpoint, lines = [], []
     for step, path in kept:
       training.restore_latest(WORKDIR.value, learner, checkpoint=path)
-      one, line, control_line = _evaluate(learner, sampler, num_steps)
+      one, line, control_line = _evaluate(learner, sampler, num_steps, digest)
       seconds = training.checkpoint_train_seconds(path)
       by_checkpoint.append({"checkpoint_step": step, "train_seconds": seconds, **one})
       lines.append(f"{SPLIT.value}, step {step} ({seconds / 3600:.2f} h): {line}{control_line}")
@@ -128,10 +130,10 @@ def main(argv):
   print("\n".join(lines) + f"; wrote {path}")
 
 
-def _evaluate(learner, sampler, num_steps) -> tuple[dict, str, str]:
+def _evaluate(learner, sampler, num_steps, digest) -> tuple[dict, str, str]:
   """The report of the learner's present weights on the --num_tasks tasks (eval.json's
-  entries but the checkpoint's, the overrides and the time), its summary line and the
-  reads-zeroed control's words ('' without one)."""
+  entries but the checkpoint's, the overrides and the time; digest is the tasks'
+  tasks_digest), its summary line and the reads-zeroed control's words ('' without one)."""
   scores = _score(learner, sampler, num_steps)
   metric_name = learner.objective.metric_name
   summary = evaluation.report(scores, metric_name=metric_name)
@@ -145,7 +147,7 @@ def _evaluate(learner, sampler, num_steps) -> tuple[dict, str, str]:
       num_queries=data_flags.NUM_QUERIES.value,
       eval_transform=EVAL_TRANSFORM.value,
     )
-  report["tasks_digest"] = evaluation.tasks_digest(sampler, NUM_TASKS.value)
+  report["tasks_digest"] = digest
   control_line = ""
   cells = models.memory_cells(learner.model)
   # With --zero_reads the score above is itself the ablation.
