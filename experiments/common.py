@@ -2,7 +2,6 @@
 experiments binaries from a driver (ablate, universality)."""
 
 import functools
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from absl import app
 from absl import flags
 
 from mann import errors
+from mann import files
 
 
 def run(main: Callable[[list[str]], None]) -> None:
@@ -89,11 +89,9 @@ def run_binary(args: list[str], what: str, *, driver: str) -> None:
 
 
 def read_json(path: str) -> Optional[dict]:
-  """The JSON object in path, or None where there is no such file."""
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+  """The JSON object in path, or None where there is no such file; one line if it is
+  not valid JSON (files.read_json)."""
+  return files.read_json(path)
 
 
 def require_json(path: str, *, written_by: str) -> dict:

@@ -300,6 +300,15 @@ def check_combination() -> None:
     raise errors.UserInputError(
       "--batch_norm=per_step needs --algorithm=maml or fomaml over conv4 or mlp"
     )
+  if LEARN_INNER_LRS.value and NUM_INNER_STEPS.value < 1:
+    raise errors.UserInputError(
+      "--learn_inner_lrs learns a rate per inner step: give --num_inner_steps=1 or more"
+    )
+  if TASK_MAPPING.value == "vectorized_map" and sequence_model:
+    raise errors.UserInputError(
+      f"--task_mapping=vectorized_map cannot vectorise --model={MODEL.value} (pfor has no "
+      f"rule for its recurrent loop); use --task_mapping=map_fn or auto"
+    )
   for flag in (LEARN_INNER_LRS, MULTI_STEP_LOSS):
     if flag.value and algorithm not in ("maml", "fomaml"):
       raise errors.UserInputError(

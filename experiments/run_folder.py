@@ -1,7 +1,6 @@
 """A run's folder as the binaries see it: the run's flags saved with it (flags.json),
 checked when it resumes, restored when it is evaluated, and a trained run loaded back."""
 
-import json
 import os
 
 from absl import flags
@@ -30,6 +29,17 @@ FLAGS_FREE_ACROSS_RESUMES = (
 )
 
 
+def _read_flags(path: str):
+  """The {flag: value} saved in a run's flags.json, or None where there is none."""
+  saved = files.read_json(path)
+  if saved is not None and not isinstance(saved, dict):
+    raise errors.UserInputError(
+      f"{path} holds no {{flag: value}} object; restore it from a copy, or retrain in a "
+      f"new --workdir"
+    )
+  return saved
+
+
 def run_flag_values() -> dict:
   """{flag name: value} of every flag that defines the run."""
   values = {}
@@ -39,13 +49,53 @@ def run_flag_values() -> dict:
   return values
 
 
+# What a run's folder holds, by kind: a file or a folder where the other belongs stops a
+# start with one line, before anything is written.
+_RUN_FILES = (FLAGS_FILE, training.LOG_FILE, training.RESULTS_FILE)
+_RUN_FOLDERS = (training.CHECKPOINT_FOLDER, training.KEPT_FOLDER, training.TENSORBOARD_FOLDER)
+
+
+def check_layout(workdir: str) -> None:
+  """Refuses (one line) a workdir that is a file, or that holds a file where the run keeps
+  a folder or a folder where it writes a file; reads only."""
+  if os.path.lexists(workdir) and not os.path.isdir(workdir):
+    raise errors.UserInputError(f"--workdir={workdir} is a file; give a folder (made if missing)")
+  for name in _RUN_FOLDERS:
+    path = os.path.join(workdir, name)
+    if os.path.lexists(path) and not os.path.isdir(path):
+      raise errors.UserInputError(
+        f"{path} is a file where the run keeps its {name}/ folder; move it away, or use "
+        f"a new --workdir"
+      )
+  for name in _RUN_FILES:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path):
+      raise errors.UserInputError(
+        f"{path} is a folder where the run writes its {name}; move it away, or use a new --workdir"
+      )
+
+
 def check_run_flags(workdir: str) -> None:
-  """Refuses a workdir that holds a run with other settings (one line); reads only."""
-  path = os.path.join(workdir, FLAGS_FILE)
-  if not os.path.exists(path):
+  """Refuses (one line) a workdir whose run cannot go on with these flags: one with
+  other settings, or one already past --num_steps; reads only. A workdir with no
+  checkpoint (a first start that failed before saving one) takes any flags: nothing
+  of it would be resumed."""
+  check_layout(workdir)
+  saved = _read_flags(os.path.join(workdir, FLAGS_FILE))
+  if saved is None or not training.has_checkpoint(workdir):
     return
-  with open(path) as f:
-    saved = json.load(f)
+  at_step = training.latest_step(workdir)
+  if at_step is None:
+    raise errors.UserInputError(
+      f"every checkpoint of the run is unreadable (in {workdir}); restore the files, or "
+      f"start the run afresh in a new --workdir"
+    )
+  num_steps = run_flags.NUM_STEPS.value
+  if at_step > num_steps:
+    raise errors.UserInputError(
+      f"the run in {workdir} is already at step {at_step}, past --num_steps={num_steps}; "
+      f"give --num_steps={at_step} or more to go on, or use a new --workdir"
+    )
   values = run_flag_values()
   changed = sorted(
     k for k in values if k in saved and saved[k] != values[k] and k not in FLAGS_FREE_ACROSS_RESUMES
@@ -79,12 +129,11 @@ def restore_run_flags(workdir: str) -> dict:
   the run.
   """
   path = os.path.join(workdir, FLAGS_FILE)
-  if not os.path.exists(path):
+  saved = _read_flags(path)
+  if saved is None:
     raise errors.UserInputError(
       f"{path} not found: --workdir must be the folder of a run made by experiments.train"
     )
-  with open(path) as f:
-    saved = json.load(f)
   overrides = {}
   for name, value in saved.items():
     if name not in flags.FLAGS:
@@ -115,6 +164,7 @@ def load_trained_run(
 
   Returns (learner, sampler, checkpoint_step, overrides); overrides as restore_run_flags.
   """
+  check_layout(workdir)
   overrides = restore_run_flags(workdir)
   run_flags.check_combination()
   splits = data_flags.class_splits()
@@ -124,6 +174,8 @@ def load_trained_run(
     checkpoint_step = training.restore_latest(workdir, learner)
   except FileNotFoundError as e:
     raise errors.UserInputError(f"{e}: train the run first (experiments.train)") from None
+  except errors.UserInputError:  # an unreadable checkpoint, named
+    raise
   except (ValueError, AssertionError) as e:  # weights of other shapes, or missing ones
     given = ", ".join(f"--{k}" for k in overrides) or "none"
     raise errors.UserInputError(
@@ -139,13 +191,12 @@ def init_model_from(run_dir: str, model) -> int:
   (--init_from), after checking that the run built the same model; returns that
   checkpoint's step. Reads only: a refusal leaves nothing written."""
   path = os.path.join(run_dir, FLAGS_FILE)
-  if not os.path.exists(path):
+  saved = _read_flags(path)
+  if saved is None:
     raise errors.UserInputError(
       f"--init_from={run_dir}: {path} not found; it must be the folder of a run made by "
       f"experiments.train"
     )
-  with open(path) as f:
-    saved = json.load(f)
   values = run_flag_values()
   text = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)
   differ = [
@@ -162,6 +213,8 @@ def init_model_from(run_dir: str, model) -> int:
     return training.restore_model_weights(run_dir, model)
   except FileNotFoundError as e:
     raise errors.UserInputError(f"--init_from={run_dir}: {e}; train that run first") from None
+  except errors.UserInputError:  # an unreadable checkpoint, named
+    raise
   except (ValueError, AssertionError) as e:
     raise errors.UserInputError(
       f"--init_from={run_dir}: its checkpoint does not fit this model "

@@ -56,3 +56,27 @@ def write_json(path: str, value: Any, *, sort_keys: bool = False) -> None:
   text = json.dumps(json_safe(value), indent=1, sort_keys=sort_keys, allow_nan=False)
   with atomic_write(path) as tmp_path, open(tmp_path, "w") as f:
     f.write(text + "\n")
+
+
+def read_json(path: str) -> Any:
+  """The JSON value in `path`, or None where there is no such file.
+
+  Raises:
+    errors.UserInputError: the file is not valid JSON, or `path` is a folder (one line
+      naming the file: a torn copy, an edit by hand).
+  """
+  if not os.path.lexists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise errors.UserInputError(
+      f"{path} is not valid JSON ({e.msg} at line {e.lineno}); restore it from a copy, or "
+      f"rerun what wrote it in a new folder"
+    ) from None
+  except (IsADirectoryError, UnicodeDecodeError) as e:
+    what = "a folder" if isinstance(e, IsADirectoryError) else "not text"
+    raise errors.UserInputError(
+      f"{path} is {what}, where a JSON file belongs; move it away and rerun"
+    ) from None

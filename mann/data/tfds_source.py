@@ -7,8 +7,10 @@ decoding every image again.
 
 import hashlib
 import os
+import socket
 import time
 from typing import Callable, Optional
+import urllib.parse
 
 from absl import logging
 import numpy as np
@@ -179,6 +181,8 @@ def load_tfds_images(
   path = cache_path(data_dir, f"{builder.name}-{builder.version}-{size_tag}-{colour_tag}.npz")
 
   def build() -> source_lib.ClassIndexedImages:
+    if not builder.is_prepared():
+      _require_download_hosts(builder)
     builder.download_and_prepare()
     # "all" is every split of the dataset, merged.
     dataset = builder.as_dataset(split="all", shuffle_files=False)
@@ -193,6 +197,39 @@ def load_tfds_images(
     return source_from_arrays(images, labels, class_names=features[label_key].names)
 
   return cached_source(path, build)
+
+
+def download_hosts_reachable(hosts: list[tuple[str, int]], timeout_seconds: float = 5.0) -> bool:
+  """Whether any of the (host, port) pairs accepts a TCP connection within the timeout."""
+  for host, port in hosts:
+    try:
+      socket.create_connection((host, port), timeout=timeout_seconds).close()
+      return True
+    except OSError:
+      continue
+  return False
+
+
+def _require_download_hosts(builder) -> None:
+  """One line, in seconds, where the dataset is not prepared and none of the hosts it
+  downloads from answers (offline, TFDS would retry for minutes, then print a traceback).
+  Skipped behind a proxy, where a direct connection proves nothing."""
+  if any(
+    os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+  ):
+    return
+  hosts = set()
+  for url in builder.url_infos or {}:
+    parsed = urllib.parse.urlparse(url)
+    if parsed.hostname:
+      hosts.add((parsed.hostname, parsed.port or (80 if parsed.scheme == "http" else 443)))
+  if hosts and not download_hosts_reachable(sorted(hosts)):
+    names = ", ".join(sorted(host for host, _ in hosts))
+    raise errors.UserInputError(
+      f"TFDS dataset '{builder.name}' is not prepared under {builder.data_dir} and cannot "
+      f"be downloaded ({names} does not answer); prepare it where there is internet "
+      f"(tfds build {builder.name} --data_dir=DIR), copy DIR here and pass --data_dir=DIR"
+    )
 
 
 def source_from_arrays(

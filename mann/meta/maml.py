@@ -114,6 +114,11 @@ class MAML(gradient_learner.GradientMetaLearner):
       raise ValueError(f"pre_adaptation_loss_weight must be >= 0, got {pre_adaptation_loss_weight}")
     self.pre_adaptation_loss_weight = float(pre_adaptation_loss_weight)
     self.inner_lrs: Optional[list[list[tf.Variable]]] = None
+    if learn_inner_lrs and num_inner_steps < 1:
+      raise ValueError(
+        f"learn_inner_lrs learns a rate per inner step: num_inner_steps must be >= 1, "
+        f"got {num_inner_steps}"
+      )
     if learn_inner_lrs:
       self.inner_lrs = [
         [

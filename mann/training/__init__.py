@@ -6,9 +6,14 @@ from mann.training.checkpointing import checkpoint_train_seconds
 from mann.training.checkpointing import has_checkpoint
 from mann.training.checkpointing import keep_weights_only
 from mann.training.checkpointing import kept_checkpoints
+from mann.training.checkpointing import latest_step
 from mann.training.checkpointing import restore_latest
 from mann.training.checkpointing import restore_model_weights
+from mann.training.checkpointing import unreadable
 from mann.training.optimizers import FusedAdam
+from mann.training.run_log import LOG_FILE
+from mann.training.run_log import TENSORBOARD_FOLDER
+from mann.training.trainer import RESULTS_FILE
 from mann.training.trainer import process_age_seconds
 from mann.training.trainer import train
 
@@ -16,12 +21,17 @@ __all__ = [
   "CHECKPOINT_FOLDER",
   "FusedAdam",
   "KEPT_FOLDER",
+  "LOG_FILE",
+  "RESULTS_FILE",
+  "TENSORBOARD_FOLDER",
   "checkpoint_train_seconds",
   "has_checkpoint",
   "keep_weights_only",
   "kept_checkpoints",
+  "latest_step",
   "process_age_seconds",
   "restore_latest",
   "restore_model_weights",
   "train",
+  "unreadable",
 ]

@@ -4,6 +4,7 @@ import os
 import shutil
 from typing import Optional
 
+from absl import logging
 import keras
 import tensorflow as tf
 
@@ -43,10 +44,36 @@ class RunCheckpoint:
     return self._manager.latest_checkpoint
 
   def restore_latest(self) -> Optional[str]:
-    """Restores every item from the latest checkpoint, if any; returns its path."""
-    latest = self.latest
-    if latest is None:
+    """Restores every item from the newest intact checkpoint, if any (an unreadable newer
+    one is passed over with a warning); returns its path.
+
+    Raises:
+      errors.UserInputError: every checkpoint is unreadable, or holds the weights only.
+    """
+    saved_paths = self._manager.checkpoints
+    if not saved_paths:
       return None
+    broken = []
+    for path in reversed(saved_paths):
+      reason = unreadable(path)
+      if reason is None:
+        break
+      broken.append(f"{path} ({reason})")
+    else:
+      raise errors.UserInputError(
+        f"every checkpoint of the run is unreadable: {'; '.join(broken)}; restore the "
+        f"files, or start the run afresh in a new --workdir"
+      )
+    if broken:
+      logging.warning(
+        "resuming from %s, the newest intact checkpoint: %s unreadable",
+        path,
+        "; ".join(broken),
+      )
+    self._restore(path)
+    return path
+
+  def _restore(self, latest: str) -> None:
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
     if "optimizer" not in saved:
       raise errors.UserInputError(
@@ -56,7 +83,6 @@ class RunCheckpoint:
     # Checkpoints written before the skip counter existed hold everything else.
     checkpoint = self._checkpoint if _SKIP_COUNTER in saved else tf.train.Checkpoint(**self._items)
     checkpoint.restore(latest).assert_existing_objects_matched()
-    return latest
 
   def save(self, step: int) -> None:
     self._manager.save(checkpoint_number=step)
@@ -86,6 +112,40 @@ class KeptCheckpoints:
     """Writes kept_checkpoints/ckpt-<step> (over one of that step from a run that
     stopped after it and resumed before it)."""
     self._manager.save(checkpoint_number=step)
+
+
+def unreadable(checkpoint: str) -> Optional[str]:
+  """Why the checkpoint path prefix cannot be read, in a few words (an empty or missing
+  index, a truncated data file, a checksum that does not match); None if every tensor
+  in it reads back."""
+  try:
+    reader = tf.train.load_checkpoint(checkpoint)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)  # the bundle reader checks each tensor's checksum
+  except (tf.errors.OpError, ValueError, IndexError) as e:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
+  return None
+
+
+def _require_readable(checkpoint: str) -> None:
+  reason = unreadable(checkpoint)
+  if reason is not None:
+    raise errors.UserInputError(
+      f"the checkpoint {checkpoint} is unreadable ({reason}); restore its files from a "
+      f"copy, or retrain the run"
+    )
+
+
+def latest_step(workdir: str) -> Optional[int]:
+  """The step of the run's newest intact checkpoint, the one a resume restores (None:
+  none saved, or none readable)."""
+  state = tf.train.get_checkpoint_state(os.path.join(workdir, CHECKPOINT_FOLDER))
+  if state is None:
+    return None
+  for path in reversed(state.all_model_checkpoint_paths):
+    if unreadable(path) is None:
+      return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+  return None
 
 
 def checkpoint_train_seconds(checkpoint: str) -> float:
@@ -119,11 +179,13 @@ def restore_latest(
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
+    errors.UserInputError: its checkpoint is unreadable (the message names it).
   """
   folder = os.path.join(workdir, CHECKPOINT_FOLDER)
   latest = checkpoint or tf.train.latest_checkpoint(folder)
   if latest is None:
     raise FileNotFoundError(f"no checkpoint in {folder}")
+  _require_readable(latest)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   tf.train.Checkpoint(step=step, **learner.checkpoint_items()).restore(
     latest
@@ -138,6 +200,7 @@ def restore_model_weights(workdir: str, model: keras.Model) -> int:
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
+    errors.UserInputError: its checkpoint is unreadable (the message names it).
     ValueError, AssertionError: the checkpoint has no model, or one whose weights
       differ in shape or are fewer than this model's.
   """
@@ -145,6 +208,7 @@ def restore_model_weights(workdir: str, model: keras.Model) -> int:
   latest = tf.train.latest_checkpoint(folder)
   if latest is None:
     raise FileNotFoundError(f"no checkpoint in {folder}")
+  _require_readable(latest)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   status = tf.train.Checkpoint(step=step, model=model).restore(latest)
   status.expect_partial().assert_existing_objects_matched()
@@ -161,11 +225,13 @@ def keep_weights_only(workdir: str, learner: learner_lib.MetaLearner) -> int:
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
+    errors.UserInputError: its checkpoint is unreadable (the message names it).
   """
   folder = os.path.join(workdir, CHECKPOINT_FOLDER)
   latest = tf.train.latest_checkpoint(folder)
   if latest is None:
     raise FileNotFoundError(f"no checkpoint in {folder}")
+  _require_readable(latest)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
   items = dict(step=step, train_seconds=train_seconds, **learner.checkpoint_items())

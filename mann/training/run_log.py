@@ -16,6 +16,7 @@ import tensorflow as tf
 from mann import files
 
 LOG_FILE = "log.jsonl"
+TENSORBOARD_FOLDER = "tensorboard"
 
 
 def _parse_record(line: str) -> Optional[dict]:
@@ -50,7 +51,7 @@ class RunLog:
       for record in self._truncate(first_step):
         self._remember(record)
     self._writer = (
-      tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+      tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_FOLDER))
       if enabled
       else tf.summary.create_noop_writer()
     )

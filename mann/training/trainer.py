@@ -271,6 +271,8 @@ def train(
 
   Raises:
     errors.RunDiverged: a non-finite meta-step, without skip_nonfinite.
+    errors.UserInputError: the run in workdir is past num_steps, or none of its
+      checkpoints is readable.
   """
   strategy = strategy or tf.distribute.get_strategy()
   chief = distribute.is_chief(strategy)
@@ -287,6 +289,11 @@ def train(
     keep_checkpoints_at=tuple(keep_checkpoints_at),
   )
   step = first_step = state.step
+  if step > num_steps:  # before the log is cut back or results.json rewritten
+    raise errors.UserInputError(
+      f"the run in {workdir} is already at step {step}, past num_steps={num_steps}; give "
+      f"num_steps={step} or more to go on"
+    )
   reporter = _Reporter(
     log=run_log.RunLog(workdir, first_step=first_step, enabled=chief),
     progress=_Progress(first_step, num_steps, progress_stream),

@@ -22,6 +22,37 @@ def _mnist_like(self, *args, **kwargs):
   return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
 
 
+@pytest.fixture(autouse=True)
+def _download_hosts_answer(monkeypatch):
+  # mock_data serves the images; only the offline test below asks about the network.
+  monkeypatch.setattr(tfds_source, "download_hosts_reachable", lambda hosts: True)
+
+
+def test_an_unprepared_dataset_offline_is_one_line_before_any_download(tmp_path, monkeypatch):
+  probed = []
+
+  def refuse(address, timeout):
+    probed.append((address, timeout))
+    raise OSError("no route")
+
+  monkeypatch.undo()  # the real probe, over a socket that never connects
+  for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setattr(tfds_source.socket, "create_connection", refuse)
+
+  def download(self, *args, **kwargs):
+    raise AssertionError("download_and_prepare was called")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", download)
+  with pytest.raises(
+    errors.UserInputError, match=r"'mnist' is not prepared .* cannot be downloaded"
+  ):
+    tfds_source.load_tfds_images("mnist", data_dir=str(tmp_path), image_size=None, grayscale=True)
+  # Each of mnist's download hosts asked once, with a timeout of seconds, not minutes.
+  assert probed and all(port == 443 and timeout <= 10 for (_, port), timeout in probed)
+  assert not (tmp_path / tfds_source.CACHE_FOLDER).exists()
+
+
 def test_labels_become_classes_with_their_own_images(tmp_path):
   with tfds.testing.mock_data(as_dataset_fn=_mnist_like):
     source = tfds_source.load_tfds_images(

@@ -5,6 +5,7 @@ process (tests/experiments/bad_input_driver.py), so TensorFlow is imported once.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -130,6 +131,29 @@ TRAIN_CASES = [
   ([SINUSOID, "--workdir={blocked}/run"], "cannot write to --workdir"),
   ([SINUSOID, "--keep_checkpoints_at=500,0", "--workdir={new}"], "give positive whole"),
   ([SINUSOID, "--keep_checkpoints_at=5k", "--workdir={new}"], "--keep_checkpoints_at=5k"),
+  (
+    [SINUSOID, "--learn_inner_lrs", "--num_inner_steps=0", "--workdir={new}"],
+    "--learn_inner_lrs learns a rate per inner step",
+  ),
+  (
+    ["--model=mann", "--task_mapping=vectorized_map", "--workdir={new}"],
+    "--task_mapping=vectorized_map cannot vectorise --model=mann",
+  ),
+  (
+    ["--model=lstm", "--task_mapping=vectorized_map", "--workdir={new}"],
+    "cannot vectorise --model=lstm",
+  ),
+  # The run is at step 2: a smaller budget would rewrite its results and flags.
+  ([SINUSOID, "--num_steps=1", "--workdir={run}"], "already at step 2, past --num_steps=1"),
+  ([SINUSOID, "--workdir={bad_flags}"], "flags.json is not valid JSON"),
+  ([SINUSOID, "--workdir={list_flags}"], "flags.json holds no {flag: value} object"),
+  ([SINUSOID, "--workdir={checkpoints_file}"], "is a file where the run keeps its checkpoints/"),
+  ([SINUSOID, "--workdir={log_folder}"], "is a folder where the run writes its log.jsonl"),
+  ([SINUSOID, "--workdir={blocked}"], "is a file; give a folder"),
+  (
+    [SINUSOID, "--workdir={all_broken}", "--num_steps=4"],
+    "every checkpoint of the run is unreadable",
+  ),
 ]
 EVALUATE_CASES = [
   (["--workdir={new}"], "flags.json"),
@@ -140,6 +164,11 @@ EVALUATE_CASES = [
   (["--workdir={run}", "--num_tasks=0"], "--num_tasks=0"),
   (["--workdir={run}", "--kept_checkpoints"], "--keep_checkpoints_at=STEP"),
   ([], "--workdir"),
+  (["--workdir={broken_latest}"], "checkpoints/ckpt-2 is unreadable"),
+  (["--workdir={all_broken}"], "checkpoints/ckpt-2 is unreadable"),
+  (["--workdir={bad_flags}"], "flags.json is not valid JSON"),
+  (["--workdir={checkpoints_file}"], "is a file where the run keeps its checkpoints/"),
+  (["--workdir={blocked}"], "is a file; give a folder"),
 ]
 
 
@@ -152,6 +181,7 @@ def _train_sinusoid(workdir):
       SINUSOID,
       f"--workdir={workdir}",
       "--num_steps=2",
+      "--checkpoint_every=1",
       "--meta_batch_size=2",
       "--num_validation_tasks=0",
     ],
@@ -161,6 +191,41 @@ def _train_sinusoid(workdir):
     timeout=600,
     env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)},
   )
+
+
+def _truncate(path):
+  with open(path, "r+b") as f:
+    f.truncate(10)
+
+
+def _folder_for(path):
+  os.remove(path)
+  os.mkdir(path)
+
+
+def _file_for(path):
+  shutil.rmtree(path)
+  with open(path, "w") as f:
+    f.write("a file where a folder belongs")
+
+
+def _write(path, text):
+  with open(path, "w") as f:
+    f.write(text)
+
+
+_DATA = "checkpoints/ckpt-{}.data-00000-of-00001"
+# Copies of the 2-step sinusoid run (checkpoints at steps 1 and 2: --checkpoint_every=1),
+# each damaged as a full disk, a torn copy or a slip of the hand would.
+_DAMAGES = {
+  "broken_latest": lambda run: _truncate(run / _DATA.format(2)),
+  "all_broken": lambda run: [_truncate(run / _DATA.format(step)) for step in (1, 2)],
+  "bad_flags": lambda run: _write(run / "flags.json", '{"num_steps": 2,'),
+  "list_flags": lambda run: _write(run / "flags.json", "[1, 2]"),
+  "checkpoints_file": lambda run: _file_for(run / "checkpoints"),
+  "log_folder": lambda run: _folder_for(run / "log.jsonl"),
+}
+WATCHED = ("run", "untrained", "blocked", *_DAMAGES)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +243,13 @@ def places(tmp_path_factory, omniglot_dir, tfds_data_dir):
     (corrupt / name).write_text("not a zip")
   blocked = root / "blocked"
   blocked.write_text("a file where the workdir's parent should be")
+  damaged = {}
+  for name, damage in _DAMAGES.items():
+    damaged[name] = root / name
+    shutil.copytree(run, damaged[name])
+    damage(damaged[name])
   return {
+    **{name: str(path) for name, path in damaged.items()},
     "root": root,
     "run": str(run),
     "untrained": str(untrained),
@@ -195,9 +266,7 @@ def _run_cases(binary, cases, places):
     new = str(places["root"] / f"{binary}_{index}")
     fill = {**places, "new": new}
     args = [a.format(**fill) for a in args]
-    watch = next(
-      (fill[k] for k in ("run", "untrained") if f"{{{k}}}" in " ".join(cases[index][0])), new
-    )
+    watch = next((fill[k] for k in WATCHED if f"{{{k}}}" in " ".join(cases[index][0])), new)
     inputs.append({"args": args, "watch": watch})
     watched.append((watch, watch == new))
   out = places["root"] / f"{binary}_outcomes.json"
@@ -230,7 +299,7 @@ def _run_cases(binary, cases, places):
 
 
 def test_every_bad_input_to_train_is_one_line_and_writes_nothing(places):
-  assert len(TRAIN_CASES) + len(EVALUATE_CASES) >= 25
+  assert len(TRAIN_CASES) + len(EVALUATE_CASES) >= 40
   assert _run_cases("train", TRAIN_CASES, places) == []
 
 

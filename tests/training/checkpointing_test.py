@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mann import errors
 from mann import meta
 from mann import models
 from mann.training import checkpointing
@@ -64,3 +65,59 @@ def test_restore_latest_without_a_checkpoint_names_the_folder(tmp_path):
   _, learner = _learner(0)
   with pytest.raises(FileNotFoundError, match="no checkpoint in .*checkpoints"):
     checkpointing.restore_latest(str(tmp_path), learner)
+
+
+def _corrupt(prefix, how):
+  """Damages the checkpoint at path prefix as a full disk, a torn copy or bit rot would."""
+  data, index = f"{prefix}.data-00000-of-00001", f"{prefix}.index"
+  if how == "empty index":
+    open(index, "w").close()
+  elif how == "truncated data":
+    with open(data, "r+b") as f:
+      f.truncate(10)
+  else:  # a flipped byte: the size is right, the checksum is not
+    with open(data, "r+b") as f:
+      f.seek(5)
+      byte = f.read(1)
+      f.seek(5)
+      f.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("how", ["empty index", "truncated data", "flipped byte"])
+def test_resume_passes_over_an_unreadable_latest_checkpoint_and_says_so(tmp_path, how, caplog):
+  older_model, learner = _learner(0)
+  checkpoint, _, (step, _, _) = _run_checkpoint(tmp_path, learner, step=3)
+  checkpoint.save(3)
+  older = [w.copy() for w in older_model.get_weights()]
+  for weight in older_model.weights:
+    weight.assign(weight + 1.0)
+  step.assign(5)
+  checkpoint.save(5)
+  assert checkpointing.unreadable(checkpoint.latest) is None
+  _corrupt(checkpoint.latest, how)
+  assert checkpointing.unreadable(checkpoint.latest) is not None
+
+  model, fresh = _learner(1)
+  restored, _, (restored_step, _, _) = _run_checkpoint(tmp_path, fresh)
+  with caplog.at_level("WARNING"):
+    assert restored.restore_latest().endswith("ckpt-3")
+  assert int(restored_step.numpy()) == 3
+  for a, b in zip(older, model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  assert any("ckpt-5" in r.getMessage() and "unreadable" in r.getMessage() for r in caplog.records)
+  # Evaluation names the broken file instead of passing over it.
+  with pytest.raises(errors.UserInputError, match=r"ckpt-5 is unreadable"):
+    checkpointing.restore_latest(str(tmp_path), fresh)
+
+
+def test_resume_with_every_checkpoint_unreadable_is_one_error(tmp_path):
+  _, learner = _learner(0)
+  checkpoint, _, (step, _, _) = _run_checkpoint(tmp_path, learner, step=3)
+  checkpoint.save(3)
+  step.assign(5)
+  checkpoint.save(5)
+  for prefix in ("ckpt-3", "ckpt-5"):
+    _corrupt(str(tmp_path / "checkpoints" / prefix), "truncated data")
+  restored, _, _ = _run_checkpoint(tmp_path, _learner(1)[1])
+  with pytest.raises(errors.UserInputError, match="every checkpoint of the run is unreadable"):
+    restored.restore_latest()

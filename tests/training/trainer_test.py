@@ -225,6 +225,27 @@ def test_results_of_a_run_resumed_at_its_end_are_the_runs_own(tmp_path):
   assert again == results
 
 
+def test_a_smaller_budget_on_resume_is_refused_and_changes_nothing(tmp_path):
+  _run(tmp_path, 4)
+  before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+  with pytest.raises(errors.UserInputError, match="already at step 4, past num_steps=2"):
+    _run(tmp_path, 2)
+  assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_resume_after_an_unreadable_latest_checkpoint_redoes_its_steps(tmp_path):
+  whole, whole_results = _run(tmp_path / "whole", 8)
+  _run(tmp_path / "split", 6)  # checkpoints at steps 2, 4 and 6
+  with open(tmp_path / "split" / "checkpoints" / "ckpt-6.data-00000-of-00001", "r+b") as f:
+    f.truncate(10)
+  resumed, resumed_results = _run(tmp_path / "split", 8)  # from step 4, with a warning
+  for a, b in zip(whole.get_weights(), resumed.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  assert resumed_results["final_loss"] == whole_results["final_loss"]
+  with open(tmp_path / "split" / "log.jsonl") as f:
+    assert [json.loads(line)["step"] for line in f] == [2, 4, 6, 8]
+
+
 def test_the_first_call_runs_the_trace_made_before_it(tmp_path, monkeypatch):
   built = []
   original_init = trainer.steps_lib.MetaSteps.__init__
