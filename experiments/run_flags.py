@@ -238,6 +238,14 @@ SKIP_NONFINITE = flags.DEFINE_boolean(
   "off: the run stops there with exit status 3, keeping its checkpoints, and may be "
   "resumed with this flag or --clip_grad_norm.",
 )
+MAX_SKIPPED_FRACTION = flags.DEFINE_float(
+  "max_skipped_fraction",
+  0.1,
+  "With --skip_nonfinite: the run stops with exit status 3 once more than this fraction "
+  "of its meta-steps (and more than one) were skipped; 1: never.",
+  lower_bound=0.0,
+  upper_bound=1.0,
+)
 SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights and of every task drawn.")
 PRECISION = flags.DEFINE_enum(
   "precision",

@@ -26,6 +26,7 @@ FLAGS_FREE_ACROSS_RESUMES = (
   "omniglot_dir",
   "clip_grad_norm",
   "skip_nonfinite",
+  "max_skipped_fraction",
 )
 
 
@@ -183,6 +184,16 @@ def load_trained_run(
       f"({str(e).splitlines()[0][:160]}); flags given that differ from the run's: "
       f"{given}; drop those that change the model or the episode shapes"
     ) from None
+  nonfinite = training.nonfinite_variables(learner)
+  if nonfinite:
+    shown = ", ".join(nonfinite[:3]) + (
+      f" and {len(nonfinite) - 3} more" if len(nonfinite) > 3 else ""
+    )
+    raise errors.UserInputError(
+      f"the checkpoint of {workdir} (step {checkpoint_step}) holds NaN or infinite values "
+      f"in {shown}: the run diverged; retrain it with a lower --inner_lr or --outer_lr, or "
+      f"with --clip_grad_norm"
+    )
   return learner, sampler, checkpoint_step, overrides
 
 

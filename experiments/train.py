@@ -188,6 +188,7 @@ def main(argv):
     tasks_per_chunk=TASKS_PER_CHUNK.value,
     clip_grad_norm=run_flags.CLIP_GRAD_NORM.value or None,
     skip_nonfinite=run_flags.SKIP_NONFINITE.value,
+    max_skipped_fraction=run_flags.MAX_SKIPPED_FRACTION.value,
     # The model adapted and tested (not a transfer baseline's pretraining head).
     run_facts={
       "num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),

@@ -38,11 +38,14 @@ def _cross_entropy(labels, logits):
 
 
 def _accuracy(labels, logits):
+  """An example is right when its largest logit is its label's and every logit is
+  finite (argmax of NaN logits is class 0: scored, it would look like chance)."""
   logits = _float32_at_least(logits)
   predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-  return tf.reduce_mean(
-    tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), logits.dtype), axis=-1
+  right = tf.equal(predicted, tf.cast(labels, tf.int32)) & tf.reduce_all(
+    tf.math.is_finite(logits), axis=-1
   )
+  return tf.reduce_mean(tf.cast(right, logits.dtype), axis=-1)
 
 
 def _mean_squared_error(targets, predictions):
@@ -70,8 +73,13 @@ def _string_cross_entropy(labels, logits):
 def _string_accuracy(labels, logits):
   """An example is right when every character of its string is."""
   logits = _float32_at_least(logits)  # a bfloat16 mean of 0/1 would round the accuracy
-  predicted = tf.argmax(_string_logits(logits), axis=-1, output_type=tf.int32)
-  right = tf.reduce_all(tf.equal(predicted, labels_lib.string_characters(labels)), axis=-1)
+  string_logits = _string_logits(logits)
+  predicted = tf.argmax(string_logits, axis=-1, output_type=tf.int32)
+  right = tf.reduce_all(
+    tf.equal(predicted, labels_lib.string_characters(labels))
+    & tf.reduce_all(tf.math.is_finite(string_logits), axis=-1),
+    axis=-1,
+  )
   return tf.reduce_mean(tf.cast(right, logits.dtype), axis=-1)
 
 

@@ -7,8 +7,10 @@ from mann.training.checkpointing import has_checkpoint
 from mann.training.checkpointing import keep_weights_only
 from mann.training.checkpointing import kept_checkpoints
 from mann.training.checkpointing import latest_step
+from mann.training.checkpointing import nonfinite_variables
 from mann.training.checkpointing import restore_latest
 from mann.training.checkpointing import restore_model_weights
+from mann.training.checkpointing import state_variables
 from mann.training.checkpointing import unreadable
 from mann.training.optimizers import FusedAdam
 from mann.training.run_log import LOG_FILE
@@ -29,9 +31,11 @@ __all__ = [
   "keep_weights_only",
   "kept_checkpoints",
   "latest_step",
+  "nonfinite_variables",
   "process_age_seconds",
   "restore_latest",
   "restore_model_weights",
+  "state_variables",
   "train",
   "unreadable",
 ]

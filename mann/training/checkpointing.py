@@ -114,6 +114,31 @@ class KeptCheckpoints:
     self._manager.save(checkpoint_number=step)
 
 
+def state_variables(learner: learner_lib.MetaLearner) -> list:
+  """The variables a checkpoint of the learner holds besides its trainable ones: what a
+  meta-step may write outside the optimiser (batch-norm statistics, per-step statistics,
+  random-seed state)."""
+  trainable = {id(v) for v in learner.trainable_variables}
+  found, seen = [], set()
+  for item in learner.checkpoint_items().values():
+    variables = item.variables if isinstance(item, keras.Model) else tf.nest.flatten(item)
+    for variable in variables:
+      if id(variable) not in trainable and id(variable) not in seen:
+        seen.add(id(variable))
+        found.append(variable)
+  return found
+
+
+def nonfinite_variables(learner: learner_lib.MetaLearner) -> list[str]:
+  """Names of the learner's variables (trainable or state) holding a NaN or infinity."""
+  variables = list(learner.trainable_variables) + state_variables(learner)
+  return [
+    v.name
+    for v in variables
+    if tf.as_dtype(v.dtype).is_floating and not bool(tf.reduce_all(tf.math.is_finite(v)))
+  ]
+
+
 def unreadable(checkpoint: str) -> Optional[str]:
   """Why the checkpoint path prefix cannot be read, in a few words (an empty or missing
   index, a truncated data file, a checksum that does not match); None if every tensor

@@ -8,6 +8,7 @@ import tensorflow as tf
 from mann.data import pipeline
 from mann.meta import learner as learner_lib
 from mann.meta import task_chunks
+from mann.training import checkpointing
 
 
 def replica_batches(
@@ -42,8 +43,10 @@ class MetaSteps:
 
   A meta-step: each replica computes the meta-gradients of its T/R tasks (tasks_per_chunk
   of them at a time, if set), the replicas' means are averaged, clipped to
-  clip_grad_norm, checked for finiteness (loss and every gradient, on every replica) and
-  applied by the optimiser unless not finite.
+  clip_grad_norm, checked for finiteness (loss, every gradient and every state variable
+  the step wrote, on every replica) and applied by the optimiser unless not finite. A
+  step that is not finite leaves every variable as it was: the state it wrote (batch-norm
+  statistics) goes back to its values from before the step.
   """
 
   def __init__(
@@ -68,6 +71,7 @@ class MetaSteps:
     self._learner = learner
     self._optimizer = optimizer
     self._variables = learner.trainable_variables
+    self._state = checkpointing.state_variables(learner)
     self._strategy = strategy
     self._replica_spec = replica_spec
     self._clip_grad_norm = clip_grad_norm
@@ -88,6 +92,8 @@ class MetaSteps:
     meta_batch = tf.nest.map_structure(
       lambda x, spec: tf.ensure_shape(x, spec.shape), meta_batch, self._replica_spec
     )
+    # Read before the step writes them (ops on one variable run in program order).
+    state_before = [tf.identity(v) for v in self._state]
     gradients, metrics = task_chunks.compute_gradients(
       self._learner, meta_batch, step, tasks_per_chunk=self._tasks_per_chunk
     )
@@ -96,12 +102,18 @@ class MetaSteps:
       gradients = context.all_reduce(tf.distribute.ReduceOp.MEAN, gradients)
     if self._clip_grad_norm:
       gradients, _ = tf.clip_by_global_norm(gradients, self._clip_grad_norm)
+    state_after = [tf.convert_to_tensor(v) for v in self._state]
     finite = tf.reduce_all(
       [tf.reduce_all(tf.math.is_finite(g)) for g in gradients]
       + [tf.reduce_all(tf.math.is_finite(metrics["loss"]))]
+      + [tf.reduce_all(tf.math.is_finite(v)) for v in state_after if v.dtype.is_floating]
     )
     nonfinite = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
-    return gradients, metrics, tf.minimum(nonfinite, 1.0)
+    nonfinite = tf.minimum(nonfinite, 1.0)
+    # An assignment either way, not a branch: a replica cannot update inside control flow.
+    for variable, before, after in zip(self._state, state_before, state_after):
+      variable.assign(tf.where(nonfinite > 0, before, after))
+    return gradients, metrics, nonfinite
 
   def _replica_apply(self, gradients):
     replicas = tf.distribute.get_replica_context().num_replicas_in_sync

@@ -200,6 +200,18 @@ def _diverged(first_bad: int, checkpoint: checkpointing.RunCheckpoint) -> errors
   )
 
 
+def _skipped_too_many(
+  skipped: int, step: int, max_fraction: float, checkpoint: checkpointing.RunCheckpoint
+) -> errors.RunDiverged:
+  kept = checkpoint.latest
+  return errors.RunDiverged(
+    f"{skipped} of the run's {step} meta-steps were skipped as non-finite, more than "
+    f"max_skipped_fraction={max_fraction:g} allows; stopped, checkpoints kept as they were "
+    f"(latest: {os.path.basename(kept) if kept else 'none'}); lower --outer_lr or "
+    f"--inner_lr, or set --clip_grad_norm"
+  )
+
+
 def train(
   *,
   learner: learner_lib.MetaLearner,
@@ -218,6 +230,7 @@ def train(
   strategy: Optional[tf.distribute.Strategy] = None,
   clip_grad_norm: Optional[float] = None,
   skip_nonfinite: bool = False,
+  max_skipped_fraction: float = 0.1,
   progress_stream=sys.stderr,
   run_facts: Optional[dict] = None,
 ) -> dict:
@@ -263,6 +276,9 @@ def train(
       (no update; counted in log.jsonl as nonfinite_skipped and in results.json);
       False: the run stops there with errors.RunDiverged, its update not applied and
       no checkpoint written after it.
+    max_skipped_fraction: with skip_nonfinite, the run stops with errors.RunDiverged
+      once more than this fraction of its steps so far (and more than one step) were
+      skipped: a run that skips most of its steps is not training. 1.0: never.
     progress_stream: where the progress lines go.
     run_facts: more entries for results.json (e.g. the model's parameter count).
 
@@ -332,6 +348,9 @@ def train(
       reporter.window.add(means, count, bad_steps)
       step += count
       state.step_counter.assign(step)
+      skipped = int(state.skipped_total.numpy())
+      if bad_steps and skipped > 1 and skipped > max_skipped_fraction * step:
+        raise _skipped_too_many(skipped, step, max_skipped_fraction, state.checkpoint)
       _at_boundaries(step, state=state, schedule=schedule, reporter=reporter, validate=validate)
   results = _results(state, reporter.log, timer, num_steps=num_steps, skip_nonfinite=skip_nonfinite)
   results.update(run_facts or {})
@@ -416,9 +435,10 @@ class _Reporter:
       "rss_mib": _resident_mib(),
     }
     self.log.write(record)
-    self.progress.report(
-      step, {k: v for k, v in record.items() if k.startswith("train_") and k != "train_seconds"}
-    )
+    shown = {k: v for k, v in record.items() if k.startswith("train_") and k != "train_seconds"}
+    if skipped:  # said on the progress line, not only in log.jsonl
+      shown["nonfinite_skipped"] = skipped
+    self.progress.report(step, shown)
 
   def log_validation(self, step: int, values: dict) -> None:
     validation = {f"validation_{k}": float(v) for k, v in values.items()}
@@ -433,16 +453,17 @@ def _at_boundaries(
   the schedule says so; validation time is not training time."""
   if schedule.due(step, schedule.log_every):
     reporter.log_train(step, state.clock.charge())
-  if validate is not None and schedule.due(step, schedule.validate_every):
-    state.clock.charge()
-    reporter.log_validation(step, validate())
-    state.clock.skip()
+  # Saved before validating: a crash in validation loses no training.
   if schedule.due(step, schedule.checkpoint_every):
     state.clock.charge()
     state.checkpoint.save(step)
   if step in schedule.keep_checkpoints_at:
     state.clock.charge()
     state.kept.save(step)
+  if validate is not None and schedule.due(step, schedule.validate_every):
+    state.clock.charge()
+    reporter.log_validation(step, validate())
+    state.clock.skip()
 
 
 class StartupTimer:

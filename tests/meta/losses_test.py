@@ -25,6 +25,14 @@ def test_classification_is_mean_cross_entropy_and_accuracy_per_task():
   assert meta.CLASSIFICATION.metric_name == "accuracy"
 
 
+def test_an_example_with_a_nonfinite_logit_is_wrong_whatever_its_argmax():
+  # Labels 0: the argmax of a NaN row is 0 too, which scored right would look like chance.
+  logits = np.array([[[np.nan, np.nan, np.nan], [5.0, 1.0, 0.0], [np.inf, 0.0, 0.0], [1, 2, 3]]])
+  labels = np.zeros((1, 4), np.int64)
+  accuracy = meta.CLASSIFICATION.metric(tf.constant(labels), tf.constant(logits))
+  np.testing.assert_allclose(accuracy, [0.25])  # only the finite row [5, 1, 0] is right
+
+
 def test_regression_is_the_mean_squared_error_per_task():
   rng = np.random.default_rng(1)
   targets, predictions = rng.normal(size=(3, 5, 2)), rng.normal(size=(3, 5, 2))

@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mann import data
 from mann import errors
 from mann import meta
 from mann import models
 from mann import training
+from mann.data import sampler as sampler_lib
 from mann.training import trainer
+from tests import class_images
 from tests.training import poisoned_learner
 
 
@@ -172,6 +175,7 @@ def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path, steps_per_call)
     steps_per_call=steps_per_call,
     poisoned_steps=[2, 5],
     skip_nonfinite=True,
+    max_skipped_fraction=0.5,  # 1 of 3, then 2 of 6: within it
   )
   assert results["nonfinite_skipped"] == 2 and np.isfinite(results["final_loss"])
   with open(tmp_path / "log.jsonl") as f:
@@ -192,6 +196,48 @@ def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path, steps_per_call)
   initial = models.mlp(input_size=1, hidden_sizes=(8, 8), output_size=1)
   for a, b in zip(kept.get_weights(), initial.get_weights()):
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("batch_norm", ["per_step", "transductive"])
+def test_a_skipped_step_leaves_the_batch_norm_statistics_as_they_were(tmp_path, batch_norm):
+  # An inner rate of 1e30 makes every step's loss, meta-gradients and statistics NaN.
+  keras.utils.set_random_seed(0)
+  model = models.conv4(num_classes=5, image_shape=(14, 14, 1), num_filters=4)
+  learner = meta.MAML(
+    model, objective=meta.CLASSIFICATION, num_inner_steps=1, inner_lr=1e30, batch_norm=batch_norm
+  )
+  sampler = sampler_lib.FewShotSampler(
+    class_images.random_class_images(10, 4, size=14), num_ways=5, num_shots=1, num_queries=2, seed=0
+  )
+  state = training.state_variables(learner)
+  before = [np.array(v) for v in state]
+  # (mean, variance) x 4 blocks: the model's, and per_step's for inner steps 0 and 1.
+  assert len(before) == (24 if batch_norm == "per_step" else 8)
+  results = training.train(
+    learner=learner,
+    optimizer=keras.optimizers.Adam(1e-3),
+    make_batches=lambda start, shard: data.meta_batches(
+      sampler, meta_batch_size=2, start_step=start, shard=shard
+    ),
+    num_steps=3,
+    workdir=str(tmp_path),
+    log_every=1,
+    checkpoint_every=3,
+    skip_nonfinite=True,
+    max_skipped_fraction=1.0,
+  )
+  assert results["nonfinite_skipped"] == 3
+  for a, b in zip(before, state):
+    np.testing.assert_array_equal(a, np.array(b))
+  assert training.nonfinite_variables(learner) == []
+
+
+def test_a_run_that_skips_more_than_its_fraction_stops(tmp_path):
+  # 0-based steps 1, 3 and 4 poisoned: 1 of 2, 2 of 4 (at the limit), then 3 of 5.
+  with pytest.raises(errors.RunDiverged, match="3 of the run's 5 meta-steps were skipped"):
+    _run(tmp_path, 8, poisoned_steps=[1, 3, 4], skip_nonfinite=True, max_skipped_fraction=0.5)
+  with open(tmp_path / "log.jsonl") as f:  # the last record: step 4, before the stop
+    assert [json.loads(line)["nonfinite_skipped"] for line in f] == [1, 1]
 
 
 def test_clip_grad_norm_bounds_the_update(tmp_path):
