@@ -14,6 +14,7 @@ from mann.meta import learner as learner_lib
 CHECKPOINT_FOLDER = "checkpoints"
 KEPT_FOLDER = "kept_checkpoints"
 _SKIP_COUNTER = "nonfinite_skipped"
+_STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 class RunCheckpoint:
@@ -53,13 +54,8 @@ class RunCheckpoint:
     saved_paths = self._manager.checkpoints
     if not saved_paths:
       return None
-    broken = []
-    for path in reversed(saved_paths):
-      reason = unreadable(path)
-      if reason is None:
-        break
-      broken.append(f"{path} ({reason})")
-    else:
+    path, broken = _newest_intact(saved_paths)
+    if path is None:
       raise errors.UserInputError(
         f"every checkpoint of the run is unreadable: {'; '.join(broken)}; restore the "
         f"files, or start the run afresh in a new --workdir"
@@ -152,13 +148,36 @@ def unreadable(checkpoint: str) -> Optional[str]:
   return None
 
 
-def _require_readable(checkpoint: str) -> None:
-  reason = unreadable(checkpoint)
+def _readable_latest(workdir: str, checkpoint: Optional[str] = None) -> str:
+  """`checkpoint`, else the run's latest checkpoint path prefix, once it reads back.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+    errors.UserInputError: it is unreadable (the message names it).
+  """
+  folder = os.path.join(workdir, CHECKPOINT_FOLDER)
+  latest = checkpoint or tf.train.latest_checkpoint(folder)
+  if latest is None:
+    raise FileNotFoundError(f"no checkpoint in {folder}")
+  reason = unreadable(latest)
   if reason is not None:
     raise errors.UserInputError(
-      f"the checkpoint {checkpoint} is unreadable ({reason}); restore its files from a "
+      f"the checkpoint {latest} is unreadable ({reason}); restore its files from a "
       f"copy, or retrain the run"
     )
+  return latest
+
+
+def _newest_intact(paths: list[str]) -> tuple[Optional[str], list[str]]:
+  """The newest of the checkpoint path prefixes (oldest first) that reads back (None:
+  none does), and 'path (why)' for each newer one that does not."""
+  broken: list[str] = []
+  for path in reversed(paths):
+    reason = unreadable(path)
+    if reason is None:
+      return path, broken
+    broken.append(f"{path} ({reason})")
+  return None, broken
 
 
 def latest_step(workdir: str) -> Optional[int]:
@@ -167,10 +186,8 @@ def latest_step(workdir: str) -> Optional[int]:
   state = tf.train.get_checkpoint_state(os.path.join(workdir, CHECKPOINT_FOLDER))
   if state is None:
     return None
-  for path in reversed(state.all_model_checkpoint_paths):
-    if unreadable(path) is None:
-      return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
-  return None
+  path, _ = _newest_intact(list(state.all_model_checkpoint_paths))
+  return None if path is None else int(tf.train.load_variable(path, _STEP_KEY))
 
 
 def checkpoint_train_seconds(checkpoint: str) -> float:
@@ -206,11 +223,7 @@ def restore_latest(
     FileNotFoundError: the workdir has no checkpoint.
     errors.UserInputError: its checkpoint is unreadable (the message names it).
   """
-  folder = os.path.join(workdir, CHECKPOINT_FOLDER)
-  latest = checkpoint or tf.train.latest_checkpoint(folder)
-  if latest is None:
-    raise FileNotFoundError(f"no checkpoint in {folder}")
-  _require_readable(latest)
+  latest = _readable_latest(workdir, checkpoint)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   tf.train.Checkpoint(step=step, **learner.checkpoint_items()).restore(
     latest
@@ -229,11 +242,7 @@ def restore_model_weights(workdir: str, model: keras.Model) -> int:
     ValueError, AssertionError: the checkpoint has no model, or one whose weights
       differ in shape or are fewer than this model's.
   """
-  folder = os.path.join(workdir, CHECKPOINT_FOLDER)
-  latest = tf.train.latest_checkpoint(folder)
-  if latest is None:
-    raise FileNotFoundError(f"no checkpoint in {folder}")
-  _require_readable(latest)
+  latest = _readable_latest(workdir)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   status = tf.train.Checkpoint(step=step, model=model).restore(latest)
   status.expect_partial().assert_existing_objects_matched()
@@ -253,10 +262,7 @@ def keep_weights_only(workdir: str, learner: learner_lib.MetaLearner) -> int:
     errors.UserInputError: its checkpoint is unreadable (the message names it).
   """
   folder = os.path.join(workdir, CHECKPOINT_FOLDER)
-  latest = tf.train.latest_checkpoint(folder)
-  if latest is None:
-    raise FileNotFoundError(f"no checkpoint in {folder}")
-  _require_readable(latest)
+  latest = _readable_latest(workdir)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
   items = dict(step=step, train_seconds=train_seconds, **learner.checkpoint_items())

@@ -348,9 +348,10 @@ def train(
       reporter.window.add(means, count, bad_steps)
       step += count
       state.step_counter.assign(step)
-      skipped = int(state.skipped_total.numpy())
-      if bad_steps and skipped > 1 and skipped > max_skipped_fraction * step:
-        raise _skipped_too_many(skipped, step, max_skipped_fraction, state.checkpoint)
+      if bad_steps:  # the count read back only when it changed
+        skipped = int(state.skipped_total.numpy())
+        if skipped > 1 and skipped > max_skipped_fraction * step:
+          raise _skipped_too_many(skipped, step, max_skipped_fraction, state.checkpoint)
       _at_boundaries(step, state=state, schedule=schedule, reporter=reporter, validate=validate)
   results = _results(state, reporter.log, timer, num_steps=num_steps, skip_nonfinite=skip_nonfinite)
   results.update(run_facts or {})
