@@ -87,11 +87,18 @@ PUBLIC = {
     "checkpoint_train_seconds",
     "has_checkpoint",
     "keep_weights_only",
+    "LOG_FILE",
+    "RESULTS_FILE",
+    "TENSORBOARD_FOLDER",
     "kept_checkpoints",
+    "latest_step",
+    "nonfinite_variables",
     "process_age_seconds",
     "restore_latest",
     "restore_model_weights",
+    "state_variables",
     "train",
+    "unreadable",
   ],
 }
 
