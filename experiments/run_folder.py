@@ -1,6 +1,7 @@
 """A run's folder as the binaries see it: the run's flags saved with it (flags.json),
 checked when it resumes, restored when it is evaluated, and a trained run loaded back."""
 
+import contextlib
 import os
 
 from absl import flags
@@ -108,18 +109,31 @@ def check_run_flags(workdir: str) -> None:
     )
 
 
-def save_run_flags(workdir: str) -> None:
-  """Writes the run's flags to workdir (created if missing); refuses a workdir of a
-  different run. Call it once the data and model are known to be good, so that a
-  failed first start leaves nothing behind."""
-  check_run_flags(workdir)
+def _unwritable(workdir: str, e: OSError) -> errors.UserInputError:
+  return errors.UserInputError(
+    f"cannot write to --workdir={workdir} ({e.strerror}); choose a folder you can write to"
+  )
+
+
+def hold_workdir(workdir: str) -> contextlib.AbstractContextManager:
+  """Makes workdir (if missing) and returns its lock (training.hold_workdir), which
+  refuses a second trainer there. Take it once the data and model are known to be good,
+  so that a failed first start leaves nothing behind."""
   try:
     os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise _unwritable(workdir, e) from None
+  return training.hold_workdir(workdir)
+
+
+def save_run_flags(workdir: str) -> None:
+  """Writes the run's flags to workdir (which hold_workdir made); refuses a workdir of a
+  different run."""
+  check_run_flags(workdir)
+  try:
     files.write_json(os.path.join(workdir, FLAGS_FILE), run_flag_values(), sort_keys=True)
   except OSError as e:
-    raise errors.UserInputError(
-      f"cannot write to --workdir={workdir} ({e.strerror}); choose a folder you can write to"
-    ) from None
+    raise _unwritable(workdir, e) from None
 
 
 def restore_run_flags(workdir: str) -> dict:

@@ -17,9 +17,11 @@ Writes to --workdir: flags.json (every setting of the run), checkpoints/, log.js
 (a JSON line per logging step and per validation), tensorboard/, results.json (at
 the end: num_steps, train_seconds, final_loss, final metrics, last validation,
 num_parameters of the model, and this call's start-up: the process's age at main(),
-after the data and after the learner, and at the end of the first meta-step).
+after the data and after the learner, and at the end of the first meta-step), and
+.lock while it runs (a second trainer on the workdir is refused).
 """
 
+import contextlib
 import os
 
 from absl import flags
@@ -167,36 +169,41 @@ def main(argv):
     run_facts["init_from"] = {"run": run_flags.INIT_FROM.value, "step": source_step}
   # Only now: a first start that fails on its data or flags writes nothing.
   chief = distribute.is_chief(strategy)
-  if chief:
-    run_folder.save_run_flags(WORKDIR.value)
-  results = training.train(
-    learner=learner,
-    optimizer=optimizer,
-    strategy=strategy,
-    make_batches=lambda start, shard: data.meta_batches(
-      train_sampler, meta_batch_size=run_flags.META_BATCH_SIZE.value, start_step=start, shard=shard
-    ),
-    num_steps=run_flags.NUM_STEPS.value,
-    workdir=WORKDIR.value,
-    log_every=LOG_EVERY.value,
-    checkpoint_every=CHECKPOINT_EVERY.value,
-    keep_checkpoints_at=keep_checkpoints_at,
-    jit_compile=JIT_COMPILE.value,
-    validate=validate,
-    validate_every=VALIDATE_EVERY.value,
-    steps_per_call=STEPS_PER_CALL.value,
-    tasks_per_chunk=TASKS_PER_CHUNK.value,
-    clip_grad_norm=run_flags.CLIP_GRAD_NORM.value or None,
-    skip_nonfinite=run_flags.SKIP_NONFINITE.value,
-    max_skipped_fraction=run_flags.MAX_SKIPPED_FRACTION.value,
-    # The model adapted and tested (not a transfer baseline's pretraining head).
-    run_facts={
-      "num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-      "num_replicas": strategy.num_replicas_in_sync,
-      "startup_process_age_seconds": startup,
-      **run_facts,
-    },
-  )
+  with contextlib.ExitStack() as lock:
+    if chief:  # held from before flags.json is written to the end of the run
+      lock.enter_context(run_folder.hold_workdir(WORKDIR.value))
+      run_folder.save_run_flags(WORKDIR.value)
+    results = training.train(
+      learner=learner,
+      optimizer=optimizer,
+      strategy=strategy,
+      make_batches=lambda start, shard: data.meta_batches(
+        train_sampler,
+        meta_batch_size=run_flags.META_BATCH_SIZE.value,
+        start_step=start,
+        shard=shard,
+      ),
+      num_steps=run_flags.NUM_STEPS.value,
+      workdir=WORKDIR.value,
+      log_every=LOG_EVERY.value,
+      checkpoint_every=CHECKPOINT_EVERY.value,
+      keep_checkpoints_at=keep_checkpoints_at,
+      jit_compile=JIT_COMPILE.value,
+      validate=validate,
+      validate_every=VALIDATE_EVERY.value,
+      steps_per_call=STEPS_PER_CALL.value,
+      tasks_per_chunk=TASKS_PER_CHUNK.value,
+      clip_grad_norm=run_flags.CLIP_GRAD_NORM.value or None,
+      skip_nonfinite=run_flags.SKIP_NONFINITE.value,
+      max_skipped_fraction=run_flags.MAX_SKIPPED_FRACTION.value,
+      # The model adapted and tested (not a transfer baseline's pretraining head).
+      run_facts={
+        "num_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "num_replicas": strategy.num_replicas_in_sync,
+        "startup_process_age_seconds": startup,
+        **run_facts,
+      },
+    )
   if chief:
     print(f"results: {os.path.join(WORKDIR.value, 'results.json')}: {results}")
 

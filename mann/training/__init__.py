@@ -18,16 +18,20 @@ from mann.training.run_log import TENSORBOARD_FOLDER
 from mann.training.trainer import RESULTS_FILE
 from mann.training.trainer import process_age_seconds
 from mann.training.trainer import train
+from mann.training.workdir_lock import LOCK_FILE
+from mann.training.workdir_lock import hold_workdir
 
 __all__ = [
   "CHECKPOINT_FOLDER",
   "FusedAdam",
   "KEPT_FOLDER",
+  "LOCK_FILE",
   "LOG_FILE",
   "RESULTS_FILE",
   "TENSORBOARD_FOLDER",
   "checkpoint_train_seconds",
   "has_checkpoint",
+  "hold_workdir",
   "keep_weights_only",
   "kept_checkpoints",
   "latest_step",

@@ -3,8 +3,9 @@
 Every record has a "step"; a train record (from the loop's logging steps) holds
 train_<metric> means, train_seconds and rss_mib, a validation record validation_<metric>.
 Opening the log of a resumed run drops the records past the resumed step (the run redoes
-those steps) and a line torn by a crash mid-write; the latest train and validation
-records, kept or new, are what results.json reports.
+those steps) and a record torn by a crash mid-write, from log.jsonl and TensorBoard
+alike; the latest train and validation records, kept or new, are what results.json
+reports.
 """
 
 import json
@@ -32,6 +33,31 @@ def _validation_part(record: dict) -> dict:
   return {k: v for k, v in record.items() if k.startswith("validation_")}
 
 
+def _cut_events(folder: str, last_step: int) -> None:
+  """Drops the TensorBoard events past `last_step` (and a record torn by a kill) from
+  every event file in `folder`, each rewritten atomically, so that the steps a resumed
+  run redoes show once."""
+  if not os.path.isdir(folder):
+    return
+  for name in sorted(os.listdir(folder)):
+    path = os.path.join(folder, name)
+    if "tfevents" not in name or not os.path.isfile(path):
+      continue
+    kept, cut = [], False
+    try:
+      for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        if tf.compat.v1.Event.FromString(record).step > last_step:
+          cut = True
+        else:
+          kept.append(record)
+    except tf.errors.DataLossError:  # the last record, torn
+      cut = True
+    if cut:
+      with files.atomic_write(path) as tmp_path, tf.io.TFRecordWriter(tmp_path) as writer:
+        for record in kept:
+          writer.write(record)
+
+
 class RunLog:
   """workdir/log.jsonl and workdir/tensorboard, opened at the step a run starts from.
 
@@ -50,6 +76,7 @@ class RunLog:
     if enabled:
       for record in self._truncate(first_step):
         self._remember(record)
+      _cut_events(os.path.join(workdir, TENSORBOARD_FOLDER), first_step)
     self._writer = (
       tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_FOLDER))
       if enabled

@@ -42,6 +42,7 @@ from mann.training import checkpointing
 from mann.training import distribute
 from mann.training import run_log
 from mann.training import steps as steps_lib
+from mann.training import workdir_lock
 
 RESULTS_FILE = "results.json"
 
@@ -287,77 +288,80 @@ def train(
 
   Raises:
     errors.RunDiverged: a non-finite meta-step, without skip_nonfinite.
-    errors.UserInputError: the run in workdir is past num_steps, or none of its
-      checkpoints is readable.
+    errors.UserInputError: the run in workdir is past num_steps, none of its
+      checkpoints is readable, or another process trains in workdir (workdir_lock).
   """
   strategy = strategy or tf.distribute.get_strategy()
   chief = distribute.is_chief(strategy)
   if not chief:  # every worker takes part in a save; only the chief's is the run's
     workdir = os.path.join(workdir, "workers", str(strategy.cluster_resolver.task_id))
   os.makedirs(workdir, exist_ok=True)
-  state = _RunState(learner=learner, optimizer=optimizer, strategy=strategy, workdir=workdir)
-  schedule = _Schedule(
-    num_steps=num_steps,
-    steps_per_call=steps_per_call,
-    log_every=log_every,
-    checkpoint_every=checkpoint_every,
-    validate_every=validate_every if validate else None,
-    keep_checkpoints_at=tuple(keep_checkpoints_at),
-  )
-  step = first_step = state.step
-  if step > num_steps:  # before the log is cut back or results.json rewritten
-    raise errors.UserInputError(
-      f"the run in {workdir} is already at step {step}, past num_steps={num_steps}; give "
-      f"num_steps={step} or more to go on"
-    )
-  reporter = _Reporter(
-    log=run_log.RunLog(workdir, first_step=first_step, enabled=chief),
-    progress=_Progress(first_step, num_steps, progress_stream),
-    skip_nonfinite=skip_nonfinite,
-  )
-  timer = StartupTimer()
-  state.clock.skip()
-  if step < num_steps:
-    batches, replica_spec = steps_lib.replica_batches(strategy, make_batches, first_step)
-    meta_steps = steps_lib.MetaSteps(
-      learner=learner,
-      optimizer=optimizer,
-      strategy=strategy,
-      replica_spec=replica_spec,
-      clip_grad_norm=clip_grad_norm,
-      skip_nonfinite=skip_nonfinite,
+  with workdir_lock.hold_workdir(workdir):
+    state = _RunState(learner=learner, optimizer=optimizer, strategy=strategy, workdir=workdir)
+    schedule = _Schedule(
+      num_steps=num_steps,
       steps_per_call=steps_per_call,
-      jit_compile=jit_compile,
-      tasks_per_chunk=tasks_per_chunk,
+      log_every=log_every,
+      checkpoint_every=checkpoint_every,
+      validate_every=validate_every if validate else None,
+      keep_checkpoints_at=tuple(keep_checkpoints_at),
     )
-  with _stop_requests() as stop:
-    while step < num_steps:
-      if stop.requested:
-        state.clock.charge()
-        state.checkpoint.save(step)
-        progress_stream.write(
-          f"stopped: checkpoint saved at step {step}; rerun the same command to resume\n"
-        )
-        raise KeyboardInterrupt
-      count = schedule.steps_from(step)
-      arguments = (batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
-      means, bad_steps, first_bad = timer.call(meta_steps.run, arguments, count)
-      if bad_steps and not skip_nonfinite:
-        raise _diverged(first_bad, state.checkpoint)
-      state.skipped_total.assign_add(bad_steps)
-      reporter.window.add(means, count, bad_steps)
-      step += count
-      state.step_counter.assign(step)
-      if bad_steps:  # the count read back only when it changed
-        skipped = int(state.skipped_total.numpy())
-        if skipped > 1 and skipped > max_skipped_fraction * step:
-          raise _skipped_too_many(skipped, step, max_skipped_fraction, state.checkpoint)
-      _at_boundaries(step, state=state, schedule=schedule, reporter=reporter, validate=validate)
-  results = _results(state, reporter.log, timer, num_steps=num_steps, skip_nonfinite=skip_nonfinite)
-  results.update(run_facts or {})
-  if chief:
-    files.write_json(os.path.join(workdir, RESULTS_FILE), results)
-  return results
+    step = first_step = state.step
+    if step > num_steps:  # before the log is cut back or results.json rewritten
+      raise errors.UserInputError(
+        f"the run in {workdir} is already at step {step}, past num_steps={num_steps}; give "
+        f"num_steps={step} or more to go on"
+      )
+    reporter = _Reporter(
+      log=run_log.RunLog(workdir, first_step=first_step, enabled=chief),
+      progress=_Progress(first_step, num_steps, progress_stream),
+      skip_nonfinite=skip_nonfinite,
+    )
+    timer = StartupTimer()
+    state.clock.skip()
+    if step < num_steps:
+      batches, replica_spec = steps_lib.replica_batches(strategy, make_batches, first_step)
+      meta_steps = steps_lib.MetaSteps(
+        learner=learner,
+        optimizer=optimizer,
+        strategy=strategy,
+        replica_spec=replica_spec,
+        clip_grad_norm=clip_grad_norm,
+        skip_nonfinite=skip_nonfinite,
+        steps_per_call=steps_per_call,
+        jit_compile=jit_compile,
+        tasks_per_chunk=tasks_per_chunk,
+      )
+    with _stop_requests() as stop:
+      while step < num_steps:
+        if stop.requested:
+          state.clock.charge()
+          state.checkpoint.save(step)
+          progress_stream.write(
+            f"stopped: checkpoint saved at step {step}; rerun the same command to resume\n"
+          )
+          raise KeyboardInterrupt
+        count = schedule.steps_from(step)
+        arguments = (batches, tf.constant(step, tf.int64), tf.constant(count, tf.int64))
+        means, bad_steps, first_bad = timer.call(meta_steps.run, arguments, count)
+        if bad_steps and not skip_nonfinite:
+          raise _diverged(first_bad, state.checkpoint)
+        state.skipped_total.assign_add(bad_steps)
+        reporter.window.add(means, count, bad_steps)
+        step += count
+        state.step_counter.assign(step)
+        if bad_steps:  # the count read back only when it changed
+          skipped = int(state.skipped_total.numpy())
+          if skipped > 1 and skipped > max_skipped_fraction * step:
+            raise _skipped_too_many(skipped, step, max_skipped_fraction, state.checkpoint)
+        _at_boundaries(step, state=state, schedule=schedule, reporter=reporter, validate=validate)
+    results = _results(
+      state, reporter.log, timer, num_steps=num_steps, skip_nonfinite=skip_nonfinite
+    )
+    results.update(run_facts or {})
+    if chief:
+      files.write_json(os.path.join(workdir, RESULTS_FILE), results)
+    return results
 
 
 class _RunState:

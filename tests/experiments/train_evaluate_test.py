@@ -592,9 +592,56 @@ def test_sigkill_at_a_random_step_then_resume_ends_as_an_uninterrupted_run(tmp_p
   ]
   killed_log = [json.loads(line) for line in log.read_text().splitlines()]
   assert [r["step"] for r in killed_log] == list(range(1, num_steps + 1)), kill_after
+  # TensorBoard shows the redone steps once, as log.jsonl does.
+  board = killed / "tensorboard"
+  loss_steps = sorted(
+    event.step
+    for name in os.listdir(board)
+    for event in tf.compat.v1.train.summary_iterator(str(board / name))
+    for value in event.summary.value
+    if value.tag == "train_loss"
+  )
+  assert loss_steps == list(range(1, num_steps + 1)), kill_after
   for a, b in zip(whole_log, killed_log):
     assert a["train_loss"] == b["train_loss"], (kill_after, a["step"])
   whole, resumed = _checkpoint_values(tmp_path / "whole"), _checkpoint_values(killed)
   assert whole.keys() == resumed.keys()
   for name in whole:
     np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
+
+
+def test_a_second_trainer_on_a_workdir_is_refused_and_a_killed_ones_lock_does_not_block(tmp_path):
+  command = [
+    "--flagfile=experiments/configs/maml_sinusoid.flags",
+    f"--workdir={tmp_path}",
+    "--meta_batch_size=2",
+    "--steps_per_call=1",
+    "--log_every=1",
+    "--checkpoint_every=1000000",  # no checkpoint: the rerun below starts again
+    "--num_validation_tasks=0",
+  ]
+  first = subprocess.Popen(
+    [sys.executable, "-m", "experiments.train", *command, "--num_steps=1000000"],
+    cwd=conftest.REPO_ROOT,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+    env={**os.environ, "PYTHONPATH": str(conftest.REPO_ROOT)},
+  )
+  log = tmp_path / "log.jsonl"
+  try:
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None and not log.exists():
+      time.sleep(0.05)
+    assert first.poll() is None and log.exists()
+    line = binaries.one_error_line(binaries.run("train", *command, "--num_steps=1000000"))
+    assert first.poll() is None  # the first run goes on
+    assert f"{tmp_path} is in use by process {first.pid} on " in line
+  finally:
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+  steps = [json.loads(line)["step"] for line in log.read_text().splitlines()[:-1]]
+  assert steps == list(range(1, len(steps) + 1))  # one writer: no step twice
+  assert (tmp_path / ".lock").exists()  # the killed run's, which must not block
+  binaries.run_ok("train", *command, "--num_steps=3")
+  assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3]
+  assert not (tmp_path / ".lock").exists()

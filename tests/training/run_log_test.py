@@ -4,6 +4,8 @@ import json
 import math
 import os
 
+import tensorflow as tf
+
 from mann.training import run_log
 
 
@@ -63,3 +65,36 @@ def test_a_disabled_log_reads_and_writes_nothing(tmp_path):
   log.write({"step": 4, "train_loss": 1.0})
   assert [r["step"] for r in _lines(path)] == [2, 4]
   assert log.last_train == {} and not (tmp_path / "tensorboard").exists()
+
+
+def _scalar_events(folder):
+  """(tag, step, value) of every scalar event in folder's event files, duplicates kept."""
+  events = []
+  for name in os.listdir(folder):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+      for value in event.summary.value:
+        events.append((value.tag, event.step, float(tf.make_ndarray(value.tensor))))
+  return sorted(events)
+
+
+def test_a_resumed_log_cuts_the_tensorboard_events_it_redoes_and_a_torn_record(tmp_path):
+  killed = run_log.RunLog(str(tmp_path), first_step=0)
+  for step in range(1, 7):
+    killed.write({"step": step, "train_loss": float(step)})
+  del killed  # the writer closes
+  folder = tmp_path / run_log.TENSORBOARD_FOLDER
+  (written,) = os.listdir(folder)
+  with open(folder / written, "ab") as f:
+    f.write(b"\x30\x00\x00")  # the first bytes of a record's length: torn by the kill
+  resumed = run_log.RunLog(str(tmp_path), first_step=3)
+  for step in (4, 5):
+    resumed.write({"step": step, "train_loss": 10.0 * step})
+  del resumed
+  assert len(os.listdir(folder)) == 2
+  assert _scalar_events(folder) == [
+    ("train_loss", 1, 1.0),
+    ("train_loss", 2, 2.0),
+    ("train_loss", 3, 3.0),
+    ("train_loss", 4, 40.0),
+    ("train_loss", 5, 50.0),
+  ]
