@@ -66,6 +66,40 @@ def tfds_data_dir(omniglot_dir) -> str:
   return path
 
 
+# The image of images_background.zip, in name order, that omniglot_dir_with_a_bad_member
+# breaks.
+BAD_MEMBER_INDEX = 3
+
+
+@pytest.fixture(scope="session")
+def omniglot_dir_with_a_bad_member(omniglot_dir, tmp_path_factory) -> str:
+  """A copy of the Omniglot zips in which four bytes of one image's compressed data
+  (images_background.zip's BAD_MEMBER_INDEX-th PNG by name) are inverted: the zip's
+  directory reads, that member fails its CRC."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import struct  # pylint: disable=g-import-not-at-top
+  import zipfile  # pylint: disable=g-import-not-at-top
+
+  from mann.data import omniglot  # pylint: disable=g-import-not-at-top
+
+  folder = tmp_path_factory.mktemp("omniglot_bad_member")
+  for name, path in omniglot.find_omniglot_zips(omniglot_dir).items():
+    shutil.copyfile(path, folder / name)
+  path = folder / "images_background.zip"
+  with zipfile.ZipFile(path) as archive:
+    names = sorted(n for n in archive.namelist() if n.endswith(".png"))
+    info = archive.getinfo(names[BAD_MEMBER_INDEX])
+  with open(path, "r+b") as f:
+    f.seek(info.header_offset + 26)  # the local header's name and extra-field lengths
+    name_length, extra_length = struct.unpack("<HH", f.read(4))
+    middle = info.header_offset + 30 + name_length + extra_length + info.compress_size // 2
+    f.seek(middle)
+    inverted = bytes(b ^ 0xFF for b in f.read(4))
+    f.seek(middle)
+    f.write(inverted)
+  return str(folder)
+
+
 @pytest.fixture(scope="session")
 def omniglot_characters(omniglot_dir, tfds_data_dir):
   """All 1623 characters, loaded offline from the zips through the local TFDS builder."""

@@ -63,18 +63,16 @@ def load_omniglot(
     find_omniglot_zips(omniglot_dir)
 
   def build() -> source_lib.ClassIndexedImages:
-    # TFDS is imported only when the images are not decoded yet (it is a tenth of a
-    # second of every start otherwise).
-    import tensorflow_datasets as tfds
-
+    # TFDS (which the builder imports) only when the images are not decoded yet: it is a
+    # tenth of a second of every start otherwise.
     from mann.data import omniglot_builder
 
     if stock is None:
-      builder = omniglot_builder.OmniglotLocal(data_dir=data_dir)
-      download_config = tfds.download.DownloadConfig(manual_dir=omniglot_dir)
+      assert omniglot_dir is not None  # stock is None exactly then
+      builder = omniglot_builder.prepare(data_dir=data_dir, manual_dir=omniglot_dir)
     else:
-      builder, download_config = stock, None
-    builder.download_and_prepare(download_config=download_config)
+      builder = stock
+      builder.download_and_prepare()
     dataset = builder.as_dataset(split="train+test", shuffle_files=False)
     images, labels = tfds_source.decode_images(
       dataset, image_size=image_size, grayscale=True, invert=True

@@ -6,7 +6,10 @@ run whose images are cached never imports TFDS.
 """
 
 import os
+import shutil
+import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -79,12 +82,55 @@ class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
     with zipfile.ZipFile(zip_path) as archive:
       for alphabet, char_id, label, name in _character_records(zip_path):
         key = f"{alphabet}_{char_id}_{os.path.basename(name)}"  # the stock builder's key
+        try:
+          image = archive.read(name)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+          raise errors.UserInputError(
+            f"{zip_path}: member {name} is corrupt ({str(e).split(' for file ')[0]}); "
+            "replace the zip with a good copy (github.com/brendenlake/omniglot, python/ "
+            "folder) and rerun"
+          ) from None
         yield (
           key,
           {
-            "image": archive.read(name),
+            "image": image,
             "alphabet": alphabet,
             "alphabet_char_id": char_id,
             "label": label,
           },
         )
+
+
+def prepare(*, data_dir, manual_dir: str) -> OmniglotLocal:
+  """The offline builder, prepared under data_dir (None: TFDS's default) from the zips in
+  manual_dir. The preparation happens in a temporary folder under data_dir and moves into
+  place whole once it succeeds, so a failure (a corrupt member, a full disk) leaves
+  nothing behind.
+
+  Raises:
+    errors.UserInputError: a corrupt zip member (named), or data_dir not writable.
+  """
+  builder = OmniglotLocal(data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  root = builder.data_dir_root
+  made_root = not os.path.exists(root)
+  try:
+    os.makedirs(root, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=root, prefix=f".{builder.name}-preparing-")
+  except OSError as e:
+    raise errors.UserInputError(
+      f"cannot write to the TFDS data_dir {root} ({e.strerror}); give a --data_dir you can write to"
+    ) from None
+  try:
+    staged = OmniglotLocal(data_dir=staging)
+    staged.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    os.makedirs(os.path.dirname(builder.data_dir), exist_ok=True)
+    os.replace(staged.data_dir, builder.data_dir)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    if made_root:
+      shutil.rmtree(root, ignore_errors=True)
+    raise
+  shutil.rmtree(staging, ignore_errors=True)
+  return OmniglotLocal(data_dir=data_dir)

@@ -207,3 +207,19 @@ def test_the_loader_and_the_builder_do_not_import_each_other():
 
   assert "mann.data.omniglot" not in imported("mann/data/omniglot_builder.py")
   assert "mann.data.omniglot_files" in imported("mann/data/omniglot_builder.py")
+
+
+def test_a_corrupt_member_is_named_and_leaves_nothing_under_the_data_dir(
+  tmp_path, omniglot_dir_with_a_bad_member
+):
+  with zipfile.ZipFile(os.path.join(omniglot_dir_with_a_bad_member, "images_background.zip")) as z:
+    bad = sorted(n for n in z.namelist() if n.endswith(".png"))[conftest.BAD_MEMBER_INDEX]
+  shared = tmp_path / "shared_tfds"  # a data_dir that holds another dataset already
+  (shared / "mnist" / "3.0.1").mkdir(parents=True)
+  (shared / "mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
+  for data_dir in (shared, tmp_path / "new_tfds"):
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(errors.UserInputError) as e:
+      omniglot.load_omniglot(data_dir=str(data_dir), omniglot_dir=omniglot_dir_with_a_bad_member)
+    assert f"member {bad} is corrupt (Bad CRC-32)" in str(e.value)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

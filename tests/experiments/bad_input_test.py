@@ -117,6 +117,10 @@ TRAIN_CASES = [
     [OMNIGLOT, "--omniglot_dir={corrupt}", "--data_dir={new}_tfds", "--workdir={new}"],
     "is not a readable zip",
   ),
+  (
+    [OMNIGLOT, "--omniglot_dir={bad_member}", "--data_dir={new}_tfds", "--workdir={new}"],
+    "is corrupt (Bad CRC-32); replace the zip",
+  ),
   # The validation split holds 100 classes: the run fails after loading the data.
   (
     [
@@ -229,7 +233,7 @@ WATCHED = ("run", "untrained", "blocked", *_DAMAGES)
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory, omniglot_dir, tfds_data_dir):
+def places(tmp_path_factory, omniglot_dir, tfds_data_dir, omniglot_dir_with_a_bad_member):
   root = tmp_path_factory.mktemp("bad_input")
   run = root / "run"
   _train_sinusoid(run)
@@ -256,6 +260,7 @@ def places(tmp_path_factory, omniglot_dir, tfds_data_dir):
     "corrupt": str(corrupt),
     "blocked": str(blocked),
     "omniglot": omniglot_dir,
+    "bad_member": omniglot_dir_with_a_bad_member,
     "tfds": tfds_data_dir,
   }
 
