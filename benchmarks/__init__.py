@@ -5,4 +5,4 @@ import sys
 from mann import runtime
 
 # Before any binary imports TensorFlow: TF's C++ start-up messages show with --verbosity=1.
-runtime.configure(show_tensorflow_messages=runtime.debug_verbosity_asked(sys.argv[1:]))
+runtime.configure_binary(sys.argv[1:])

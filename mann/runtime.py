@@ -91,6 +91,12 @@ def debug_verbosity_asked(argv: Sequence[str]) -> bool:
   return False
 
 
+def configure_binary(argv: Sequence[str]) -> None:
+  """configure() for an absl binary with command line argv (sys.argv[1:]): TF's C++
+  start-up messages show when it asks for --verbosity=1 or more."""
+  configure(show_tensorflow_messages=debug_verbosity_asked(argv))
+
+
 def configure(*, show_tensorflow_messages: bool = False, defer_plotting_imports: bool = True):
   """Sets this process up for mann; a second call does nothing.
 

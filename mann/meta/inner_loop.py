@@ -267,7 +267,7 @@ def loop_steps(
   num_steps: int,
   *,
   score: Optional[Score] = None,
-  state: tuple = (),
+  state: Callable[[list], tuple] = lambda moving_weights: (),
 ) -> tuple[Weights, Optional[tf.Tensor]]:
   """num_steps steps of an inner optimiser as one tf.while_loop over the adapted weights.
 
@@ -279,7 +279,8 @@ def loop_steps(
     adapted: which weights the steps move.
     num_steps: S, 0 or more.
     score: weights -> a tensor [...] called after each step; None: nothing.
-    state: the optimiser's own tensors carried from step to step (e.g. Adam's moments).
+    state: the adapted weights before the first step -> the optimiser's own tensors
+      carried from step to step (e.g. Adam's moments); by default none.
 
   Returns:
     (the weights after the last step, score's tensors after steps 1..S on a new last
@@ -300,10 +301,11 @@ def loop_steps(
     return (step + 1, moving_weights, tuple(state), *scores)
 
   scores = () if score is None else (tf.TensorArray(weights[0].dtype, size=max(num_steps, 1)),)
+  moving_start = [weights[i] for i in moving]
   _, final, _, *scores = tf.while_loop(
     lambda step, *_: step < num_steps,
     body,
-    (tf.constant(0), [weights[i] for i in moving], tuple(state), *scores),
+    (tf.constant(0), moving_start, tuple(state(moving_start)), *scores),
     maximum_iterations=num_steps,
   )
   if score is None or not num_steps:

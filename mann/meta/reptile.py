@@ -60,14 +60,13 @@ class Reptile(gradient_learner.GradientMetaLearner):
       ]
       return moving_weights, tuple(second_moments)
 
-    moving_start = [w for w, a in zip(start, self.adapted_weights) if a]
     return inner_loop.loop_steps(
       adam_step,
       start,
       self.adapted_weights,
       num_steps,
       score=score,
-      state=tuple(tf.zeros_like(w) for w in moving_start),
+      state=lambda moving_start: tuple(tf.zeros_like(w) for w in moving_start),
     )
 
   @learner.traced_as_written

@@ -465,7 +465,7 @@ def _at_boundaries(
   if step in schedule.keep_checkpoints_at:
     state.clock.charge()
     state.kept.save(step)
-  if validate is not None and schedule.due(step, schedule.validate_every):
+  if schedule.due(step, schedule.validate_every):  # None without validate: never due
     state.clock.charge()
     reporter.log_validation(step, validate())
     state.clock.skip()
