@@ -11,7 +11,8 @@ DATASET = flags.DEFINE_string(
   "omniglot",
   "omniglot | sinusoid (the MAML paper's) | sinusoid_sum (sums of 5 sinusoids of random "
   "amplitude, frequency and phase; mann.data.sinusoid) | tfds:NAME (any labelled TFDS "
-  "image dataset, e.g. tfds:mnist).",
+  "image dataset, e.g. tfds:mnist) | folder:PATH (a folder of class subfolders of PNG or "
+  "JPEG images, PATH/CLASS/IMAGE.png; prepared once under --data_dir).",
 )
 DATA_DIR = flags.DEFINE_string(
   "data_dir",
@@ -41,12 +42,14 @@ TRAIN_ROTATIONS = flags.DEFINE_boolean(
   "Add 90/180/270-degree rotations of every training class as classes of their own.",
 )
 GRAYSCALE = flags.DEFINE_boolean(
-  "grayscale", False, "tfds:NAME only: keep one channel (Omniglot is always grey)."
+  "grayscale",
+  False,
+  "tfds:NAME and folder:PATH only: keep one channel (Omniglot is always grey).",
 )
 CLASS_SPLIT_FRACTIONS = flags.DEFINE_list(
   "class_split_fractions",
   ["0.6", "0.2", "0.2"],
-  "tfds:NAME only: share of classes in train, validation, test.",
+  "tfds:NAME and folder:PATH only: share of classes in train, validation, test.",
 )
 NUM_WAYS = flags.DEFINE_integer("num_ways", 5, "N: classes per task.", lower_bound=1)
 NUM_SHOTS = flags.DEFINE_integer(
@@ -101,7 +104,7 @@ def _is_valid_dataset(name: str) -> bool:
 flags.register_validator(
   "dataset",
   _is_valid_dataset,
-  message="must be omniglot, sinusoid, sinusoid_sum or tfds:NAME (e.g. tfds:mnist)",
+  message="must be omniglot, sinusoid, sinusoid_sum, tfds:NAME (e.g. tfds:mnist) or folder:PATH",
 )
 
 

@@ -4,12 +4,14 @@ omniglot   Omniglot characters (TFDS), MAML-code split, 28x28 grey.
 sinusoid   MAML-paper sinusoid regression.
 sinusoid_sum  sums of 5 random sinusoids (random frequencies): a broader regression family.
 tfds:NAME  any labelled TFDS image dataset, its classes split by a seeded shuffle.
+folder:PATH  a folder of class subfolders of images (mann.data.image_folder), split so too.
 """
 
 from typing import Optional, Sequence, Union
 
 from mann import errors
 from mann.data import augment
+from mann.data import image_folder
 from mann.data import labels as labels_lib
 from mann.data import omniglot
 from mann.data import sampler as sampler_lib
@@ -20,6 +22,7 @@ from mann.data import tfds_source
 
 SPLITS = ("train", "validation", "test")
 TFDS_PREFIX = "tfds:"
+FOLDER_PREFIX = "folder:"
 Sampler = Union[
   sampler_lib.FewShotSampler,
   sinusoid.SinusoidSampler,
@@ -33,15 +36,16 @@ REGRESSION_SAMPLERS = {
 
 
 def check_dataset_name(dataset: str) -> None:
-  """Raises UserInputError unless `dataset` is omniglot, sinusoid, sinusoid_sum or
-  tfds:NAME."""
+  """Raises UserInputError unless `dataset` is omniglot, sinusoid, sinusoid_sum,
+  tfds:NAME or folder:PATH."""
   if dataset == "omniglot" or dataset in REGRESSION_SAMPLERS:
     return
-  if dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX):
-    return
+  for prefix in (TFDS_PREFIX, FOLDER_PREFIX):
+    if dataset.startswith(prefix) and len(dataset) > len(prefix):
+      return
   raise errors.UserInputError(
-    f"unknown dataset '{dataset}': use omniglot, sinusoid, sinusoid_sum or tfds:NAME "
-    f"(e.g. tfds:mnist)"
+    f"unknown dataset '{dataset}': use omniglot, sinusoid, sinusoid_sum, tfds:NAME "
+    f"(e.g. tfds:mnist) or folder:PATH (a folder of class subfolders of images)"
   )
 
 
@@ -63,15 +67,15 @@ def class_splits(
   """The train / validation / test classes of a classification dataset.
 
   Args:
-    dataset: "omniglot" or "tfds:NAME".
+    dataset: "omniglot", "tfds:NAME" or "folder:PATH".
     data_dir: TFDS data_dir (None: TFDS's default).
     omniglot_dir: folder of the Omniglot zips for the offline builder; None uses the
       stock TFDS download.
     split_seed: seed of the class shuffle behind the split.
     image_size: images are resized to image_size x image_size.
     train_rotations: add 90/180/270-degree rotations of training classes as classes.
-    grayscale: tfds:NAME only, keep one channel (Omniglot is always grey).
-    class_split_fractions: tfds:NAME only, the share of classes in each split
+    grayscale: tfds:NAME and folder:PATH only, keep one channel (Omniglot is always grey).
+    class_split_fractions: tfds:NAME and folder:PATH only, the share of classes in each split
       (Omniglot uses its fixed 1100 / 100 / 423).
 
   Returns:
@@ -87,9 +91,14 @@ def class_splits(
     )
   if is_regression(dataset):
     raise errors.UserInputError(f"{dataset} is a regression task family; it has no classes")
-  source = tfds_source.load_tfds_images(
-    dataset[len(TFDS_PREFIX) :], data_dir=data_dir, image_size=image_size, grayscale=grayscale
-  )
+  if dataset.startswith(FOLDER_PREFIX):
+    source = image_folder.load_image_folder(
+      dataset[len(FOLDER_PREFIX) :], data_dir=data_dir, image_size=image_size, grayscale=grayscale
+    )
+  else:
+    source = tfds_source.load_tfds_images(
+      dataset[len(TFDS_PREFIX) :], data_dir=data_dir, image_size=image_size, grayscale=grayscale
+    )
   sizes = source_lib.split_sizes_from_fractions(source.num_classes, class_split_fractions)
   ids = source_lib.split_classes(source.num_classes, split_sizes=sizes, seed=split_seed)
   splits = {name: source.subset(class_ids) for name, class_ids in zip(SPLITS, ids)}
@@ -129,7 +138,7 @@ def make_sampler(
   tasks never repeat the training tasks' draws, and one seed fixes all three.
 
   Args:
-    dataset: "omniglot", "sinusoid", "sinusoid_sum" or "tfds:NAME".
+    dataset: "omniglot", "sinusoid", "sinusoid_sum", "tfds:NAME" or "folder:PATH".
     split: "train", "validation" or "test".
     num_ways, num_shots, num_queries: N, K, Q (num_ways is ignored for sinusoid).
     seed: the run's seed.

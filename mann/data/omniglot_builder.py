@@ -6,8 +6,6 @@ run whose images are cached never imports TFDS.
 """
 
 import os
-import shutil
-import tempfile
 import zipfile
 import zlib
 
@@ -16,6 +14,7 @@ import tensorflow_datasets as tfds
 
 from mann import errors
 from mann.data import omniglot_files
+from mann.data import tfds_source
 
 _NUM_ALPHABETS = 50
 
@@ -103,34 +102,13 @@ class OmniglotLocal(tfds.core.GeneratorBasedBuilder):
 
 def prepare(*, data_dir, manual_dir: str) -> OmniglotLocal:
   """The offline builder, prepared under data_dir (None: TFDS's default) from the zips in
-  manual_dir. The preparation happens in a temporary folder under data_dir and moves into
-  place whole once it succeeds, so a failure (a corrupt member, a full disk) leaves
-  nothing behind.
+  manual_dir, staged so that a failure leaves nothing behind (tfds_source.prepare_staged).
 
   Raises:
     errors.UserInputError: a corrupt zip member (named), or data_dir not writable.
   """
-  builder = OmniglotLocal(data_dir=data_dir)
-  if builder.is_prepared():
-    return builder
-  root = builder.data_dir_root
-  made_root = not os.path.exists(root)
-  try:
-    os.makedirs(root, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=root, prefix=f".{builder.name}-preparing-")
-  except OSError as e:
-    raise errors.UserInputError(
-      f"cannot write to the TFDS data_dir {root} ({e.strerror}); give a --data_dir you can write to"
-    ) from None
-  try:
-    staged = OmniglotLocal(data_dir=staging)
-    staged.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    os.makedirs(os.path.dirname(builder.data_dir), exist_ok=True)
-    os.replace(staged.data_dir, builder.data_dir)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    if made_root:
-      shutil.rmtree(root, ignore_errors=True)
-    raise
-  shutil.rmtree(staging, ignore_errors=True)
-  return OmniglotLocal(data_dir=data_dir)
+  return tfds_source.prepare_staged(
+    lambda folder: OmniglotLocal(data_dir=folder),
+    data_dir=data_dir,
+    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+  )

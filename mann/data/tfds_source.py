@@ -7,9 +7,11 @@ decoding every image again.
 
 import hashlib
 import os
+import shutil
 import socket
+import tempfile
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 import urllib.parse
 
 from absl import logging
@@ -197,6 +199,40 @@ def load_tfds_images(
     return source_from_arrays(images, labels, class_names=features[label_key].names)
 
   return cached_source(path, build)
+
+
+def prepare_staged(make_builder: Callable[[Optional[str]], Any], *, data_dir, download_config=None):
+  """The TFDS builder make_builder(data_dir) gives, prepared. The preparation happens in
+  a temporary folder under data_dir (None: TFDS's default) and moves into place whole
+  once it succeeds, so a failure (a corrupt file, a full disk) leaves nothing behind.
+
+  Raises:
+    errors.UserInputError: data_dir is not writable, or as the preparation raises it.
+  """
+  builder = make_builder(data_dir)
+  if builder.is_prepared():
+    return builder
+  root = builder.data_dir_root
+  made_root = not os.path.exists(root)
+  try:
+    os.makedirs(root, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=root, prefix=f".{builder.name}-preparing-")
+  except OSError as e:
+    raise errors.UserInputError(
+      f"cannot write to the TFDS data_dir {root} ({e.strerror}); give a --data_dir you can write to"
+    ) from None
+  try:
+    staged = make_builder(staging)
+    staged.download_and_prepare(download_config=download_config)
+    os.makedirs(os.path.dirname(builder.data_dir), exist_ok=True)
+    os.replace(staged.data_dir, builder.data_dir)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    if made_root:
+      shutil.rmtree(root, ignore_errors=True)
+    raise
+  shutil.rmtree(staging, ignore_errors=True)
+  return make_builder(data_dir)
 
 
 def download_hosts_reachable(hosts: list[tuple[str, int]], timeout_seconds: float = 5.0) -> bool:

@@ -20,6 +20,7 @@ from mann.data import omniglot_builder
 from mann.data import sampler as sampler_lib
 from mann.data import tfds_source
 from tests import conftest
+from tests import image_folders
 
 
 def test_all_characters_with_twenty_images_of_28x28(omniglot_characters):
@@ -29,16 +30,6 @@ def test_all_characters_with_twenty_images_of_28x28(omniglot_characters):
   assert characters.images.shape == (32460, 28, 28, 1)
   assert characters.images.dtype == np.uint8
   np.testing.assert_array_equal(characters.base_class_ids, np.arange(1623))
-
-
-def _area_resize_matrix(size_in, size_out):
-  """[size_out, size_in]: row i averages the input span [i*s, (i+1)*s), s = in/out, each
-  input pixel weighted by the length of its overlap with the span (exact area resize)."""
-  scale = size_in / size_out
-  starts = np.arange(size_out)[:, None] * scale
-  pixel = np.arange(size_in)[None, :]
-  overlap = np.minimum(starts + scale, pixel + 1) - np.maximum(starts, pixel)
-  return np.clip(overlap, 0.0, None) / scale
 
 
 @pytest.mark.parametrize("label", [0, 707, 708, 963, 964, 1622])
@@ -51,7 +42,7 @@ def test_images_match_an_independent_decode_of_the_zip(omniglot_characters, omni
   with zipfile.ZipFile(zips[archive_name]) as archive:
     (member,) = [n for n in archive.namelist() if n.endswith(f"/{label + 1:04d}_01.png")]
     pil_image = Image.open(io.BytesIO(archive.read(member))).convert("L")
-  resize = _area_resize_matrix(105, 28)
+  resize = image_folders.area_resize_matrix(105, 28)
   expected = 255.0 - resize @ np.asarray(pil_image, np.float64) @ resize.T
   images = omniglot_characters.images[omniglot_characters.labels == label][..., 0]
   distances = np.abs(images.astype(np.float64) - expected).max(axis=(1, 2))

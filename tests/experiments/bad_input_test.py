@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from tests import conftest
+from tests import image_folders
 
 SINUSOID = "--flagfile=experiments/configs/maml_sinusoid.flags"
 OMNIGLOT = "--flagfile=experiments/configs/maml_omniglot_5w1s.flags"
@@ -120,6 +121,24 @@ TRAIN_CASES = [
   (
     [OMNIGLOT, "--omniglot_dir={bad_member}", "--data_dir={new}_tfds", "--workdir={new}"],
     "is corrupt (Bad CRC-32); replace the zip",
+  ),
+  # folder:PATH (mann/data/image_folder.py).
+  ([OMNIGLOT, "--dataset=folder:{new}_nowhere", "--workdir={new}"], "_nowhere does not exist"),
+  (
+    [OMNIGLOT, "--dataset=folder:{folder_empty}", "--data_dir={new}_tfds", "--workdir={new}"],
+    "holds no class subfolder of images",
+  ),
+  (  # 12 classes: 2 or 3 in the validation split, fewer than 5 ways
+    [OMNIGLOT, "--dataset=folder:{folder_12}", "--data_dir={new}_tfds", "--workdir={new}"],
+    "num_ways=5 exceeds the",
+  ),
+  (
+    [OMNIGLOT, "--dataset=folder:{folder_1_image}", "--data_dir={new}_tfds", "--workdir={new}"],
+    "exceeds the 1 images of the smallest class",
+  ),
+  (
+    [OMNIGLOT, "--dataset=folder:{folder_bad_image}", "--data_dir={new}_tfds", "--workdir={new}"],
+    "bad.png is not a readable image",
   ),
   # The validation split holds 100 classes: the run fails after loading the data.
   (
@@ -245,6 +264,16 @@ def places(tmp_path_factory, omniglot_dir, tfds_data_dir, omniglot_dir_with_a_ba
   corrupt.mkdir()
   for name in ("images_background.zip", "images_evaluation.zip"):
     (corrupt / name).write_text("not a zip")
+  folders = {name: root / name for name in ("folder_empty", "folder_12", "folder_1_image")}
+  (folders["folder_empty"] / "a_class").mkdir(parents=True)
+  image_folders.omniglot_image_folder(omniglot_dir, str(folders["folder_12"]), num_classes=12)
+  image_folders.omniglot_image_folder(
+    omniglot_dir, str(folders["folder_1_image"]), num_classes=10, per_class=1
+  )
+  folders["folder_bad_image"] = root / "folder_bad_image"
+  shutil.copytree(folders["folder_1_image"], folders["folder_bad_image"])
+  first_class = sorted(os.listdir(folders["folder_bad_image"]))[0]
+  (folders["folder_bad_image"] / first_class / "bad.png").write_bytes(b"\x89PNG not really")
   blocked = root / "blocked"
   blocked.write_text("a file where the workdir's parent should be")
   damaged = {}
@@ -261,6 +290,7 @@ def places(tmp_path_factory, omniglot_dir, tfds_data_dir, omniglot_dir_with_a_ba
     "blocked": str(blocked),
     "omniglot": omniglot_dir,
     "bad_member": omniglot_dir_with_a_bad_member,
+    **{name: str(path) for name, path in folders.items()},
     "tfds": tfds_data_dir,
   }
 

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests import conftest
+from tests import image_folders
 from tests.experiments import binaries
 
 # A MANN small enough for a 2-step end-to-end run.
@@ -645,3 +646,43 @@ def test_a_second_trainer_on_a_workdir_is_refused_and_a_killed_ones_lock_does_no
   binaries.run_ok("train", *command, "--num_steps=3")
   assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3]
   assert not (tmp_path / ".lock").exists()
+
+
+def test_an_image_folder_trains_and_evaluates_and_scores_an_omniglot_run_cross_domain(
+  tmp_path, omniglot_dir, tfds_data_dir
+):
+  folder = tmp_path / "folder"
+  image_folders.omniglot_image_folder(omniglot_dir, str(folder), num_classes=20, per_class=5)
+  small = [
+    "--flagfile=experiments/configs/maml_omniglot_5w1s.flags",
+    "--num_ways=2",
+    "--num_queries=2",
+    "--meta_batch_size=2",
+    "--num_steps=2",
+    "--num_validation_tasks=2",
+  ]
+  on_folder = [f"--dataset=folder:{folder}", "--grayscale", f"--data_dir={tmp_path / 'tfds'}"]
+  run = tmp_path / "run"
+  binaries.run_ok("train", *small, *on_folder, f"--workdir={run}")
+  binaries.run_ok("evaluate", f"--workdir={run}", "--num_tasks=4")
+  scored = binaries.read_json(run / "eval.json")
+  assert scored["num_tasks"] == 4 and 0.0 <= scored["accuracy"] <= 1.0
+  # Trained on Omniglot, scored on the folder's test classes: the same size and channels.
+  omniglot_run = tmp_path / "omniglot_run"
+  binaries.run_ok(
+    "train",
+    *small,
+    *binaries.omniglot_flags(omniglot_dir, tfds_data_dir),
+    f"--workdir={omniglot_run}",
+  )
+  binaries.run_ok(
+    "evaluate",
+    f"--workdir={omniglot_run}",
+    "--num_tasks=4",
+    "--output_name=eval_on_folder.json",
+    *on_folder,
+  )
+  cross = binaries.read_json(omniglot_run / "eval_on_folder.json")
+  # The very tasks the folder's own run was scored on (same classes, seed and shape).
+  assert cross["tasks_digest"] == scored["tasks_digest"]
+  assert 0.0 <= cross["accuracy"] <= 1.0
